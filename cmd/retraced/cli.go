@@ -1,0 +1,382 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/mirror"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	data, config string
+}
+
+func (g *globals) load(cmd *cobra.Command) (Config, error) {
+	path := g.config
+	if path == "" {
+		path = os.Getenv("RETRACED_CONFIG")
+	}
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return cfg, err
+	}
+	if env := os.Getenv("RETRACED_DATA"); env != "" {
+		cfg.Data = env
+	}
+	if cmd.Flags().Changed("data") {
+		cfg.Data = g.data
+	}
+	return cfg, nil
+}
+
+func (g *globals) open(cmd *cobra.Command) (*store, Config, error) {
+	cfg, err := g.load(cmd)
+	if err != nil {
+		return nil, cfg, err
+	}
+	s, err := openStore(cfg)
+	return s, cfg, err
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "retraced",
+		Short:         "Mirror RPM repositories and index build-ids for crash retracing",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.data, "data", "./retraced-data", "data directory (env RETRACED_DATA)")
+	root.PersistentFlags().StringVar(&g.config, "config", "", "TOML config file (env RETRACED_CONFIG)")
+	root.AddCommand(mirrorCmd(g), lookupCmd(g), versionCmd())
+	return root
+}
+
+func mirrorCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "mirror", Short: "Manage and sync package sources"}
+	c.AddCommand(mirrorAddCmd(g), mirrorListCmd(g), mirrorSyncCmd(g), mirrorRemoveCmd(g))
+	return c
+}
+
+func mirrorAddCmd(g *globals) *cobra.Command {
+	var src mirror.Source
+	c := &cobra.Command{
+		Use:   "add NAME URL",
+		Short: "Register a source (kind detected when --kind is not given)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, _, err := g.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			src.Name, src.URL = args[0], args[1]
+			added, err := s.mirror.Add(cmd.Context(), src)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "added %s (%s) %s, schedule %s\n", added.Name, added.Kind, added.URL, added.Schedule)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&src.Kind, "kind", "", "yum or tree (detected when omitted)")
+	c.Flags().StringVar(&src.Schedule, "schedule", "", "cron spec for scheduled syncs (default "+mirror.DefaultSchedule+")")
+	c.Flags().StringVar(&src.Include, "include", "", "only package files whose location matches this regex")
+	c.Flags().StringVar(&src.Exclude, "exclude", "", "skip package files whose location matches this regex")
+	return c
+}
+
+// sourceView is a source as `mirror list --json` and the API show it.
+type sourceView struct {
+	Name         string     `json:"name"`
+	Kind         string     `json:"kind"`
+	URL          string     `json:"url"`
+	Schedule     string     `json:"schedule"`
+	Packages     int        `json:"packages"`
+	Versions     int        `json:"versions"`
+	BytesFetched int64      `json:"bytes_fetched"`
+	BytesStored  int64      `json:"bytes_stored"`
+	LastSync     *time.Time `json:"last_sync"`
+	LastResult   string     `json:"last_result"`
+	Errors       []string   `json:"errors"`
+}
+
+func viewOf(s *mirror.Source) sourceView {
+	v := sourceView{
+		Name: s.Name, Kind: s.Kind, URL: s.URL, Schedule: s.Schedule,
+		Packages: s.State.Packages, Versions: s.State.Versions,
+		BytesFetched: s.State.BytesFetched, BytesStored: s.State.BytesStored,
+		LastResult: s.State.LastResult, Errors: s.State.Errors,
+	}
+	if !s.State.LastSync.IsZero() {
+		t := s.State.LastSync
+		v.LastSync = &t
+	}
+	if v.Errors == nil {
+		v.Errors = []string{}
+	}
+	return v
+}
+
+func mirrorListCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List sources with their counts and last sync",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, _, err := g.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			srcs, err := s.mirror.Sources()
+			if err != nil {
+				return err
+			}
+			views := make([]sourceView, 0, len(srcs))
+			for _, src := range srcs {
+				views = append(views, viewOf(src))
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				e := json.NewEncoder(out)
+				e.SetIndent("", "  ")
+				return e.Encode(views)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tKIND\tURL\tPACKAGES\tVERSIONS\tFETCHED\tSTORED\tLAST SYNC\tLAST RESULT")
+			for _, v := range views {
+				last := "never"
+				if v.LastSync != nil {
+					last = v.LastSync.Local().Format("2006-01-02 15:04:05")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, v.URL, v.Packages, v.Versions,
+					mirror.HumanBytes(v.BytesFetched), mirror.HumanBytes(v.BytesStored), last, v.LastResult)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	return c
+}
+
+func mirrorSyncCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "sync [NAME...]",
+		Short: "Sync sources now (all when none is named)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, _, err := g.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			names := args
+			if len(names) == 0 {
+				srcs, err := s.mirror.Sources()
+				if err != nil {
+					return err
+				}
+				for _, src := range srcs {
+					names = append(names, src.Name)
+				}
+			}
+			failed := false
+			errw := cmd.ErrOrStderr()
+			tty := isTerminal(errw)
+			for _, name := range names {
+				var bar *progressBar
+				var progress func(mirror.Progress)
+				if tty {
+					bar = &progressBar{w: errw}
+					progress = bar.update
+				}
+				res, err := s.mirror.Sync(cmd.Context(), name, progress)
+				if bar != nil {
+					bar.clear()
+				}
+				if err != nil {
+					fmt.Fprintf(errw, "%s: %v\n", name, err)
+					failed = true
+					continue
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), res.Summary())
+				for _, f := range res.Failed {
+					fmt.Fprintf(errw, "  %s\n", f.Error())
+				}
+				if !res.OK() {
+					failed = true
+				}
+				if cmd.Context().Err() != nil {
+					break
+				}
+			}
+			if failed {
+				return exitCode(1)
+			}
+			return nil
+		},
+	}
+}
+
+func mirrorRemoveCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Stop mirroring a source (its packages stay until gc)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, _, err := g.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if err := s.mirror.Remove(args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s; its packages stay until gc\n", args[0])
+			return nil
+		},
+	}
+}
+
+func lookupCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "lookup BUILDID...",
+		Short: "Find the packages and files that carry build-ids",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ids := make([]index.BuildID, 0, len(args))
+			for _, a := range args {
+				id, err := index.ParseBuildID(strings.ToLower(a))
+				if err != nil {
+					return err
+				}
+				ids = append(ids, id)
+			}
+			s, _, err := g.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			return lookup(cmd.OutOrStdout(), cmd.ErrOrStderr(), s.idx, ids, asJSON)
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print a JSON array of {build_id, matches}")
+	return c
+}
+
+type lookupResult struct {
+	BuildID string            `json:"build_id"`
+	Matches []index.MatchView `json:"matches"`
+}
+
+func lookup(out, errw io.Writer, idx *index.Store, ids []index.BuildID, asJSON bool) error {
+	missing := false
+	var results []lookupResult
+	for _, id := range ids {
+		ms, err := idx.Resolve(id)
+		if errors.Is(err, index.ErrNotFound) {
+			missing = true
+			fmt.Fprintf(errw, "%s: not found\n", id)
+			ms = []index.MatchView{}
+		} else if err != nil {
+			return err
+		}
+		if asJSON {
+			results = append(results, lookupResult{BuildID: id.String(), Matches: ms})
+			continue
+		}
+		for _, m := range ms {
+			fmt.Fprintf(out, "%s %s %s %s\n", id, m.NEVRA, m.Kind, m.Path)
+		}
+	}
+	if asJSON {
+		e := json.NewEncoder(out)
+		e.SetIndent("", "  ")
+		if err := e.Encode(results); err != nil {
+			return err
+		}
+	}
+	if missing {
+		return exitCode(1)
+	}
+	return nil
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print version and build information",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			bi, ok := debug.ReadBuildInfo()
+			if !ok {
+				fmt.Fprintln(out, "retraced (no build info)")
+				return nil
+			}
+			v := bi.Main.Version
+			if v == "" || v == "(devel)" {
+				v = "devel"
+			}
+			fmt.Fprintf(out, "retraced %s\n%s\n", v, bi.GoVersion)
+			for _, s := range bi.Settings {
+				if strings.HasPrefix(s.Key, "vcs.") {
+					fmt.Fprintf(out, "%s=%s\n", s.Key, s.Value)
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// progressBar draws one line, redrawn in place, on a terminal.
+type progressBar struct {
+	w     io.Writer
+	drawn bool
+}
+
+func (b *progressBar) update(p mirror.Progress) {
+	elapsed := time.Since(p.Started).Seconds()
+	rate := 0.0
+	if elapsed > 0 {
+		rate = float64(p.BytesFetched) / elapsed
+	}
+	const width = 30
+	fill := 0
+	if p.Total > 0 {
+		fill = width * p.Done / p.Total
+	}
+	line := fmt.Sprintf("\r%s %-8s [%s%s] %d/%d pkgs  %s  %s/s", p.Source, p.Phase,
+		strings.Repeat("=", fill), strings.Repeat(" ", width-fill), p.Done, p.Total,
+		mirror.HumanBytes(p.BytesFetched), mirror.HumanBytes(int64(rate)))
+	if p.Failed > 0 {
+		line += fmt.Sprintf("  %d failed", p.Failed)
+	}
+	fmt.Fprintf(b.w, "%s\x1b[K", line)
+	b.drawn = true
+}
+
+func (b *progressBar) clear() {
+	if b.drawn {
+		fmt.Fprint(b.w, "\r\x1b[K")
+	}
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is retraced's whole configuration: defaults, then the TOML file,
+// then environment, then flags.
+type Config struct {
+	// Data is the data directory holding everything persistent.
+	Data string `toml:"data"`
+	// Listen is serve's HTTP address.
+	Listen string       `toml:"listen"`
+	Mirror MirrorConfig `toml:"mirror"`
+}
+
+// MirrorConfig is the [mirror] table.
+type MirrorConfig struct {
+	Workers int      `toml:"workers"`
+	Keep    []string `toml:"keep"`
+	Drop    []string `toml:"drop"`
+	// Compression is the zstd effort for stored files: fastest, default,
+	// better or best.
+	Compression string `toml:"compression"`
+	// Fsync makes every stored file durable before it is indexed.
+	Fsync *bool `toml:"fsync"`
+}
+
+func defaultConfig() Config {
+	return Config{
+		Data:   "./retraced-data",
+		Listen: "127.0.0.1:8080",
+		Mirror: MirrorConfig{Workers: runtime.NumCPU(), Compression: "default"},
+	}
+}
+
+// loadConfig reads path (if not empty) over the defaults. Unknown keys are
+// an error: a typo should not silently fall back to a default.
+func loadConfig(path string) (Config, error) {
+	c := defaultConfig()
+	if path == "" {
+		return c, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	d := toml.NewDecoder(f).DisallowUnknownFields()
+	if err := d.Decode(&c); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/index/blob"
+	"github.com/retraced/retraced/mirror"
+)
+
+// ErrInUse reports a data directory another process has open.
+var ErrInUse = errors.New("data directory in use")
+
+// store is an opened data directory:
+//
+//	DATA/LOCK     flock held by the process that has the directory open
+//	DATA/index/   Badger database (package index)
+//	DATA/blobs/   content-addressed file pool (index/blob)
+type store struct {
+	dir    string
+	lock   *os.File
+	idx    *index.Store
+	pool   *blob.Pool
+	mirror *mirror.Mirror
+}
+
+// openStore takes the directory's lock and opens everything in it.
+func openStore(cfg Config) (*store, error) {
+	dir := cfg.Data
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &store{dir: dir, lock: lock}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+	level, err := parseLevel(cfg.Mirror.Compression)
+	if err != nil {
+		return nil, err
+	}
+	fsync := cfg.Mirror.Fsync == nil || *cfg.Mirror.Fsync
+	if s.pool, err = blob.Open(filepath.Join(dir, "blobs"), blob.Config{Level: level, NoSync: !fsync}); err != nil {
+		return nil, err
+	}
+	// We hold the lock: whatever is in the pool's tmp/ was left by a
+	// process that died mid-write.
+	if err := s.pool.CleanTemp(); err != nil {
+		return nil, err
+	}
+	if s.idx, err = index.Open(filepath.Join(dir, "index"), index.Options{}); err != nil {
+		return nil, err
+	}
+	if s.mirror, err = mirror.New(s.idx, s.pool, mirror.Config{
+		Workers: cfg.Mirror.Workers, Keep: cfg.Mirror.Keep, Drop: cfg.Mirror.Drop,
+	}); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+func (s *store) Close() error {
+	var errs []error
+	if s.idx != nil {
+		errs = append(errs, s.idx.Close())
+	}
+	if s.lock != nil {
+		errs = append(errs, s.lock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "LOCK")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock data directory: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		b := make([]byte, 32)
+		n, _ := f.ReadAt(b, 0)
+		f.Close()
+		holder := "another process"
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b[:n]))); perr == nil {
+			holder = "process " + strconv.Itoa(pid)
+		}
+		return nil, fmt.Errorf("%w: %s is held by %s (another retraced command or server); "+
+			"wait for it, or talk to the running server", ErrInUse, dir, holder)
+	}
+	if err := f.Truncate(0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock data directory: %w", err)
+	}
+	if _, err := f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock data directory: %w", err)
+	}
+	return f, nil
+}
+
+func parseLevel(s string) (blob.Level, error) {
+	switch s {
+	case "fastest":
+		return blob.LevelFastest, nil
+	case "", "default":
+		return blob.LevelDefault, nil
+	case "better":
+		return blob.LevelBetter, nil
+	case "best":
+		return blob.LevelBest, nil
+	}
+	return 0, fmt.Errorf("mirror.compression %q: want fastest, default, better or best", s)
+}

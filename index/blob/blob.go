@@ -1,0 +1,292 @@
+package blob
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+var (
+	// ErrNotFound reports a digest the pool does not hold.
+	ErrNotFound = errors.New("blob not found")
+	// ErrCorrupt reports a stored blob whose content does not decode or does
+	// not match its digest.
+	ErrCorrupt = errors.New("blob corrupt")
+	// ErrBadDigest reports a string that is not a SHA-256 digest.
+	ErrBadDigest = errors.New("malformed digest")
+)
+
+// Digest is the SHA-256 of a file's uncompressed content.
+type Digest [sha256.Size]byte
+
+// ParseDigest parses 64 lowercase hex digits.
+func ParseDigest(s string) (Digest, error) {
+	var d Digest
+	if len(s) != 2*len(d) {
+		return d, fmt.Errorf("%w: %q", ErrBadDigest, s)
+	}
+	if _, err := hex.Decode(d[:], []byte(s)); err != nil {
+		return d, fmt.Errorf("%w: %q", ErrBadDigest, s)
+	}
+	return d, nil
+}
+
+// Sum returns the digest of b.
+func Sum(b []byte) Digest { return sha256.Sum256(b) }
+
+func (d Digest) String() string { return hex.EncodeToString(d[:]) }
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Digest) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Digest) UnmarshalText(b []byte) error {
+	v, err := ParseDigest(string(b))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// IsZero reports whether d is the zero digest (no content).
+func (d Digest) IsZero() bool { return d == Digest{} }
+
+// Level is a zstd compression effort.
+type Level = zstd.EncoderLevel
+
+// Levels from fastest to smallest.
+const (
+	LevelFastest = zstd.SpeedFastest
+	LevelDefault = zstd.SpeedDefault
+	LevelBetter  = zstd.SpeedBetterCompression
+	LevelBest    = zstd.SpeedBestCompression
+)
+
+// Config tunes a Pool.
+type Config struct {
+	// Level is the zstd effort for new blobs.
+	Level Level
+	// NoSync skips fsync of new blobs (tests and benchmarks only: a power
+	// loss may then leave a torn blob).
+	NoSync bool
+}
+
+// Pool is a directory of blobs. It is safe for concurrent use; two pools
+// (or processes) writing the same digest at once both succeed.
+type Pool struct {
+	dir  string
+	cfg  Config
+	encs sync.Pool
+	decs sync.Pool
+}
+
+// Open opens (creating as needed) the pool under dir.
+func Open(dir string, cfg Config) (*Pool, error) {
+	if cfg.Level == 0 {
+		cfg.Level = LevelDefault
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "sha256"), filepath.Join(dir, "tmp")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("open blob pool: %w", err)
+		}
+	}
+	p := &Pool{dir: dir, cfg: cfg}
+	return p, nil
+}
+
+// Dir returns the pool's directory.
+func (p *Pool) Dir() string { return p.dir }
+
+// Path returns where the blob named d lives (whether or not it exists).
+func (p *Pool) Path(d Digest) string {
+	h := d.String()
+	return filepath.Join(p.dir, "sha256", h[:2], h)
+}
+
+// Has reports whether the blob d is stored.
+func (p *Pool) Has(d Digest) bool {
+	_, err := os.Stat(p.Path(d))
+	return err == nil
+}
+
+// StoredSize returns the on-disk (compressed) size of blob d.
+func (p *Pool) StoredSize(d Digest) (int64, error) {
+	fi, err := os.Stat(p.Path(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("%w: %s", ErrNotFound, d)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// TempFile creates a scratch file in the pool's tmp directory, on the same
+// file system as the blobs. The caller removes it.
+func (p *Pool) TempFile(pattern string) (*os.File, error) {
+	return os.CreateTemp(filepath.Join(p.dir, "tmp"), pattern)
+}
+
+// Put stores content read from r, whose digest the caller computed as d,
+// unless the pool already holds d. It returns the bytes the new blob takes
+// on disk (0 when it was already there). r is read to the end; its digest
+// is checked against d and a mismatch stores nothing.
+func (p *Pool) Put(d Digest, r io.Reader) (stored int64, err error) {
+	final := p.Path(d)
+	if _, err := os.Stat(final); err == nil {
+		return 0, nil
+	}
+	tmp, err := p.TempFile("blob-*.tmp")
+	if err != nil {
+		return 0, fmt.Errorf("put blob %s: %w", d, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	bw := bufio.NewWriterSize(tmp, 256<<10)
+	enc := p.encoder(bw)
+	h := sha256.New()
+	if _, err := io.Copy(enc, io.TeeReader(r, h)); err != nil {
+		p.encs.Put(enc)
+		return 0, fmt.Errorf("put blob %s: %w", d, err)
+	}
+	if err := enc.Close(); err != nil {
+		return 0, fmt.Errorf("put blob %s: %w", d, err)
+	}
+	p.encs.Put(enc)
+	if got := Digest(h.Sum(nil)); got != d {
+		return 0, fmt.Errorf("put blob %s: content has digest %s", d, got)
+	}
+	if err := bw.Flush(); err != nil {
+		return 0, fmt.Errorf("put blob %s: %w", d, err)
+	}
+	if !p.cfg.NoSync {
+		if err := tmp.Sync(); err != nil {
+			return 0, fmt.Errorf("put blob %s: %w", d, err)
+		}
+	}
+	fi, err := tmp.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("put blob %s: %w", d, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return 0, fmt.Errorf("put blob %s: %w", d, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return 0, fmt.Errorf("put blob %s: %w", d, err)
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return 0, fmt.Errorf("put blob %s: %w", d, err)
+	}
+	return fi.Size(), nil
+}
+
+func (p *Pool) encoder(w io.Writer) *zstd.Encoder {
+	if e, ok := p.encs.Get().(*zstd.Encoder); ok {
+		e.Reset(w)
+		return e
+	}
+	e, err := zstd.NewWriter(w, zstd.WithEncoderLevel(p.cfg.Level), zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderCRC(true))
+	if err != nil {
+		panic(fmt.Sprintf("zstd writer with static options: %v", err))
+	}
+	return e
+}
+
+// Open returns a reader of blob d's uncompressed content. The reader
+// reports ErrCorrupt if the stored frame does not decode.
+func (p *Pool) Open(d Digest) (io.ReadCloser, error) {
+	f, err := os.Open(p.Path(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, d)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open blob %s: %w", d, err)
+	}
+	dec, err := zstd.NewReader(bufio.NewReaderSize(f, 128<<10), zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxMemory(1<<34))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open blob %s: %w: %v", d, ErrCorrupt, err)
+	}
+	return &reader{d: d, f: f, dec: dec}, nil
+}
+
+type reader struct {
+	d   Digest
+	f   *os.File
+	dec *zstd.Decoder
+}
+
+func (r *reader) Read(b []byte) (int, error) {
+	n, err := r.dec.Read(b)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("read blob %s: %w: %v", r.d, ErrCorrupt, err)
+	}
+	return n, err
+}
+
+func (r *reader) Close() error {
+	r.dec.Close()
+	return r.f.Close()
+}
+
+// Remove deletes blob d. Removing a missing blob is not an error.
+func (p *Pool) Remove(d Digest) error {
+	if err := os.Remove(p.Path(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove blob %s: %w", d, err)
+	}
+	return nil
+}
+
+// Walk calls fn for every stored blob with its on-disk size.
+func (p *Pool) Walk(fn func(d Digest, size int64) error) error {
+	root := filepath.Join(p.dir, "sha256")
+	return filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() {
+			return nil
+		}
+		d, perr := ParseDigest(e.Name())
+		if perr != nil {
+			return nil // not ours; gc reports strays separately
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		return fn(d, fi.Size())
+	})
+}
+
+// CleanTemp removes every in-flight file. Call it only while no writer can
+// be running (the data directory's lock is held).
+func (p *Pool) CleanTemp() error {
+	dir := filepath.Join(p.dir, "tmp")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("clean blob tmp: %w", err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("clean blob tmp: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,18 @@
+// Package blob is retraced's content-addressed file pool: each distinct file
+// the mirror keeps is stored once, named by the SHA-256 of its uncompressed
+// content, compressed with zstd.
+//
+// Layout under the pool directory (see README.md beside this file):
+//
+//	sha256/ab/abcdef...   one zstd frame holding the file's content
+//	tmp/                  files being written; never referenced
+//
+// A blob is written to tmp/, fsynced and renamed into place, so a blob that
+// exists is whole. The pool does not know who references a blob: the index
+// does, and gc asks the pool to delete what the index no longer names.
+//
+// # Security
+//
+// Digests are parsed and validated before they become paths; a corrupt blob
+// (truncated frame, wrong content) is reported as ErrCorrupt when read.
+package blob

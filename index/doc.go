@@ -1,0 +1,22 @@
+// Package index owns retraced's catalogue: which packages the mirror holds,
+// which files each ships, and which ELF build-ids those files carry.
+//
+// Vocabulary:
+//   - build-id: the GNU build-id note of an ELF object (BuildID), 1 to 64
+//     bytes, written as lowercase hex.
+//   - NEVRA: a package's name, epoch, version, release and architecture
+//     (NEVRA), ordered with rpm's own version comparison.
+//   - package: one RPM the mirror ingested (Package), with the files it ships
+//     that retracing needs (File).
+//   - match: one file that carries a given build-id (Match); one build-id may
+//     match several packages (identical rebuilds).
+//   - source: a repository the mirror follows; index stores the mirror's
+//     record of it as opaque bytes and which packages it has seen.
+//   - blob: the content of a file, stored once by its digest in sub-package
+//     blob; index records only digests.
+//
+// Everything persistent sits in one Badger database behind Store; keys are
+// built and parsed in keys.go only. index imports nothing of retraced but
+// its own sub-packages (blob, elfnote); mirror writes into it, resolver,
+// retrace, gc and web read it.
+package index

@@ -1,0 +1,156 @@
+package elfnote
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Limits on what is read from one input. They bound memory and time for
+// hostile files and are far above what real toolchains produce.
+const (
+	// MaxNoteBytes is the most read from one note section or segment. A
+	// larger one (a core file's PT_NOTE can be) is read only this far, and
+	// a note cut by the limit ends the blob without an error.
+	MaxNoteBytes = 1 << 20
+
+	// MaxScanBytes is the most note data one BuildID call reads in all.
+	MaxScanBytes = 4 << 20
+
+	// MaxBuildIDBytes is the longest build-id accepted. The GNU linker
+	// writes 16 (md5, uuid) or 20 (sha1) bytes; --build-id=0xHEX can write
+	// any length, and longer ones are refused as malformed.
+	MaxBuildIDBytes = 64
+
+	// MaxSections is the most section headers a file may declare through
+	// ELF extended section numbering (e_shnum 0, count in section 0).
+	MaxSections = 1 << 17
+)
+
+const (
+	noteHeaderSize = 12 // namesz, descsz, type
+
+	ntGNUBuildID = 3 // NT_GNU_BUILD_ID, owner "GNU"
+	ownerGNU     = "GNU"
+)
+
+// A Note is one ELF note.
+type Note struct {
+	Name string // owner, up to its first NUL: "GNU", "CORE", "LINUX", "Go", ...
+	Type uint32 // meaning depends on Name: NT_GNU_BUILD_ID is 3 for "GNU"
+	Desc []byte // descriptor; aliases the blob given to ParseNotes
+	Off  int64  // offset of the note's header: base plus its place in the blob
+}
+
+// A FormatError reports malformed ELF or note data and where it is.
+type FormatError struct {
+	Off int64  // byte offset of the offending field in the file (or blob base)
+	Msg string // what is wrong
+	Err error  // underlying error, if any (an *elf.FormatError, io.ErrUnexpectedEOF)
+}
+
+func (e *FormatError) Error() string {
+	return fmt.Sprintf("elfnote: %s at byte %#x", e.Msg, e.Off)
+}
+
+func (e *FormatError) Unwrap() error { return e.Err }
+
+func formatErr(off int64, format string, args ...any) *FormatError {
+	return &FormatError{Off: off, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ParseNotes parses a note blob: the contents of an SHT_NOTE section or a
+// PT_NOTE segment. order is the file's byte order; align is the section's
+// sh_addralign or the segment's p_align (0, 1, 2 and 4 mean 4-byte padding,
+// 8 means 8-byte padding, anything else is an error, as in binutils);
+// base is the blob's offset in the file and is added to every offset
+// reported.
+//
+// Each note must fit with its padding, as binutils and elfutils require;
+// trailing bytes too short for a note header are accepted when they are
+// zero. On malformed data ParseNotes returns the notes before the
+// bad one together with a *FormatError. The Desc of each note aliases data.
+func ParseNotes(data []byte, order binary.ByteOrder, align uint64, base int64) ([]Note, error) {
+	return parseNotes(data, order, align, base, false)
+}
+
+// parseNotes is ParseNotes; cut says data is a prefix of a longer blob, so
+// a note running past its end ends the parse instead of being an error.
+func parseNotes(data []byte, order binary.ByteOrder, align uint64, base int64, cut bool) ([]Note, error) {
+	var pad uint64
+	switch align {
+	case 0, 1, 2, 4:
+		pad = 4
+	case 8:
+		pad = 8
+	default:
+		return nil, formatErr(base, "note alignment %d is not 4 or 8", align)
+	}
+	if order == nil {
+		return nil, formatErr(base, "no byte order")
+	}
+
+	var notes []Note
+	size := uint64(len(data))
+	for off := uint64(0); off < size; {
+		if size-off < noteHeaderSize {
+			if cut || allZero(data[off:]) {
+				break
+			}
+			return notes, formatErr(base+int64(off), "%d bytes left, too few for a note header", size-off)
+		}
+		namesz := uint64(order.Uint32(data[off:]))
+		descsz := uint64(order.Uint32(data[off+4:]))
+		typ := order.Uint32(data[off+8:])
+
+		// Like binutils and elfutils, require the name and the descriptor
+		// to fit with their padding, even at the end of the blob. All this
+		// arithmetic is on uint64 with operands below 2^34: no overflow.
+		nameOff := off + noteHeaderSize
+		descOff := alignUp(nameOff+namesz, pad)
+		if descOff > size {
+			if cut {
+				break
+			}
+			return notes, formatErr(base+int64(off), "note name size %d (%d padded) exceeds the %d bytes left", namesz, descOff-nameOff, size-nameOff)
+		}
+		descEnd := descOff + descsz
+		next := alignUp(descEnd, pad)
+		if next > size {
+			if cut {
+				break
+			}
+			return notes, formatErr(base+int64(off)+4, "note descriptor size %d (%d padded) exceeds the %d bytes left", descsz, next-descOff, size-descOff)
+		}
+
+		notes = append(notes, Note{
+			Name: cString(data[nameOff : nameOff+namesz]),
+			Type: typ,
+			Desc: data[descOff:descEnd:descEnd],
+			Off:  base + int64(off),
+		})
+		off = next
+	}
+	return notes, nil
+}
+
+func alignUp(n, a uint64) uint64 { return (n + a - 1) &^ (a - 1) }
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// cString returns b up to its first NUL, as C's strcmp would see the owner
+// name (binutils and elfutils compare it that way).
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}

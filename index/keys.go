@@ -1,0 +1,47 @@
+package index
+
+import "strings"
+
+// Key schema. Every key the store writes is built here, and only here.
+// Prefixes carry a schema version so a future layout can live beside this
+// one during a migration.
+//
+//	v1/p/<nevra>              Package (JSON): the package and its kept files
+//	v1/b/<raw build-id>       []Match (binary, codec.go): files carrying the id
+//	v1/s/<source>             the mirror's record of a source (opaque bytes)
+//	v1/sp/<source>\x00<nevra> membership: the source has listed the package;
+//	                          value = the RPM checksum the source gave
+//	v1/m/counts               counters (binary, codec.go)
+const (
+	prefixPackage   = "v1/p/"
+	prefixBuildID   = "v1/b/"
+	prefixSource    = "v1/s/"
+	prefixSourcePkg = "v1/sp/"
+	keyCounts       = "v1/m/counts"
+)
+
+func packageKey(n NEVRA) []byte { return []byte(prefixPackage + n.String()) }
+
+func packageFromKey(k []byte) (NEVRA, error) {
+	return ParseNEVRA(strings.TrimPrefix(string(k), prefixPackage))
+}
+
+func buildIDKey(id BuildID) []byte { return append([]byte(prefixBuildID), id.b...) }
+
+func buildIDFromKey(k []byte) BuildID {
+	return BuildID{string(k[len(prefixBuildID):])}
+}
+
+func sourceKey(name string) []byte { return []byte(prefixSource + name) }
+
+func sourcePkgPrefix(source string) []byte {
+	return []byte(prefixSourcePkg + source + "\x00")
+}
+
+func sourcePkgKey(source string, n NEVRA) []byte {
+	return append(sourcePkgPrefix(source), n.String()...)
+}
+
+func sourcePkgFromKey(source string, k []byte) (NEVRA, error) {
+	return ParseNEVRA(string(k[len(sourcePkgPrefix(source)):]))
+}

@@ -1,0 +1,485 @@
+package index
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/retraced/retraced/index/blob"
+)
+
+// ErrNotFound reports an unknown build-id, package or source.
+var ErrNotFound = errors.New("not found")
+
+// Kind says what a file carrying a build-id is.
+type Kind uint8
+
+const (
+	// KindNone marks files that carry no build-id.
+	KindNone Kind = iota
+	// KindExecutable is a binary or shared library shipped by a package.
+	KindExecutable
+	// KindDebuginfo is a separate debug file (under /usr/lib/debug).
+	KindDebuginfo
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindExecutable:
+		return "executable"
+	case KindDebuginfo:
+		return "debuginfo"
+	}
+	return "none"
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (k *Kind) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "executable":
+		*k = KindExecutable
+	case "debuginfo":
+		*k = KindDebuginfo
+	case "none", "":
+		*k = KindNone
+	default:
+		return fmt.Errorf("unknown kind %q", b)
+	}
+	return nil
+}
+
+// File is one file of a package that the mirror kept.
+type File struct {
+	Path string      `json:"path"`
+	Mode fs.FileMode `json:"mode"`
+	// Size is the uncompressed size of a regular file.
+	Size int64 `json:"size,omitempty"`
+	// Blob names a regular file's content in the pool; zero for links.
+	Blob blob.Digest `json:"blob,omitzero"`
+	// Link is a symlink's target.
+	Link    string  `json:"link,omitempty"`
+	BuildID BuildID `json:"build_id,omitzero"`
+	Kind    Kind    `json:"kind,omitempty"`
+}
+
+// Package is one RPM the mirror ingested.
+type Package struct {
+	NEVRA     NEVRA  `json:"nevra"`
+	SourceRPM string `json:"source_rpm,omitempty"`
+	// FileName is the RPM's file name upstream.
+	FileName string `json:"file_name"`
+	// Checksum is the RPM's checksum as "type:hex".
+	Checksum string `json:"checksum"`
+	// Fetched is the RPM's size in bytes.
+	Fetched int64 `json:"fetched"`
+	// Stored is what this package added to the pool, compressed.
+	Stored    int64     `json:"stored"`
+	BuildTime int64     `json:"build_time,omitempty"`
+	Added     time.Time `json:"added"`
+	Sources   []string  `json:"sources"`
+	Files     []File    `json:"files"`
+}
+
+// Match is one file carrying a build-id.
+type Match struct {
+	NEVRA NEVRA
+	Kind  Kind
+	Path  string
+	Blob  blob.Digest
+	Size  int64
+}
+
+// MarshalText writes the NEVRA as its string form.
+func (n NEVRA) MarshalText() ([]byte, error) { return []byte(n.String()), nil }
+
+// UnmarshalText parses the string form.
+func (n *NEVRA) UnmarshalText(b []byte) error {
+	v, err := ParseNEVRA(string(b))
+	if err != nil {
+		return err
+	}
+	*n = v
+	return nil
+}
+
+// Options tune a Store.
+type Options struct {
+	// ReadOnly opens the database without taking its write lock.
+	ReadOnly bool
+	// CacheMB is Badger's block cache; 0 picks 64.
+	CacheMB int64
+	// SyncWrites makes every commit durable before it returns.
+	SyncWrites bool
+}
+
+// Store is the catalogue in Badger. Reads are safe from any goroutine;
+// writes are serialised inside the Store.
+type Store struct {
+	db *badger.DB
+	mu sync.Mutex // serialises read-modify-write transactions
+}
+
+// Open opens (creating) the database in dir. Badger locks the directory;
+// a second writer gets an error wrapping Badger's.
+func Open(dir string, o Options) (*Store, error) {
+	if o.CacheMB == 0 {
+		o.CacheMB = 64
+	}
+	opts := badger.DefaultOptions(dir).
+		WithLogger(nil).
+		WithReadOnly(o.ReadOnly).
+		WithSyncWrites(o.SyncWrites).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBlockCacheSize(o.CacheMB << 20).
+		WithIndexCacheSize(32 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open index %s: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close flushes and closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Lookup returns every file carrying id, newest package first, or
+// ErrNotFound.
+func (s *Store) Lookup(id BuildID) ([]Match, error) {
+	var ms []Match
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(buildIDKey(id))
+		if err != nil {
+			return err
+		}
+		return it.Value(func(v []byte) error {
+			ms, err = decodeMatches(v)
+			return err
+		})
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("build-id %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lookup %s: %w", id, err)
+	}
+	return ms, nil
+}
+
+// sortMatches orders newest package first, then by path.
+func sortMatches(ms []Match) {
+	slices.SortFunc(ms, func(a, b Match) int {
+		if c := b.NEVRA.Compare(a.NEVRA); c != 0 {
+			return c
+		}
+		if a.Kind != b.Kind {
+			return int(a.Kind) - int(b.Kind)
+		}
+		return bytes.Compare([]byte(a.Path), []byte(b.Path))
+	})
+}
+
+// Package returns the package n, or ErrNotFound.
+func (s *Store) Package(n NEVRA) (*Package, error) {
+	var p *Package
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		p, err = getPackage(txn, n)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func getPackage(txn *badger.Txn, n NEVRA) (*Package, error) {
+	it, err := txn.Get(packageKey(n))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("package %s: %w", n, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get package %s: %w", n, err)
+	}
+	p := new(Package)
+	err = it.Value(func(v []byte) error { return json.Unmarshal(v, p) })
+	if err != nil {
+		return nil, fmt.Errorf("decode package %s: %w", n, err)
+	}
+	return p, nil
+}
+
+// HasPackage reports whether the package n is in the index.
+func (s *Store) HasPackage(n NEVRA) (bool, error) {
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(packageKey(n))
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// PutPackage records p, its files and their build-ids, and p's membership
+// in each of p.Sources, in one transaction: readers see all of it or none.
+// The caller must have stored every blob p names. If the package is
+// already present, only its sources are merged.
+func (s *Store) PutPackage(p *Package) error {
+	if err := p.NEVRA.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.update(func(txn *badger.Txn) error {
+		counts, err := getCounts(txn)
+		if err != nil {
+			return err
+		}
+		old, err := getPackage(txn, p.NEVRA)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			if err := putMatches(txn, p, &counts); err != nil {
+				return err
+			}
+			counts.Packages++
+			counts.Files += uint64(len(p.Files))
+		case err != nil:
+			return err
+		default:
+			for _, src := range p.Sources {
+				if !slices.Contains(old.Sources, src) {
+					old.Sources = append(old.Sources, src)
+				}
+			}
+			p = old
+		}
+		v, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		if err := txn.Set(packageKey(p.NEVRA), v); err != nil {
+			return err
+		}
+		for _, src := range p.Sources {
+			if err := txn.Set(sourcePkgKey(src, p.NEVRA), []byte(p.Checksum)); err != nil {
+				return err
+			}
+		}
+		return txn.Set([]byte(keyCounts), encodeCounts(counts))
+	})
+}
+
+func putMatches(txn *badger.Txn, p *Package, counts *Counts) error {
+	byID := map[BuildID][]Match{}
+	for _, f := range p.Files {
+		if f.BuildID.IsZero() || f.Kind == KindNone {
+			continue
+		}
+		byID[f.BuildID] = append(byID[f.BuildID], Match{NEVRA: p.NEVRA, Kind: f.Kind, Path: f.Path, Blob: f.Blob, Size: f.Size})
+	}
+	for id, add := range byID {
+		var ms []Match
+		it, err := txn.Get(buildIDKey(id))
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+			counts.BuildIDs++
+		case err != nil:
+			return err
+		default:
+			if err := it.Value(func(v []byte) error {
+				ms, err = decodeMatches(v)
+				return err
+			}); err != nil {
+				return fmt.Errorf("build-id %s: %w", id, err)
+			}
+		}
+		for _, m := range add {
+			if !slices.ContainsFunc(ms, func(o Match) bool { return o.NEVRA == m.NEVRA && o.Path == m.Path }) {
+				ms = append(ms, m)
+			}
+		}
+		sortMatches(ms)
+		if err := txn.Set(buildIDKey(id), encodeMatches(ms)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AddMembership records that source lists package n (already stored).
+func (s *Store) AddMembership(source string, n NEVRA, checksum string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.update(func(txn *badger.Txn) error {
+		p, err := getPackage(txn, n)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(p.Sources, source) {
+			p.Sources = append(p.Sources, source)
+			v, err := json.Marshal(p)
+			if err != nil {
+				return err
+			}
+			if err := txn.Set(packageKey(n), v); err != nil {
+				return err
+			}
+		}
+		return txn.Set(sourcePkgKey(source, n), []byte(checksum))
+	})
+}
+
+// HasMembership reports whether source has listed package n.
+func (s *Store) HasMembership(source string, n NEVRA) (bool, error) {
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(sourcePkgKey(source, n))
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// SourcePackages calls fn for every package source has listed.
+func (s *Store) SourcePackages(source string, fn func(n NEVRA) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.PrefetchValues = false
+		o.Prefix = sourcePkgPrefix(source)
+		it := txn.NewIterator(o)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n, err := sourcePkgFromKey(source, it.Item().Key())
+			if err != nil {
+				return fmt.Errorf("source %s: %w", source, err)
+			}
+			if err := fn(n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Packages calls fn for every package in the index, in key order.
+func (s *Store) Packages(fn func(p *Package) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.Prefix = []byte(prefixPackage)
+		it := txn.NewIterator(o)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			p := new(Package)
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, p) }); err != nil {
+				return fmt.Errorf("decode %s: %w", it.Item().Key(), err)
+			}
+			if err := fn(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// PutSource stores the mirror's record of a source.
+func (s *Store) PutSource(name string, rec []byte) error {
+	return s.update(func(txn *badger.Txn) error { return txn.Set(sourceKey(name), rec) })
+}
+
+// Source returns the mirror's record of a source, or ErrNotFound.
+func (s *Store) Source(name string) ([]byte, error) {
+	var rec []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(sourceKey(name))
+		if err != nil {
+			return err
+		}
+		rec, err = it.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("source %q: %w", name, ErrNotFound)
+	}
+	return rec, err
+}
+
+// Sources calls fn with every source record, by name.
+func (s *Store) Sources(fn func(name string, rec []byte) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.Prefix = []byte(prefixSource)
+		it := txn.NewIterator(o)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			rec, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if err := fn(string(it.Item().Key()[len(prefixSource):]), rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DeleteSource forgets a source's record. Its packages and membership
+// stay: gc decides what no source needs any more.
+func (s *Store) DeleteSource(name string) error {
+	return s.update(func(txn *badger.Txn) error {
+		if _, err := txn.Get(sourceKey(name)); errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("source %q: %w", name, ErrNotFound)
+		}
+		return txn.Delete(sourceKey(name))
+	})
+}
+
+// Counts returns the index totals.
+func (s *Store) Counts() (Counts, error) {
+	var c Counts
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		c, err = getCounts(txn)
+		return err
+	})
+	return c, err
+}
+
+func getCounts(txn *badger.Txn) (Counts, error) {
+	it, err := txn.Get([]byte(keyCounts))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return Counts{}, nil
+	}
+	if err != nil {
+		return Counts{}, err
+	}
+	var c Counts
+	err = it.Value(func(v []byte) error {
+		c, err = decodeCounts(v)
+		return err
+	})
+	return c, err
+}
+
+func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	err := s.db.Update(fn)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("index write: %w", err)
+	}
+	return err
+}

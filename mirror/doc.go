@@ -1,0 +1,22 @@
+// Package mirror follows package sources (yum repositories, and later
+// Koji-style trees) and ingests every version of every RPM they list into
+// the index, keeping only what retracing needs of each.
+//
+// Vocabulary:
+//   - source: a repository the mirror follows (Source), with its sync
+//     state; persisted in the index as JSON.
+//   - sync: one pass over a source (Sync): fetch its metadata, find the
+//     packages not yet seen, ingest them in parallel, record the result.
+//   - ingest: stream one RPM once — header, then the payload members the
+//     keep policy wants — into the blob pool and one index transaction.
+//   - policy: which files of a package are kept (Policy).
+//
+// Data flows one way: mirror writes the index (index, index/blob); it
+// parses formats with its sub-packages yum and rpmfile; nothing in
+// retraced reaches into mirror's internals.
+//
+// A package is committed to the index only after its blobs are on disk and
+// its checksum has been verified, so an interrupted sync leaves at most
+// unreferenced blobs, which the next sync reuses and gc collects. A version
+// once ingested is never removed by a sync, whatever upstream drops.
+package mirror

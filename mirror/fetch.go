@@ -1,0 +1,170 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// location is a parsed source URL: http(s), file:// or a local path.
+type location struct {
+	u     *url.URL // http or https
+	local string   // a directory on this machine
+}
+
+func parseLocation(raw string) (*location, error) {
+	if strings.HasPrefix(raw, "http://") || strings.HasPrefix(raw, "https://") {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("url %q: %w", raw, err)
+		}
+		if u.Host == "" {
+			return nil, fmt.Errorf("url %q: no host", raw)
+		}
+		if !strings.HasSuffix(u.Path, "/") {
+			u.Path += "/"
+		}
+		return &location{u: u}, nil
+	}
+	if rest, ok := strings.CutPrefix(raw, "file://"); ok {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Host != "" && u.Host != "localhost") {
+			return nil, fmt.Errorf("url %q: want file:///absolute/path", raw)
+		}
+		rest = u.Path
+		if !filepath.IsAbs(rest) {
+			return nil, fmt.Errorf("url %q: want file:///absolute/path", raw)
+		}
+		return &location{local: filepath.Clean(rest)}, nil
+	}
+	if strings.Contains(raw, "://") {
+		return nil, fmt.Errorf("url %q: unsupported scheme (want http, https, file or a path)", raw)
+	}
+	abs, err := filepath.Abs(raw)
+	if err != nil {
+		return nil, fmt.Errorf("path %q: %w", raw, err)
+	}
+	return &location{local: abs}, nil
+}
+
+// resolve joins a metadata href (relative, or absolute http for xml:base)
+// onto the location, refusing hrefs that climb out of a local tree.
+func (l *location) resolve(base, href string) (string, error) {
+	if base != "" {
+		if strings.HasPrefix(base, "http://") || strings.HasPrefix(base, "https://") {
+			b, err := url.Parse(strings.TrimSuffix(base, "/") + "/")
+			if err != nil {
+				return "", fmt.Errorf("xml:base %q: %w", base, err)
+			}
+			r, err := b.Parse(href)
+			if err != nil {
+				return "", fmt.Errorf("href %q: %w", href, err)
+			}
+			return r.String(), nil
+		}
+	}
+	if l.u != nil {
+		r, err := l.u.Parse(href)
+		if err != nil {
+			return "", fmt.Errorf("href %q: %w", href, err)
+		}
+		return r.String(), nil
+	}
+	if strings.Contains(href, "://") || filepath.IsAbs(href) {
+		return "", fmt.Errorf("href %q: not relative to a local source", href)
+	}
+	p := filepath.Join(l.local, filepath.FromSlash(href))
+	if !strings.HasPrefix(p, l.local+string(filepath.Separator)) {
+		return "", fmt.Errorf("href %q: climbs out of %s", href, l.local)
+	}
+	return p, nil
+}
+
+// errNotExist marks a 404 or a missing local file.
+var errNotExist = errors.New("does not exist")
+
+// open starts reading one file of a source. size is -1 when unknown.
+func (m *Mirror) open(ctx context.Context, target string) (io.ReadCloser, int64, error) {
+	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+		if err != nil {
+			return nil, 0, err
+		}
+		req.Header.Set("User-Agent", "retraced")
+		resp, err := m.cfg.Client.Do(req)
+		if err != nil {
+			return nil, 0, fmt.Errorf("GET %s: %w", target, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			err := fmt.Errorf("GET %s: %s", target, resp.Status)
+			if resp.StatusCode == http.StatusNotFound {
+				err = fmt.Errorf("%w: %w", errNotExist, err)
+			}
+			return nil, 0, err
+		}
+		return resp.Body, resp.ContentLength, nil
+	}
+	f, err := os.Open(target)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, fmt.Errorf("%w: %w", errNotExist, err)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, fmt.Errorf("%s: not a regular file", target)
+	}
+	return f, fi.Size(), nil
+}
+
+// exists reports whether href exists under the source URL raw.
+func (m *Mirror) exists(ctx context.Context, raw, href string) (bool, error) {
+	loc, err := parseLocation(raw)
+	if err != nil {
+		return false, err
+	}
+	t, err := loc.resolve("", href)
+	if err != nil {
+		return false, err
+	}
+	rc, _, err := m.open(ctx, t)
+	if errors.Is(err, errNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	rc.Close()
+	return true, nil
+}
+
+// readAll reads a small file of a source whole, refusing more than max.
+func (m *Mirror) readAll(ctx context.Context, target string, max int64) ([]byte, error) {
+	rc, _, err := m.open(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", target, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("read %s: larger than %d bytes", target, max)
+	}
+	return b, nil
+}

@@ -1,0 +1,323 @@
+package mirror
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+	"sync"
+
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/index/elfnote"
+	"github.com/retraced/retraced/mirror/rpmfile"
+	"github.com/retraced/retraced/mirror/yum"
+)
+
+// PackageError is one package that failed to ingest.
+type PackageError struct {
+	Location string
+	Err      error
+}
+
+func (e *PackageError) Error() string { return e.Location + ": " + e.Err.Error() }
+func (e *PackageError) Unwrap() error { return e.Err }
+
+// ErrChecksum reports a package whose bytes do not match its metadata.
+var ErrChecksum = errors.New("checksum mismatch")
+
+// want describes one package to ingest.
+type want struct {
+	nevra    index.NEVRA
+	target   string // URL or path
+	location string // as the metadata names it
+	checksum yum.Checksum
+	size     int64 // from the metadata; 0 if unknown
+}
+
+// ingested is the outcome of one ingest.
+type ingested struct {
+	pkg     *index.Package
+	fetched int64
+}
+
+// countingReader counts bytes and reports them to a progress hook.
+type countingReader struct {
+	r    io.Reader
+	n    int64
+	tick func(int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.tick != nil && n > 0 {
+		c.tick(int64(n))
+	}
+	return n, err
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// ingest streams one RPM: header, the wanted payload members into the
+// pool, then the rest of the bytes through the checksum. It returns the
+// package to commit; it commits nothing itself.
+func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (res *ingested, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("internal error reading package: %v\n%s", p, debug.Stack())
+		}
+	}()
+	h, err := yum.NewHash(w.checksum.Type)
+	if err != nil {
+		return nil, err
+	}
+	rc, _, err := m.open(ctx, w.target)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	limit := m.cfg.MaxPackageSize
+	if w.size > 0 && w.size < limit {
+		limit = w.size
+	}
+	cr := &countingReader{r: io.LimitReader(rc, limit+1), tick: tick}
+	br := bufio.NewReaderSize(io.TeeReader(cr, h), 256<<10)
+	res = &ingested{}
+	hdr, err := rpmfile.ReadHeader(br)
+	if err != nil {
+		return m.failAfterDrain(br, cr, w, err)
+	}
+	got := index.NEVRA{Name: hdr.Name, Epoch: hdr.Epoch, Version: hdr.Version, Release: hdr.Release, Arch: hdr.Arch}
+	if got != w.nevra {
+		return nil, fmt.Errorf("header names %s, metadata %s", got, w.nevra)
+	}
+	pkg := &index.Package{
+		NEVRA:     got,
+		SourceRPM: hdr.SourceRPM,
+		FileName:  w.location[strings.LastIndexByte(w.location, '/')+1:],
+		Checksum:  w.checksum.Type + ":" + strings.ToLower(strings.TrimSpace(w.checksum.Value)),
+		BuildTime: hdr.BuildTime,
+		Added:     m.cfg.Now().UTC(),
+	}
+	pl := m.policy.plan(hdr.Files)
+	if len(pl.regular) > 0 {
+		if hdr.Format != "cpio" {
+			return m.failAfterDrain(br, cr, w, fmt.Errorf("payload format %q: only cpio is supported", hdr.Format))
+		}
+		files, stored, err := m.walkPayload(ctx, br, hdr, pl)
+		if err != nil {
+			return m.failAfterDrain(br, cr, w, err)
+		}
+		pkg.Files, pkg.Stored = files, stored
+	}
+	kept := map[string]bool{}
+	for _, f := range pkg.Files {
+		kept[f.Path] = true
+	}
+	for _, l := range m.policy.keptLinks(pl, kept) {
+		pkg.Files = append(pkg.Files, index.File{Path: l.Path, Mode: fileMode(l.Mode), Link: l.Link})
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	res.fetched = cr.n
+	if err := verify(cr.n, limit, w, h.Sum(nil)); err != nil {
+		return nil, err
+	}
+	pkg.Fetched = cr.n
+	res.pkg = pkg
+	return res, nil
+}
+
+// failAfterDrain reads the rest of the download so that a truncated or
+// corrupt transfer is reported as such rather than as the payload error
+// it caused.
+func (m *Mirror) failAfterDrain(br *bufio.Reader, cr *countingReader, w *want, cause error) (*ingested, error) {
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return nil, fmt.Errorf("read: %w (after: %v)", err, cause)
+	}
+	if w.size > 0 && cr.n != w.size {
+		return nil, fmt.Errorf("size %d, metadata says %d: truncated or wrong download (%v)", cr.n, w.size, cause)
+	}
+	return nil, cause
+}
+
+func verify(n, limit int64, w *want, sum []byte) error {
+	if n > limit {
+		return fmt.Errorf("larger than %d bytes", limit)
+	}
+	if w.size > 0 && n != w.size {
+		return fmt.Errorf("size %d, metadata says %d: truncated or wrong download", n, w.size)
+	}
+	want := strings.ToLower(strings.TrimSpace(w.checksum.Value))
+	if got := hex.EncodeToString(sum); got != want {
+		return fmt.Errorf("%w: %s is %s, metadata says %s", ErrChecksum, w.checksum.Type, got, want)
+	}
+	return nil
+}
+
+// walkPayload decompresses the payload and stores the wanted members,
+// stopping after the last of them.
+func (m *Mirror) walkPayload(ctx context.Context, br *bufio.Reader, hdr *rpmfile.Header, pl *plan) ([]index.File, int64, error) {
+	pr, err := rpmfile.Decompress(br, hdr.Compressor)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer pr.Close()
+	remaining := len(pl.regular)
+	pending := map[int64][]*rpmfile.Member{} // hardlinks waiting for their data
+	var files []index.File
+	var stored int64
+	err = rpmfile.Walk(pr, func(mb *rpmfile.Member, data io.Reader) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !mb.IsRegular() {
+			return nil
+		}
+		if mb.Nlink > 1 && mb.Size == 0 && pl.size[mb.Path] > 0 {
+			pending[mb.Inode] = append(pending[mb.Inode], mb)
+			return nil
+		}
+		paths := make([]*rpmfile.Member, 0, 1)
+		if mb.Nlink > 1 {
+			paths = append(paths, pending[mb.Inode]...)
+			delete(pending, mb.Inode)
+		}
+		paths = append(paths, mb)
+		v := probe
+		var which []string
+		for _, p := range paths {
+			if pv, ok := pl.regular[p.Path]; ok {
+				which = append(which, p.Path)
+				if pv == keep {
+					v = keep
+				}
+			}
+		}
+		if len(which) == 0 {
+			return nil
+		}
+		remaining -= len(which)
+		f, n, err := m.storeMember(mb, data, v)
+		if err != nil {
+			return err
+		}
+		stored += n
+		if f != nil {
+			for _, p := range which {
+				c := *f
+				c.Path = p
+				c.Kind = kindOf(p, f.BuildID)
+				files = append(files, c)
+			}
+		}
+		if remaining == 0 {
+			return rpmfile.ErrStop
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return files, stored, nil
+}
+
+func kindOf(path string, id index.BuildID) index.Kind {
+	switch {
+	case id.IsZero():
+		return index.KindNone
+	case strings.HasPrefix(path, "/usr/lib/debug/"):
+		return index.KindDebuginfo
+	}
+	return index.KindExecutable
+}
+
+func fileMode(m uint32) os.FileMode {
+	fm := os.FileMode(m & 0o777)
+	switch m & rpmfile.ModeType {
+	case rpmfile.ModeSymlink:
+		fm |= os.ModeSymlink
+	case rpmfile.ModeDir:
+		fm |= os.ModeDir
+	}
+	return fm
+}
+
+// storeMember reads one member's content, decides on it (probe: ELF
+// only), extracts its build-id and stores it in the pool. It returns a nil
+// File when the member is not kept, and the bytes the pool grew by.
+func (m *Mirror) storeMember(mb *rpmfile.Member, data io.Reader, v verdict) (*index.File, int64, error) {
+	br := bufio.NewReaderSize(data, 64<<10)
+	head, err := br.Peek(4)
+	if err != nil && err != io.EOF {
+		return nil, 0, err
+	}
+	isELF := elfnote.IsELF(head)
+	if v == probe && !isELF {
+		return nil, 0, nil
+	}
+	f := &index.File{Path: mb.Path, Mode: fileMode(mb.Mode), Size: mb.Size}
+	var content interface {
+		io.ReaderAt
+		io.Reader
+		io.Seeker
+	}
+	h := sha256.New()
+	if mb.Size <= m.cfg.InMemoryMax {
+		buf := bufPool.Get().(*bytes.Buffer)
+		defer bufPool.Put(buf)
+		buf.Reset()
+		if _, err := io.Copy(buf, io.TeeReader(br, h)); err != nil {
+			return nil, 0, err
+		}
+		content = bytes.NewReader(buf.Bytes())
+	} else {
+		tmp, err := m.pool.TempFile("member-*")
+		if err != nil {
+			return nil, 0, err
+		}
+		defer func() {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}()
+		if _, err := io.Copy(tmp, io.TeeReader(br, h)); err != nil {
+			return nil, 0, err
+		}
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			return nil, 0, err
+		}
+		content = tmp
+	}
+	copy(f.Blob[:], h.Sum(nil))
+	if isELF {
+		id, err := elfnote.BuildID(content)
+		switch {
+		case err == nil:
+			if f.BuildID, err = index.BuildIDFromBytes(id); err != nil {
+				return nil, 0, fmt.Errorf("%s: %w", mb.Path, err)
+			}
+		case errors.Is(err, elfnote.ErrNoBuildID):
+		default:
+			return nil, 0, fmt.Errorf("%s: %w", mb.Path, err)
+		}
+	}
+	if m.pool.Has(f.Blob) {
+		return f, 0, nil
+	}
+	if _, err := content.Seek(0, io.SeekStart); err != nil {
+		return nil, 0, err
+	}
+	n, err := m.pool.Put(f.Blob, content)
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, n, nil
+}

@@ -1,0 +1,20 @@
+// Package rpmfile reads RPM packages as a stream: the header (identity and
+// file list) and then the payload, decompressed and walked once as cpio,
+// member by member, stopping as soon as the caller has what it wants.
+//
+// Vocabulary: a package's header lists its files (Entry) in payload order
+// with sizes, modes, link targets and libmagic classes (FILECLASS); the
+// payload is a cpio archive (Member) compressed with gzip, xz, zstd, bzip2
+// or lzma.
+//
+// It imports no other retraced package.
+//
+// # Security
+//
+// RPMs come from the network. Header tag arrays are cross-checked for
+// length before use; cpio member names are normalised and a member whose
+// path is absolute after the leading "./", or climbs out with "..", is a
+// *FormatError; member sizes are bounded by MaxMemberSize; decompressor
+// windows are bounded. Callers should still recover from panics per
+// package.
+package rpmfile

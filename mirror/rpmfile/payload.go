@@ -1,0 +1,224 @@
+package rpmfile
+
+import (
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cavaliergopher/cpio"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+	"github.com/ulikunitz/xz/lzma"
+)
+
+// MaxWindow bounds a decompressor's dictionary or window. rpm's strongest
+// presets use 64 MiB (xz -9) and 8 MiB (zstd -19); 256 MiB leaves room
+// without letting a hostile stream demand gigabytes.
+const MaxWindow = 256 << 20
+
+var (
+	magicGzip  = []byte{0x1f, 0x8b}
+	magicXz    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+	magicZstd  = []byte{0x28, 0xb5, 0x2f, 0xfd}
+	magicBzip2 = []byte("BZh")
+	magicCpio  = []byte("07070")
+)
+
+// Decompress returns the decompressed payload read from r. The codec is
+// chosen by the stream's magic bytes; hint (the header's compressor)
+// decides only for lzma, which has none. r is wrapped in a bufio.Reader
+// unless it is one: every decompressor here is slow on unbuffered input.
+func Decompress(r io.Reader, hint string) (io.ReadCloser, error) {
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(r, 256<<10)
+	}
+	head, err := br.Peek(6)
+	if err != nil && len(head) == 0 {
+		return nil, &FormatError{Off: 0, Msg: "payload: empty"}
+	}
+	switch {
+	case bytes.HasPrefix(head, magicGzip):
+		z, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, &FormatError{Off: 0, Msg: "payload: gzip: " + err.Error()}
+		}
+		return z, nil
+	case bytes.HasPrefix(head, magicXz):
+		if err := checkXzDict(br); err != nil {
+			return nil, err
+		}
+		z, err := xz.NewReader(br)
+		if err != nil {
+			return nil, &FormatError{Off: 0, Msg: "payload: xz: " + err.Error()}
+		}
+		return io.NopCloser(z), nil
+	case bytes.HasPrefix(head, magicZstd):
+		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxWindow))
+		if err != nil {
+			return nil, &FormatError{Off: 0, Msg: "payload: zstd: " + err.Error()}
+		}
+		return z.IOReadCloser(), nil
+	case bytes.HasPrefix(head, magicBzip2):
+		return io.NopCloser(bzip2.NewReader(br)), nil
+	case bytes.HasPrefix(head, magicCpio):
+		return io.NopCloser(br), nil
+	case hint == "lzma":
+		if head, _ := br.Peek(5); len(head) == 5 && binary.LittleEndian.Uint32(head[1:]) > MaxWindow {
+			return nil, &FormatError{Off: 1, Msg: "payload: lzma dictionary larger than 256 MiB"}
+		}
+		z, err := lzma.NewReader(br)
+		if err != nil {
+			return nil, &FormatError{Off: 0, Msg: "payload: lzma: " + err.Error()}
+		}
+		return io.NopCloser(z), nil
+	}
+	return nil, &FormatError{Off: 0, Msg: fmt.Sprintf("payload: unknown compression (header says %q, magic % x)", hint, head)}
+}
+
+// checkXzDict refuses an xz stream whose first block asks for a
+// dictionary over MaxWindow: the decoder allocates whatever the stream
+// asks for. rpm writes one block, or several alike when xz ran threaded.
+func checkXzDict(br *bufio.Reader) error {
+	const streamHeader = 12
+	b, _ := br.Peek(streamHeader + 1024)
+	if len(b) < streamHeader+2 {
+		return nil // too short to be anything; the decoder reports it
+	}
+	blk := b[streamHeader:]
+	if blk[0] == 0 {
+		return nil // index indicator: no blocks
+	}
+	size := (int(blk[0]) + 1) * 4
+	if size > len(blk) {
+		return nil
+	}
+	flags := blk[1]
+	p := 2
+	for _, present := range []bool{flags&0x40 != 0, flags&0x80 != 0} {
+		if present { // compressed / uncompressed size, varints
+			for p < size && blk[p]&0x80 != 0 {
+				p++
+			}
+			p++
+		}
+	}
+	for f := 0; f <= int(flags&0x03) && p+2 < size; f++ {
+		id, n := blk[p], int(blk[p+1])
+		if id == 0x21 && n == 1 && p+2 < size {
+			bits := blk[p+2]
+			if bits > 40 {
+				return &FormatError{Off: int64(streamHeader + p + 2), Msg: "payload: xz: bad dictionary size"}
+			}
+			dict := uint64(2|bits&1) << (bits/2 + 11)
+			if bits == 40 || dict > MaxWindow {
+				return &FormatError{Off: int64(streamHeader + p + 2), Msg: "payload: xz dictionary larger than 256 MiB"}
+			}
+		}
+		p += 2 + n
+	}
+	return nil
+}
+
+// Member is one cpio member of a payload.
+type Member struct {
+	// Path is absolute, as the header lists it.
+	Path  string
+	Mode  uint32
+	Size  int64
+	Link  string
+	Inode int64
+	Nlink int
+}
+
+// IsRegular reports a regular file.
+func (m *Member) IsRegular() bool { return m.Mode&ModeType == ModeRegular }
+
+// ErrStop, returned by a WalkFunc, ends the walk early without error.
+var ErrStop = errors.New("stop walking")
+
+// WalkFunc receives each member and a reader of its data. Data not read is
+// skipped (still decompressed). Returning ErrStop ends the walk.
+type WalkFunc func(m *Member, data io.Reader) error
+
+// Walk reads the cpio archive from payload member by member until the
+// trailer, or until fn returns ErrStop. Malformed members are *FormatError
+// with the payload offset; fn's errors are returned as they are.
+func Walk(payload io.Reader, fn WalkFunc) error {
+	cr := &countReader{r: payload}
+	ar := cpio.NewReader(cr)
+	for {
+		off := cr.n
+		h, err := ar.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			msg := err.Error()
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				msg = "truncated"
+			} else if errors.Is(err, cpio.ErrHeader) {
+				msg = "bad cpio header (only newc, magic 070701, is supported)"
+			}
+			return &FormatError{Off: off, Msg: "payload: " + msg}
+		}
+		p, perr := CleanPath(h.Name)
+		if perr != nil {
+			return &FormatError{Member: h.Name, Off: off, Msg: perr.Error()}
+		}
+		m := &Member{Path: p, Mode: uint32(h.Mode), Size: h.Size, Link: h.Linkname, Inode: h.Inode, Nlink: h.Links}
+		data := &exactReader{r: ar, left: h.Size, m: m, off: cr}
+		if err := fn(m, data); err != nil {
+			if err == ErrStop {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// exactReader yields exactly left bytes, turning an early end into a
+// FormatError naming the member.
+type exactReader struct {
+	r    io.Reader
+	left int64
+	m    *Member
+	off  *countReader
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	if err == io.EOF || (err == nil && n == 0) {
+		if e.left > 0 {
+			return n, &FormatError{Member: e.m.Path, Off: e.off.n, Msg: fmt.Sprintf("payload truncated: %d bytes missing", e.left)}
+		}
+		err = nil
+	}
+	if err != nil && !errors.As(err, new(*FormatError)) {
+		err = &FormatError{Member: e.m.Path, Off: e.off.n, Msg: "payload: " + err.Error()}
+	}
+	return n, err
+}

@@ -1,0 +1,186 @@
+package mirror
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/retraced/retraced/index"
+)
+
+// Kinds of source.
+const (
+	KindYum  = "yum"
+	KindTree = "tree"
+)
+
+// DefaultSchedule is when a source syncs unless told otherwise.
+const DefaultSchedule = "@every 6h"
+
+// maxErrors bounds the errors a source's state keeps from one sync.
+const maxErrors = 100
+
+var (
+	// ErrExists reports adding a source under a name already used.
+	ErrExists = errors.New("source already exists")
+	// ErrBadSource reports an invalid source definition.
+	ErrBadSource = errors.New("invalid source")
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// Source is a repository the mirror follows, and what it knows of it.
+type Source struct {
+	Name     string    `json:"name"`
+	Kind     string    `json:"kind"`
+	URL      string    `json:"url"`
+	Schedule string    `json:"schedule"`
+	Include  string    `json:"include,omitempty"`
+	Exclude  string    `json:"exclude,omitempty"`
+	Created  time.Time `json:"created"`
+	State    State     `json:"state"`
+}
+
+// State is a source's sync state, updated at the end of every sync.
+type State struct {
+	LastSync   time.Time `json:"last_sync,omitzero"`
+	LastResult string    `json:"last_result,omitempty"`
+	// Errors are the last sync's failures, one line each.
+	Errors []string `json:"errors,omitempty"`
+	// Repomd is the checksum of the repomd.xml last synced in full.
+	Repomd       string `json:"repomd,omitempty"`
+	Packages     int    `json:"packages"`
+	Versions     int    `json:"versions"`
+	BytesFetched int64  `json:"bytes_fetched"`
+	BytesStored  int64  `json:"bytes_stored"`
+}
+
+// Validate checks the name, kind, URL and filters.
+func (s *Source) Validate() error {
+	if !nameRE.MatchString(s.Name) {
+		return fmt.Errorf("%w: name %q: use letters, digits, '.', '_' or '-', at most 64", ErrBadSource, s.Name)
+	}
+	if s.Kind != KindYum && s.Kind != KindTree {
+		return fmt.Errorf("%w: kind %q: want yum or tree", ErrBadSource, s.Kind)
+	}
+	if s.URL == "" {
+		return fmt.Errorf("%w: empty URL", ErrBadSource)
+	}
+	if _, err := parseLocation(s.URL); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSource, err)
+	}
+	for _, re := range []string{s.Include, s.Exclude} {
+		if _, err := regexp.Compile(re); err != nil {
+			return fmt.Errorf("%w: regex %q: %v", ErrBadSource, re, err)
+		}
+	}
+	return nil
+}
+
+// filter reports whether a package file (its location in the source) is
+// selected by the source's include and exclude patterns.
+func (s *Source) filter() (func(string) bool, error) {
+	var inc, exc *regexp.Regexp
+	var err error
+	if s.Include != "" {
+		if inc, err = regexp.Compile(s.Include); err != nil {
+			return nil, err
+		}
+	}
+	if s.Exclude != "" {
+		if exc, err = regexp.Compile(s.Exclude); err != nil {
+			return nil, err
+		}
+	}
+	return func(loc string) bool {
+		if inc != nil && !inc.MatchString(loc) {
+			return false
+		}
+		return exc == nil || !exc.MatchString(loc)
+	}, nil
+}
+
+func (m *Mirror) loadSource(name string) (*Source, error) {
+	rec, err := m.idx.Source(name)
+	if err != nil {
+		return nil, err
+	}
+	s := new(Source)
+	if err := json.Unmarshal(rec, s); err != nil {
+		return nil, fmt.Errorf("source %q: decode: %w", name, err)
+	}
+	return s, nil
+}
+
+func (m *Mirror) saveSource(s *Source) error {
+	if len(s.State.Errors) > maxErrors {
+		s.State.Errors = append(s.State.Errors[:maxErrors-1], fmt.Sprintf("... and %d more", len(s.State.Errors)-maxErrors+1))
+	}
+	rec, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return m.idx.PutSource(s.Name, rec)
+}
+
+// Sources returns every source, by name.
+func (m *Mirror) Sources() ([]*Source, error) {
+	var out []*Source
+	err := m.idx.Sources(func(name string, rec []byte) error {
+		s := new(Source)
+		if err := json.Unmarshal(rec, s); err != nil {
+			return fmt.Errorf("source %q: decode: %w", name, err)
+		}
+		out = append(out, s)
+		return nil
+	})
+	return out, err
+}
+
+// Source returns one source, or an error wrapping index.ErrNotFound.
+func (m *Mirror) Source(name string) (*Source, error) { return m.loadSource(name) }
+
+// Remove stops mirroring a source. Its packages stay until gc.
+func (m *Mirror) Remove(name string) error {
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
+	if m.syncing[name] {
+		return fmt.Errorf("source %q is syncing; try again when it is done", name)
+	}
+	return m.idx.DeleteSource(name)
+}
+
+// Add registers a source. An empty Kind is detected: a URL with
+// repodata/repomd.xml is yum, anything else a tree.
+func (m *Mirror) Add(ctx context.Context, s Source) (*Source, error) {
+	s.URL = strings.TrimSpace(s.URL)
+	if s.Schedule == "" {
+		s.Schedule = DefaultSchedule
+	}
+	if s.Kind == "" {
+		s.Kind = KindTree
+		if ok, err := m.exists(ctx, s.URL, "repodata/repomd.xml"); err != nil {
+			return nil, fmt.Errorf("detect kind of %s: %w", s.URL, err)
+		} else if ok {
+			s.Kind = KindYum
+		}
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := m.idx.Source(s.Name); err == nil {
+		return nil, fmt.Errorf("%w: %q", ErrExists, s.Name)
+	} else if !errors.Is(err, index.ErrNotFound) {
+		return nil, err
+	}
+	s.Created = m.cfg.Now().UTC()
+	s.State = State{}
+	if err := m.saveSource(&s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}

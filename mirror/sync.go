@@ -1,0 +1,408 @@
+package mirror
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/mirror/yum"
+)
+
+// ErrSyncing reports a sync asked for while the source is syncing.
+var ErrSyncing = errors.New("source is already syncing")
+
+// Progress is a snapshot of a running sync.
+type Progress struct {
+	Source string
+	// Phase is "metadata", "packages" or "done".
+	Phase        string
+	Total        int // packages to ingest in this sync
+	Done         int // ingested or failed so far
+	Failed       int
+	BytesFetched int64
+	Started      time.Time
+}
+
+// Result is the outcome of one sync.
+type Result struct {
+	Source string
+	// Unchanged: the metadata was the same as last time; nothing fetched.
+	Unchanged bool
+	// Listed counts the packages the source lists (after filters).
+	Listed int
+	// New counts packages ingested by this sync; Linked those the index
+	// already had from another source.
+	New, Linked  int
+	Failed       []*PackageError
+	BytesFetched int64
+	BytesStored  int64
+	Duration     time.Duration
+	// Err is a failure of the whole sync (metadata unreadable, ...).
+	Err error
+}
+
+// OK reports a sync with no failure at all.
+func (r *Result) OK() bool { return r.Err == nil && len(r.Failed) == 0 }
+
+// Summary is one line for logs and the CLI.
+func (r *Result) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: ", r.Source)
+	switch {
+	case r.Err != nil:
+		fmt.Fprintf(&b, "failed: %v", r.Err)
+	case r.Unchanged:
+		b.WriteString("unchanged")
+	default:
+		fmt.Fprintf(&b, "%d listed, %d new, %d linked, %d failed, %s fetched, %s stored",
+			r.Listed, r.New, r.Linked, len(r.Failed), HumanBytes(r.BytesFetched), HumanBytes(r.BytesStored))
+	}
+	fmt.Fprintf(&b, " in %s", r.Duration.Round(time.Millisecond))
+	return b.String()
+}
+
+// HumanBytes writes n in binary units.
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// Sync brings the index up to date with one source. progress, if not nil,
+// is called from another goroutine a few times a second and once at the
+// end. The returned error is only for a sync that could not start; how the
+// sync went is in the Result, and in the source's state.
+func (m *Mirror) Sync(ctx context.Context, name string, progress func(Progress)) (*Result, error) {
+	m.syncMu.Lock()
+	if m.syncing[name] {
+		m.syncMu.Unlock()
+		return nil, fmt.Errorf("%q: %w", name, ErrSyncing)
+	}
+	m.syncing[name] = true
+	m.syncMu.Unlock()
+	defer func() {
+		m.syncMu.Lock()
+		delete(m.syncing, name)
+		m.syncMu.Unlock()
+	}()
+
+	src, err := m.loadSource(name)
+	if err != nil {
+		return nil, err
+	}
+	start := m.cfg.Now()
+	res := &Result{Source: name}
+	var pr progressState
+	pr.started = start
+	pr.source = name
+	pr.setPhase("metadata")
+	stop := pr.report(progress)
+
+	switch src.Kind {
+	case KindYum:
+		m.syncYum(ctx, src, res, &pr)
+	default:
+		res.Err = fmt.Errorf("%s sources are not supported yet", src.Kind)
+	}
+	pr.setPhase("done")
+	stop()
+
+	res.Duration = m.cfg.Now().Sub(start)
+	st := &src.State
+	st.LastSync = start.UTC()
+	st.BytesFetched += res.BytesFetched
+	st.BytesStored += res.BytesStored
+	st.Errors = nil
+	for _, f := range res.Failed {
+		st.Errors = append(st.Errors, f.Error())
+	}
+	switch {
+	case res.Err != nil:
+		st.LastResult = "failed: " + res.Err.Error()
+		st.Errors = append([]string{res.Err.Error()}, st.Errors...)
+	case len(res.Failed) > 0:
+		st.LastResult = fmt.Sprintf("partial: %d of %d packages failed", len(res.Failed), res.New+len(res.Failed))
+	case res.Unchanged:
+		st.LastResult = "ok: unchanged"
+	default:
+		st.LastResult = fmt.Sprintf("ok: %d new", res.New)
+	}
+	if err := m.countSource(src); err != nil && res.Err == nil {
+		res.Err = err
+	}
+	if err := m.saveSource(src); err != nil {
+		return res, fmt.Errorf("save state of %s: %w", name, err)
+	}
+	return res, nil
+}
+
+// countSource recounts the distinct names and NEVRAs a source has listed.
+func (m *Mirror) countSource(src *Source) error {
+	names := map[string]bool{}
+	versions := 0
+	err := m.idx.SourcePackages(src.Name, func(n index.NEVRA) error {
+		names[n.Name] = true
+		versions++
+		return nil
+	})
+	src.State.Packages, src.State.Versions = len(names), versions
+	return err
+}
+
+func (m *Mirror) syncYum(ctx context.Context, src *Source, res *Result, pr *progressState) {
+	loc, err := parseLocation(src.URL)
+	if err != nil {
+		res.Err = err
+		return
+	}
+	repomdURL, err := loc.resolve("", "repodata/repomd.xml")
+	if err != nil {
+		res.Err = err
+		return
+	}
+	raw, err := m.readAll(ctx, repomdURL, 16<<20)
+	if err != nil {
+		res.Err = fmt.Errorf("fetch repomd.xml: %w", err)
+		return
+	}
+	res.BytesFetched += int64(len(raw))
+	sum := sha256.Sum256(raw)
+	repomdSum := hex.EncodeToString(sum[:])
+	if repomdSum == src.State.Repomd && len(src.State.Errors) == 0 && strings.HasPrefix(src.State.LastResult, "ok") {
+		res.Unchanged = true
+		return
+	}
+	md, err := yum.ParseRepomd(strings.NewReader(string(raw)))
+	if err != nil {
+		res.Err = err
+		return
+	}
+	prim, err := md.Primary()
+	if err != nil {
+		res.Err = err
+		return
+	}
+	wants, fetched, err := m.readPrimary(ctx, loc, prim)
+	res.BytesFetched += fetched
+	if err != nil {
+		res.Err = err
+		return
+	}
+	keepLoc, err := src.filter()
+	if err != nil {
+		res.Err = err
+		return
+	}
+	var todo []*want
+	for _, w := range wants {
+		if !keepLoc(w.location) {
+			continue
+		}
+		res.Listed++
+		member, err := m.idx.HasMembership(src.Name, w.nevra)
+		if err != nil {
+			res.Err = err
+			return
+		}
+		if member {
+			continue
+		}
+		have, err := m.idx.HasPackage(w.nevra)
+		if err != nil {
+			res.Err = err
+			return
+		}
+		if have {
+			if err := m.idx.AddMembership(src.Name, w.nevra, w.checksum.String()); err != nil {
+				res.Err = err
+				return
+			}
+			res.Linked++
+			continue
+		}
+		todo = append(todo, w)
+	}
+	pr.setPhase("packages")
+	pr.total.Store(int64(len(todo)))
+	m.ingestAll(ctx, src.Name, todo, res, pr)
+	if ctx.Err() != nil && res.Err == nil {
+		res.Err = fmt.Errorf("interrupted: %w", ctx.Err())
+	}
+	if res.Err == nil && len(res.Failed) == 0 {
+		src.State.Repomd = repomdSum
+	}
+}
+
+// readPrimary fetches, verifies and parses primary.xml. The checksum in
+// repomd.xml covers the compressed file; nothing parsed is used unless it
+// matches.
+func (m *Mirror) readPrimary(ctx context.Context, loc *location, d *yum.Data) ([]*want, int64, error) {
+	target, err := loc.resolve("", d.Location.Href)
+	if err != nil {
+		return nil, 0, err
+	}
+	h, err := yum.NewHash(d.Checksum.Type)
+	if err != nil {
+		return nil, 0, err
+	}
+	rc, _, err := m.open(ctx, target)
+	if err != nil {
+		return nil, 0, fmt.Errorf("fetch primary: %w", err)
+	}
+	defer rc.Close()
+	cr := &countingReader{r: io.LimitReader(rc, m.cfg.MaxMetadataSize)}
+	tee := io.TeeReader(cr, h)
+	dec, err := yum.Decompress(tee)
+	if err != nil {
+		return nil, cr.n, fmt.Errorf("primary %s: %w", d.Location.Href, err)
+	}
+	defer dec.Close()
+	seen := map[index.NEVRA]bool{}
+	var wants []*want
+	perr := yum.ParsePrimary(io.LimitReader(dec, m.cfg.MaxMetadataSize), func(p *yum.Package) error {
+		if p.Arch == "src" || p.Arch == "nosrc" {
+			return nil
+		}
+		e, err := p.Epoch()
+		if err != nil {
+			return err
+		}
+		n := index.NEVRA{Name: p.Name, Epoch: e, Version: p.Version.Ver, Release: p.Version.Rel, Arch: p.Arch}
+		if err := n.Validate(); err != nil {
+			return fmt.Errorf("primary: %w", err)
+		}
+		if seen[n] {
+			return nil
+		}
+		seen[n] = true
+		t, err := loc.resolve(p.Location.Base, p.Location.Href)
+		if err != nil {
+			return fmt.Errorf("primary: package %s: %w", n, err)
+		}
+		wants = append(wants, &want{nevra: n, target: t, location: p.Location.Href, checksum: p.Checksum, size: p.Size.Package})
+		return nil
+	})
+	// Hash what the parser left unread, then judge: a checksum mismatch
+	// explains a parse error better than the parse error does.
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return nil, cr.n, fmt.Errorf("fetch primary: %w", err)
+	}
+	want := strings.ToLower(strings.TrimSpace(d.Checksum.Value))
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return nil, cr.n, fmt.Errorf("primary %s: %w: %s is %s, repomd.xml says %s", d.Location.Href, ErrChecksum, d.Checksum.Type, got, want)
+	}
+	if perr != nil {
+		return nil, cr.n, perr
+	}
+	sort.Slice(wants, func(i, j int) bool { return wants[i].location < wants[j].location })
+	return wants, cr.n, nil
+}
+
+// ingestAll runs the workers over todo and commits each good package.
+func (m *Mirror) ingestAll(ctx context.Context, source string, todo []*want, res *Result, pr *progressState) {
+	var mu sync.Mutex
+	jobs := make(chan *want)
+	var wg sync.WaitGroup
+	for range min(m.cfg.Workers, max(len(todo), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range jobs {
+				r, err := m.ingest(ctx, w, func(n int64) { pr.bytes.Add(n) })
+				if err == nil {
+					r.pkg.Sources = []string{source}
+					err = m.idx.PutPackage(r.pkg)
+				}
+				mu.Lock()
+				if r != nil {
+					res.BytesFetched += r.fetched
+				}
+				if err != nil {
+					res.Failed = append(res.Failed, &PackageError{Location: w.location, Err: err})
+					pr.failed.Add(1)
+				} else {
+					res.New++
+					res.BytesStored += r.pkg.Stored
+				}
+				mu.Unlock()
+				pr.done.Add(1)
+			}
+		}()
+	}
+	for _, w := range todo {
+		select {
+		case jobs <- w:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	sort.Slice(res.Failed, func(i, j int) bool { return res.Failed[i].Location < res.Failed[j].Location })
+}
+
+// progressState is a running sync's counters.
+type progressState struct {
+	source  string
+	started time.Time
+	phase   atomic.Value
+	total   atomic.Int64
+	done    atomic.Int64
+	failed  atomic.Int64
+	bytes   atomic.Int64
+}
+
+func (p *progressState) setPhase(s string) { p.phase.Store(s) }
+
+func (p *progressState) snapshot() Progress {
+	return Progress{
+		Source: p.source, Phase: p.phase.Load().(string), Total: int(p.total.Load()),
+		Done: int(p.done.Load()), Failed: int(p.failed.Load()), BytesFetched: p.bytes.Load(), Started: p.started,
+	}
+}
+
+// report calls fn every 200 ms until the returned stop is called, and
+// once more then.
+func (p *progressState) report(fn func(Progress)) (stop func()) {
+	if fn == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				fn(p.snapshot())
+			case <-done:
+				fn(p.snapshot())
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}

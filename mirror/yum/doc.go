@@ -1,0 +1,13 @@
+// Package yum parses yum (rpm-md) repository metadata: repomd.xml and the
+// primary.xml it points to, compressed with gzip, xz, zstd or bzip2.
+//
+// It only parses; fetching and verifying bytes is the mirror's job. It
+// imports no other retraced package.
+//
+// # Security
+//
+// Metadata comes from the network. Parsing is streaming (a primary.xml of
+// any size is decoded one <package> at a time), every element is bounded by
+// the caller's reader limits, and malformed XML is an error naming the
+// byte offset where decoding stopped.
+package yum
