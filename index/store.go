@@ -119,13 +119,16 @@ type Options struct {
 	CacheMB int64
 	// SyncWrites makes every commit durable before it returns.
 	SyncWrites bool
+	// CacheEntries bounds the lookup cache; 0 picks 262144, -1 disables.
+	CacheEntries int
 }
 
 // Store is the catalogue in Badger. Reads are safe from any goroutine;
 // writes are serialised inside the Store.
 type Store struct {
-	db *badger.DB
-	mu sync.Mutex // serialises read-modify-write transactions
+	db    *badger.DB
+	mu    sync.Mutex // serialises read-modify-write transactions
+	cache *lookupCache
 }
 
 // Open opens (creating) the database in dir. Badger locks the directory;
@@ -150,7 +153,14 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open index %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db}
+	switch {
+	case o.CacheEntries == 0:
+		s.cache = newLookupCache(1 << 18)
+	case o.CacheEntries > 0:
+		s.cache = newLookupCache(o.CacheEntries)
+	}
+	return s, nil
 }
 
 // Close flushes and closes the database.
@@ -158,7 +168,27 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Lookup returns every file carrying id, newest package first, or
 // ErrNotFound.
+//
+// The returned slice is shared with the cache: callers must not modify it.
 func (s *Store) Lookup(id BuildID) ([]Match, error) {
+	var gen uint64
+	if s.cache != nil {
+		if ms, ok := s.cache.get(id); ok {
+			if ms == nil {
+				return nil, fmt.Errorf("build-id %s: %w", id, ErrNotFound)
+			}
+			return ms, nil
+		}
+		gen = s.cache.gen.Load()
+	}
+	ms, err := s.lookup(id)
+	if s.cache != nil && (err == nil || errors.Is(err, ErrNotFound)) {
+		s.cache.put(id, ms, gen)
+	}
+	return ms, err
+}
+
+func (s *Store) lookup(id BuildID) ([]Match, error) {
 	var ms []Match
 	err := s.db.View(func(txn *badger.Txn) error {
 		it, err := txn.Get(buildIDKey(id))
@@ -244,6 +274,9 @@ func (s *Store) PutPackage(p *Package) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cache != nil {
+		defer s.cache.invalidate(p.buildIDs())
+	}
 	return s.update(func(txn *badger.Txn) error {
 		counts, err := getCounts(txn)
 		if err != nil {
@@ -281,6 +314,16 @@ func (s *Store) PutPackage(p *Package) error {
 		}
 		return txn.Set([]byte(keyCounts), encodeCounts(counts))
 	})
+}
+
+func (p *Package) buildIDs() []BuildID {
+	var ids []BuildID
+	for _, f := range p.Files {
+		if !f.BuildID.IsZero() {
+			ids = append(ids, f.BuildID)
+		}
+	}
+	return ids
 }
 
 func putMatches(txn *badger.Txn, p *Package, counts *Counts) error {

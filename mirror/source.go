@@ -161,6 +161,13 @@ func (m *Mirror) Add(ctx context.Context, s Source) (*Source, error) {
 	if s.Schedule == "" {
 		s.Schedule = DefaultSchedule
 	}
+	loc, err := parseLocation(s.URL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSource, err)
+	}
+	if loc.local != "" && !strings.HasPrefix(s.URL, "file://") {
+		s.URL = loc.local // a relative path means nothing to a server started elsewhere
+	}
 	if s.Kind == "" {
 		s.Kind = KindTree
 		if ok, err := m.exists(ctx, s.URL, "repodata/repomd.xml"); err != nil {

@@ -70,18 +70,18 @@ func BuildID(r io.ReaderAt) ([]byte, error) {
 	}
 
 	s := scanner{r: r, order: f.ByteOrder, budget: MaxScanBytes, seen: make(map[span]bool)}
-	var notes []*elf.Section
+	var preferred, others []*elf.Section
 	for _, sec := range f.Sections {
-		if sec.Type != elf.SHT_NOTE || sec.Flags&elf.SHF_COMPRESSED != 0 {
-			continue // notes are never compressed; a compressed one is not ours to inflate
-		}
-		if sec.Name == ".note.gnu.build-id" {
-			notes = append([]*elf.Section{sec}, notes...)
-		} else {
-			notes = append(notes, sec)
+		switch {
+		case sec.Type != elf.SHT_NOTE || sec.Flags&elf.SHF_COMPRESSED != 0:
+			// Notes are never compressed; a compressed one is not ours to inflate.
+		case sec.Name == ".note.gnu.build-id":
+			preferred = append(preferred, sec)
+		default:
+			others = append(others, sec)
 		}
 	}
-	for _, sec := range notes {
+	for _, sec := range append(preferred, others...) {
 		if id, err := s.scan(sec.Offset, sec.FileSize, sec.Addralign); id != nil || err != nil {
 			return id, err
 		}
@@ -119,7 +119,7 @@ type scanner struct {
 	r         io.ReaderAt
 	order     binary.ByteOrder
 	budget    int64
-	seen      map[span]bool // blobs already parsed: sections and segments overlap
+	seen      map[span]bool // blobs already parsed, against repeated section headers
 	malformed *FormatError  // first malformed blob, reported if no build-id is found
 }
 
@@ -131,38 +131,53 @@ func (s *scanner) scan(off, size, align uint64) ([]byte, error) {
 		return nil, nil
 	}
 	s.seen[span{off, size, align}] = true
-	if off > math.MaxInt64 {
-		s.fail(formatErr(math.MaxInt64, "note offset %#x overflows", off))
+	n := min(size, MaxNoteBytes, uint64(s.budget))
+	if n == 0 {
+		s.fail(formatErr(clampOff(off), "note data exceeds the %d-byte scan limit", MaxScanBytes))
 		return nil, nil
 	}
-	n := min(size, MaxNoteBytes)
-	if int64(n) > s.budget {
-		s.fail(formatErr(int64(off), "note data exceeds the %d-byte scan limit", MaxScanBytes))
+	if off > math.MaxInt64-n {
+		s.fail(formatErr(clampOff(off), "note data [%#x, +%#x) lies past any file", off, size))
 		return nil, nil
 	}
-	s.budget -= int64(n)
-
+	// Check that the file holds the blob before allocating for it, so a
+	// size field claiming a megabyte costs nothing when the file is short.
+	if err := inFile(s.r, region{"note data", off, n}); err != nil {
+		var fe *FormatError
+		if !errors.As(err, &fe) {
+			return nil, err
+		}
+		s.fail(fe)
+		return nil, nil
+	}
 	buf := make([]byte, n)
-	m, err := io.ReadFull(io.NewSectionReader(s.r, int64(off), int64(n)), buf)
-	if err != nil {
+	s.budget -= int64(n)
+	if m, err := s.r.ReadAt(buf, int64(off)); m < len(buf) {
 		if !isEOF(err) {
 			return nil, fmt.Errorf("read notes at %#x: %w", off, err)
 		}
-		s.fail(&FormatError{Off: int64(off) + int64(m), Msg: fmt.Sprintf("note data [%#x, %#x) extends past the end of the file", off, off+n), Err: err})
+		s.fail(&FormatError{Off: int64(off) + int64(m), Msg: "note data ends early", Err: err})
 		return nil, nil
 	}
-	notes, err := parseNotes(buf, s.order, align, int64(off), size > n)
-	for _, nt := range notes {
-		if nt.Name != ownerGNU || nt.Type != ntGNUBuildID {
-			continue
+	var id []byte
+	err := walkNotes(buf, s.order, align, int64(off), n < size, func(nt noteRec) bool {
+		// As libdwfl, which debuginfod indexes with, the name must be
+		// exactly "GNU\0" (namesz 4); readelf also shows namesz 3.
+		if nt.typ != ntGNUBuildID || string(nt.name) != ownerGNU {
+			return true
 		}
-		if len(nt.Desc) == 0 || len(nt.Desc) > MaxBuildIDBytes {
-			s.fail(formatErr(nt.Off+4, "build-id of %d bytes is not 1 to %d bytes", len(nt.Desc), MaxBuildIDBytes))
-			continue
+		if len(nt.desc) == 0 || len(nt.desc) > MaxBuildIDBytes {
+			s.fail(formatErr(nt.off+4, "build-id of %d bytes is not 1 to %d bytes", len(nt.desc), MaxBuildIDBytes))
+			return true
 		}
-		return bytes.Clone(nt.Desc), nil
+		id = bytes.Clone(nt.desc)
+		return false
+	})
+	if id != nil {
+		return id, nil
 	}
-	if fe, ok := err.(*FormatError); ok {
+	var fe *FormatError
+	if errors.As(err, &fe) {
 		s.fail(fe)
 	}
 	return nil, nil
@@ -193,7 +208,7 @@ type header struct {
 	strtab      region // section-name table, if any
 }
 
-// A region is a byte range of the file that debug/elf reads whole.
+// A region is a byte range of the file, named for error messages.
 type region struct {
 	what      string
 	off, size uint64
@@ -267,6 +282,11 @@ func readHeader(r io.ReaderAt) (*header, error) {
 	if h.phsize > maxTableBytes {
 		return nil, formatErr(int64(offPhentsize[c]), "program header table of %d bytes exceeds %d", h.phsize, maxTableBytes)
 	}
+	// debug/elf allocates each table whole before reading it: check first
+	// that the file holds it, so a short file cannot cost megabytes.
+	if err := inFile(r, region{"program header table", h.phoff, h.phsize}); err != nil {
+		return nil, err
+	}
 	h.shoff = word(offShoff[c])
 	h.shentsize = half(offShentsize[c])
 	shnum := half(offShnum[c])
@@ -288,7 +308,12 @@ func readHeader(r io.ReaderAt) (*header, error) {
 		}
 		shnum = sh.size
 		if shstrndx == uint64(elf.SHN_XINDEX) {
+			// debug/elf (Go 1.26) indexes its sections with this
+			// without checking it.
 			shstrndx = sh.link
+			if shstrndx >= shnum {
+				return nil, formatErr(int64(sh.at)+sh.linkField, "section-name table index %d is not below the section count %d", shstrndx, shnum)
+			}
 		}
 	}
 	if h.shentsize < h.wantShentsz {
@@ -297,6 +322,9 @@ func readHeader(r io.ReaderAt) (*header, error) {
 	h.shsize = shnum * h.shentsize
 	if h.shsize > maxTableBytes {
 		return nil, formatErr(int64(offShentsize[c]), "section header table of %d bytes exceeds %d", h.shsize, maxTableBytes)
+	}
+	if err := inFile(r, region{"section header table", h.shoff, h.shsize}); err != nil {
+		return nil, err
 	}
 	if shstrndx == 0 || shstrndx >= shnum {
 		return h, nil
@@ -312,14 +340,18 @@ func readHeader(r io.ReaderAt) (*header, error) {
 		return nil, formatErr(int64(sh.at)+sh.sizeField, "section-name table of %d bytes exceeds %d", sh.size, maxNameTableBytes)
 	}
 	h.strtab = region{"section-name table", sh.offset, sh.size}
+	if err := inFile(r, h.strtab); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 
 type sectionHeader struct {
-	at                    uint64 // offset of the header in the file
-	flags, offset, size   uint64
-	link                  uint64
-	flagsField, sizeField int64 // offsets of sh_flags and sh_size in the header
+	at                  uint64 // offset of the header in the file
+	flags, offset, size uint64
+	link                uint64
+	// Offsets of sh_flags, sh_size and sh_link in the header.
+	flagsField, sizeField, linkField int64
 }
 
 // section reads section header i, or returns nil if it lies past the end
@@ -344,13 +376,13 @@ func (h *header) section(r io.ReaderAt, i uint64) (*sectionHeader, error) {
 		sh.offset = h.order.Uint64(buf[24:])
 		sh.size = h.order.Uint64(buf[32:])
 		sh.link = uint64(h.order.Uint32(buf[40:]))
-		sh.flagsField, sh.sizeField = 8, 32
+		sh.flagsField, sh.sizeField, sh.linkField = 8, 32, 40
 	} else {
 		sh.flags = uint64(h.order.Uint32(buf[8:]))
 		sh.offset = uint64(h.order.Uint32(buf[16:]))
 		sh.size = uint64(h.order.Uint32(buf[20:]))
 		sh.link = uint64(h.order.Uint32(buf[24:]))
-		sh.flagsField, sh.sizeField = 8, 20
+		sh.flagsField, sh.sizeField, sh.linkField = 8, 20, 24
 	}
 	return sh, nil
 }
@@ -379,27 +411,48 @@ func (h *header) explain(r io.ReaderAt, err error) error {
 		return fmt.Errorf("parse ELF headers: %w", err)
 	}
 	for _, g := range []region{
-		{"ELF header", 0, h.ehsize},
 		{"program header table", h.phoff, h.phsize},
 		{"section header table", h.shoff, h.shsize},
 		h.strtab,
 	} {
-		if g.size != 0 && pastEnd(r, g.off, g.size) {
-			return &FormatError{Off: clampOff(g.off), Msg: fmt.Sprintf("%s [%#x, +%#x) extends past the end of the file", g.what, g.off, g.size), Err: err}
+		if ferr := inFile(r, g); ferr != nil {
+			return ferr
 		}
 	}
 	return &FormatError{Off: 0, Msg: "ELF file is truncated", Err: err}
 }
 
-// pastEnd reports whether the last byte of [off, off+size) cannot be read.
-func pastEnd(r io.ReaderAt, off, size uint64) bool {
+// inFile returns a *FormatError if the last byte of g cannot be read.
+func inFile(r io.ReaderAt, g region) error {
+	if g.size == 0 {
+		return nil
+	}
+	past, err := pastEnd(r, g.off, g.size)
+	if err != nil {
+		return err
+	}
+	if past {
+		return &FormatError{Off: clampOff(g.off), Msg: fmt.Sprintf("%s [%#x, +%#x) extends past the end of the file", g.what, g.off, g.size), Err: io.ErrUnexpectedEOF}
+	}
+	return nil
+}
+
+// pastEnd reports whether the last byte of [off, off+size) lies past the
+// end of r; a read error other than EOF is returned.
+func pastEnd(r io.ReaderAt, off, size uint64) (bool, error) {
 	last := off + size - 1
 	if last < off || last > math.MaxInt64 {
-		return true
+		return true, nil
 	}
 	var b [1]byte
-	n, _ := r.ReadAt(b[:], int64(last))
-	return n != 1
+	n, err := r.ReadAt(b[:], int64(last))
+	if n == 1 {
+		return false, nil
+	}
+	if err != nil && !isEOF(err) {
+		return false, fmt.Errorf("read ELF file at %#x: %w", last, err)
+	}
+	return true, nil
 }
 
 func clampOff(off uint64) int64 {

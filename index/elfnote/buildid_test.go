@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -408,7 +409,7 @@ func TestBuildIDMalformed(t *testing.T) {
 		{
 			name:    "note section of 2^62 bytes",
 			input:   patched(u64(l.noteHdr+32, 1<<62)),
-			wantOff: int64(len(l.data)),
+			wantOff: l.noteOff,
 		},
 		{
 			name:    "note section alignment 16",
@@ -587,6 +588,9 @@ func TestBuildIDSynthetic(t *testing.T) {
 		order   binary.ByteOrder
 		blobs   func(o binary.ByteOrder) []synthBlob
 		wantOff bool // readelf prints an id, but BuildID must refuse it
+		// readelf prints an id, but libdwfl (hence debuginfod) wants an
+		// owner name of exactly "GNU\0", and so does BuildID.
+		notLibdwfl bool
 	}{
 		{name: "ELF64 big-endian", is64: true, order: be},
 		{name: "ELF32 big-endian", order: be},
@@ -606,8 +610,11 @@ func TestBuildIDSynthetic(t *testing.T) {
 		{name: "owner CORE type 3 is not a build-id", is64: true, order: le, blobs: func(o binary.ByteOrder) []synthBlob {
 			return []synthBlob{{"note0", 4, note(o, 4, "CORE", 3, make([]byte, 136))}}
 		}},
-		{name: "owner name without NUL", order: be, blobs: func(o binary.ByteOrder) []synthBlob {
+		{name: "owner name without NUL", order: be, notLibdwfl: true, blobs: func(o binary.ByteOrder) []synthBlob {
 			return []synthBlob{{".note.gnu.build-id", 4, rawNote(o, 4, 3, 20, 3, []byte("GNU"), id20)}}
+		}},
+		{name: "owner name with trailing bytes", is64: true, order: le, notLibdwfl: true, blobs: func(o binary.ByteOrder) []synthBlob {
+			return []synthBlob{{".note.gnu.build-id", 4, rawNote(o, 4, 8, 20, 3, []byte("GNU\x00abc\x00"), id20)}}
 		}},
 		{name: "build-id of 65 bytes", is64: true, order: le, wantOff: true, blobs: func(o binary.ByteOrder) []synthBlob {
 			return []synthBlob{{".note.gnu.build-id", 4, note(o, 4, "GNU", 3, id65)}}
@@ -623,6 +630,13 @@ func TestBuildIDSynthetic(t *testing.T) {
 			path := filepath.Join(dir, strings.Repeat("x", i+1))
 			writeFile(t, path, synthELF(tt.is64, tt.order, blobs))
 			want := referenceBuildID(t, path)
+			if tt.notLibdwfl {
+				if want == "" {
+					t.Fatal("readelf -n prints no build-id")
+				}
+				checkBuildID(t, path, "")
+				return
+			}
 			if !tt.wantOff {
 				checkBuildID(t, path, want)
 				return
@@ -742,5 +756,136 @@ func BenchmarkBuildID(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// manyNoteSections returns an ELF64 file whose n SHT_NOTE sections overlap
+// on one blob of blobSize zero bytes (each 12 zero bytes is an empty note):
+// a file built to make a naive reader parse n times blobSize bytes.
+func manyNoteSections(n, blobSize int) []byte {
+	const ehsize, shent = 64, 64
+	blobOff := ehsize
+	strOff := blobOff + blobSize
+	shoff := strOff + 16
+	out := make([]byte, shoff+shent*(n+2))
+	copy(out, elf.ELFMAG)
+	out[elf.EI_CLASS], out[elf.EI_DATA], out[elf.EI_VERSION] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), 1
+	le.PutUint16(out[16:], uint16(elf.ET_EXEC))
+	le.PutUint16(out[18:], uint16(elf.EM_X86_64))
+	le.PutUint32(out[20:], 1)
+	le.PutUint64(out[40:], uint64(shoff))
+	le.PutUint16(out[52:], ehsize)
+	le.PutUint16(out[58:], shent)
+	le.PutUint16(out[60:], uint16(n+2))
+	le.PutUint16(out[62:], uint16(n+1))
+	copy(out[strOff:], "\x00.shstrtab\x00")
+	for i := 1; i <= n; i++ {
+		sh := out[shoff+i*shent:]
+		le.PutUint32(sh[4:], uint32(elf.SHT_NOTE))
+		le.PutUint64(sh[24:], uint64(blobOff+4*(i%1024))) // distinct spans, all inside the blob
+		le.PutUint64(sh[32:], uint64(blobSize-4*(i%1024)))
+		le.PutUint64(sh[48:], 4)
+	}
+	sh := out[shoff+(n+1)*shent:]
+	le.PutUint32(sh[0:], 1)
+	le.PutUint32(sh[4:], uint32(elf.SHT_STRTAB))
+	le.PutUint64(sh[24:], uint64(strOff))
+	le.PutUint64(sh[32:], 11)
+	return out
+}
+
+// TestBuildIDBounded checks that files whose size fields claim much more
+// than they hold cost memory in proportion to what they hold.
+func TestBuildIDBounded(t *testing.T) {
+	l := loadTiny(t)
+	patch := func(edit func(b []byte)) []byte {
+		b := bytes.Clone(l.data)
+		edit(b)
+		return b
+	}
+	tests := []struct {
+		name     string
+		input    []byte
+		maxAlloc uint64 // bytes allocated by one BuildID call
+	}{
+		{
+			name:     "program header table of 7 MiB claimed",
+			input:    patch(func(b []byte) { le.PutUint16(b[0x36:], 0xffff); le.PutUint16(b[0x38:], 0x70) }),
+			maxAlloc: 64 << 10,
+		},
+		{
+			name:     "section-name table of 4 MiB claimed",
+			input:    patch(func(b []byte) { le.PutUint64(b[l.strtabHdr+32:], 4<<20) }),
+			maxAlloc: 64 << 10,
+		},
+		{
+			name:     "note section of 2^62 bytes claimed",
+			input:    patch(func(b []byte) { le.PutUint64(b[l.noteHdr+32:], 1<<62) }),
+			maxAlloc: 64 << 10,
+		},
+		{
+			name:     "20000 overlapping note sections of 1 MiB",
+			input:    manyNoteSections(20000, 1<<20),
+			maxAlloc: MaxScanBytes + 8*(20000*64) + 2<<20, // scan budget, debug/elf's sections
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := BuildID(bytes.NewReader(tt.input))
+			runtime.ReadMemStats(&after)
+			var fe *FormatError
+			if !errors.As(err, &fe) {
+				t.Fatalf("BuildID error = %v, want *FormatError", err)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > tt.maxAlloc {
+				t.Errorf("BuildID allocated %d bytes for a %d-byte file, want at most %d", alloc, len(tt.input), tt.maxAlloc)
+			} else {
+				t.Logf("%d bytes allocated for a %d-byte file: %v", alloc, len(tt.input), err)
+			}
+		})
+	}
+}
+
+// extendedNumbering returns an ELF64 file using extended section numbering:
+// e_shnum 0 and e_shstrndx SHN_XINDEX, with n (all SHT_NULL) sections and
+// the section-name table index link, both in section 0.
+func extendedNumbering(n, link int) []byte {
+	const ehsize, shent = 64, 64
+	out := make([]byte, ehsize+shent*n)
+	copy(out, elf.ELFMAG)
+	out[elf.EI_CLASS], out[elf.EI_DATA], out[elf.EI_VERSION] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), 1
+	le.PutUint16(out[16:], uint16(elf.ET_EXEC))
+	le.PutUint16(out[18:], uint16(elf.EM_X86_64))
+	le.PutUint32(out[20:], 1)
+	le.PutUint64(out[40:], ehsize) // e_shoff
+	le.PutUint16(out[52:], ehsize)
+	le.PutUint16(out[58:], shent)
+	le.PutUint16(out[62:], uint16(elf.SHN_XINDEX))
+	le.PutUint64(out[ehsize+32:], uint64(n))    // sh_size of section 0
+	le.PutUint32(out[ehsize+40:], uint32(link)) // sh_link of section 0
+	return out
+}
+
+// TestExtendedNumbering covers a file that makes debug/elf index past its
+// sections: BuildID refuses it first, and the recover in newFile would
+// catch the panic if it did not.
+func TestExtendedNumbering(t *testing.T) {
+	const n = int(elf.SHN_LORESERVE)
+	bad := extendedNumbering(n, n+5)
+	_, err := BuildID(bytes.NewReader(bad))
+	checkFormatError(t, err, 64+40)
+
+	_, err = newFile(bytes.NewReader(bad))
+	var fe *FormatError
+	if !errors.As(err, &fe) || !strings.Contains(fe.Msg, "panicked") {
+		t.Logf("debug/elf no longer panics on this file: %v", err)
+	}
+	// With the index in range, debug/elf itself refuses the SHT_NULL
+	// section-name table.
+	_, err = BuildID(bytes.NewReader(extendedNumbering(n, n-1)))
+	if !errors.As(err, &fe) {
+		t.Fatalf("BuildID error = %v, want *FormatError", err)
 	}
 }

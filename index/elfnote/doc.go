@@ -17,12 +17,12 @@
 // segments; in a separate debug file most sections are SHT_NOBITS but the
 // note sections are kept.
 //
-// A build-id is the descriptor of the note whose owner is "GNU" and whose
-// type is NT_GNU_BUILD_ID (3): 1 to [MaxBuildIDBytes] bytes, usually 20
-// (sha1), written by the linker's --build-id option. The same id is in the
-// binary and in its separate debug file, which is how the two are paired.
-// Core files carry notes too (owner "CORE", "LINUX"), but not a build-id of
-// their own.
+// A build-id is the descriptor of the note whose owner is "GNU" (namesz 4,
+// "GNU\0", exactly as libdwfl wants it) and whose type is NT_GNU_BUILD_ID
+// (3): 1 to [MaxBuildIDBytes] bytes, usually 20 (sha1), written by the
+// linker's --build-id option. The same id is in the binary and in its
+// separate debug file, which is how the two are paired. Core files carry
+// notes too (owner "CORE", "LINUX"), but not a build-id of their own.
 //
 // [BuildID] and [Open] look in the .note.gnu.build-id section first, then
 // in the other SHT_NOTE sections, and in the PT_NOTE segments only when the
@@ -41,15 +41,20 @@
 //
 // # Security
 //
-// The input is hostile. Every size read from the file is checked before it
-// is used: no more than [MaxNoteBytes] of one note section or segment and
-// no more than [MaxScanBytes] of notes in all are read. Before debug/elf
-// sees the file, its header is checked so that what debug/elf reads whole
-// stays small: a section count above [MaxSections], program or section
-// header tables over 8 MiB, a section-name table over 4 MiB, and a
-// compressed section-name table (a decompression bomb inside debug/elf) are
-// refused. Everything else debug/elf reads is bounded by the size of the
-// input.
+// The input is hostile. Every size read from the file is checked against
+// the file before anything is allocated for it, so a short file claiming
+// large tables costs nothing. No more than [MaxNoteBytes] of one note
+// section or segment and no more than [MaxScanBytes] of notes in all are
+// read. Before debug/elf sees the file, its header is checked so that what
+// debug/elf reads whole stays small and present: a section count above
+// [MaxSections], program or section header tables over 8 MiB, a
+// section-name table over 4 MiB, tables past the end of the file, a
+// compressed section-name table (a decompression bomb inside debug/elf)
+// and, under extended numbering, a section-name table index past the
+// sections (which makes debug/elf in Go 1.26 index out of range) are
+// refused. What debug/elf then allocates is a small multiple of the
+// section header table.
+//
 // No function of this package panics on any input: a panic inside
 // debug/elf is recovered and reported as a [*FormatError], and the parsers
 // are fuzzed (FuzzBuildID, FuzzParseNotes) from the seeds in testdata.

@@ -1,6 +1,7 @@
 package elfnote
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 )
@@ -29,8 +30,8 @@ const (
 const (
 	noteHeaderSize = 12 // namesz, descsz, type
 
-	ntGNUBuildID = 3 // NT_GNU_BUILD_ID, owner "GNU"
-	ownerGNU     = "GNU"
+	ntGNUBuildID = 3         // NT_GNU_BUILD_ID, owner "GNU"
+	ownerGNU     = "GNU\x00" // the owner name with its NUL: namesz 4
 )
 
 // A Note is one ELF note.
@@ -70,12 +71,27 @@ func formatErr(off int64, format string, args ...any) *FormatError {
 // zero. On malformed data ParseNotes returns the notes before the
 // bad one together with a *FormatError. The Desc of each note aliases data.
 func ParseNotes(data []byte, order binary.ByteOrder, align uint64, base int64) ([]Note, error) {
-	return parseNotes(data, order, align, base, false)
+	var notes []Note
+	err := walkNotes(data, order, align, base, false, func(n noteRec) bool {
+		notes = append(notes, Note{Name: cString(n.name), Type: n.typ, Desc: n.desc, Off: n.off})
+		return true
+	})
+	return notes, err
 }
 
-// parseNotes is ParseNotes; cut says data is a prefix of a longer blob, so
-// a note running past its end ends the parse instead of being an error.
-func parseNotes(data []byte, order binary.ByteOrder, align uint64, base int64, cut bool) ([]Note, error) {
+// A noteRec is a note as walkNotes finds it, its name still bytes.
+type noteRec struct {
+	name []byte // namesz bytes, NUL included
+	typ  uint32
+	desc []byte
+	off  int64
+}
+
+// walkNotes calls yield for each note of the blob until yield returns
+// false, and returns the *FormatError that ended the walk, if any. cut says
+// data is a prefix of a longer blob, so a note running past its end ends the
+// walk instead of being an error. Names and descriptors alias data.
+func walkNotes(data []byte, order binary.ByteOrder, align uint64, base int64, cut bool, yield func(noteRec) bool) error {
 	var pad uint64
 	switch align {
 	case 0, 1, 2, 4:
@@ -83,20 +99,19 @@ func parseNotes(data []byte, order binary.ByteOrder, align uint64, base int64, c
 	case 8:
 		pad = 8
 	default:
-		return nil, formatErr(base, "note alignment %d is not 4 or 8", align)
+		return formatErr(base, "note alignment %d is not 4 or 8", align)
 	}
 	if order == nil {
-		return nil, formatErr(base, "no byte order")
+		return formatErr(base, "no byte order")
 	}
 
-	var notes []Note
 	size := uint64(len(data))
 	for off := uint64(0); off < size; {
 		if size-off < noteHeaderSize {
 			if cut || allZero(data[off:]) {
 				break
 			}
-			return notes, formatErr(base+int64(off), "%d bytes left, too few for a note header", size-off)
+			return formatErr(base+int64(off), "%d bytes left, too few for a note header", size-off)
 		}
 		namesz := uint64(order.Uint32(data[off:]))
 		descsz := uint64(order.Uint32(data[off+4:]))
@@ -111,7 +126,7 @@ func parseNotes(data []byte, order binary.ByteOrder, align uint64, base int64, c
 			if cut {
 				break
 			}
-			return notes, formatErr(base+int64(off), "note name size %d (%d padded) exceeds the %d bytes left", namesz, descOff-nameOff, size-nameOff)
+			return formatErr(base+int64(off), "note name size %d (%d padded) exceeds the %d bytes left", namesz, descOff-nameOff, size-nameOff)
 		}
 		descEnd := descOff + descsz
 		next := alignUp(descEnd, pad)
@@ -119,18 +134,20 @@ func parseNotes(data []byte, order binary.ByteOrder, align uint64, base int64, c
 			if cut {
 				break
 			}
-			return notes, formatErr(base+int64(off)+4, "note descriptor size %d (%d padded) exceeds the %d bytes left", descsz, next-descOff, size-descOff)
+			return formatErr(base+int64(off)+4, "note descriptor size %d (%d padded) exceeds the %d bytes left", descsz, next-descOff, size-descOff)
 		}
-
-		notes = append(notes, Note{
-			Name: cString(data[nameOff : nameOff+namesz]),
-			Type: typ,
-			Desc: data[descOff:descEnd:descEnd],
-			Off:  base + int64(off),
-		})
+		n := noteRec{
+			name: data[nameOff : nameOff+namesz : nameOff+namesz],
+			typ:  typ,
+			desc: data[descOff:descEnd:descEnd],
+			off:  base + int64(off),
+		}
+		if !yield(n) {
+			break
+		}
 		off = next
 	}
-	return notes, nil
+	return nil
 }
 
 func alignUp(n, a uint64) uint64 { return (n + a - 1) &^ (a - 1) }
@@ -144,13 +161,11 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// cString returns b up to its first NUL, as C's strcmp would see the owner
-// name (binutils and elfutils compare it that way).
+// cString returns b up to its first NUL, the owner name as readelf shows
+// it.
 func cString(b []byte) string {
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i])
-		}
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return string(b[:i])
 	}
 	return string(b)
 }

@@ -120,7 +120,7 @@ func ReadHeader(r io.Reader) (h *Header, err error) {
 			h, err = nil, &FormatError{Off: -1, Msg: fmt.Sprintf("header: %v", p)}
 		}
 	}()
-	p, err := rpm.Read(r)
+	p, err := rpm.Read(fullReader{r})
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, &FormatError{Off: -1, Msg: "header: truncated"}
@@ -151,6 +151,19 @@ func ReadHeader(r io.Reader) (h *Header, err error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// fullReader makes every Read fill its buffer (or fail): the rpm library
+// reads fixed-size structures with a single Read call, which a network
+// stream may answer short.
+type fullReader struct{ r io.Reader }
+
+func (f fullReader) Read(p []byte) (int, error) {
+	n, err := io.ReadFull(f.r, p)
+	if err == io.ErrUnexpectedEOF {
+		err = io.EOF
+	}
+	return n, err
 }
 
 func files(hdr *rpm.Header) ([]Entry, error) {

@@ -217,7 +217,9 @@ func (e *exactReader) Read(p []byte) (int, error) {
 		}
 		err = nil
 	}
-	if err != nil && !errors.As(err, new(*FormatError)) {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = &FormatError{Member: e.m.Path, Off: e.off.n, Msg: fmt.Sprintf("payload truncated: %d bytes missing", e.left)}
+	} else if err != nil && !errors.As(err, new(*FormatError)) {
 		err = &FormatError{Member: e.m.Path, Off: e.off.n, Msg: "payload: " + err.Error()}
 	}
 	return n, err

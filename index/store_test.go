@@ -1,0 +1,229 @@
+package index
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/retraced/retraced/index/blob"
+)
+
+func openTest(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "index"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+func mustNEVRA(t testing.TB, s string) NEVRA {
+	t.Helper()
+	n, err := ParseNEVRA(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func mustID(t testing.TB, s string) BuildID {
+	t.Helper()
+	id, err := ParseBuildID(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func pkg(t testing.TB, nevra, source string, files ...File) *Package {
+	return &Package{NEVRA: mustNEVRA(t, nevra), Sources: []string{source}, Files: files, Checksum: "sha256:00"}
+}
+
+func TestPutLookup(t *testing.T) {
+	s := openTest(t)
+	id := mustID(t, "60ab14b93363b97940e389f6abed7ac2441653e4")
+	other := mustID(t, "0123")
+	content := blob.Sum([]byte("x"))
+	if err := s.PutPackage(pkg(t, "counter-1.0-1.x86_64", "fx",
+		File{Path: "/usr/lib64/libcounter.so.1.0.0", BuildID: id, Kind: KindExecutable, Blob: content, Size: 1},
+		File{Path: "/usr/lib64/libcounter.so.1", Link: "libcounter.so.1.0.0"},
+	)); err != nil {
+		t.Fatal(err)
+	}
+	// An identical rebuild: same id, newer release.
+	if err := s.PutPackage(pkg(t, "counter-1.0-2.x86_64", "fx",
+		File{Path: "/usr/lib64/libcounter.so.1.0.0", BuildID: id, Kind: KindExecutable, Blob: content, Size: 1})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutPackage(pkg(t, "counter-debuginfo-1.0-1.x86_64", "fx",
+		File{Path: "/usr/lib/debug/usr/lib64/libcounter.so.1.0.0-1.0-1.x86_64.debug", BuildID: id, Kind: KindDebuginfo, Blob: content})); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := s.Lookup(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range ms {
+		got = append(got, m.NEVRA.String()+" "+m.Kind.String())
+	}
+	want := []string{"counter-debuginfo-1.0-1.x86_64 debuginfo", "counter-1.0-2.x86_64 executable", "counter-1.0-1.x86_64 executable"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("matches:\n got %q\nwant %q", got, want)
+	}
+	if _, err := s.Lookup(other); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown id: err = %v, want ErrNotFound", err)
+	}
+	c, err := s.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Packages != 3 || c.BuildIDs != 1 || c.Files != 4 {
+		t.Fatalf("counts = %+v, want 3 packages, 1 build-id, 4 files", c)
+	}
+}
+
+func TestPutPackageTwiceMergesSources(t *testing.T) {
+	s := openTest(t)
+	id := mustID(t, "aabb")
+	for _, src := range []string{"a", "b", "a"} {
+		if err := s.PutPackage(pkg(t, "x-1-1.x86_64", src, File{Path: "/usr/bin/x", BuildID: id, Kind: KindExecutable})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	views, err := s.Resolve(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(views) != 1 || strings.Join(views[0].Repos, ",") != "a,b" {
+		t.Fatalf("Resolve = %+v, want one match with repos a,b", views)
+	}
+	for _, src := range []string{"a", "b"} {
+		ok, err := s.HasMembership(src, mustNEVRA(t, "x-1-1.x86_64"))
+		if err != nil || !ok {
+			t.Fatalf("HasMembership(%s) = %v, %v", src, ok, err)
+		}
+	}
+	if c, _ := s.Counts(); c.Packages != 1 || c.BuildIDs != 1 {
+		t.Fatalf("counts after re-put = %+v", c)
+	}
+}
+
+func TestSources(t *testing.T) {
+	s := openTest(t)
+	if err := s.PutSource("fx", []byte(`{"name":"fx"}`)); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.Source("fx")
+	if err != nil || string(rec) != `{"name":"fx"}` {
+		t.Fatalf("Source = %q, %v", rec, err)
+	}
+	if err := s.DeleteSource("fx"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Source("fx"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after delete: %v", err)
+	}
+	if err := s.DeleteSource("fx"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+}
+
+func TestSecondWriterRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "index")
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s2, err := Open(dir, Options{}); err == nil {
+		s2.Close()
+		t.Fatal("second Open of the same directory succeeded")
+	}
+}
+
+func TestCodecRejectsGarbage(t *testing.T) {
+	good := encodeMatches([]Match{{NEVRA: NEVRA{Name: "a", Version: "1", Release: "1", Arch: "x"}, Kind: KindExecutable, Path: "/a"}})
+	for i := 0; i < len(good); i++ {
+		if _, err := decodeMatches(good[:i]); err == nil {
+			t.Fatalf("decode of %d/%d bytes succeeded", i, len(good))
+		}
+	}
+}
+
+func FuzzDecodeMatches(f *testing.F) {
+	f.Add(encodeMatches([]Match{{NEVRA: NEVRA{Name: "a", Version: "1", Release: "1", Arch: "x"}, Path: "/a"}}))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ms, err := decodeMatches(b)
+		if err != nil {
+			return
+		}
+		if again, err := decodeMatches(encodeMatches(ms)); err != nil || len(again) != len(ms) {
+			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
+
+// fill writes n synthetic packages of one build-id each.
+func fill(b testing.TB, s *Store, n int) []BuildID {
+	ids := make([]BuildID, n)
+	for i := range n {
+		id := mustID(b, fmt.Sprintf("%040x", uint64(i)*0x9e3779b97f4a7c15))
+		ids[i] = id
+		if err := s.PutPackage(pkg(b, fmt.Sprintf("pkg%d-1.0-1.x86_64", i), "bench",
+			File{Path: fmt.Sprintf("/usr/lib64/lib%d.so.1", i), BuildID: id, Kind: KindExecutable})); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return ids
+}
+
+// BenchmarkLookup measures point lookups from GOMAXPROCS goroutines,
+// through the lookup cache (warm: every id looked up before) and straight
+// from Badger (cache off). The issue's floor is 1M lookups/s on 2 cores.
+func BenchmarkLookup(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		for _, cached := range []bool{true, false} {
+			o := Options{CacheEntries: -1}
+			if cached {
+				o.CacheEntries = 0
+			}
+			s, err := Open(filepath.Join(b.TempDir(), "index"), o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids := fill(b, s, n)
+			for _, id := range ids {
+				if _, err := s.Lookup(id); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := s.db.Flatten(2); err != nil {
+				b.Fatal(err)
+			}
+			b.Run(fmt.Sprintf("entries=%d/cache=%v", n, cached), func(b *testing.B) {
+				var i atomic.Uint64
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						k := i.Add(0x9e3779b9) % uint64(len(ids))
+						if _, err := s.Lookup(ids[k]); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+			})
+			s.Close()
+		}
+	}
+}

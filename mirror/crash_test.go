@@ -1,0 +1,168 @@
+package mirror
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/index/blob"
+)
+
+// The crash test re-runs this test binary as a child that syncs and gets
+// killed with SIGKILL part-way.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("RETRACED_CHILD_SYNC_DIR"); dir != "" {
+		childSync(dir)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func childSync(dir string) {
+	m, closeFn, err := openMirror(dir)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	defer closeFn()
+	res, err := m.Sync(context.Background(), "fx", func(p Progress) {
+		fmt.Printf("done %d\n", p.Done-p.Failed)
+	})
+	if err != nil {
+		fmt.Println("error", err)
+	} else {
+		fmt.Println("result", res.Summary(), res.Failed)
+	}
+	os.Exit(0)
+}
+
+func openMirror(dir string) (*Mirror, func(), error) {
+	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{NoSync: true})
+	if err != nil {
+		idx.Close()
+		return nil, nil, err
+	}
+	m, err := New(idx, pool, Config{Workers: 2})
+	if err != nil {
+		idx.Close()
+		return nil, nil, err
+	}
+	return m, func() { idx.Close() }, nil
+}
+
+// snapshot renders everything a sync leaves behind: each package with
+// its files (ingest time aside), and the pool's blobs.
+func snapshot(t *testing.T, m *testMirror) string {
+	t.Helper()
+	var lines []string
+	if err := m.idx.Packages(func(p *index.Package) error {
+		p.Added = time.Time{}
+		b, err := json.Marshal(p)
+		lines = append(lines, string(b))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.pool.Walk(func(d blob.Digest, size int64) error {
+		lines = append(lines, fmt.Sprintf("blob %s %d", d, size))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.idx.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines = append(lines, fmt.Sprintf("counts %+v", c))
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// TestKillDuringSync: SIGKILL a syncing process, sync again, and the store
+// equals one an uninterrupted sync made.
+func TestKillDuringSync(t *testing.T) {
+	srv := fixtures.NewServer(fixtures.FS("repo"))
+	url := srv.Start(t)
+
+	ref := newTestMirror(t, "")
+	ref.add(t, "fx", url)
+	if res := ref.sync(t, "fx"); !res.OK() {
+		t.Fatalf("reference sync: %s", res.Summary())
+	}
+
+	dir := t.TempDir()
+	func() {
+		m, closeFn, err := openMirror(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeFn()
+		if _, err := m.Add(context.Background(), Source{Name: "fx", URL: url}); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	srv.Inject("*.rpm", fixtures.Slow(1024, 15*time.Millisecond))
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "RETRACED_CHILD_SYNC_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	killed := false
+	var said []string
+	for sc.Scan() {
+		said = append(said, sc.Text())
+		var n int
+		if _, err := fmt.Sscanf(sc.Text(), "done %d", &n); err == nil && n >= 4 {
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
+			break
+		}
+	}
+	werr := cmd.Wait()
+	if !killed {
+		t.Fatalf("child finished before it could be killed: %v; it said %q", werr, said)
+	}
+	srv.ClearFaults()
+
+	m := newTestMirror(t, dir)
+	if err := m.pool.CleanTemp(); err != nil { // as opening a data directory does
+		t.Fatal(err)
+	}
+	partial, err := m.idx.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if partial.Packages == 0 || int(partial.Packages) >= len(fixtures.Packages(t)) {
+		t.Fatalf("killed sync left %d packages; want some but not all", partial.Packages)
+	}
+	res := m.sync(t, "fx")
+	if !res.OK() || res.New != len(fixtures.Packages(t))-int(partial.Packages) {
+		t.Fatalf("sync after the kill: %s (had %d)", res.Summary(), partial.Packages)
+	}
+	if got, want := snapshot(t, m), snapshot(t, ref); got != want {
+		t.Fatalf("store after kill and resync differs from an uninterrupted one:\n got:\n%s\nwant:\n%s", got, want)
+	}
+}
