@@ -60,7 +60,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.data, "data", "./retraced-data", "data directory (env RETRACED_DATA)")
 	root.PersistentFlags().StringVar(&g.config, "config", "", "TOML config file (env RETRACED_CONFIG)")
-	root.AddCommand(mirrorCmd(g), lookupCmd(g), versionCmd())
+	root.AddCommand(mirrorCmd(g), lookupCmd(g), serveCmd(g), versionCmd())
 	return root
 }
 
@@ -98,38 +98,6 @@ func mirrorAddCmd(g *globals) *cobra.Command {
 	return c
 }
 
-// sourceView is a source as `mirror list --json` and the API show it.
-type sourceView struct {
-	Name         string     `json:"name"`
-	Kind         string     `json:"kind"`
-	URL          string     `json:"url"`
-	Schedule     string     `json:"schedule"`
-	Packages     int        `json:"packages"`
-	Versions     int        `json:"versions"`
-	BytesFetched int64      `json:"bytes_fetched"`
-	BytesStored  int64      `json:"bytes_stored"`
-	LastSync     *time.Time `json:"last_sync"`
-	LastResult   string     `json:"last_result"`
-	Errors       []string   `json:"errors"`
-}
-
-func viewOf(s *mirror.Source) sourceView {
-	v := sourceView{
-		Name: s.Name, Kind: s.Kind, URL: s.URL, Schedule: s.Schedule,
-		Packages: s.State.Packages, Versions: s.State.Versions,
-		BytesFetched: s.State.BytesFetched, BytesStored: s.State.BytesStored,
-		LastResult: s.State.LastResult, Errors: s.State.Errors,
-	}
-	if !s.State.LastSync.IsZero() {
-		t := s.State.LastSync
-		v.LastSync = &t
-	}
-	if v.Errors == nil {
-		v.Errors = []string{}
-	}
-	return v
-}
-
 func mirrorListCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
@@ -146,9 +114,9 @@ func mirrorListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			views := make([]sourceView, 0, len(srcs))
+			views := make([]mirror.SourceView, 0, len(srcs))
 			for _, src := range srcs {
-				views = append(views, viewOf(src))
+				views = append(views, src.View())
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {

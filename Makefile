@@ -1,0 +1,42 @@
+# retraced — `make help` lists the targets.
+GO       ?= go
+BIN      ?= bin
+DATA     ?= ./retraced-data
+CORPUS   ?= /var/tmp/retraced-corpus
+
+.PHONY: help build test test-short lint fuzz bench bench-compare run fixtures clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+build: ## build bin/retraced
+	$(GO) build -o $(BIN)/retraced ./cmd/retraced
+
+test: ## run every test with the race detector (needs rpm, createrepo_c, gdb, elfutils: see .ci/run)
+	$(GO) test -race -timeout 20m ./...
+
+test-short: ## tests without the race detector
+	$(GO) test ./...
+
+lint: ## go vet, gofmt, golangci-lint when installed
+	$(GO) vet ./...
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@if command -v golangci-lint >/dev/null; then golangci-lint run ./...; else echo "golangci-lint not installed; skipped"; fi
+
+fuzz: ## run each fuzz target for FUZZTIME (default 20s)
+	@./scripts/fuzz.sh $${FUZZTIME:-20s}
+
+bench: ## Go benchmarks (index lookups, ingest)
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./index/ ./mirror/...
+
+bench-compare: build ## ingest CORPUS with retraced and with debuginfod -R; print times and ratios
+	bash bench/compare.sh $(CORPUS) $(BIN)/retraced
+
+run: build ## serve the bundled fixture repository on 127.0.0.1:8080
+	$(BIN)/retraced --data $(DATA) serve
+
+fixtures: ## rebuild fixtures/ with rpmbuild and createrepo_c
+	bash fixtures/build.sh
+
+clean: ## remove build output (not the data directory)
+	rm -rf $(BIN)

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/retraced/retraced/fixtures"
+)
+
+// run executes the CLI in-process and returns stdout, stderr and the error.
+func run(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	root := newRoot()
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	err := root.Execute()
+	return out.String(), errb.String(), err
+}
+
+func TestMirrorAddSyncListLookup(t *testing.T) {
+	data := t.TempDir()
+	url := fixtures.NewServer(fixtures.FS("repo")).Start(t)
+	if _, _, err := run(t, "--data", data, "mirror", "add", "fx", url); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "--data", data, "mirror", "sync")
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	if !strings.HasPrefix(out, "fx: ") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("sync off a terminal prints one summary line per source, got %q", out)
+	}
+	out, _, err = run(t, "--data", data, "mirror", "list", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("list --json: %v\n%s", err, out)
+	}
+	for _, f := range []string{"name", "kind", "url", "schedule", "packages", "versions", "bytes_fetched", "bytes_stored", "last_sync", "last_result"} {
+		if _, ok := list[0][f]; !ok {
+			t.Errorf("mirror list --json lacks %q", f)
+		}
+	}
+	if list[0]["kind"] != "yum" || list[0]["versions"].(float64) != float64(len(fixtures.Packages(t))) {
+		t.Fatalf("list: %v", list[0])
+	}
+
+	// lookup prints exactly what eu-readelf's reference says.
+	var ids, want []string
+	seen := map[string]bool{}
+	for _, e := range fixtures.ELFFiles(t) {
+		if !seen[e.BuildID] {
+			seen[e.BuildID] = true
+			ids = append(ids, e.BuildID)
+		}
+		want = append(want, strings.Join([]string{e.BuildID, e.NEVRA, e.Kind, e.Path}, " "))
+	}
+	out, _, err = run(t, append([]string{"--data", data, "lookup"}, ids...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(strings.TrimSpace(out), "\n")
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("lookup:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// An unknown id: exit 1, the known one still printed.
+	out, errOut, err := run(t, "--data", data, "lookup", ids[0], "00112233445566778899aabbccddeeff00112233")
+	var ec exitCode
+	if !errors.As(err, &ec) || ec != 1 || !strings.Contains(errOut, "not found") || !strings.HasPrefix(out, ids[0]) {
+		t.Fatalf("lookup with an unknown id: err %v, out %q, stderr %q", err, out, errOut)
+	}
+	if _, _, err := run(t, "--data", data, "lookup", "not-hex"); err == nil {
+		t.Fatal("malformed id accepted")
+	}
+}
+
+func TestSyncExitsOneWhenASourceFails(t *testing.T) {
+	data := t.TempDir()
+	srv := fixtures.NewServer(fixtures.FS("repo"))
+	url := srv.Start(t)
+	srv.Inject("/repodata/repomd.xml", fixtures.Status(500))
+	for _, name := range []string{"broken", "good"} {
+		u := url
+		if name == "good" {
+			u = fixtures.Path("repo")
+		}
+		if _, _, err := run(t, "--data", data, "mirror", "add", name, u, "--kind", "yum"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _, err := run(t, "--data", data, "mirror", "sync")
+	var ec exitCode
+	if !errors.As(err, &ec) || ec != 1 {
+		t.Fatalf("sync with a failing source: %v", err)
+	}
+	if !strings.Contains(out, "broken: failed") || !strings.Contains(out, "good: ") || strings.Contains(out, "good: failed") {
+		t.Fatalf("summaries: %q", out)
+	}
+}
+
+func TestMirrorRemoveKeepsPackages(t *testing.T) {
+	data := t.TempDir()
+	if _, _, err := run(t, "--data", data, "mirror", "add", "fx", fixtures.Path("repo")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "--data", data, "mirror", "sync", "fx"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "--data", data, "mirror", "remove", "fx"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "--data", data, "mirror", "list", "--json")
+	if err != nil || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("list after remove: %q %v", out, err)
+	}
+	id := fixtures.ELFFiles(t)[0].BuildID
+	if out, _, err := run(t, "--data", data, "lookup", id); err != nil || !strings.HasPrefix(out, id) {
+		t.Fatalf("lookup after remove: %q %v", out, err)
+	}
+}
+
+func TestDataDirInUse(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.Data = t.TempDir()
+	s, err := openStore(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s2, err := openStore(cfg); !errors.Is(err, ErrInUse) {
+		if s2 != nil {
+			s2.Close()
+		}
+		t.Fatalf("second open: %v, want ErrInUse", err)
+	}
+	// The same from another process: a clear message, exit 1, nothing touched.
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCLI$")
+	cmd.Env = append(os.Environ(), "RETRACED_HELPER_ARGS=--data\x1f"+cfg.Data+"\x1fmirror\x1flist")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use") || !strings.Contains(string(out), "held by process") {
+		t.Fatalf("second process: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Data, "index")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHelperCLI runs the CLI as a separate process for TestDataDirInUse.
+func TestHelperCLI(t *testing.T) {
+	args := os.Getenv("RETRACED_HELPER_ARGS")
+	if args == "" {
+		t.Skip("helper process only")
+	}
+	_, errOut, err := run(t, strings.Split(args, "\x1f")...)
+	if err != nil {
+		os.Stderr.WriteString(errOut + err.Error() + "\n")
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "retraced.toml")
+	if err := os.WriteFile(p, []byte("data = \""+filepath.Join(dir, "d")+"\"\n[mirror]\nworkers = 1\ncompression = \"best\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig(p)
+	if err != nil || c.Mirror.Workers != 1 || c.Mirror.Compression != "best" || c.Data != filepath.Join(dir, "d") {
+		t.Fatalf("loadConfig = %+v, %v", c, err)
+	}
+	if err := os.WriteFile(p, []byte("dta = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadConfig(p); err == nil {
+		t.Fatal("a misspelt key was accepted")
+	}
+	if _, _, err := run(t, "--config", filepath.Join(dir, "missing.toml"), "mirror", "list"); err == nil {
+		t.Fatal("missing config file accepted")
+	}
+}

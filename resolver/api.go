@@ -1,0 +1,113 @@
+package resolver
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/retraced/retraced/index"
+)
+
+// MaxBatch bounds the ids of one POST /api/v1/buildids.
+const MaxBatch = 10_000
+
+// maxBatchBody bounds its body: 10,000 ids of 128 hex digits and quoting.
+const maxBatchBody = MaxBatch * 140
+
+// Index is what the resolver needs of the index.
+type Index interface {
+	// Resolve returns the matches of id, newest package first, or an
+	// error wrapping index.ErrNotFound.
+	Resolve(id index.BuildID) ([]index.MatchView, error)
+}
+
+var _ Index = (*index.Store)(nil)
+
+// API serves the JSON lookups.
+type API struct {
+	idx Index
+}
+
+// NewAPI returns the lookup API over idx.
+func NewAPI(idx Index) *API { return &API{idx: idx} }
+
+// Register adds the routes to r.
+func (a *API) Register(r gin.IRouter) {
+	r.GET("/api/v1/buildid/:id", a.buildID)
+	r.POST("/api/v1/buildids", a.buildIDs)
+}
+
+func apiError(c *gin.Context, code int, msg string) {
+	c.AbortWithStatusJSON(code, gin.H{"error": msg})
+}
+
+type buildIDResponse struct {
+	BuildID string            `json:"build_id"`
+	Matches []index.MatchView `json:"matches"`
+}
+
+func (a *API) buildID(c *gin.Context) {
+	id, err := index.ParseBuildID(strings.ToLower(c.Param("id")))
+	if err != nil {
+		apiError(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	ms, err := a.idx.Resolve(id)
+	if errors.Is(err, index.ErrNotFound) {
+		apiError(c, http.StatusNotFound, "build-id "+id.String()+" not found")
+		return
+	}
+	if err != nil {
+		apiError(c, http.StatusInternalServerError, err.Error())
+		return
+	}
+	c.JSON(http.StatusOK, buildIDResponse{BuildID: id.String(), Matches: ms})
+}
+
+type batchRequest struct {
+	BuildIDs []string `json:"build_ids"`
+}
+
+type batchResponse struct {
+	Results    map[string][]index.MatchView `json:"results"`
+	Unresolved []string                     `json:"unresolved"`
+}
+
+func (a *API) buildIDs(c *gin.Context) {
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBatchBody)
+	var req batchRequest
+	if err := c.ShouldBindJSON(&req); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			apiError(c, http.StatusRequestEntityTooLarge, "body larger than the batch limit")
+			return
+		}
+		apiError(c, http.StatusBadRequest, "want {\"build_ids\": [...]}: "+err.Error())
+		return
+	}
+	if len(req.BuildIDs) > MaxBatch {
+		apiError(c, http.StatusRequestEntityTooLarge, "more than 10000 build-ids")
+		return
+	}
+	resp := batchResponse{Results: map[string][]index.MatchView{}, Unresolved: []string{}}
+	for _, s := range req.BuildIDs {
+		id, err := index.ParseBuildID(strings.ToLower(s))
+		if err != nil {
+			apiError(c, http.StatusBadRequest, err.Error())
+			return
+		}
+		ms, err := a.idx.Resolve(id)
+		switch {
+		case errors.Is(err, index.ErrNotFound):
+			resp.Unresolved = append(resp.Unresolved, id.String())
+		case err != nil:
+			apiError(c, http.StatusInternalServerError, err.Error())
+			return
+		default:
+			resp.Results[id.String()] = ms
+		}
+	}
+	c.JSON(http.StatusOK, resp)
+}
