@@ -1,6 +1,8 @@
 package rpmfile
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -120,7 +122,11 @@ func ReadHeader(r io.Reader) (h *Header, err error) {
 			h, err = nil, &FormatError{Off: -1, Msg: fmt.Sprintf("header: %v", p)}
 		}
 	}()
-	p, err := rpm.Read(fullReader{r})
+	raw, err := readRaw(r)
+	if err != nil {
+		return nil, err
+	}
+	p, err := rpm.Read(bytes.NewReader(raw))
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, &FormatError{Off: -1, Msg: "header: truncated"}
@@ -153,17 +159,86 @@ func ReadHeader(r io.Reader) (h *Header, err error) {
 	return h, nil
 }
 
-// fullReader makes every Read fill its buffer (or fail): the rpm library
-// reads fixed-size structures with a single Read call, which a network
-// stream may answer short.
-type fullReader struct{ r io.Reader }
+// Header structure limits, as rpm's own hdrchkTags and a data bound
+// generous for the largest real packages (kernel headers are a few MiB).
+const (
+	maxTags       = 0xffff
+	maxHeaderData = 64 << 20
+	leadSize      = 96
+)
 
-func (f fullReader) Read(p []byte) (int, error) {
-	n, err := io.ReadFull(f.r, p)
-	if err == io.ErrUnexpectedEOF {
-		err = io.EOF
+// readRaw reads the lead and both headers into memory and checks every
+// index entry against the data it points into, so that the rpm library
+// (which allocates by an entry's count before checking it) only ever sees
+// consistent headers. Reading with io.ReadFull also shields it from short
+// reads, which it does not handle.
+func readRaw(r io.Reader) ([]byte, error) {
+	raw := make([]byte, leadSize, 64<<10)
+	if _, err := io.ReadFull(r, raw); err != nil {
+		return nil, truncated("lead", err)
 	}
-	return n, err
+	if !bytes.Equal(raw[:4], []byte{0xed, 0xab, 0xee, 0xdb}) {
+		return nil, &FormatError{Off: 0, Msg: "not an rpm (bad lead magic)"}
+	}
+	for i, name := range []string{"signature", "header"} {
+		start := int64(len(raw))
+		var intro [16]byte
+		if _, err := io.ReadFull(r, intro[:]); err != nil {
+			return nil, truncated(name, err)
+		}
+		if !bytes.Equal(intro[:3], []byte{0x8e, 0xad, 0xe8}) {
+			return nil, &FormatError{Off: start, Msg: name + ": bad magic"}
+		}
+		tags := binary.BigEndian.Uint32(intro[8:12])
+		size := binary.BigEndian.Uint32(intro[12:16])
+		if tags > maxTags || size > maxHeaderData {
+			return nil, &FormatError{Off: start, Msg: fmt.Sprintf("%s: %d tags, %d bytes of data: over the limits", name, tags, size)}
+		}
+		n := int(tags)*16 + int(size)
+		pad := 0
+		if i == 0 {
+			pad = (8 - int(size)%8) % 8
+		}
+		raw = append(raw, intro[:]...)
+		body := len(raw)
+		raw = append(raw, make([]byte, n+pad)...)
+		if _, err := io.ReadFull(r, raw[body:]); err != nil {
+			return nil, truncated(name, err)
+		}
+		index, data := raw[body:body+int(tags)*16], raw[body+int(tags)*16:body+n]
+		for t := 0; t < int(tags); t++ {
+			e := index[t*16 : t*16+16]
+			typ := binary.BigEndian.Uint32(e[4:8])
+			off := uint64(binary.BigEndian.Uint32(e[8:12]))
+			count := uint64(binary.BigEndian.Uint32(e[12:16]))
+			width := uint64(1)
+			switch typ {
+			case 0:
+				continue
+			case 3:
+				width = 2
+			case 4:
+				width = 4
+			case 5:
+				width = 8
+			case 1, 2, 6, 7, 8, 9:
+			default:
+				return nil, &FormatError{Off: int64(body + t*16), Msg: fmt.Sprintf("%s: tag %d has unknown type %d", name, binary.BigEndian.Uint32(e[:4]), typ)}
+			}
+			if count == 0 || off > uint64(len(data)) || count*width > uint64(len(data))-off {
+				return nil, &FormatError{Off: int64(body + t*16), Msg: fmt.Sprintf("%s: tag %d: %d values at %d overrun %d bytes of data",
+					name, binary.BigEndian.Uint32(e[:4]), count, off, len(data))}
+			}
+		}
+	}
+	return raw, nil
+}
+
+func truncated(what string, err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &FormatError{Off: -1, Msg: what + ": truncated"}
+	}
+	return fmt.Errorf("read rpm %s: %w", what, err)
 }
 
 func files(hdr *rpm.Header) ([]Entry, error) {

@@ -1,0 +1,224 @@
+package rpmfile
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/retraced/retraced/fixtures"
+)
+
+func fixtureRPMs(t testing.TB) []string {
+	t.Helper()
+	m, err := filepath.Glob(fixtures.Path("repo", "Packages", "*.rpm"))
+	if err != nil || len(m) == 0 {
+		t.Fatalf("no fixture RPMs: %v", err)
+	}
+	return m
+}
+
+// rpmQuery asks rpm itself (the reference) for a package's file list.
+func rpmQuery(t *testing.T, path string) []string {
+	t.Helper()
+	out, err := exec.Command("rpm", "-qp", "--qf", "[%{FILENAMES} %{FILESIZES} %{FILEMODES:octal}\n]", path).Output()
+	if err != nil {
+		t.Fatalf("rpm -qp %s: %v", path, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	sort.Strings(lines)
+	return lines
+}
+
+func TestReadHeaderMatchesRPM(t *testing.T) {
+	if _, err := exec.LookPath("rpm"); err != nil {
+		t.Skip("rpm not installed (CI installs it)")
+	}
+	for _, p := range fixtureRPMs(t) {
+		t.Run(filepath.Base(p), func(t *testing.T) {
+			f, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			h, err := ReadHeader(bufio.NewReader(f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range h.Files {
+				got = append(got, e.Path+" "+itoa(e.Size)+" "+octal(e.Mode))
+			}
+			sort.Strings(got)
+			if want := rpmQuery(t, p); strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("files:\n%s\nrpm says:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			nevr, err := exec.Command("rpm", "-qp", "--qf", "%{NAME} %{EPOCHNUM} %{VERSION} %{RELEASE} %{ARCH} %{PAYLOADCOMPRESSOR}", p).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join([]string{h.Name, itoa(int64(h.Epoch)), h.Version, h.Release, h.Arch, h.Compressor}, " "); got != string(nevr) {
+				t.Fatalf("identity %q, rpm says %q", got, nevr)
+			}
+		})
+	}
+}
+
+func itoa(n int64) string   { return strconv.FormatInt(n, 10) }
+func octal(m uint32) string { return strconv.FormatUint(uint64(m), 8) }
+
+// TestWalkMatchesCpio walks every fixture payload and compares member
+// names and sizes with rpm2cpio | cpio -t (the reference).
+func TestWalkMatchesCpio(t *testing.T) {
+	for _, tool := range []string{"rpm2cpio", "cpio"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (CI installs it)", tool)
+		}
+	}
+	for _, p := range fixtureRPMs(t) {
+		t.Run(filepath.Base(p), func(t *testing.T) {
+			f, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			br := bufio.NewReader(f)
+			h, err := ReadHeader(br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pr, err := Decompress(br, h.Compressor)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			if err := Walk(pr, func(m *Member, data io.Reader) error {
+				n, err := io.Copy(io.Discard, data)
+				if err != nil {
+					return err
+				}
+				if n != m.Size {
+					t.Errorf("%s: read %d bytes of %d", m.Path, n, m.Size)
+				}
+				got = append(got, "."+m.Path)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command("sh", "-c", "rpm2cpio \"$1\" | cpio -t --quiet", "sh", p).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("members:\n%s\ncpio -t:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}
+
+func TestCleanPath(t *testing.T) {
+	tests := []struct{ in, want, err string }{
+		{in: "./usr/bin/x", want: "/usr/bin/x"},
+		{in: "usr/bin/x", want: "/usr/bin/x"},
+		{in: "./usr//bin/./x", want: "/usr/bin/x"},
+		{in: "/etc/passwd", err: "absolute"},
+		{in: ".//etc/passwd", err: "absolute"},
+		{in: "./../../etc/evil", err: "climbs"},
+		{in: "./usr/../../x", err: "climbs"},
+		{in: "./", err: "empty"},
+		{in: "", err: "empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := CleanPath(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("CleanPath(%q) = %q, %v; want error %q", tt.in, got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("CleanPath(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestTruncatedAndGarbage(t *testing.T) {
+	b, err := os.ReadFile(fixtureRPMs(t)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{0, 10, 96, 200, len(b) / 2} {
+		_, err := walkAll(b[:n])
+		var fe *FormatError
+		if !errors.As(err, &fe) {
+			t.Errorf("%d of %d bytes: err = %v, want *FormatError", n, len(b), err)
+		}
+	}
+}
+
+// walkAll reads a whole package, the way the fuzzer does.
+func walkAll(b []byte) (int, error) {
+	br := bufio.NewReader(bytes.NewReader(b))
+	h, err := ReadHeader(br)
+	if err != nil {
+		return 0, err
+	}
+	pr, err := Decompress(br, h.Compressor)
+	if err != nil {
+		return 0, err
+	}
+	defer pr.Close()
+	n := 0
+	err = Walk(io.LimitReader(pr, 64<<20), func(m *Member, data io.Reader) error {
+		n++
+		_, err := io.Copy(io.Discard, data)
+		return err
+	})
+	return n, err
+}
+
+func FuzzPackage(f *testing.F) {
+	for _, p := range fixtureRPMs(f) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = walkAll(b) // must not panic, hang or allocate without bound
+	})
+}
+
+func FuzzWalk(f *testing.F) {
+	f.Add([]byte("070701000000010000a1ff000000000000000000000001000000000000000000000000000000000000000000000000000000000000000b00000000./usr/bin/x\x00\x00\x00\x00"))
+	f.Add([]byte("07070100000000000000000000000000000000000000010000000000000000000000000000000000000000000000000000000b00000000TRAILER!!!\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := Walk(bytes.NewReader(b), func(m *Member, data io.Reader) error {
+			if strings.Contains(m.Path, "..") && strings.Contains("/"+m.Path+"/", "/../") {
+				t.Fatalf("member path %q climbs", m.Path)
+			}
+			if !strings.HasPrefix(m.Path, "/") {
+				t.Fatalf("member path %q not absolute", m.Path)
+			}
+			_, err := io.Copy(io.Discard, data)
+			return err
+		})
+		if err != nil {
+			var fe *FormatError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error of another type: %T %v", err, err)
+			}
+		}
+	})
+}
