@@ -56,7 +56,9 @@ type State struct {
 	Packages     int    `json:"packages"`
 	Versions     int    `json:"versions"`
 	BytesFetched int64  `json:"bytes_fetched"`
-	BytesStored  int64  `json:"bytes_stored"`
+	// BytesStored is what the distinct files of the source's packages take
+	// in the pool now (recounted after every sync and compaction).
+	BytesStored int64 `json:"bytes_stored"`
 }
 
 // Validate checks the name, kind, URL and filters.

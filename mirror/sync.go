@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/index/blob"
 	"github.com/retraced/retraced/mirror/yum"
 )
 
@@ -127,7 +128,6 @@ func (m *Mirror) Sync(ctx context.Context, name string, progress func(Progress))
 	st := &src.State
 	st.LastSync = start.UTC()
 	st.BytesFetched += res.BytesFetched
-	st.BytesStored += res.BytesStored
 	st.Errors = nil
 	for _, f := range res.Failed {
 		st.Errors = append(st.Errors, f.Error())
@@ -152,16 +152,35 @@ func (m *Mirror) Sync(ctx context.Context, name string, progress func(Progress))
 	return res, nil
 }
 
-// countSource recounts the distinct names and NEVRAs a source has listed.
+// countSource recounts the distinct names and NEVRAs a source has listed,
+// and the bytes on disk of the distinct blobs their files use (a blob two
+// sources share counts for both).
 func (m *Mirror) countSource(src *Source) error {
 	names := map[string]bool{}
 	versions := 0
+	blobs := map[blob.Digest]bool{}
+	var stored int64
 	err := m.idx.SourcePackages(src.Name, func(n index.NEVRA) error {
 		names[n.Name] = true
 		versions++
+		p, err := m.idx.Package(n)
+		if err != nil {
+			return err
+		}
+		for _, f := range p.Files {
+			if f.Blob.IsZero() || blobs[f.Blob] {
+				continue
+			}
+			blobs[f.Blob] = true
+			size, err := m.pool.StoredSize(f.Blob)
+			if err != nil {
+				return err
+			}
+			stored += size
+		}
 		return nil
 	})
-	src.State.Packages, src.State.Versions = len(names), versions
+	src.State.Packages, src.State.Versions, src.State.BytesStored = len(names), versions, stored
 	return err
 }
 

@@ -142,7 +142,8 @@ func mirrorListCmd(g *globals) *cobra.Command {
 }
 
 func mirrorSyncCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var compact bool
+	c := &cobra.Command{
 		Use:   "sync [NAME...]",
 		Short: "Sync sources now (all when none is named)",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -191,12 +192,23 @@ func mirrorSyncCmd(g *globals) *cobra.Command {
 					break
 				}
 			}
+			if compact && cmd.Context().Err() == nil {
+				start := time.Now()
+				res, err := s.mirror.Compact(cmd.Context())
+				if err != nil {
+					return fmt.Errorf("compact: %w", err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "compacted %d files: %s -> %s in %s\n", res.Blobs,
+					mirror.HumanBytes(res.Before), mirror.HumanBytes(res.After), time.Since(start).Round(time.Millisecond))
+			}
 			if failed {
 				return exitCode(1)
 			}
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&compact, "compact", false, "then recompress newly stored files at the strongest level (serve does this in the background)")
+	return c
 }
 
 func mirrorRemoveCmd(g *globals) *cobra.Command {

@@ -120,6 +120,14 @@ func syncAll(ctx context.Context, m *mirror.Mirror, log *slog.Logger) {
 			return
 		}
 	}
+	// Recompress what the syncs stored, off their path.
+	res, err := m.Compact(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		log.Error("compact", "err", err)
+	case err == nil && res.Blobs > 0:
+		log.Info("compact", "files", res.Blobs, "before", res.Before, "after", res.After)
+	}
 }
 
 // addEmbeddedDefault gives a data directory with no sources the fixture

@@ -2,6 +2,7 @@ package blob
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -9,7 +10,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -173,6 +176,9 @@ func (p *Pool) Put(d Digest, r io.Reader) (stored int64, err error) {
 	if err := bw.Flush(); err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
+	if err := tmp.Chmod(modeFresh); err != nil {
+		return 0, fmt.Errorf("put blob %s: %w", d, err)
+	}
 	if !p.cfg.NoSync {
 		if err := tmp.Sync(); err != nil {
 			return 0, fmt.Errorf("put blob %s: %w", d, err)
@@ -287,6 +293,128 @@ func (p *Pool) CleanTemp() error {
 		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 			return fmt.Errorf("clean blob tmp: %w", err)
 		}
+	}
+	return nil
+}
+
+// Compacted blobs are rewritten at the strongest level and made read-only
+// (mode 0444); fresh ones are 0644. The mode is the marker, so compaction
+// needs no state of its own and survives copies that keep modes.
+const (
+	modeFresh     = 0o644
+	modeCompacted = 0o444
+)
+
+// IsCompacted reports whether blob d has been recompressed by Compact.
+func (p *Pool) IsCompacted(d Digest) (bool, error) {
+	fi, err := os.Stat(p.Path(d))
+	if err != nil {
+		return false, err
+	}
+	return fi.Mode().Perm()&0o222 == 0, nil
+}
+
+// Compact rewrites blob d with the strongest compression: the reference
+// zstd binary at -19 when zstdCmd is set, else this package's best level.
+// The result is decoded and checked against d before it replaces the
+// blob (atomically; open readers keep the old file). It returns the sizes
+// before and after; a blob already compacted is left alone.
+func (p *Pool) Compact(ctx context.Context, d Digest, zstdCmd string) (before, after int64, err error) {
+	final := p.Path(d)
+	fi, err := os.Stat(final)
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact %s: %w", d, err)
+	}
+	before = fi.Size()
+	if fi.Mode().Perm()&0o222 == 0 {
+		return before, before, nil
+	}
+	src, err := p.Open(d)
+	if err != nil {
+		return before, before, err
+	}
+	defer src.Close()
+	tmp, err := p.TempFile("compact-*.tmp")
+	if err != nil {
+		return before, before, err
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if zstdCmd != "" {
+		cmd := exec.CommandContext(ctx, zstdCmd, "-19", "-q", "-c", "--no-progress", "-T1")
+		cmd.Stdin = src
+		cmd.Stdout = tmp
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			return before, before, fmt.Errorf("compact %s: zstd: %v: %s", d, err, strings.TrimSpace(stderr.String()))
+		}
+	} else {
+		bw := bufio.NewWriterSize(tmp, 256<<10)
+		enc, err := zstd.NewWriter(bw, zstd.WithEncoderLevel(LevelBest), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true))
+		if err != nil {
+			return before, before, err
+		}
+		if _, err := io.Copy(enc, src); err != nil {
+			enc.Close()
+			return before, before, fmt.Errorf("compact %s: %w", d, err)
+		}
+		if err := enc.Close(); err != nil {
+			return before, before, err
+		}
+		if err := bw.Flush(); err != nil {
+			return before, before, err
+		}
+	}
+	if err := p.verifyFile(tmp, d); err != nil {
+		return before, before, fmt.Errorf("compact %s: %w", d, err)
+	}
+	nfi, err := tmp.Stat()
+	if err != nil {
+		return before, before, err
+	}
+	if nfi.Size() >= before { // not worth it: keep the old bytes, mark them final
+		return before, before, os.Chmod(final, modeCompacted)
+	}
+	if !p.cfg.NoSync {
+		if err := tmp.Sync(); err != nil {
+			return before, before, err
+		}
+	}
+	if err := tmp.Chmod(modeCompacted); err != nil {
+		return before, before, err
+	}
+	if err := tmp.Close(); err != nil {
+		return before, before, err
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return before, before, err
+	}
+	keep = true
+	return before, nfi.Size(), nil
+}
+
+// verifyFile decodes a compressed file and checks its digest.
+func (p *Pool) verifyFile(f *os.File, d Digest) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	dec, err := zstd.NewReader(bufio.NewReaderSize(f, 128<<10), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<34))
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, dec); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if got := Digest(h.Sum(nil)); got != d {
+		return fmt.Errorf("%w: decodes to %s", ErrCorrupt, got)
 	}
 	return nil
 }

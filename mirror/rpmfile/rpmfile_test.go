@@ -3,6 +3,7 @@ package rpmfile
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -82,45 +83,52 @@ func TestWalkMatchesCpio(t *testing.T) {
 			t.Skipf("%s not installed (CI installs it)", tool)
 		}
 	}
+	xzBin, err := exec.LookPath("xz")
+	if err != nil {
+		t.Skip("xz not installed (CI installs it)")
+	}
 	for _, p := range fixtureRPMs(t) {
-		t.Run(filepath.Base(p), func(t *testing.T) {
-			f, err := os.Open(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			br := bufio.NewReader(f)
-			h, err := ReadHeader(br)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pr, err := Decompress(br, h.Compressor)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			if err := Walk(pr, func(m *Member, data io.Reader) error {
-				n, err := io.Copy(io.Discard, data)
+		for _, opts := range []Options{{}, {XZCommand: xzBin}} {
+			t.Run(filepath.Base(p)+"/xz="+opts.XZCommand, func(t *testing.T) {
+				f, err := os.Open(p)
 				if err != nil {
-					return err
+					t.Fatal(err)
 				}
-				if n != m.Size {
-					t.Errorf("%s: read %d bytes of %d", m.Path, n, m.Size)
+				defer f.Close()
+				br := bufio.NewReader(f)
+				h, err := ReadHeader(br)
+				if err != nil {
+					t.Fatal(err)
 				}
-				got = append(got, "."+m.Path)
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-			out, err := exec.Command("sh", "-c", "rpm2cpio \"$1\" | cpio -t --quiet", "sh", p).Output()
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := strings.Split(strings.TrimSpace(string(out)), "\n")
-			if strings.Join(got, "\n") != strings.Join(want, "\n") {
-				t.Fatalf("members:\n%s\ncpio -t:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-			}
-		})
+				pr, err := Decompress(context.Background(), br, h.Compressor, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pr.Close()
+				var got []string
+				if err := Walk(pr, func(m *Member, data io.Reader) error {
+					n, err := io.Copy(io.Discard, data)
+					if err != nil {
+						return err
+					}
+					if n != m.Size {
+						t.Errorf("%s: read %d bytes of %d", m.Path, n, m.Size)
+					}
+					got = append(got, "."+m.Path)
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				out, err := exec.Command("sh", "-c", "rpm2cpio \"$1\" | cpio -t --quiet", "sh", p).Output()
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := strings.Split(strings.TrimSpace(string(out)), "\n")
+				if strings.Join(got, "\n") != strings.Join(want, "\n") {
+					t.Fatalf("members:\n%s\ncpio -t:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+				}
+			})
+		}
 	}
 }
 
@@ -173,7 +181,7 @@ func walkAll(b []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	pr, err := Decompress(br, h.Compressor)
+	pr, err := Decompress(context.Background(), br, h.Compressor, Options{})
 	if err != nil {
 		return 0, err
 	}
