@@ -418,3 +418,63 @@ func (p *Pool) verifyFile(f *os.File, d Digest) error {
 	}
 	return nil
 }
+
+// Plain returns the path of an uncompressed copy of blob d, writing it
+// under plain/ on first use (atomically, so concurrent callers and readers
+// never see a partial file). Plain copies serve random access (Range
+// requests, ELF sections) and sendfile, and can be hard-linked into
+// sysroots. They are a cache: RemovePlain or gc may delete them at any time
+// no caller holds one open.
+func (p *Pool) Plain(d Digest) (string, error) {
+	h := d.String()
+	final := filepath.Join(p.dir, "plain", h[:2], h)
+	if _, err := os.Stat(final); err == nil {
+		return final, nil
+	}
+	src, err := p.Open(d)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	tmp, err := p.TempFile("plain-*.tmp")
+	if err != nil {
+		return "", err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	hs := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(tmp, hs), src); err != nil {
+		return "", fmt.Errorf("plain %s: %w", d, err)
+	}
+	if got := Digest(hs.Sum(nil)); got != d {
+		return "", fmt.Errorf("plain %s: %w: decodes to %s", d, ErrCorrupt, got)
+	}
+	if err := tmp.Chmod(0o444); err != nil {
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return "", err
+	}
+	ok = true
+	return final, nil
+}
+
+// RemovePlain deletes the uncompressed copy of d, if any.
+func (p *Pool) RemovePlain(d Digest) error {
+	h := d.String()
+	if err := os.Remove(filepath.Join(p.dir, "plain", h[:2], h)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}

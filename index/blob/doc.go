@@ -5,6 +5,7 @@
 // Layout under the pool directory (see README.md beside this file):
 //
 //	sha256/ab/abcdef...   one zstd frame holding the file's content
+//	plain/ab/abcdef...    an uncompressed copy (a cache; see Plain)
 //	tmp/                  files being written; never referenced
 //
 // A blob is written to tmp/, fsynced and renamed into place, so a blob that

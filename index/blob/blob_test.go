@@ -1,0 +1,176 @@
+package blob
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+)
+
+func testPool(t *testing.T) *Pool {
+	t.Helper()
+	p, err := Open(t.TempDir(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func content(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b[:n/2]); err != nil { // half random, half zeros: compressible
+		panic(err)
+	}
+	return b
+}
+
+func TestPutOpenRoundTrip(t *testing.T) {
+	p := testPool(t)
+	for _, n := range []int{0, 1, 1000, 3 << 20} {
+		b := content(n)
+		d := Sum(b)
+		stored, err := p.Put(d, bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 1000 && stored >= int64(n) {
+			t.Errorf("%d bytes stored as %d: not compressed", n, stored)
+		}
+		again, err := p.Put(d, bytes.NewReader(b))
+		if err != nil || again != 0 {
+			t.Fatalf("second Put = %d, %v; want 0 (stored once)", again, err)
+		}
+		r, err := p.Open(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("%d bytes: read back %d, %v", n, len(got), err)
+		}
+	}
+}
+
+func TestPutRejectsWrongDigest(t *testing.T) {
+	p := testPool(t)
+	d := Sum([]byte("the truth"))
+	if _, err := p.Put(d, bytes.NewReader([]byte("a lie"))); err == nil {
+		t.Fatal("Put stored content under another digest")
+	}
+	if p.Has(d) {
+		t.Fatal("a rejected blob is visible")
+	}
+	ents, _ := os.ReadDir(p.Dir() + "/tmp")
+	if len(ents) != 0 {
+		t.Fatalf("rejected write left %d temp files", len(ents))
+	}
+}
+
+func TestOpenMissingAndCorrupt(t *testing.T) {
+	p := testPool(t)
+	if _, err := p.Open(Sum([]byte("x"))); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing blob: %v", err)
+	}
+	b := content(100000)
+	d := Sum(b)
+	if _, err := p.Put(d, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(p.Path(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p.Path(d), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.Path(d), raw[:len(raw)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Open(d)
+	if err == nil {
+		_, err = io.ReadAll(r)
+		r.Close()
+	}
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("truncated blob read: %v, want ErrCorrupt", err)
+	}
+	if _, err := p.Plain(d); err == nil {
+		t.Fatal("Plain of a corrupt blob succeeded")
+	}
+}
+
+func TestConcurrentPutSameDigest(t *testing.T) {
+	p := testPool(t)
+	b := content(1 << 20)
+	d := Sum(b)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := p.Put(d, bytes.NewReader(b)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	r, err := p.Open(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got, _ := io.ReadAll(r); !bytes.Equal(got, b) {
+		t.Fatal("content differs after concurrent writes")
+	}
+}
+
+func TestCompactAndPlain(t *testing.T) {
+	for _, cmd := range []string{"", "zstd"} {
+		name := "go"
+		if cmd != "" {
+			path, err := exec.LookPath(cmd)
+			if err != nil {
+				t.Skip("zstd not installed (CI installs it)")
+			}
+			cmd, name = path, "zstd"
+		}
+		t.Run(name, func(t *testing.T) {
+			p, err := Open(t.TempDir(), Config{Level: LevelFastest})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := bytes.Repeat([]byte("retraced compacts what it keeps. "), 50000)
+			d := Sum(b)
+			if _, err := p.Put(d, bytes.NewReader(b)); err != nil {
+				t.Fatal(err)
+			}
+			before, after, err := p.Compact(context.Background(), d, cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after >= before {
+				t.Fatalf("compaction %d -> %d bytes", before, after)
+			}
+			if done, _ := p.IsCompacted(d); !done {
+				t.Fatal("not marked compacted")
+			}
+			if b2, a2, err := p.Compact(context.Background(), d, cmd); err != nil || b2 != after || a2 != after {
+				t.Fatalf("second compaction: %d %d %v", b2, a2, err)
+			}
+			path, err := p.Plain(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil || !bytes.Equal(got, b) {
+				t.Fatalf("plain copy differs: %v", err)
+			}
+		})
+	}
+}
