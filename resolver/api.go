@@ -28,10 +28,20 @@ var _ Index = (*index.Store)(nil)
 // API serves the JSON lookups.
 type API struct {
 	idx Index
+	// OnLookup, if set, is told whether each lookup found the id.
+	OnLookup func(hit bool)
 }
 
 // NewAPI returns the lookup API over idx.
 func NewAPI(idx Index) *API { return &API{idx: idx} }
+
+func (a *API) resolve(id index.BuildID) ([]index.MatchView, error) {
+	ms, err := a.idx.Resolve(id)
+	if a.OnLookup != nil && (err == nil || errors.Is(err, index.ErrNotFound)) {
+		a.OnLookup(err == nil)
+	}
+	return ms, err
+}
 
 // Register adds the routes to r.
 func (a *API) Register(r gin.IRouter) {
@@ -54,7 +64,7 @@ func (a *API) buildID(c *gin.Context) {
 		apiError(c, http.StatusBadRequest, err.Error())
 		return
 	}
-	ms, err := a.idx.Resolve(id)
+	ms, err := a.resolve(id)
 	if errors.Is(err, index.ErrNotFound) {
 		apiError(c, http.StatusNotFound, "build-id "+id.String()+" not found")
 		return
@@ -98,7 +108,7 @@ func (a *API) buildIDs(c *gin.Context) {
 			apiError(c, http.StatusBadRequest, err.Error())
 			return
 		}
-		ms, err := a.idx.Resolve(id)
+		ms, err := a.resolve(id)
 		switch {
 		case errors.Is(err, index.ErrNotFound):
 			resp.Unresolved = append(resp.Unresolved, id.String())

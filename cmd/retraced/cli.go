@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -77,15 +78,24 @@ func mirrorAddCmd(g *globals) *cobra.Command {
 		Short: "Register a source (kind detected when --kind is not given)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, _, err := g.open(cmd)
+			s, r, err := g.backend(cmd)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
 			src.Name, src.URL = args[0], args[1]
-			added, err := s.mirror.Add(cmd.Context(), src)
-			if err != nil {
-				return err
+			var added *mirror.Source
+			if r != nil {
+				var v mirror.SourceView
+				if err := r.do(http.MethodPost, "/api/v1/mirrors", map[string]string{"name": src.Name, "url": src.URL,
+					"kind": src.Kind, "schedule": src.Schedule, "include": src.Include, "exclude": src.Exclude}, &v); err != nil {
+					return err
+				}
+				added = &mirror.Source{Name: v.Name, Kind: v.Kind, URL: v.URL, Schedule: v.Schedule}
+			} else {
+				defer s.Close()
+				if added, err = s.mirror.Add(cmd.Context(), src); err != nil {
+					return err
+				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "added %s (%s) %s, schedule %s\n", added.Name, added.Kind, added.URL, added.Schedule)
 			return nil
@@ -105,18 +115,24 @@ func mirrorListCmd(g *globals) *cobra.Command {
 		Short: "List sources with their counts and last sync",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, _, err := g.open(cmd)
+			s, r, err := g.backend(cmd)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			srcs, err := s.mirror.Sources()
-			if err != nil {
-				return err
-			}
-			views := make([]mirror.SourceView, 0, len(srcs))
-			for _, src := range srcs {
-				views = append(views, src.View())
+			views := []mirror.SourceView{}
+			if r != nil {
+				if err := r.do(http.MethodGet, "/api/v1/mirrors", nil, &views); err != nil {
+					return err
+				}
+			} else {
+				defer s.Close()
+				srcs, err := s.mirror.Sources()
+				if err != nil {
+					return err
+				}
+				for _, src := range srcs {
+					views = append(views, src.View())
+				}
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -147,9 +163,12 @@ func mirrorSyncCmd(g *globals) *cobra.Command {
 		Use:   "sync [NAME...]",
 		Short: "Sync sources now (all when none is named)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, _, err := g.open(cmd)
+			s, r, err := g.backend(cmd)
 			if err != nil {
 				return err
+			}
+			if r != nil {
+				return remoteSync(cmd, r, args)
 			}
 			defer s.Close()
 			names := args
@@ -217,12 +236,17 @@ func mirrorRemoveCmd(g *globals) *cobra.Command {
 		Short: "Stop mirroring a source (its packages stay until gc)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, _, err := g.open(cmd)
+			s, r, err := g.backend(cmd)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			if err := s.mirror.Remove(args[0]); err != nil {
+			if r != nil {
+				err = r.do(http.MethodDelete, "/api/v1/mirrors/"+escape(args[0]), nil, nil)
+			} else {
+				defer s.Close()
+				err = s.mirror.Remove(args[0])
+			}
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s; its packages stay until gc\n", args[0])
@@ -246,12 +270,18 @@ func lookupCmd(g *globals) *cobra.Command {
 				}
 				ids = append(ids, id)
 			}
-			s, _, err := g.open(cmd)
+			s, r, err := g.backend(cmd)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			return lookup(cmd.OutOrStdout(), cmd.ErrOrStderr(), s.idx, ids, asJSON)
+			var res resolverFunc
+			if r != nil {
+				res = r.resolve
+			} else {
+				defer s.Close()
+				res = s.idx.Resolve
+			}
+			return lookup(cmd.OutOrStdout(), cmd.ErrOrStderr(), res, ids, asJSON)
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print a JSON array of {build_id, matches}")
@@ -263,11 +293,14 @@ type lookupResult struct {
 	Matches []index.MatchView `json:"matches"`
 }
 
-func lookup(out, errw io.Writer, idx *index.Store, ids []index.BuildID, asJSON bool) error {
+// resolverFunc resolves one build-id, locally or through a server.
+type resolverFunc func(index.BuildID) ([]index.MatchView, error)
+
+func lookup(out, errw io.Writer, resolve resolverFunc, ids []index.BuildID, asJSON bool) error {
 	missing := false
 	var results []lookupResult
 	for _, id := range ids {
-		ms, err := idx.Resolve(id)
+		ms, err := resolve(id)
 		if errors.Is(err, index.ErrNotFound) {
 			missing = true
 			fmt.Fprintf(errw, "%s: not found\n", id)
@@ -359,4 +392,50 @@ func (b *progressBar) clear() {
 	if b.drawn {
 		fmt.Fprint(b.w, "\r\x1b[K")
 	}
+}
+
+func (r *remote) resolve(id index.BuildID) ([]index.MatchView, error) {
+	var resp struct {
+		Matches []index.MatchView `json:"matches"`
+	}
+	err := r.do(http.MethodGet, "/api/v1/buildid/"+id.String(), nil, &resp)
+	var re *remoteError
+	if errors.As(err, &re) && re.code == http.StatusNotFound {
+		return nil, fmt.Errorf("build-id %s: %w", id, index.ErrNotFound)
+	}
+	return resp.Matches, err
+}
+
+func remoteSync(cmd *cobra.Command, r *remote, names []string) error {
+	if len(names) == 0 {
+		var views []mirror.SourceView
+		if err := r.do(http.MethodGet, "/api/v1/mirrors", nil, &views); err != nil {
+			return err
+		}
+		for _, v := range views {
+			names = append(names, v.Name)
+		}
+	}
+	failed := false
+	for _, name := range names {
+		var resp struct {
+			OK      bool     `json:"ok"`
+			Summary string   `json:"summary"`
+			Failed  []string `json:"failed"`
+		}
+		if err := r.do(http.MethodPost, "/api/v1/mirrors/"+escape(name)+"/sync?wait=true", nil, &resp); err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", name, err)
+			failed = true
+			continue
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), resp.Summary)
+		for _, f := range resp.Failed {
+			fmt.Fprintf(cmd.ErrOrStderr(), "  %s\n", f)
+		}
+		failed = failed || !resp.OK
+	}
+	if failed {
+		return exitCode(1)
+	}
+	return nil
 }

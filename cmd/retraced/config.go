@@ -14,8 +14,11 @@ type Config struct {
 	// Data is the data directory holding everything persistent.
 	Data string `toml:"data"`
 	// Listen is serve's HTTP address.
-	Listen string       `toml:"listen"`
-	Mirror MirrorConfig `toml:"mirror"`
+	Listen string `toml:"listen"`
+	// AdminToken, when set, guards the API calls that change something
+	// (Authorization: Bearer TOKEN); the CLI sends it to a running server.
+	AdminToken string       `toml:"admin_token"`
+	Mirror     MirrorConfig `toml:"mirror"`
 }
 
 // MirrorConfig is the [mirror] table.

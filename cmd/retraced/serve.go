@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 	"github.com/retraced/retraced/fixtures"
 	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/resolver"
+	"github.com/retraced/retraced/web"
 )
 
 func serveCmd(g *globals) *cobra.Command {
@@ -42,6 +45,16 @@ func serveCmd(g *globals) *cobra.Command {
 	return c
 }
 
+// serverFile, in the data directory, tells other retraced commands where
+// the server that holds the directory listens, so they can ask it instead
+// of failing on the lock.
+const serverFile = "server.json"
+
+type serverInfo struct {
+	URL string `json:"url"`
+	PID int    `json:"pid"`
+}
+
 // Run is `retraced serve`: it opens the data directory, starts the HTTP
 // server and a first sync of every source, and stops them all when ctx ends.
 func Run(ctx context.Context, cfg Config) error {
@@ -54,36 +67,33 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := addEmbeddedDefault(ctx, s, log); err != nil {
 		return err
 	}
-
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	r.Use(gin.Recovery())
-	resolver.NewAPI(s.idx).Register(r)
-	r.GET("/api/v1/mirrors", func(c *gin.Context) {
-		srcs, err := s.mirror.Sources()
-		if err != nil {
-			c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": err.Error()})
-			return
-		}
-		views := make([]mirror.SourceView, 0, len(srcs))
-		for _, src := range srcs {
-			views = append(views, src.View())
-		}
-		c.JSON(http.StatusOK, views)
-	})
-	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
-	srv := &http.Server{Addr: cfg.Listen, Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	h := newHandler(s, cfg)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	info := serverInfo{URL: "http://" + ln.Addr().String(), PID: os.Getpid()}
+	if err := writeJSONFile(filepath.Join(s.dir, serverFile), info); err != nil {
+		ln.Close()
+		return err
+	}
+	defer os.Remove(filepath.Join(s.dir, serverFile))
+	srv := &http.Server{Handler: h.engine, ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		syncAll(ctx, s.mirror, log)
+		h.ops.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		syncAll(ctx, s.mirror, h.ops, log)
 	}()
 	errc := make(chan error, 1)
 	go func() {
-		log.Info("listening", "addr", cfg.Listen, "data", cfg.Data)
-		errc <- srv.ListenAndServe()
+		log.Info("listening", "url", info.URL, "data", cfg.Data)
+		errc <- srv.Serve(ln)
 	}()
 	select {
 	case err = <-errc:
@@ -100,14 +110,42 @@ func Run(ctx context.Context, cfg Config) error {
 	return err
 }
 
-func syncAll(ctx context.Context, m *mirror.Mirror, log *slog.Logger) {
+// handler is the whole HTTP surface of serve.
+type handler struct {
+	engine *gin.Engine
+	ops    *web.Ops
+}
+
+func newHandler(s *store, cfg Config) *handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.Recovery())
+	metrics := web.NewMetrics(s.idx)
+	r.Use(metrics.Middleware())
+	api := resolver.NewAPI(s.idx)
+	api.OnLookup = func(hit bool) {
+		result := "miss"
+		if hit {
+			result = "hit"
+		}
+		metrics.Lookups.WithLabelValues("api", result).Inc()
+	}
+	api.Register(r)
+	ops := web.NewOps(s.mirror, web.Config{AdminToken: cfg.AdminToken})
+	ops.Register(r)
+	r.GET("/metrics", metrics.Handler())
+	return &handler{engine: r, ops: ops}
+}
+
+func syncAll(ctx context.Context, m *mirror.Mirror, ops *web.Ops, log *slog.Logger) {
 	srcs, err := m.Sources()
 	if err != nil {
 		log.Error("list sources", "err", err)
 		return
 	}
 	for _, src := range srcs {
-		res, err := m.Sync(ctx, src.Name, nil)
+		out := ops.SyncNow(ctx, src.Name)
+		res, err := out.Result()
 		switch {
 		case err != nil:
 			log.Error("sync", "source", src.Name, "err", err)
@@ -119,14 +157,6 @@ func syncAll(ctx context.Context, m *mirror.Mirror, log *slog.Logger) {
 		if ctx.Err() != nil {
 			return
 		}
-	}
-	// Recompress what the syncs stored, off their path.
-	res, err := m.Compact(ctx)
-	switch {
-	case err != nil && ctx.Err() == nil:
-		log.Error("compact", "err", err)
-	case err == nil && res.Blobs > 0:
-		log.Info("compact", "files", res.Blobs, "before", res.Before, "after", res.After)
 	}
 }
 
@@ -178,4 +208,16 @@ func unpackFS(fsys fs.FS, dir string) error {
 		}
 		return os.Rename(tmp, dst)
 	})
+}
+
+func writeJSONFile(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/retraced/retraced/fixtures"
+)
+
+// startServe runs `retraced serve` in-process on a free port and returns
+// its URL once the first sync has landed.
+func startServe(t *testing.T, cfg Config) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(filepath.Join(cfg.Data, serverFile))
+		var info serverInfo
+		if err == nil && json.Unmarshal(b, &info) == nil {
+			var views []map[string]any
+			if getJSON(t, info.URL+"/api/v1/mirrors", &views) == http.StatusOK && len(views) > 0 && views[0]["last_sync"] != nil {
+				return info.URL
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve stopped: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatal("serve did not come up with a synced source")
+	return ""
+}
+
+func getJSON(t *testing.T, url string, out any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		json.Unmarshal(b, out)
+	}
+	return resp.StatusCode
+}
+
+func testConfig(t *testing.T) Config {
+	cfg := defaultConfig()
+	cfg.Data = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	f := false
+	cfg.Mirror.Fsync = &f
+	return cfg
+}
+
+// TestServeEmbeddedDefault: a fresh data directory serves the bundled
+// fixture repository.
+func TestServeEmbeddedDefault(t *testing.T) {
+	cfg := testConfig(t)
+	url := startServe(t, cfg)
+	e := fixtures.ELFFiles(t)[0]
+	var got struct {
+		BuildID string `json:"build_id"`
+		Matches []struct {
+			NEVRA, Kind, Path string
+			Repos             []string
+		} `json:"matches"`
+	}
+	if code := getJSON(t, url+"/api/v1/buildid/"+e.BuildID, &got); code != http.StatusOK {
+		t.Fatalf("GET buildid: %d", code)
+	}
+	found := false
+	for _, m := range got.Matches {
+		found = found || (m.NEVRA == e.NEVRA && m.Path == e.Path && m.Kind == e.Kind && len(m.Repos) == 1 && m.Repos[0] == "fixtures")
+	}
+	if !found {
+		t.Fatalf("matches %+v lack %+v", got.Matches, e)
+	}
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`retraced_http_requests_total{code="200",method="GET",route="/api/v1/buildid/:id"}`,
+		`retraced_lookups_total{interface="api",result="hit"} 1`,
+		fmt.Sprintf("retraced_index_packages %d", len(fixtures.Packages(t))),
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// TestCLIWhileServing: with serve holding the data directory, the other
+// commands go through its API instead of failing on the lock.
+func TestCLIWhileServing(t *testing.T) {
+	cfg := testConfig(t)
+	startServe(t, cfg)
+	e := fixtures.ELFFiles(t)[0]
+	out, _, err := run(t, "--data", cfg.Data, "lookup", e.BuildID)
+	if err != nil || !strings.Contains(out, e.NEVRA+" "+e.Kind+" "+e.Path) {
+		t.Fatalf("lookup while serving: %q %v", out, err)
+	}
+	_, errOut, err := run(t, "--data", cfg.Data, "lookup", "00112233445566778899aabbccddeeff00112233")
+	var ec exitCode
+	if !errors.As(err, &ec) || ec != 1 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("unknown id while serving: %v %q", err, errOut)
+	}
+	if _, _, err := run(t, "--data", cfg.Data, "mirror", "add", "v1", fixtures.Path("repo-v1")); err != nil {
+		t.Fatalf("add while serving: %v", err)
+	}
+	out, _, err = run(t, "--data", cfg.Data, "mirror", "sync", "v1")
+	if err != nil || !strings.HasPrefix(out, "v1: ") {
+		t.Fatalf("sync while serving: %q %v", out, err)
+	}
+	out, _, err = run(t, "--data", cfg.Data, "mirror", "list", "--json")
+	if err != nil || !strings.Contains(out, `"name": "v1"`) || !strings.Contains(out, `"name": "fixtures"`) {
+		t.Fatalf("list while serving: %q %v", out, err)
+	}
+	if _, _, err := run(t, "--data", cfg.Data, "mirror", "remove", "v1"); err != nil {
+		t.Fatalf("remove while serving: %v", err)
+	}
+}
+
+func TestAPIErrors(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.AdminToken = "s3cret"
+	url := startServe(t, cfg)
+	post := func(path, body, token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, url+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	many := make([]string, 10001)
+	for i := range many {
+		many[i] = fmt.Sprintf("%040x", i)
+	}
+	manyJSON, _ := json.Marshal(map[string][]string{"build_ids": many})
+	e := fixtures.ELFFiles(t)[0]
+	tests := []struct {
+		name, path, body, token string
+		want                    int
+	}{
+		{"batch", "/api/v1/buildids", `{"build_ids":["` + e.BuildID + `","00ff"]}`, "", http.StatusOK},
+		{"batch not json", "/api/v1/buildids", `{"build_ids":`, "", http.StatusBadRequest},
+		{"batch bad id", "/api/v1/buildids", `{"build_ids":["xyz"]}`, "", http.StatusBadRequest},
+		{"batch too many", "/api/v1/buildids", string(manyJSON), "", http.StatusRequestEntityTooLarge},
+		{"sync without token", "/api/v1/mirrors/fixtures/sync", "", "", http.StatusUnauthorized},
+		{"sync wrong token", "/api/v1/mirrors/fixtures/sync", "", "guess", http.StatusUnauthorized},
+		{"sync unknown", "/api/v1/mirrors/nope/sync", "", "s3cret", http.StatusNotFound},
+		{"sync", "/api/v1/mirrors/fixtures/sync", "", "s3cret", http.StatusAccepted},
+		{"add bad", "/api/v1/mirrors", `{"name":"a b","url":"/x"}`, "s3cret", http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := post(tt.path, tt.body, tt.token)
+			if code != tt.want {
+				t.Fatalf("%s: %d %s, want %d", tt.path, code, body, tt.want)
+			}
+			if code >= 400 && !strings.Contains(body, `"error"`) {
+				t.Fatalf("error body is not JSON {error}: %s", body)
+			}
+			if tt.name == "batch" && (!strings.Contains(body, `"unresolved":["00ff"]`) || !strings.Contains(body, e.Path)) {
+				t.Fatalf("batch body: %s", body)
+			}
+		})
+	}
+	for _, bad := range []string{"xyz", "abc", strings.Repeat("a", 130)} {
+		if code := getJSON(t, url+"/api/v1/buildid/"+bad, nil); code != http.StatusBadRequest {
+			t.Errorf("GET buildid/%s: %d, want 400", bad, code)
+		}
+	}
+	if code := getJSON(t, url+"/api/v1/buildid/00112233", nil); code != http.StatusNotFound {
+		t.Errorf("unknown id: %d, want 404", code)
+	}
+}

@@ -1,0 +1,83 @@
+package web
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/retraced/retraced/index"
+)
+
+// Metrics are the server's Prometheus collectors.
+type Metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	// Lookups counts build-id lookups by result ("hit" or "miss") and by
+	// interface ("api", "debuginfod").
+	Lookups *prometheus.CounterVec
+}
+
+// Counter is what the metrics need of the index.
+type Counter interface {
+	Counts() (index.Counts, error)
+}
+
+var _ Counter = (*index.Store)(nil)
+
+// NewMetrics registers the collectors, including index totals read from
+// idx at scrape time.
+func NewMetrics(idx Counter) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retraced_http_requests_total", Help: "HTTP requests by route template, method and status code.",
+		}, []string{"route", "method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "retraced_http_request_duration_seconds", Help: "HTTP request latency by route template.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route"}),
+		Lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retraced_lookups_total", Help: "Build-id lookups by interface and result.",
+		}, []string{"interface", "result"}),
+	}
+	total := func(name, help string, pick func(index.Counts) uint64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+			c, err := idx.Counts()
+			if err != nil {
+				return -1
+			}
+			return float64(pick(c))
+		})
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.Lookups,
+		total("retraced_index_packages", "Packages in the index.", func(c index.Counts) uint64 { return c.Packages }),
+		total("retraced_index_build_ids", "Distinct build-ids in the index.", func(c index.Counts) uint64 { return c.BuildIDs }),
+		total("retraced_index_files", "Kept files in the index.", func(c index.Counts) uint64 { return c.Files }),
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// Middleware counts and times every request by its route template, so
+// /buildid/:id/debuginfo is one series however many ids are asked for.
+func (m *Metrics) Middleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(c.Writer.Status())).Inc()
+		m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	}
+}
+
+// Handler serves the Prometheus text format.
+func (m *Metrics) Handler() gin.HandlerFunc {
+	h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	return func(c *gin.Context) { h.ServeHTTP(c.Writer, c.Request) }
+}

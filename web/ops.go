@@ -1,0 +1,270 @@
+package web
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/mirror"
+)
+
+// Mirrors is what the operations API needs of the mirror.
+type Mirrors interface {
+	Sources() ([]*mirror.Source, error)
+	Add(ctx context.Context, s mirror.Source) (*mirror.Source, error)
+	Remove(name string) error
+	// Sync runs one sync; it fails with mirror.ErrSyncing when one runs.
+	Sync(ctx context.Context, name string, progress func(mirror.Progress)) (*mirror.Result, error)
+	Compact(ctx context.Context) (*mirror.CompactResult, error)
+}
+
+var _ Mirrors = (*mirror.Mirror)(nil)
+
+// Config tunes Ops.
+type Config struct {
+	// AdminToken, when set, is required as "Authorization: Bearer TOKEN" by
+	// every request that changes something.
+	AdminToken string
+}
+
+// Ops serves the mirrors API and runs the syncs it starts.
+type Ops struct {
+	m   Mirrors
+	cfg Config
+	// jobs carries syncs to the goroutine Run owns, so that a sync started
+	// by a request outlives the request.
+	jobs chan syncJob
+
+	mu       sync.Mutex
+	running  map[string]bool
+	progress map[string]mirror.Progress
+}
+
+type syncJob struct {
+	name string
+	done chan SyncOutcome // nil: nobody waits
+}
+
+// SyncOutcome is how a sync the Ops ran ended.
+type SyncOutcome struct {
+	res *mirror.Result
+	err error
+}
+
+// Result returns the sync's result, or why it could not start.
+func (o SyncOutcome) Result() (*mirror.Result, error) { return o.res, o.err }
+
+// NewOps returns the operations API over m.
+func NewOps(m Mirrors, cfg Config) *Ops {
+	return &Ops{m: m, cfg: cfg, jobs: make(chan syncJob, 64), running: map[string]bool{}, progress: map[string]mirror.Progress{}}
+}
+
+// Run executes syncs until ctx ends. Two sources sync at once at most one
+// each; the mirror refuses a second sync of one source.
+func (o *Ops) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-o.jobs:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out := o.SyncNow(ctx, j.name)
+				if j.done != nil {
+					j.done <- out
+				}
+			}()
+		}
+	}
+}
+
+// SyncNow syncs one source in the caller's goroutine, recording progress
+// for the status page, then compacts what it stored.
+func (o *Ops) SyncNow(ctx context.Context, name string) SyncOutcome {
+	res, err := o.m.Sync(ctx, name, func(p mirror.Progress) {
+		o.mu.Lock()
+		o.progress[name] = p
+		o.mu.Unlock()
+	})
+	o.mu.Lock()
+	delete(o.running, name)
+	delete(o.progress, name)
+	o.mu.Unlock()
+	if err == nil && ctx.Err() == nil && res.New > 0 {
+		if _, cerr := o.m.Compact(ctx); cerr != nil && res.Err == nil {
+			res.Err = cerr
+		}
+	}
+	return SyncOutcome{res: res, err: err}
+}
+
+// Progress returns the running syncs' progress, by source.
+func (o *Ops) Progress() map[string]mirror.Progress {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[string]mirror.Progress, len(o.progress))
+	for k, v := range o.progress {
+		out[k] = v
+	}
+	return out
+}
+
+// Register adds the routes.
+func (o *Ops) Register(r gin.IRouter) {
+	r.GET("/api/v1/mirrors", o.list)
+	r.POST("/api/v1/mirrors", o.admin, o.add)
+	r.DELETE("/api/v1/mirrors/:name", o.admin, o.remove)
+	r.POST("/api/v1/mirrors/:name/sync", o.admin, o.sync)
+	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
+}
+
+func apiError(c *gin.Context, code int, msg string) {
+	c.AbortWithStatusJSON(code, gin.H{"error": msg})
+}
+
+func (o *Ops) admin(c *gin.Context) {
+	if o.cfg.AdminToken == "" {
+		return
+	}
+	got, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(o.cfg.AdminToken)) != 1 {
+		c.Header("WWW-Authenticate", `Bearer realm="retraced"`)
+		apiError(c, http.StatusUnauthorized, "an admin token is required: Authorization: Bearer TOKEN")
+	}
+}
+
+func (o *Ops) list(c *gin.Context) {
+	srcs, err := o.m.Sources()
+	if err != nil {
+		apiError(c, http.StatusInternalServerError, err.Error())
+		return
+	}
+	views := make([]mirror.SourceView, 0, len(srcs))
+	for _, s := range srcs {
+		views = append(views, s.View())
+	}
+	c.JSON(http.StatusOK, views)
+}
+
+type addRequest struct {
+	Name     string `json:"name"`
+	URL      string `json:"url"`
+	Kind     string `json:"kind"`
+	Schedule string `json:"schedule"`
+	Include  string `json:"include"`
+	Exclude  string `json:"exclude"`
+}
+
+func (o *Ops) add(c *gin.Context) {
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10)
+	var req addRequest
+	if err := c.ShouldBindJSON(&req); err != nil {
+		apiError(c, http.StatusBadRequest, "want {\"name\", \"url\", ...}: "+err.Error())
+		return
+	}
+	s, err := o.m.Add(c.Request.Context(), mirror.Source{Name: req.Name, URL: req.URL, Kind: req.Kind,
+		Schedule: req.Schedule, Include: req.Include, Exclude: req.Exclude})
+	switch {
+	case errors.Is(err, mirror.ErrExists):
+		apiError(c, http.StatusConflict, err.Error())
+	case errors.Is(err, mirror.ErrBadSource):
+		apiError(c, http.StatusBadRequest, err.Error())
+	case err != nil:
+		apiError(c, http.StatusBadGateway, err.Error()) // kind detection could not reach the URL
+	default:
+		c.JSON(http.StatusCreated, s.View())
+	}
+}
+
+func (o *Ops) remove(c *gin.Context) {
+	err := o.m.Remove(c.Param("name"))
+	switch {
+	case errors.Is(err, index.ErrNotFound):
+		apiError(c, http.StatusNotFound, err.Error())
+	case errors.Is(err, mirror.ErrSyncing):
+		apiError(c, http.StatusConflict, err.Error())
+	case err != nil:
+		apiError(c, http.StatusInternalServerError, err.Error())
+	default:
+		c.Status(http.StatusNoContent)
+	}
+}
+
+// syncResponse is the outcome of a sync the caller waited for.
+type syncResponse struct {
+	Source  string   `json:"source"`
+	OK      bool     `json:"ok"`
+	Summary string   `json:"summary"`
+	Failed  []string `json:"failed"`
+}
+
+// sync starts a sync: 202 at once, or with ?wait=true 200 and the result
+// when it is done; 409 when the source is already syncing.
+func (o *Ops) sync(c *gin.Context) {
+	name := c.Param("name")
+	srcs, err := o.m.Sources()
+	if err != nil {
+		apiError(c, http.StatusInternalServerError, err.Error())
+		return
+	}
+	found := false
+	for _, s := range srcs {
+		found = found || s.Name == name
+	}
+	if !found {
+		apiError(c, http.StatusNotFound, "source "+name+" not found")
+		return
+	}
+	o.mu.Lock()
+	if o.running[name] {
+		o.mu.Unlock()
+		apiError(c, http.StatusConflict, "source "+name+" is already syncing")
+		return
+	}
+	o.running[name] = true
+	o.mu.Unlock()
+	wait := c.Query("wait") == "true" || c.Query("wait") == "1"
+	j := syncJob{name: name}
+	if wait {
+		j.done = make(chan SyncOutcome, 1)
+	}
+	select {
+	case o.jobs <- j:
+	default:
+		o.mu.Lock()
+		delete(o.running, name)
+		o.mu.Unlock()
+		apiError(c, http.StatusServiceUnavailable, "too many syncs queued")
+		return
+	}
+	if !wait {
+		c.JSON(http.StatusAccepted, gin.H{"source": name, "status": "started"})
+		return
+	}
+	select {
+	case out := <-j.done:
+		if errors.Is(out.err, mirror.ErrSyncing) {
+			apiError(c, http.StatusConflict, out.err.Error())
+			return
+		}
+		if out.err != nil {
+			apiError(c, http.StatusInternalServerError, out.err.Error())
+			return
+		}
+		resp := syncResponse{Source: name, OK: out.res.OK(), Summary: out.res.Summary(), Failed: []string{}}
+		for _, f := range out.res.Failed {
+			resp.Failed = append(resp.Failed, f.Error())
+		}
+		c.JSON(http.StatusOK, resp)
+	case <-c.Request.Context().Done():
+	}
+}
