@@ -1,0 +1,181 @@
+package resolver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/retraced/retraced/index"
+)
+
+// Packager is what coredump2packages needs of the index.
+type Packager interface {
+	// Lookup returns every file carrying id, newest package first, or an
+	// error wrapping index.ErrNotFound.
+	Lookup(id index.BuildID) ([]index.Match, error)
+	// HasPackage reports whether the index holds package n.
+	HasPackage(n index.NEVRA) (bool, error)
+}
+
+var _ Packager = (*index.Store)(nil)
+
+// Object is one mapped object of a core: its path and build-id (zero when
+// the core does not show one).
+type Object struct {
+	Path    string
+	BuildID index.BuildID
+}
+
+// Unresolved is an object whose build-id the index does not know.
+type Unresolved struct {
+	BuildID string `json:"build_id"`
+	Path    string `json:"path"`
+}
+
+// Report is coredump2packages' answer.
+type Report struct {
+	// CrashPackage owns the crashing executable; "" when unknown.
+	CrashPackage string `json:"crash_package"`
+	// Packages are the binary packages of the resolved objects.
+	Packages []string `json:"packages"`
+	// DebuginfoPackages hold the debug files for those objects.
+	DebuginfoPackages []string     `json:"debuginfo_packages"`
+	Unresolved        []Unresolved `json:"unresolved"`
+}
+
+// CoreToPackages resolves a core's objects to the packages needed to
+// retrace it. exe is the crashing executable's path.
+//
+// When a build-id matches several versions (identical rebuilds), the
+// version chosen is the one most of the core's other build-ids agree on:
+// a program and its libraries come from one build of a source package far
+// more often than not. Ties go to the newest.
+func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
+	rep := &Report{Packages: []string{}, DebuginfoPackages: []string{}, Unresolved: []Unresolved{}}
+	type candidates struct {
+		obj  Object
+		exec []index.Match // executable-kind matches
+		dbg  []index.Match // debuginfo-kind matches
+	}
+	var found []candidates
+	votes := map[string]int{} // EVR.arch -> how many objects offer it
+	for _, o := range objs {
+		if o.BuildID.IsZero() {
+			continue
+		}
+		ms, err := idx.Lookup(o.BuildID)
+		if errors.Is(err, index.ErrNotFound) {
+			rep.Unresolved = append(rep.Unresolved, Unresolved{BuildID: o.BuildID.String(), Path: o.Path})
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		c := candidates{obj: o}
+		seen := map[string]bool{}
+		for _, m := range ms {
+			if m.Kind == index.KindDebuginfo {
+				c.dbg = append(c.dbg, m)
+				continue
+			}
+			c.exec = append(c.exec, m)
+			if k := evrArch(m.NEVRA); !seen[k] {
+				seen[k] = true
+				votes[k]++
+			}
+		}
+		if len(c.exec) == 0 {
+			// Only a debug file carries it: the binary package is not
+			// mirrored, but its debuginfo still helps.
+			for _, m := range c.dbg {
+				if k := evrArch(m.NEVRA); !seen[k] {
+					seen[k] = true
+					votes[k]++
+				}
+			}
+		}
+		found = append(found, c)
+	}
+	pkgs, dbgs := map[string]bool{}, map[string]bool{}
+	for _, c := range found {
+		pick := func(ms []index.Match) *index.Match {
+			var best *index.Match
+			for i := range ms { // newest first, so ties keep the newest
+				if best == nil || votes[evrArch(ms[i].NEVRA)] > votes[evrArch(best.NEVRA)] {
+					best = &ms[i]
+				}
+			}
+			return best
+		}
+		var bin *index.NEVRA
+		if m := pick(c.exec); m != nil {
+			bin = &m.NEVRA
+			pkgs[m.NEVRA.String()] = true
+			if c.obj.Path == exe {
+				rep.CrashPackage = m.NEVRA.String()
+			}
+		}
+		// The debug file: the one of the chosen binary's version, else the
+		// best-agreed one.
+		var dbg *index.Match
+		for i := range c.dbg {
+			if bin != nil && evrArch(c.dbg[i].NEVRA) == evrArch(*bin) {
+				dbg = &c.dbg[i]
+				break
+			}
+		}
+		if dbg == nil && bin == nil {
+			dbg = pick(c.dbg)
+		}
+		if dbg != nil {
+			dbgs[dbg.NEVRA.String()] = true
+		} else if bin != nil {
+			guess := *bin
+			guess.Name += "-debuginfo"
+			if ok, err := idx.HasPackage(guess); err != nil {
+				return nil, err
+			} else if ok {
+				dbgs[guess.String()] = true
+			}
+		}
+	}
+	for k := range pkgs {
+		rep.Packages = append(rep.Packages, k)
+	}
+	for k := range dbgs {
+		rep.DebuginfoPackages = append(rep.DebuginfoPackages, k)
+	}
+	sort.Strings(rep.Packages)
+	sort.Strings(rep.DebuginfoPackages)
+	sort.Slice(rep.Unresolved, func(i, j int) bool { return rep.Unresolved[i].Path < rep.Unresolved[j].Path })
+	return rep, nil
+}
+
+func evrArch(n index.NEVRA) string { return n.EVR() + "." + n.Arch }
+
+// WriteText writes the report as Retrace Server prints it: the crash
+// package (or "-"), a blank line, every package needed (debuginfo
+// included) one a line, sorted, a blank line, then "PATH BUILDID" for each
+// object the index does not know.
+func (r *Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	crash := r.CrashPackage
+	if crash == "" {
+		crash = "-"
+	}
+	b.WriteString(crash + "\n\n")
+	all := slices.Concat(r.Packages, r.DebuginfoPackages)
+	sort.Strings(all)
+	for _, p := range all {
+		b.WriteString(p + "\n")
+	}
+	b.WriteString("\n")
+	for _, u := range r.Unresolved {
+		fmt.Fprintf(&b, "%s %s\n", u.Path, u.BuildID)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
