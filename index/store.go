@@ -268,52 +268,92 @@ func (s *Store) HasPackage(n NEVRA) (bool, error) {
 // in each of p.Sources, in one transaction: readers see all of it or none.
 // The caller must have stored every blob p names. If the package is
 // already present, only its sources are merged.
-func (s *Store) PutPackage(p *Package) error {
-	if err := p.NEVRA.Validate(); err != nil {
-		return err
+func (s *Store) PutPackage(p *Package) error { return s.PutPackages([]*Package{p}) }
+
+// PutPackages records several packages, in as few transactions as
+// Badger's transaction size allows; each package still lands whole.
+func (s *Store) PutPackages(ps []*Package) error {
+	for _, p := range ps {
+		if err := p.NEVRA.Validate(); err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for len(ps) > 0 {
+		n := len(ps)
+		for {
+			err := s.putBatch(ps[:n])
+			if errors.Is(err, badger.ErrTxnTooBig) && n > 1 {
+				n /= 2
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			break
+		}
+		ps = ps[n:]
+	}
+	return nil
+}
+
+func (s *Store) putBatch(ps []*Package) error {
 	if s.cache != nil {
-		defer s.cache.invalidate(p.buildIDs())
+		var ids []BuildID
+		for _, p := range ps {
+			ids = append(ids, p.buildIDs()...)
+		}
+		defer s.cache.invalidate(ids)
 	}
 	return s.update(func(txn *badger.Txn) error {
 		counts, err := getCounts(txn)
 		if err != nil {
 			return err
 		}
-		old, err := getPackage(txn, p.NEVRA)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			if err := putMatches(txn, p, &counts); err != nil {
-				return err
-			}
-			counts.Packages++
-			counts.Files += uint64(len(p.Files))
-		case err != nil:
-			return err
-		default:
-			for _, src := range p.Sources {
-				if !slices.Contains(old.Sources, src) {
-					old.Sources = append(old.Sources, src)
-				}
-			}
-			p = old
-		}
-		v, err := json.Marshal(p)
-		if err != nil {
-			return err
-		}
-		if err := txn.Set(packageKey(p.NEVRA), v); err != nil {
-			return err
-		}
-		for _, src := range p.Sources {
-			if err := txn.Set(sourcePkgKey(src, p.NEVRA), []byte(p.Checksum)); err != nil {
+		for _, p := range ps {
+			if err := putOne(txn, p, &counts); err != nil {
 				return err
 			}
 		}
 		return txn.Set([]byte(keyCounts), encodeCounts(counts))
 	})
+}
+
+func putOne(txn *badger.Txn, p *Package, counts *Counts) error {
+	old, err := getPackage(txn, p.NEVRA)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		if err := putMatches(txn, p, counts); err != nil {
+			return err
+		}
+		counts.Packages++
+		counts.Files += uint64(len(p.Files))
+	case err != nil:
+		return err
+	default:
+		merged := *old
+		merged.Sources = slices.Clone(old.Sources)
+		for _, src := range p.Sources {
+			if !slices.Contains(merged.Sources, src) {
+				merged.Sources = append(merged.Sources, src)
+			}
+		}
+		p = &merged
+	}
+	v, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if err := txn.Set(packageKey(p.NEVRA), v); err != nil {
+		return err
+	}
+	for _, src := range p.Sources {
+		if err := txn.Set(sourcePkgKey(src, p.NEVRA), []byte(p.Checksum)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (p *Package) buildIDs() []BuildID {
