@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/retraced/retraced/index"
+	"github.com/robfig/cron/v3"
 )
 
 // Kinds of source.
@@ -74,6 +75,9 @@ func (s *Source) Validate() error {
 	}
 	if _, err := parseLocation(s.URL); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadSource, err)
+	}
+	if _, err := cron.ParseStandard(s.Schedule); err != nil {
+		return fmt.Errorf("%w: schedule %q: %v", ErrBadSource, s.Schedule, err)
 	}
 	for _, re := range []string{s.Include, s.Exclude} {
 		if _, err := regexp.Compile(re); err != nil {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -41,6 +43,9 @@ type Ops struct {
 	// by a request outlives the request.
 	jobs chan syncJob
 
+	sched *scheduler
+	log   *slog.Logger
+
 	mu       sync.Mutex
 	running  map[string]bool
 	progress map[string]mirror.Progress
@@ -62,14 +67,18 @@ func (o SyncOutcome) Result() (*mirror.Result, error) { return o.res, o.err }
 
 // NewOps returns the operations API over m.
 func NewOps(m Mirrors, cfg Config) *Ops {
-	return &Ops{m: m, cfg: cfg, jobs: make(chan syncJob, 64), running: map[string]bool{}, progress: map[string]mirror.Progress{}}
+	return &Ops{m: m, cfg: cfg, jobs: make(chan syncJob, 64), running: map[string]bool{}, progress: map[string]mirror.Progress{},
+		sched: newScheduler(), log: slog.Default()}
 }
 
-// Run executes syncs until ctx ends. Two sources sync at once at most one
-// each; the mirror refuses a second sync of one source.
+// Run executes syncs, queued by the API and by each source's schedule,
+// until ctx ends. Sources sync in parallel, each at most once at a time.
 func (o *Ops) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	o.reschedule()
+	o.sched.cron.Start()
+	defer o.sched.cron.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -78,7 +87,7 @@ func (o *Ops) Run(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				out := o.SyncNow(ctx, j.name)
+				out := o.runSync(ctx, j.name)
 				if j.done != nil {
 					j.done <- out
 				}
@@ -87,9 +96,9 @@ func (o *Ops) Run(ctx context.Context) {
 	}
 }
 
-// SyncNow syncs one source in the caller's goroutine, recording progress
-// for the status page, then compacts what it stored.
-func (o *Ops) SyncNow(ctx context.Context, name string) SyncOutcome {
+// runSync syncs one source, recording progress for the status page, then
+// compacts what it stored.
+func (o *Ops) runSync(ctx context.Context, name string) SyncOutcome {
 	res, err := o.m.Sync(ctx, name, func(p mirror.Progress) {
 		o.mu.Lock()
 		o.progress[name] = p
@@ -106,6 +115,41 @@ func (o *Ops) SyncNow(ctx context.Context, name string) SyncOutcome {
 	}
 	return SyncOutcome{res: res, err: err}
 }
+
+// Enqueue queues a sync of a source unless it is syncing or queued
+// already, and reports whether it did; done, if not nil, receives the
+// outcome.
+func (o *Ops) Enqueue(name string, done chan SyncOutcome) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.running[name] {
+		return false
+	}
+	select {
+	case o.jobs <- syncJob{name: name, done: done}:
+		o.running[name] = true
+		return true
+	default:
+		return false
+	}
+}
+
+// reschedule makes the cron entries follow the sources' schedules.
+func (o *Ops) reschedule() {
+	srcs, err := o.m.Sources()
+	if err != nil {
+		o.log.Error("schedule", "err", err)
+		return
+	}
+	want := map[string]string{}
+	for _, s := range srcs {
+		want[s.Name] = s.Schedule
+	}
+	o.sched.sync(want, func(name string) { o.Enqueue(name, nil) }, o.log)
+}
+
+// NextSync returns when each source syncs next on its schedule.
+func (o *Ops) NextSync() map[string]time.Time { return o.sched.next() }
 
 // Progress returns the running syncs' progress, by source.
 func (o *Ops) Progress() map[string]mirror.Progress {
@@ -181,6 +225,7 @@ func (o *Ops) add(c *gin.Context) {
 	case err != nil:
 		apiError(c, http.StatusBadGateway, err.Error()) // kind detection could not reach the URL
 	default:
+		o.reschedule()
 		c.JSON(http.StatusCreated, s.View())
 	}
 }
@@ -195,6 +240,7 @@ func (o *Ops) remove(c *gin.Context) {
 	case err != nil:
 		apiError(c, http.StatusInternalServerError, err.Error())
 	default:
+		o.reschedule()
 		c.Status(http.StatusNoContent)
 	}
 }
@@ -224,26 +270,13 @@ func (o *Ops) sync(c *gin.Context) {
 		apiError(c, http.StatusNotFound, "source "+name+" not found")
 		return
 	}
-	o.mu.Lock()
-	if o.running[name] {
-		o.mu.Unlock()
-		apiError(c, http.StatusConflict, "source "+name+" is already syncing")
-		return
-	}
-	o.running[name] = true
-	o.mu.Unlock()
 	wait := c.Query("wait") == "true" || c.Query("wait") == "1"
-	j := syncJob{name: name}
+	var done chan SyncOutcome
 	if wait {
-		j.done = make(chan SyncOutcome, 1)
+		done = make(chan SyncOutcome, 1)
 	}
-	select {
-	case o.jobs <- j:
-	default:
-		o.mu.Lock()
-		delete(o.running, name)
-		o.mu.Unlock()
-		apiError(c, http.StatusServiceUnavailable, "too many syncs queued")
+	if !o.Enqueue(name, done) {
+		apiError(c, http.StatusConflict, "source "+name+" is already syncing or queued")
 		return
 	}
 	if !wait {
@@ -251,7 +284,7 @@ func (o *Ops) sync(c *gin.Context) {
 		return
 	}
 	select {
-	case out := <-j.done:
+	case out := <-done:
 		if errors.Is(out.err, mirror.ErrSyncing) {
 			apiError(c, http.StatusConflict, out.err.Error())
 			return

@@ -144,7 +144,16 @@ func syncAll(ctx context.Context, m *mirror.Mirror, ops *web.Ops, log *slog.Logg
 		return
 	}
 	for _, src := range srcs {
-		out := ops.SyncNow(ctx, src.Name)
+		done := make(chan web.SyncOutcome, 1)
+		if !ops.Enqueue(src.Name, done) {
+			continue // already syncing
+		}
+		var out web.SyncOutcome
+		select {
+		case out = <-done:
+		case <-ctx.Done():
+			return
+		}
 		res, err := out.Result()
 		switch {
 		case err != nil:

@@ -204,3 +204,25 @@ func TestAPIErrors(t *testing.T) {
 		t.Errorf("unknown id: %d, want 404", code)
 	}
 }
+
+// TestScheduledSync: a source added with --schedule "@every 1s" while
+// serve runs is synced by the scheduler, with no one asking.
+func TestScheduledSync(t *testing.T) {
+	cfg := testConfig(t)
+	url := startServe(t, cfg)
+	if _, _, err := run(t, "--data", cfg.Data, "mirror", "add", "v2", fixtures.Path("repo-v2"), "--schedule", "@every 1s"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		var views []map[string]any
+		getJSON(t, url+"/api/v1/mirrors", &views)
+		for _, v := range views {
+			if v["name"] == "v2" && v["last_sync"] != nil {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("the scheduled source was never synced")
+}
