@@ -3,11 +3,13 @@ package resolver
 import (
 	"errors"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/resolver/corefile"
 )
 
 // MaxBatch bounds the ids of one POST /api/v1/buildids.
@@ -25,15 +27,37 @@ type Index interface {
 
 var _ Index = (*index.Store)(nil)
 
-// API serves the JSON lookups.
+// API serves the JSON lookups and coredump2packages.
 type API struct {
 	idx Index
+	pkg Packager
+	cfg Config
 	// OnLookup, if set, is told whether each lookup found the id.
 	OnLookup func(hit bool)
 }
 
-// NewAPI returns the lookup API over idx.
-func NewAPI(idx Index) *API { return &API{idx: idx} }
+// Config tunes the API.
+type Config struct {
+	// SpoolDir receives uploaded cores while they are read (default: the
+	// system temp directory).
+	SpoolDir string
+	// MaxCoreSize bounds an uploaded core, compressed or not (default 4 GiB).
+	MaxCoreSize int64
+}
+
+// Store is the index as the API uses it.
+type Store interface {
+	Index
+	Packager
+}
+
+// NewAPI returns the API over idx.
+func NewAPI(idx Store, cfg Config) *API {
+	if cfg.MaxCoreSize <= 0 {
+		cfg.MaxCoreSize = 4 << 30
+	}
+	return &API{idx: idx, pkg: idx, cfg: cfg}
+}
 
 func (a *API) resolve(id index.BuildID) ([]index.MatchView, error) {
 	ms, err := a.idx.Resolve(id)
@@ -47,6 +71,39 @@ func (a *API) resolve(id index.BuildID) ([]index.MatchView, error) {
 func (a *API) Register(r gin.IRouter) {
 	r.GET("/api/v1/buildid/:id", a.buildID)
 	r.POST("/api/v1/buildids", a.buildIDs)
+	r.POST("/api/v1/coredump2packages", a.coredump2packages)
+}
+
+// coredump2packages spools the uploaded core to disk (bounded, streamed),
+// reads it and resolves its objects.
+func (a *API) coredump2packages(c *gin.Context) {
+	if c.Request.ContentLength > a.cfg.MaxCoreSize {
+		apiError(c, http.StatusRequestEntityTooLarge, "core larger than the limit")
+		return
+	}
+	path, err := SpoolCore(c.Request.Body, a.cfg.SpoolDir, a.cfg.MaxCoreSize)
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		apiError(c, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	case errors.Is(err, ErrBadUpload):
+		apiError(c, http.StatusBadRequest, err.Error())
+		return
+	case err != nil:
+		apiError(c, http.StatusInternalServerError, err.Error())
+		return
+	}
+	defer os.Remove(path)
+	rep, err := CoreFileToPackages(a.pkg, path)
+	var fe *corefile.FormatError
+	switch {
+	case errors.Is(err, corefile.ErrNotCore) || errors.As(err, &fe):
+		apiError(c, http.StatusBadRequest, err.Error())
+	case err != nil:
+		apiError(c, http.StatusInternalServerError, err.Error())
+	default:
+		c.JSON(http.StatusOK, rep)
+	}
 }
 
 func apiError(c *gin.Context, code int, msg string) {

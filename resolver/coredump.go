@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/resolver/corefile"
 )
 
 // Packager is what coredump2packages needs of the index.
@@ -178,4 +179,27 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// ObjectsOf turns a parsed core into the objects coredump2packages looks
+// up, and names its executable.
+func ObjectsOf(c *corefile.Core) (exe string, objs []Object) {
+	for _, m := range c.Modules {
+		o := Object{Path: m.Path}
+		if id, err := index.BuildIDFromBytes(m.BuildID); err == nil {
+			o.BuildID = id
+		}
+		objs = append(objs, o)
+	}
+	return c.Executable, objs
+}
+
+// CoreFileToPackages reads the core at path and resolves it.
+func CoreFileToPackages(idx Packager, path string) (*Report, error) {
+	c, err := corefile.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	exe, objs := ObjectsOf(c)
+	return CoreToPackages(idx, exe, objs)
 }

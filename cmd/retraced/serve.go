@@ -122,7 +122,7 @@ func newHandler(s *store, cfg Config) *handler {
 	r.Use(gin.Recovery())
 	metrics := web.NewMetrics(s.idx)
 	r.Use(metrics.Middleware())
-	api := resolver.NewAPI(s.idx)
+	api := resolver.NewAPI(s.idx, resolver.Config{SpoolDir: filepath.Join(s.pool.Dir(), "tmp")})
 	api.OnLookup = func(hit bool) {
 		result := "miss"
 		if hit {

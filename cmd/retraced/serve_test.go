@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/index"
 )
 
 // startServe runs `retraced serve` in-process on a free port and returns
@@ -225,4 +226,80 @@ func TestScheduledSync(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatal("the scheduled source was never synced")
+}
+
+// TestCoredump2Packages: the CLI (locally and through a running server)
+// and the API answer the same for each fixture core, raw or compressed.
+func TestCoredump2Packages(t *testing.T) {
+	cfg := testConfig(t)
+	for _, c := range fixtures.Cores(t) {
+		core := fixtures.CoreFile(t, c.File)
+		n, err := index.ParseNEVRA(c.NEVRA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dbg := n
+		dbg.Name += "-debuginfo"
+		check := func(t *testing.T, out string) {
+			t.Helper()
+			sections := strings.Split(out, "\n\n")
+			if len(sections) != 3 || sections[0] != c.NEVRA || sections[1] != c.NEVRA+"\n"+dbg.String() {
+				t.Fatalf("output:\n%s", out)
+			}
+			// libc, ld.so and the vdso are the host's: unresolved, with build-ids.
+			if lines := strings.Split(strings.TrimSpace(sections[2]), "\n"); len(lines) != 3 {
+				t.Fatalf("unresolved section:\n%s", sections[2])
+			}
+		}
+		t.Run(c.File+"/local", func(t *testing.T) {
+			if _, _, err := run(t, "--data", cfg.Data, "mirror", "add", "fx", fixtures.Path("repo")); err != nil && !strings.Contains(err.Error(), "exists") {
+				t.Fatal(err)
+			}
+			if _, _, err := run(t, "--data", cfg.Data, "mirror", "sync"); err != nil {
+				t.Fatal(err)
+			}
+			out, _, err := run(t, "--data", cfg.Data, "coredump2packages", core)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, out)
+		})
+	}
+	url := startServe(t, cfg)
+	for _, c := range fixtures.Cores(t)[:1] {
+		core := fixtures.CoreFile(t, c.File)
+		out, _, err := run(t, "--data", cfg.Data, "coredump2packages", "--json", core)
+		if err != nil || !strings.Contains(out, `"crash_package": "`+c.NEVRA+`"`) {
+			t.Fatalf("through the server: %q %v", out, err)
+		}
+		compressed := fixtures.Path("cores", c.File) // zstd, as committed
+		body, err := os.Open(compressed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Post(url+"/api/v1/coredump2packages", "application/octet-stream", body)
+		body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep struct {
+			CrashPackage string `json:"crash_package"`
+		}
+		json.NewDecoder(resp.Body).Decode(&rep)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || rep.CrashPackage != c.NEVRA {
+			t.Fatalf("zstd upload: %d %+v", resp.StatusCode, rep)
+		}
+	}
+	for name, body := range map[string]string{"not a core": "hello", "truncated ELF": "\x7fELF\x02\x01\x01"} {
+		resp, err := http.Post(url+"/api/v1/coredump2packages", "application/octet-stream", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "error") {
+			t.Errorf("%s: %d %s, want 400 with a message", name, resp.StatusCode, b)
+		}
+	}
 }
