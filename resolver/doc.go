@@ -1,7 +1,14 @@
-// Package resolver answers "which package has build-id X?" over HTTP: the
-// JSON API under /api/v1. It reads the index and never reaches into the
-// mirror.
+// Package resolver answers "which package has build-id X?" and "which
+// packages does this core need?", and serves debuggers: the JSON API under
+// /api/v1 (lookups, batches, coredump2packages) and the debuginfod protocol
+// under /buildid (executables, debuginfo, sources and sections, served from
+// the stored files, never from RPMs).
 //
 // Vocabulary: a lookup resolves one build-id to its matches; a batch
-// resolves many; an id not in the index is unresolved.
+// resolves many; an id not in the index is unresolved; a core's objects
+// are its mapped files with their build-ids (sub-package corefile reads
+// them).
+//
+// It reads the index and the blob pool through small interfaces declared
+// here and never reaches into the mirror.
 package resolver

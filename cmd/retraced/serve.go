@@ -131,8 +131,10 @@ func newHandler(s *store, cfg Config) *handler {
 		metrics.Lookups.WithLabelValues("api", result).Inc()
 	}
 	api.Register(r)
+	resolver.NewDebuginfod(s.idx, s.pool).Register(r)
 	ops := web.NewOps(s.mirror, web.Config{AdminToken: cfg.AdminToken})
 	ops.Register(r)
+	web.NewStatus(ops, s.idx, web.StatusSources{}).Register(r)
 	r.GET("/metrics", metrics.Handler())
 	return &handler{engine: r, ops: ops}
 }

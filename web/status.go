@@ -1,0 +1,169 @@
+package web
+
+import (
+	"embed"
+	"html/template"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/mirror"
+)
+
+//go:embed templates/status.html
+var templates embed.FS
+
+var statusTmpl = template.Must(template.ParseFS(templates, "templates/status.html"))
+
+// TaskSummary is what the status page shows of the retrace queue.
+type TaskSummary struct {
+	Running, Pending, MaxRunning int
+	Recent                       []TaskLine
+}
+
+// TaskLine is one recent task.
+type TaskLine struct {
+	ID, Status, Started, Step string
+}
+
+// GCSummary is the last garbage collection.
+type GCSummary struct {
+	When, Freed, Summary string
+}
+
+// StatusSources are the optional parts of the page, provided by the
+// components that own them; nil funcs are shown as not running.
+type StatusSources struct {
+	Tasks func() *TaskSummary
+	GC    func() *GCSummary
+	// DiskFree reports free bytes and whether it is below the minimum.
+	DiskFree func() (free int64, low bool)
+}
+
+// Status renders the status page.
+type Status struct {
+	ops   *Ops
+	idx   Counter
+	extra StatusSources
+	now   func() time.Time
+}
+
+// NewStatus returns the status page over ops (sources, sync progress and
+// schedules) and idx (totals).
+func NewStatus(ops *Ops, idx Counter, extra StatusSources) *Status {
+	return &Status{ops: ops, idx: idx, extra: extra, now: time.Now}
+}
+
+// Register adds GET /.
+func (s *Status) Register(r gin.IRouter) { r.GET("/", s.page) }
+
+type sourceRow struct {
+	mirror.SourceView
+	LastSync, NextSync    string
+	BytesFetched          string
+	BytesStored           string
+	ResultClass           string
+	Progress              *mirror.Progress
+	ProgressBytes         string
+	ProgressRate, Percent string
+}
+
+type pageData struct {
+	Now             time.Time
+	Counts          index.Counts
+	Fetched, Stored string
+	Sources         []sourceRow
+	Syncing         bool
+	Tasks           *TaskSummary
+	GC              *GCSummary
+	DiskLow         bool
+	DiskFree        string
+}
+
+func (s *Status) page(c *gin.Context) {
+	srcs, err := s.ops.m.Sources()
+	if err != nil {
+		c.String(http.StatusInternalServerError, "list sources: %v", err)
+		return
+	}
+	counts, err := s.idx.Counts()
+	if err != nil {
+		c.String(http.StatusInternalServerError, "index totals: %v", err)
+		return
+	}
+	d := pageData{Now: s.now(), Counts: counts}
+	progress, next := s.ops.Progress(), s.ops.NextSync()
+	var fetched, stored int64
+	for _, src := range srcs {
+		v := src.View()
+		fetched += v.BytesFetched
+		stored += v.BytesStored
+		row := sourceRow{SourceView: v, LastSync: "never", NextSync: "not scheduled",
+			BytesFetched: mirror.HumanBytes(v.BytesFetched), BytesStored: mirror.HumanBytes(v.BytesStored), ResultClass: "muted"}
+		if v.LastSync != nil {
+			row.LastSync = v.LastSync.Local().Format("2006-01-02 15:04:05") + " (" + ago(d.Now.Sub(*v.LastSync)) + " ago)"
+		}
+		if t, ok := next[v.Name]; ok && !t.IsZero() {
+			row.NextSync = t.Local().Format("2006-01-02 15:04:05") + " (in " + ago(t.Sub(d.Now)) + ")"
+		}
+		switch {
+		case len(v.LastResult) >= 2 && v.LastResult[:2] == "ok":
+			row.ResultClass = "ok"
+		case len(v.LastResult) >= 7 && v.LastResult[:7] == "partial":
+			row.ResultClass = "warn"
+		case v.LastResult != "":
+			row.ResultClass = "bad"
+		}
+		if p, ok := progress[v.Name]; ok {
+			row.Progress = &p
+			d.Syncing = true
+			row.ProgressBytes = mirror.HumanBytes(p.BytesFetched)
+			if el := d.Now.Sub(p.Started).Seconds(); el > 0 {
+				row.ProgressRate = mirror.HumanBytes(int64(float64(p.BytesFetched) / el))
+			}
+			if p.Total > 0 {
+				row.Percent = itoa(100 * p.Done / p.Total)
+			} else {
+				row.Percent = "0"
+			}
+		}
+		d.Sources = append(d.Sources, row)
+	}
+	d.Fetched, d.Stored = mirror.HumanBytes(fetched), mirror.HumanBytes(stored)
+	if s.extra.Tasks != nil {
+		d.Tasks = s.extra.Tasks()
+	}
+	if s.extra.GC != nil {
+		d.GC = s.extra.GC()
+	}
+	if s.extra.DiskFree != nil {
+		free, low := s.extra.DiskFree()
+		d.DiskLow, d.DiskFree = low, mirror.HumanBytes(free)
+	}
+	c.Header("Content-Type", "text/html; charset=utf-8")
+	c.Status(http.StatusOK)
+	if err := statusTmpl.Execute(c.Writer, d); err != nil {
+		// Headers are out; record it for gin's logger.
+		c.Error(err) //nolint:errcheck
+	}
+}
+
+func ago(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	switch {
+	case d < time.Minute:
+		return itoa(int(d.Seconds())) + "s"
+	case d < time.Hour:
+		return itoa(int(d.Minutes())) + "m"
+	case d < 48*time.Hour:
+		return itoa(int(d.Hours())) + "h"
+	}
+	return itoa(int(d.Hours()/24)) + "d"
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

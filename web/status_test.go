@@ -1,0 +1,116 @@
+package web
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/index/blob"
+	"github.com/retraced/retraced/mirror"
+)
+
+// statusServer serves the status page over a mirror holding the fixture
+// repository and the crafted bad one (so the page has errors to show).
+func statusServer(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { idx.Close() })
+	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mirror.New(idx, pool, mirror.Config{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, repo := range map[string]string{"fedora-like": "repo", "broken": "repo-bad"} {
+		if _, err := m.Add(context.Background(), mirror.Source{Name: name, URL: fixtures.Path(repo)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Sync(context.Background(), name, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ops := NewOps(m, Config{})
+	ops.reschedule()
+	ops.sched.cron.Start()
+	t.Cleanup(func() { ops.sched.cron.Stop() })
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	NewStatus(ops, idx, StatusSources{
+		GC: func() *GCSummary { return &GCSummary{When: "2026-01-01 00:00", Freed: "1.0 MiB", Summary: "3 files"} },
+	}).Register(r)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("chromium not installed (CI installs it)")
+	return ""
+}
+
+func headless(bin, userDir string, args ...string) *exec.Cmd {
+	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir=" + userDir}
+	return exec.Command(bin, append(base, args...)...)
+}
+
+// TestStatusPageInChromium renders the page in headless Chromium, reads
+// the text a person would see, and keeps a screenshot at a laptop and a
+// phone width (in $RETRACED_ARTIFACTS when set).
+func TestStatusPageInChromium(t *testing.T) {
+	bin := chromium(t)
+	url := statusServer(t)
+	out, err := headless(bin, t.TempDir(), "--dump-dom", url+"/").Output()
+	if err != nil {
+		t.Fatalf("chromium --dump-dom: %v", err)
+	}
+	text := regexp.MustCompile(`(?s)<style>.*</style>`).ReplaceAllString(string(out), " ")
+	text = regexp.MustCompile(`<[^>]+>`).ReplaceAllString(text, " ")
+	text = strings.Join(strings.Fields(text), " ")
+	for _, want := range []string{
+		"18 packages", "build-ids",
+		"fedora-like (yum)", "ok: 18 new", "9 names, 18 versions", "fetched",
+		"broken (yum)", "partial:", "climbs out", "absolute path", "payload truncated",
+		"Next sync", "(in 5h)", "Last run 2026-01-01 00:00: freed 1.0 MiB",
+		"The retrace service is not running.",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the rendered page does not say %q:\n%s", want, text)
+		}
+	}
+	dir := os.Getenv("RETRACED_ARTIFACTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	for name, size := range map[string]string{"laptop": "1280,1000", "phone": "390,1400"} {
+		shot := filepath.Join(dir, "status-"+name+".png")
+		if err := headless(bin, t.TempDir(), "--window-size="+size, "--screenshot="+shot, url+"/").Run(); err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		fi, err := os.Stat(shot)
+		if err != nil || fi.Size() < 10_000 {
+			t.Fatalf("screenshot %s: %v (%d bytes)", shot, err, fi.Size())
+		}
+		t.Logf("screenshot: %s", shot)
+	}
+}
