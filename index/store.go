@@ -566,3 +566,65 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 	}
 	return err
 }
+
+// DeletePackage removes package n, its build-id matches and every
+// source's membership of it, in one transaction. Blobs are the pool's
+// business: gc removes those no package references any more.
+func (s *Store) DeletePackage(n NEVRA) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.Package(n)
+	if err != nil {
+		return err
+	}
+	if s.cache != nil {
+		defer s.cache.invalidate(p.buildIDs())
+	}
+	return s.update(func(txn *badger.Txn) error {
+		counts, err := getCounts(txn)
+		if err != nil {
+			return err
+		}
+		seen := map[BuildID]bool{}
+		for _, id := range p.buildIDs() {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			it, err := txn.Get(buildIDKey(id))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			var ms []Match
+			if err := it.Value(func(v []byte) error {
+				ms, err = decodeMatches(v)
+				return err
+			}); err != nil {
+				return err
+			}
+			ms = slices.DeleteFunc(ms, func(m Match) bool { return m.NEVRA == n })
+			if len(ms) == 0 {
+				counts.BuildIDs--
+				if err := txn.Delete(buildIDKey(id)); err != nil {
+					return err
+				}
+			} else if err := txn.Set(buildIDKey(id), encodeMatches(ms)); err != nil {
+				return err
+			}
+		}
+		for _, src := range p.Sources {
+			if err := txn.Delete(sourcePkgKey(src, n)); err != nil {
+				return err
+			}
+		}
+		if err := txn.Delete(packageKey(n)); err != nil {
+			return err
+		}
+		counts.Packages--
+		counts.Files -= min(counts.Files, uint64(len(p.Files)))
+		return txn.Set([]byte(keyCounts), encodeCounts(counts))
+	})
+}

@@ -227,3 +227,40 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	}
 }
+
+func TestDeletePackage(t *testing.T) {
+	s := openTest(t)
+	id := mustID(t, "aa01")
+	shared := mustID(t, "bb02")
+	if err := s.PutPackage(pkg(t, "a-1-1.x86_64", "src",
+		File{Path: "/usr/bin/a", BuildID: id, Kind: KindExecutable},
+		File{Path: "/usr/lib64/libs.so", BuildID: shared, Kind: KindExecutable})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutPackage(pkg(t, "a-1-2.x86_64", "src",
+		File{Path: "/usr/lib64/libs.so", BuildID: shared, Kind: KindExecutable})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lookup(id); err != nil { // warm the cache: deletion must drop it
+		t.Fatal(err)
+	}
+	if err := s.DeletePackage(mustNEVRA(t, "a-1-1.x86_64")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lookup(id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted package's id still resolves: %v", err)
+	}
+	ms, err := s.Lookup(shared)
+	if err != nil || len(ms) != 1 || ms[0].NEVRA.Release != "2" {
+		t.Fatalf("shared id: %+v %v", ms, err)
+	}
+	if ok, _ := s.HasMembership("src", mustNEVRA(t, "a-1-1.x86_64")); ok {
+		t.Fatal("membership survived")
+	}
+	if c, _ := s.Counts(); c.Packages != 1 || c.BuildIDs != 1 || c.Files != 1 {
+		t.Fatalf("counts %+v", c)
+	}
+	if err := s.DeletePackage(mustNEVRA(t, "a-1-1.x86_64")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+}

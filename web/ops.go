@@ -151,6 +151,28 @@ func (o *Ops) reschedule() {
 // NextSync returns when each source syncs next on its schedule.
 func (o *Ops) NextSync() map[string]time.Time { return o.sched.next() }
 
+// OldestSyncStart returns when the oldest running sync started, or now:
+// what a collection must not remove is newer than that.
+func (o *Ops) OldestSyncStart() time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	t := time.Now()
+	for _, p := range o.progress {
+		if !p.Started.IsZero() && p.Started.Before(t) {
+			t = p.Started
+		}
+	}
+	if len(o.running) > len(o.progress) {
+		// Queued or just starting: no progress yet, but maybe blobs soon.
+		t = t.Add(-time.Minute)
+	}
+	return t.Add(-time.Second)
+}
+
+// Admin is the middleware that requires the admin token, for routes
+// other components add.
+func (o *Ops) Admin() gin.HandlerFunc { return o.admin }
+
 // Progress returns the running syncs' progress, by source.
 func (o *Ops) Progress() map[string]mirror.Progress {
 	o.mu.Lock()

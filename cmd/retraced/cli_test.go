@@ -193,3 +193,42 @@ func TestConfigFile(t *testing.T) {
 		t.Fatal("missing config file accepted")
 	}
 }
+
+func TestGCCommand(t *testing.T) {
+	data := t.TempDir()
+	for _, name := range []string{"v1", "v2"} {
+		if _, _, err := run(t, "--data", data, "mirror", "add", name, fixtures.Path("repo-"+name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := run(t, "--data", data, "mirror", "sync"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "--data", data, "mirror", "remove", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "--data", data, "gc", "--dry-run")
+	if err != nil || !strings.Contains(out, "would remove: 9 packages") || !strings.Contains(out, "(dry run)") {
+		t.Fatalf("gc --dry-run: %q %v", out, err)
+	}
+	id := ""
+	for _, e := range fixtures.ELFFiles(t) {
+		if strings.Contains(e.NEVRA, "1.0-1") {
+			id = e.BuildID
+		}
+	}
+	if _, _, err := run(t, "--data", data, "lookup", id); err != nil {
+		t.Fatalf("dry run removed something: %v", err)
+	}
+	out, _, err = run(t, "--data", data, "gc")
+	if err != nil || !strings.Contains(out, "removed: 9 packages") || !strings.Contains(out, "freed") {
+		t.Fatalf("gc: %q %v", out, err)
+	}
+	if _, _, err := run(t, "--data", data, "lookup", id); err == nil {
+		t.Fatal("a package of the removed source still resolves after gc")
+	}
+	out, _, err = run(t, "--data", data, "gc")
+	if err != nil || !strings.Contains(out, "nothing to collect") {
+		t.Fatalf("second gc: %q %v", out, err)
+	}
+}

@@ -17,7 +17,9 @@ type Config struct {
 	Listen string `toml:"listen"`
 	// AdminToken, when set, guards the API calls that change something
 	// (Authorization: Bearer TOKEN); the CLI sends it to a running server.
-	AdminToken string       `toml:"admin_token"`
+	AdminToken string `toml:"admin_token"`
+	// GCSchedule is when serve collects garbage (cron spec).
+	GCSchedule string       `toml:"gc_schedule"`
 	Mirror     MirrorConfig `toml:"mirror"`
 }
 
@@ -35,9 +37,10 @@ type MirrorConfig struct {
 
 func defaultConfig() Config {
 	return Config{
-		Data:   "./retraced-data",
-		Listen: "127.0.0.1:8080",
-		Mirror: MirrorConfig{Workers: runtime.NumCPU(), Compression: "default"},
+		Data:       "./retraced-data",
+		Listen:     "127.0.0.1:8080",
+		GCSchedule: "@daily",
+		Mirror:     MirrorConfig{Workers: runtime.NumCPU(), Compression: "default"},
 	}
 }
 

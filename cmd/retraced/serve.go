@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/robfig/cron/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/retraced/retraced/fixtures"
@@ -80,6 +81,21 @@ func Run(ctx context.Context, cfg Config) error {
 	defer os.Remove(filepath.Join(s.dir, serverFile))
 	srv := &http.Server{Handler: h.engine, ReadHeaderTimeout: 10 * time.Second}
 
+	sched := cron.New()
+	if _, err := sched.AddFunc(cfg.GCSchedule, func() {
+		rep, err := collect(ctx, s, h.ops.OldestSyncStart(), false)
+		if err != nil {
+			log.Error("gc", "err", err)
+			return
+		}
+		log.Info("gc", "summary", rep.Summary, "freed", rep.Bytes)
+	}); err != nil {
+		ln.Close()
+		return fmt.Errorf("gc_schedule %q: %w", cfg.GCSchedule, err)
+	}
+	sched.Start()
+	defer sched.Stop()
+
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -134,7 +150,8 @@ func newHandler(s *store, cfg Config) *handler {
 	resolver.NewDebuginfod(s.idx, s.pool).Register(r)
 	ops := web.NewOps(s.mirror, web.Config{AdminToken: cfg.AdminToken})
 	ops.Register(r)
-	web.NewStatus(ops, s.idx, web.StatusSources{}).Register(r)
+	registerGC(r, s, ops, ops.Admin())
+	web.NewStatus(ops, s.idx, web.StatusSources{GC: func() *web.GCSummary { return lastGC(s.dir) }}).Register(r)
 	r.GET("/metrics", metrics.Handler())
 	return &handler{engine: r, ops: ops}
 }

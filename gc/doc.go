@@ -1,0 +1,13 @@
+// Package gc collects what retraced no longer needs: packages only removed
+// sources listed, stored files no package references, uncompressed copies
+// beyond their budget, temp files of interrupted writes, and whatever the
+// owners of other state (retrace tasks, sysroots) report as expired.
+//
+// A collection plans first, then executes; `retraced gc --dry-run` prints
+// the plan. gc decides, the owners delete: the index deletes packages, the
+// blob pool deletes blobs, the retrace service deletes tasks.
+//
+// Nothing in use is collected: blobs written after the protection cutoff
+// (the start of the oldest running sync) are kept even when unreferenced,
+// since a running sync references its blobs only when it commits.
+package gc

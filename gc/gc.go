@@ -1,0 +1,306 @@
+package gc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/index/blob"
+)
+
+// Index is what gc needs of the index.
+type Index interface {
+	Packages(fn func(p *index.Package) error) error
+	DeletePackage(n index.NEVRA) error
+}
+
+// Pool is what gc needs of the blob pool.
+type Pool interface {
+	Dir() string
+	Walk(fn func(d blob.Digest, size int64) error) error
+	Path(d blob.Digest) string
+	Remove(d blob.Digest) error
+	RemovePlain(d blob.Digest) error
+}
+
+var (
+	_ Index = (*index.Store)(nil)
+	_ Pool  = (*blob.Pool)(nil)
+)
+
+// Owner is another component with collectable state (retrace tasks,
+// sysroots). Plan lists what it would delete now; Delete deletes those.
+type Owner interface {
+	Plan(ctx context.Context, now time.Time) ([]Item, error)
+	Delete(ctx context.Context, items []Item) error
+}
+
+// Item is one thing a collection removes.
+type Item struct {
+	Kind  string // package, blob, plain, temp, or an owner's kind
+	Name  string
+	Bytes int64
+	// Owner is who deletes it (nil: gc itself).
+	Owner Owner `json:"-"`
+}
+
+// Config tunes a collection.
+type Config struct {
+	// PlainBudget bounds the uncompressed copies (default 4 GiB); the
+	// least recently used beyond it are removed.
+	PlainBudget int64
+	// TempAge is how old a temp file must be to be an orphan (default 1h).
+	TempAge time.Duration
+	Now     func() time.Time
+}
+
+// Plan is what a collection will remove.
+type Plan struct {
+	Items []Item
+	// Protected counts unreferenced blobs kept because they are newer than
+	// the cutoff (a running sync may be about to reference them).
+	Protected int
+}
+
+// Bytes is what executing the plan frees.
+func (p *Plan) Bytes() int64 {
+	var n int64
+	for _, it := range p.Items {
+		n += it.Bytes
+	}
+	return n
+}
+
+// Summary counts the items by kind: "2 packages, 5 blobs".
+func (p *Plan) Summary() string {
+	by := map[string]int{}
+	for _, it := range p.Items {
+		by[it.Kind]++
+	}
+	if len(by) == 0 {
+		return "nothing to collect"
+	}
+	var kinds []string
+	for k := range by {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	var parts []string
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%d %s", by[k], plural(k, by[k])))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func plural(s string, n int) string {
+	if n == 1 {
+		return s
+	}
+	return s + "s"
+}
+
+// Collector plans and executes collections.
+type Collector struct {
+	idx     Index
+	pool    Pool
+	sources func() ([]string, error)
+	owners  []Owner
+	cfg     Config
+}
+
+// New returns a collector. sources lists the sources that exist now.
+func New(idx Index, pool Pool, sources func() ([]string, error), cfg Config, owners ...Owner) *Collector {
+	if cfg.PlainBudget <= 0 {
+		cfg.PlainBudget = 4 << 30
+	}
+	if cfg.TempAge <= 0 {
+		cfg.TempAge = time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Collector{idx: idx, pool: pool, sources: sources, owners: owners, cfg: cfg}
+}
+
+// Plan decides what to collect. Blobs modified after cutoff are kept.
+func (c *Collector) Plan(ctx context.Context, cutoff time.Time) (*Plan, error) {
+	now := c.cfg.Now()
+	names, err := c.sources()
+	if err != nil {
+		return nil, err
+	}
+	live := map[string]bool{}
+	for _, n := range names {
+		live[n] = true
+	}
+	plan := &Plan{}
+	referenced := map[blob.Digest]bool{}
+	err = c.idx.Packages(func(p *index.Package) error {
+		keep := false
+		for _, s := range p.Sources {
+			keep = keep || live[s]
+		}
+		if !keep {
+			plan.Items = append(plan.Items, Item{Kind: "package", Name: p.NEVRA.String()})
+			return nil
+		}
+		for _, f := range p.Files {
+			if !f.Blob.IsZero() {
+				referenced[f.Blob] = true
+			}
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = c.pool.Walk(func(d blob.Digest, size int64) error {
+		if referenced[d] {
+			return nil
+		}
+		fi, err := os.Stat(c.pool.Path(d))
+		if err != nil {
+			return nil // gone meanwhile
+		}
+		if fi.ModTime().After(cutoff) {
+			plan.Protected++
+			return nil
+		}
+		plan.Items = append(plan.Items, Item{Kind: "blob", Name: d.String(), Bytes: size})
+		return ctx.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	plain, err := c.planPlain(referenced)
+	if err != nil {
+		return nil, err
+	}
+	plan.Items = append(plan.Items, plain...)
+	tmpDir := filepath.Join(c.pool.Dir(), "tmp")
+	ents, err := os.ReadDir(tmpDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil || now.Sub(fi.ModTime()) < c.cfg.TempAge {
+			continue
+		}
+		plan.Items = append(plan.Items, Item{Kind: "temp", Name: filepath.Join(tmpDir, e.Name()), Bytes: fi.Size()})
+	}
+	for _, o := range c.owners {
+		items, err := o.Plan(ctx, now)
+		if err != nil {
+			return nil, err
+		}
+		for i := range items {
+			items[i].Owner = o
+		}
+		plan.Items = append(plan.Items, items...)
+	}
+	return plan, nil
+}
+
+// planPlain removes copies of unreferenced blobs, then the least recently
+// used beyond the budget.
+func (c *Collector) planPlain(referenced map[blob.Digest]bool) ([]Item, error) {
+	type copy struct {
+		d     blob.Digest
+		size  int64
+		atime time.Time
+	}
+	var copies []copy
+	var total int64
+	root := filepath.Join(c.pool.Dir(), "plain")
+	err := filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil || e.IsDir() {
+			return err
+		}
+		d, perr := blob.ParseDigest(e.Name())
+		if perr != nil {
+			return nil
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return nil
+		}
+		copies = append(copies, copy{d: d, size: fi.Size(), atime: accessTime(fi)})
+		total += fi.Size()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var items []Item
+	sort.Slice(copies, func(i, j int) bool { return copies[i].atime.Before(copies[j].atime) })
+	for _, cp := range copies {
+		if !referenced[cp.d] || total > c.cfg.PlainBudget {
+			items = append(items, Item{Kind: "plain", Name: cp.d.String(), Bytes: cp.size})
+			total -= cp.size
+		}
+	}
+	return items, nil
+}
+
+// Execute deletes what plan lists, and returns the bytes freed.
+func (c *Collector) Execute(ctx context.Context, plan *Plan) (int64, error) {
+	var freed int64
+	var errs []error
+	byOwner := map[Owner][]Item{}
+	for _, it := range plan.Items {
+		if ctx.Err() != nil {
+			break
+		}
+		var err error
+		switch {
+		case it.Owner != nil:
+			byOwner[it.Owner] = append(byOwner[it.Owner], it)
+			continue
+		case it.Kind == "package":
+			var n index.NEVRA
+			if n, err = index.ParseNEVRA(it.Name); err == nil {
+				err = c.idx.DeletePackage(n)
+			}
+		case it.Kind == "blob":
+			var d blob.Digest
+			if d, err = blob.ParseDigest(it.Name); err == nil {
+				if err = c.pool.RemovePlain(d); err == nil {
+					err = c.pool.Remove(d)
+				}
+			}
+		case it.Kind == "plain":
+			var d blob.Digest
+			if d, err = blob.ParseDigest(it.Name); err == nil {
+				err = c.pool.RemovePlain(d)
+			}
+		case it.Kind == "temp":
+			err = os.RemoveAll(it.Name)
+		}
+		if err != nil && !errors.Is(err, index.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("%s %s: %w", it.Kind, it.Name, err))
+			continue
+		}
+		freed += it.Bytes
+	}
+	for o, items := range byOwner {
+		if err := o.Delete(ctx, items); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, it := range items {
+			freed += it.Bytes
+		}
+	}
+	return freed, errors.Join(errs...)
+}

@@ -1,0 +1,208 @@
+package gc
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/index/blob"
+	"github.com/retraced/retraced/mirror"
+)
+
+type env struct {
+	idx  *index.Store
+	pool *blob.Pool
+	m    *mirror.Mirror
+}
+
+func newEnv(t *testing.T, sources map[string]string) *env {
+	t.Helper()
+	dir := t.TempDir()
+	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { idx.Close() })
+	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mirror.New(idx, pool, mirror.Config{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, repo := range sources {
+		if _, err := m.Add(context.Background(), mirror.Source{Name: name, URL: fixtures.Path(repo)}); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := m.Sync(context.Background(), name, nil); err != nil || !res.OK() {
+			t.Fatalf("sync %s: %v %v", name, res, err)
+		}
+	}
+	return &env{idx: idx, pool: pool, m: m}
+}
+
+func (e *env) collector(cfg Config) *Collector {
+	return New(e.idx, e.pool, func() ([]string, error) {
+		srcs, err := e.m.Sources()
+		var names []string
+		for _, s := range srcs {
+			names = append(names, s.Name)
+		}
+		return names, err
+	}, cfg)
+}
+
+func (e *env) blobs(t *testing.T) int {
+	n := 0
+	if err := e.pool.Walk(func(blob.Digest, int64) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestRemovedSourceCollected: after `mirror remove v1`, gc removes the
+// packages only v1 listed and the files only they used; v2's stay whole.
+func TestRemovedSourceCollected(t *testing.T) {
+	e := newEnv(t, map[string]string{"v1": "repo-v1", "v2": "repo-v2"})
+	before := e.blobs(t)
+	c := e.collector(Config{})
+	plan, err := c.Plan(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Items) != 0 {
+		t.Fatalf("nothing removed yet, but gc plans %s", plan.Summary())
+	}
+	if err := e.m.Remove("v1"); err != nil {
+		t.Fatal(err)
+	}
+	plan, err = c.Plan(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgs := 0
+	for _, it := range plan.Items {
+		if it.Kind == "package" {
+			pkgs++
+		}
+	}
+	if pkgs != 9 {
+		t.Fatalf("plan removes %d packages, want v1's 9: %s", pkgs, plan.Summary())
+	}
+	if e.blobs(t) != before {
+		t.Fatal("planning removed something")
+	}
+	freed, err := c.Execute(context.Background(), plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if freed <= 0 || e.blobs(t) >= before {
+		t.Fatalf("freed %d bytes, blobs %d -> %d", freed, before, e.blobs(t))
+	}
+	// v2 is whole: every build-id of a 1.1 package resolves, every file
+	// it names is in the pool; no 1.0 build-id resolves.
+	for _, f := range fixtures.ELFFiles(t) {
+		id, _ := index.ParseBuildID(f.BuildID)
+		_, err := e.idx.Lookup(id)
+		v1 := !strings.Contains(f.NEVRA, "1.1-1")
+		if v1 && err == nil {
+			t.Errorf("%s of %s still resolves", f.BuildID, f.NEVRA)
+		}
+		if !v1 && err != nil {
+			t.Errorf("%s of %s: %v", f.BuildID, f.NEVRA, err)
+		}
+	}
+	if err := e.idx.Packages(func(p *index.Package) error {
+		for _, f := range p.Files {
+			if !f.Blob.IsZero() && !e.pool.Has(f.Blob) {
+				t.Errorf("%s: %s lost its blob", p.NEVRA, f.Path)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.Plan(context.Background(), time.Now())
+	if err != nil || len(again.Items) != 0 {
+		t.Fatalf("second plan: %s %v", again.Summary(), err)
+	}
+}
+
+// TestRunningSyncProtected: an unreferenced blob newer than the cutoff (a
+// running sync's, not yet committed) is kept; an old one goes, and so do
+// stale temp files and plain copies over budget.
+func TestRunningSyncProtected(t *testing.T) {
+	e := newEnv(t, map[string]string{"fx": "repo"})
+	orphan := []byte("written by a sync that has not committed yet")
+	d := blob.Sum(orphan)
+	if _, err := e.pool.Put(d, bytes.NewReader(orphan)); err != nil {
+		t.Fatal(err)
+	}
+	c := e.collector(Config{PlainBudget: 1})
+	cutoff := time.Now().Add(-time.Minute) // the running sync started a minute ago
+	plan, err := c.Plan(context.Background(), cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Protected != 1 || hasItem(plan, "blob", d.String()) {
+		t.Fatalf("fresh orphan not protected: %s, protected %d", plan.Summary(), plan.Protected)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(e.pool.Path(d), old, old); err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := e.pool.TempFile("blob-*.tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp.Close()
+	if err := os.Chtimes(tmp.Name(), old, old); err != nil {
+		t.Fatal(err)
+	}
+	var referenced blob.Digest
+	e.idx.Packages(func(p *index.Package) error {
+		for _, f := range p.Files {
+			if !f.Blob.IsZero() {
+				referenced = f.Blob
+			}
+		}
+		return nil
+	})
+	if _, err := e.pool.Plain(referenced); err != nil {
+		t.Fatal(err)
+	}
+	plan, err = c.Plan(context.Background(), cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct{ kind, name string }{{"blob", d.String()}, {"temp", tmp.Name()}, {"plain", referenced.String()}} {
+		if !hasItem(plan, want.kind, want.name) {
+			t.Errorf("plan lacks %s %s: %+v", want.kind, want.name, plan.Items)
+		}
+	}
+	if _, err := c.Execute(context.Background(), plan); err != nil {
+		t.Fatal(err)
+	}
+	if e.pool.Has(d) || !e.pool.Has(referenced) {
+		t.Fatal("executed the wrong things")
+	}
+	if _, err := os.Stat(tmp.Name()); !os.IsNotExist(err) {
+		t.Fatal("stale temp file kept")
+	}
+}
+
+func hasItem(p *Plan, kind, name string) bool {
+	for _, it := range p.Items {
+		if it.Kind == kind && it.Name == name {
+			return true
+		}
+	}
+	return false
+}
