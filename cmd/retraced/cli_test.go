@@ -208,7 +208,7 @@ func TestGCCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _, err := run(t, "--data", data, "gc", "--dry-run")
-	if err != nil || !strings.Contains(out, "would remove: 9 packages") || !strings.Contains(out, "(dry run)") {
+	if err != nil || !strings.Contains(out, "9 packages") || !strings.Contains(out, "(dry run)") {
 		t.Fatalf("gc --dry-run: %q %v", out, err)
 	}
 	id := ""
@@ -221,7 +221,7 @@ func TestGCCommand(t *testing.T) {
 		t.Fatalf("dry run removed something: %v", err)
 	}
 	out, _, err = run(t, "--data", data, "gc")
-	if err != nil || !strings.Contains(out, "removed: 9 packages") || !strings.Contains(out, "freed") {
+	if err != nil || !strings.Contains(out, ", 9 packages") || !strings.Contains(out, "freed") {
 		t.Fatalf("gc: %q %v", out, err)
 	}
 	if _, _, err := run(t, "--data", data, "lookup", id); err == nil {
