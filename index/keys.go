@@ -9,6 +9,7 @@ import "strings"
 //	v1/p/<nevra>              Package (JSON): the package and its kept files
 //	v1/b/<raw build-id>       []Match (binary, codec.go): files carrying the id
 //	v1/s/<source>             the mirror's record of a source (opaque bytes)
+//	v1/ss/<source>            the mirror's crawl state of a source (opaque bytes)
 //	v1/sp/<source>\x00<nevra> membership: the source has listed the package;
 //	                          value = the RPM checksum the source gave
 //	v1/m/counts               counters (binary, codec.go)
@@ -16,6 +17,7 @@ const (
 	prefixPackage   = "v1/p/"
 	prefixBuildID   = "v1/b/"
 	prefixSource    = "v1/s/"
+	prefixState     = "v1/ss/"
 	prefixSourcePkg = "v1/sp/"
 	keyCounts       = "v1/m/counts"
 )
@@ -33,6 +35,8 @@ func buildIDFromKey(k []byte) BuildID {
 }
 
 func sourceKey(name string) []byte { return []byte(prefixSource + name) }
+
+func stateKey(name string) []byte { return []byte(prefixState + name) }
 
 func sourcePkgPrefix(source string) []byte {
 	return []byte(prefixSourcePkg + source + "\x00")

@@ -521,12 +521,37 @@ func (s *Store) Sources(fn func(name string, rec []byte) error) error {
 	})
 }
 
+// PutSourceState stores the mirror's crawl state of a source.
+func (s *Store) PutSourceState(name string, st []byte) error {
+	return s.update(func(txn *badger.Txn) error { return txn.Set(stateKey(name), st) })
+}
+
+// SourceState returns the mirror's crawl state of a source, or ErrNotFound.
+func (s *Store) SourceState(name string) ([]byte, error) {
+	var st []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(stateKey(name))
+		if err != nil {
+			return err
+		}
+		st, err = it.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("state of source %q: %w", name, ErrNotFound)
+	}
+	return st, err
+}
+
 // DeleteSource forgets a source's record. Its packages and membership
 // stay: gc decides what no source needs any more.
 func (s *Store) DeleteSource(name string) error {
 	return s.update(func(txn *badger.Txn) error {
 		if _, err := txn.Get(sourceKey(name)); errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("source %q: %w", name, ErrNotFound)
+		}
+		if err := txn.Delete(stateKey(name)); err != nil {
+			return err
 		}
 		return txn.Delete(sourceKey(name))
 	})

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"runtime/debug"
@@ -35,10 +36,12 @@ var ErrChecksum = errors.New("checksum mismatch")
 // want describes one package to ingest.
 type want struct {
 	nevra    index.NEVRA
-	target   string // URL or path
-	location string // as the metadata names it
-	checksum yum.Checksum
-	size     int64 // from the metadata; 0 if unknown
+	target   string       // URL or path
+	location string       // as the metadata names it
+	checksum yum.Checksum // Type "" when the source gives none
+	size     int64        // from the metadata; 0 if unknown
+	// done is set to the NEVRA ingested, once committed.
+	done string
 }
 
 // ingested is the outcome of one ingest.
@@ -74,9 +77,13 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (res *in
 			err = fmt.Errorf("internal error reading package: %v\n%s", p, debug.Stack())
 		}
 	}()
-	h, err := yum.NewHash(w.checksum.Type)
-	if err != nil {
-		return nil, err
+	// The whole file's checksum, when the source's metadata gives one;
+	// otherwise the RPM's own header and payload digests (tree sources).
+	var h hash.Hash = nopHash{}
+	if w.checksum.Type != "" {
+		if h, err = yum.NewHash(w.checksum.Type); err != nil {
+			return nil, err
+		}
 	}
 	rc, _, err := m.open(ctx, w.target)
 	if err != nil {
@@ -95,9 +102,23 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (res *in
 		return m.failAfterDrain(br, cr, w, err)
 	}
 	got := index.NEVRA{Name: hdr.Name, Epoch: hdr.Epoch, Version: hdr.Version, Release: hdr.Release, Arch: hdr.Arch}
-	if got != w.nevra {
+	if w.nevra != (index.NEVRA{}) && got != w.nevra {
 		return nil, fmt.Errorf("header names %s, metadata %s", got, w.nevra)
 	}
+	if err := got.Validate(); err != nil {
+		return nil, err
+	}
+	ph := sha256.New()
+	if w.checksum.Type == "" {
+		checked, err := hdr.VerifyHeader()
+		if err != nil {
+			return nil, err
+		}
+		if !checked && hdr.PayloadSHA256 == "" {
+			return nil, fmt.Errorf("no checksum to verify it by: the source gives none and the RPM has no SHA-256 digests")
+		}
+	}
+	payload := bufio.NewReaderSize(io.TeeReader(br, ph), 64<<10)
 	pkg := &index.Package{
 		NEVRA:     got,
 		SourceRPM: hdr.SourceRPM,
@@ -111,9 +132,9 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (res *in
 		if hdr.Format != "cpio" {
 			return m.failAfterDrain(br, cr, w, fmt.Errorf("payload format %q: only cpio is supported", hdr.Format))
 		}
-		files, stored, err := m.walkPayload(ctx, br, hdr, pl)
+		files, stored, err := m.walkPayload(ctx, payload, hdr, pl)
 		if err != nil {
-			return m.failAfterDrain(br, cr, w, err)
+			return m.failAfterDrain(payload, cr, w, err)
 		}
 		pkg.Files, pkg.Stored = files, stored
 	}
@@ -124,12 +145,20 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (res *in
 	for _, l := range m.policy.keptLinks(pl, kept) {
 		pkg.Files = append(pkg.Files, index.File{Path: l.Path, Mode: fileMode(l.Mode), Link: l.Link})
 	}
-	if _, err := io.Copy(io.Discard, br); err != nil {
+	if _, err := io.Copy(io.Discard, payload); err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}
 	res.fetched = cr.n
-	if err := verify(cr.n, limit, w, h.Sum(nil)); err != nil {
+	if w.checksum.Type == "" {
+		if err := verifyPayload(cr.n, limit, hdr, ph.Sum(nil)); err != nil {
+			return nil, err
+		}
+	} else if err := verify(cr.n, limit, w, h.Sum(nil)); err != nil {
 		return nil, err
+	}
+	pkg.NEVRA = got
+	if pkg.Checksum == ":" {
+		pkg.Checksum = "sha256:" + hex.EncodeToString(ph.Sum(nil)) + " (payload)"
 	}
 	pkg.Fetched = cr.n
 	res.pkg = pkg
@@ -148,6 +177,29 @@ func (m *Mirror) failAfterDrain(br *bufio.Reader, cr *countingReader, w *want, c
 	}
 	return nil, cause
 }
+
+// verifyPayload checks a download against the RPM's own payload digest.
+func verifyPayload(n, limit int64, hdr *rpmfile.Header, sum []byte) error {
+	if n > limit {
+		return fmt.Errorf("larger than %d bytes", limit)
+	}
+	if hdr.PayloadSHA256 == "" {
+		return nil // the header digest was checked; an old rpm has no payload digest
+	}
+	if got := hex.EncodeToString(sum); got != hdr.PayloadSHA256 {
+		return fmt.Errorf("%w: payload is %s, header says %s: truncated or corrupt download", ErrChecksum, got, hdr.PayloadSHA256)
+	}
+	return nil
+}
+
+// nopHash stands in when there is no whole-file checksum to compute.
+type nopHash struct{}
+
+func (nopHash) Write(p []byte) (int, error) { return len(p), nil }
+func (nopHash) Sum(b []byte) []byte         { return b }
+func (nopHash) Reset()                      {}
+func (nopHash) Size() int                   { return 0 }
+func (nopHash) BlockSize() int              { return 1 }
 
 func verify(n, limit int64, w *want, sum []byte) error {
 	if n > limit {

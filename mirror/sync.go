@@ -118,6 +118,8 @@ func (m *Mirror) Sync(ctx context.Context, name string, progress func(Progress))
 	switch src.Kind {
 	case KindYum:
 		m.syncYum(ctx, src, res, &pr)
+	case KindTree:
+		m.syncTree(ctx, src, res, &pr)
 	default:
 		res.Err = fmt.Errorf("%s sources are not supported yet", src.Kind)
 	}
@@ -358,6 +360,7 @@ func (m *Mirror) ingestAll(ctx context.Context, source string, todo []*want, res
 				} else {
 					res.New++
 					res.BytesStored += r.pkg.Stored
+					w.done = r.pkg.NEVRA.String()
 				}
 				mu.Unlock()
 				pr.done.Add(1)

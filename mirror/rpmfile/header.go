@@ -2,7 +2,9 @@ package rpmfile
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -88,25 +90,50 @@ type Header struct {
 	Format string
 	// Files in header order, which is the payload's order.
 	Files []Entry
+	// HeaderSHA256 is the signature's digest of the main header (hex), ""
+	// when absent; PayloadSHA256 the header's digest of the compressed
+	// payload. With no repository checksum (tree sources), these are what
+	// proves a download whole: see VerifyHeader and the payload digest.
+	HeaderSHA256, PayloadSHA256 string
+	headerSum                   string
+}
+
+// ErrDigest reports an RPM whose bytes do not match its own digests.
+var ErrDigest = errors.New("rpm digest mismatch")
+
+// VerifyHeader checks the main header against the signature's SHA-256.
+// It reports whether there was a digest to check.
+func (h *Header) VerifyHeader() (bool, error) {
+	if h.HeaderSHA256 == "" {
+		return false, nil
+	}
+	if h.HeaderSHA256 != h.headerSum {
+		return true, fmt.Errorf("%w: header is %s, signature says %s", ErrDigest, h.headerSum, h.HeaderSHA256)
+	}
+	return true, nil
 }
 
 // RPM header tags used here (rpmtag.h).
 const (
-	tagFileSizes     = 1028
-	tagFileModes     = 1030
-	tagFileLinkTos   = 1036
-	tagFileFlags     = 1037
-	tagFileInodes    = 1096
-	tagDirIndexes    = 1116
-	tagBaseNames     = 1117
-	tagDirNames      = 1118
-	tagFileClass     = 1141
-	tagClassDict     = 1142
-	tagLongFileSizes = 5008
-	tagBuildTime     = 1006
-	tagSourceRPM     = 1044
-	tagArch          = 1022
-	tagSourcePackage = 1106
+	tagFileSizes         = 1028
+	tagFileModes         = 1030
+	tagFileLinkTos       = 1036
+	tagFileFlags         = 1037
+	tagFileInodes        = 1096
+	tagDirIndexes        = 1116
+	tagBaseNames         = 1117
+	tagDirNames          = 1118
+	tagFileClass         = 1141
+	tagClassDict         = 1142
+	tagLongFileSizes     = 5008
+	tagBuildTime         = 1006
+	tagSourceRPM         = 1044
+	tagArch              = 1022
+	tagSourcePackage     = 1106
+	tagPayloadDigest     = 5092
+	tagPayloadDigestAlgo = 5093
+	sigTagSHA256         = 273
+	pgpHashSHA256        = 8
 )
 
 // MaxFiles bounds the file list of one header.
@@ -122,10 +149,11 @@ func ReadHeader(r io.Reader) (h *Header, err error) {
 			h, err = nil, &FormatError{Off: -1, Msg: fmt.Sprintf("header: %v", p)}
 		}
 	}()
-	raw, err := readRaw(r)
+	raw, mainStart, err := readRaw(r)
 	if err != nil {
 		return nil, err
 	}
+	mainSum := sha256.Sum256(raw[mainStart:])
 	p, err := rpm.Read(bytes.NewReader(raw))
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -150,6 +178,11 @@ func ReadHeader(r io.Reader) (h *Header, err error) {
 	if h.Format == "" {
 		h.Format = "cpio"
 	}
+	h.HeaderSHA256 = strings.ToLower(p.Signature.GetTag(sigTagSHA256).String())
+	h.headerSum = hex.EncodeToString(mainSum[:])
+	if algo := p.Header.GetTag(tagPayloadDigestAlgo).Int64(); algo == pgpHashSHA256 {
+		h.PayloadSHA256 = strings.ToLower(p.Header.GetTag(tagPayloadDigest).String())
+	}
 	if h.Name == "" || h.Version == "" || h.Release == "" || h.Arch == "" {
 		return nil, &FormatError{Off: -1, Msg: "header: missing name, version, release or arch"}
 	}
@@ -172,27 +205,30 @@ const (
 // (which allocates by an entry's count before checking it) only ever sees
 // consistent headers. Reading with io.ReadFull also shields it from short
 // reads, which it does not handle.
-func readRaw(r io.Reader) ([]byte, error) {
-	raw := make([]byte, leadSize, 64<<10)
+func readRaw(r io.Reader) (raw []byte, mainStart int, err error) {
+	raw = make([]byte, leadSize, 64<<10)
 	if _, err := io.ReadFull(r, raw); err != nil {
-		return nil, truncated("lead", err)
+		return nil, 0, truncated("lead", err)
 	}
 	if !bytes.Equal(raw[:4], []byte{0xed, 0xab, 0xee, 0xdb}) {
-		return nil, &FormatError{Off: 0, Msg: "not an rpm (bad lead magic)"}
+		return nil, 0, &FormatError{Off: 0, Msg: "not an rpm (bad lead magic)"}
 	}
 	for i, name := range []string{"signature", "header"} {
 		start := int64(len(raw))
+		if i == 1 {
+			mainStart = len(raw)
+		}
 		var intro [16]byte
 		if _, err := io.ReadFull(r, intro[:]); err != nil {
-			return nil, truncated(name, err)
+			return nil, 0, truncated(name, err)
 		}
 		if !bytes.Equal(intro[:3], []byte{0x8e, 0xad, 0xe8}) {
-			return nil, &FormatError{Off: start, Msg: name + ": bad magic"}
+			return nil, 0, &FormatError{Off: start, Msg: name + ": bad magic"}
 		}
 		tags := binary.BigEndian.Uint32(intro[8:12])
 		size := binary.BigEndian.Uint32(intro[12:16])
 		if tags > maxTags || size > maxHeaderData {
-			return nil, &FormatError{Off: start, Msg: fmt.Sprintf("%s: %d tags, %d bytes of data: over the limits", name, tags, size)}
+			return nil, 0, &FormatError{Off: start, Msg: fmt.Sprintf("%s: %d tags, %d bytes of data: over the limits", name, tags, size)}
 		}
 		n := int(tags)*16 + int(size)
 		pad := 0
@@ -203,7 +239,7 @@ func readRaw(r io.Reader) ([]byte, error) {
 		body := len(raw)
 		raw = append(raw, make([]byte, n+pad)...)
 		if _, err := io.ReadFull(r, raw[body:]); err != nil {
-			return nil, truncated(name, err)
+			return nil, 0, truncated(name, err)
 		}
 		index, data := raw[body:body+int(tags)*16], raw[body+int(tags)*16:body+n]
 		for t := 0; t < int(tags); t++ {
@@ -223,15 +259,15 @@ func readRaw(r io.Reader) ([]byte, error) {
 				width = 8
 			case 1, 2, 6, 7, 8, 9:
 			default:
-				return nil, &FormatError{Off: int64(body + t*16), Msg: fmt.Sprintf("%s: tag %d has unknown type %d", name, binary.BigEndian.Uint32(e[:4]), typ)}
+				return nil, 0, &FormatError{Off: int64(body + t*16), Msg: fmt.Sprintf("%s: tag %d has unknown type %d", name, binary.BigEndian.Uint32(e[:4]), typ)}
 			}
 			if count == 0 || off > uint64(len(data)) || count*width > uint64(len(data))-off {
-				return nil, &FormatError{Off: int64(body + t*16), Msg: fmt.Sprintf("%s: tag %d: %d values at %d overrun %d bytes of data",
+				return nil, 0, &FormatError{Off: int64(body + t*16), Msg: fmt.Sprintf("%s: tag %d: %d values at %d overrun %d bytes of data",
 					name, binary.BigEndian.Uint32(e[:4]), count, off, len(data))}
 			}
 		}
 	}
-	return raw, nil
+	return raw, mainStart, nil
 }
 
 func truncated(what string, err error) error {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -49,7 +51,8 @@ func TestReadHeaderMatchesRPM(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			h, err := ReadHeader(bufio.NewReader(f))
+			br := bufio.NewReader(f)
+			h, err := ReadHeader(br)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,6 +70,23 @@ func TestReadHeaderMatchesRPM(t *testing.T) {
 			}
 			if got := strings.Join([]string{h.Name, itoa(int64(h.Epoch)), h.Version, h.Release, h.Arch, h.Compressor}, " "); got != string(nevr) {
 				t.Fatalf("identity %q, rpm says %q", got, nevr)
+			}
+			digests, err := exec.Command("rpm", "-qp", "--qf", "%{SHA256HEADER} %{PAYLOADDIGEST}", p).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := h.HeaderSHA256 + " " + h.PayloadSHA256; got != string(digests) {
+				t.Fatalf("digests %q, rpm says %q", got, digests)
+			}
+			if ok, err := h.VerifyHeader(); !ok || err != nil {
+				t.Fatalf("VerifyHeader = %v, %v", ok, err)
+			}
+			hs := sha256.New()
+			if _, err := io.Copy(hs, br); err != nil {
+				t.Fatal(err)
+			}
+			if got := hex.EncodeToString(hs.Sum(nil)); got != h.PayloadSHA256 {
+				t.Fatalf("payload hashes to %s, header says %s", got, h.PayloadSHA256)
 			}
 		})
 	}

@@ -1,0 +1,351 @@
+package mirror
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/gocolly/colly/v2"
+	"golang.org/x/net/html"
+)
+
+// Tree crawl bounds. A Koji tree is packages/NAME/VERSION/RELEASE/ARCH/,
+// five levels below its root; the defaults leave room above that.
+const (
+	treeMaxDepth    = 10
+	treeMaxDirs     = 200_000
+	treeMaxListing  = 32 << 20
+	treeParallelism = 4
+)
+
+// treeState is what a tree source remembers between syncs, persisted in
+// the index beside the source: each directory's validators and what its
+// listing held, and which package files were ingested.
+type treeState struct {
+	Dirs map[string]*treeDir `json:"dirs"`
+	// Seen maps a package file's URL to the NEVRA ingested from it.
+	Seen map[string]string `json:"seen"`
+}
+
+type treeDir struct {
+	ETag         string            `json:"etag,omitempty"`
+	LastModified string            `json:"last_modified,omitempty"`
+	Hash         string            `json:"hash"`
+	Subdirs      []string          `json:"subdirs,omitempty"`
+	RPMs         []string          `json:"rpms,omitempty"`
+	Checksums    map[string]string `json:"checksums,omitempty"` // file name -> sha256
+}
+
+func (m *Mirror) loadTreeState(name string) *treeState {
+	st := &treeState{Dirs: map[string]*treeDir{}, Seen: map[string]string{}}
+	if b, err := m.idx.SourceState(name); err == nil {
+		if json.Unmarshal(b, st) != nil {
+			st = &treeState{}
+		}
+	}
+	if st.Dirs == nil {
+		st.Dirs = map[string]*treeDir{}
+	}
+	if st.Seen == nil {
+		st.Seen = map[string]string{}
+	}
+	return st
+}
+
+func (m *Mirror) saveTreeState(name string, st *treeState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return m.idx.PutSourceState(name, b)
+}
+
+// crawl walks the tree under base with colly: same host, under base's
+// path, at most treeMaxDepth levels, following directory links only. Every
+// directory is asked for again, conditionally (ETag / Last-Modified); a
+// directory whose listing is unchanged (304, or the same bytes) is not
+// parsed again and its children are taken from the state. It returns the
+// package files found, with the checksums CHECKSUM files gave.
+func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState) (rpms map[string]string, fetched int64, errs []error) {
+	var mu sync.Mutex
+	rpms = map[string]string{}
+	seenDirs := map[string]bool{}
+	prefix := regexp.MustCompile("^" + regexp.QuoteMeta(base.Scheme+"://"+base.Host+base.Path))
+	c := colly.NewCollector(
+		colly.AllowedDomains(base.Hostname()),
+		colly.URLFilters(prefix),
+		colly.MaxDepth(treeMaxDepth),
+		colly.MaxBodySize(treeMaxListing),
+		colly.MaxRequests(treeMaxDirs),
+		colly.IgnoreRobotsTxt(),
+		colly.ParseHTTPErrorResponse(),
+		colly.StdlibContext(ctx),
+		colly.Async(true),
+		colly.UserAgent("retraced"),
+	)
+	c.SetClient(m.cfg.Client)
+	if err := c.Limit(&colly.LimitRule{DomainGlob: "*", Parallelism: treeParallelism}); err != nil {
+		return nil, 0, []error{err}
+	}
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	var visit func(r *colly.Request, dir string)
+	visit = func(r *colly.Request, dir string) {
+		mu.Lock()
+		if seenDirs[dir] {
+			mu.Unlock()
+			return
+		}
+		seenDirs[dir] = true
+		mu.Unlock()
+		var already *colly.AlreadyVisitedError
+		if err := r.Visit(dir); err != nil && !errors.As(err, &already) {
+			if errors.Is(err, colly.ErrMaxDepth) || errors.Is(err, colly.ErrMaxRequests) {
+				fail(fmt.Errorf("tree: %s: %v (bounded; the rest of the tree was not walked)", dir, err))
+			}
+		}
+	}
+	c.OnRequest(func(r *colly.Request) {
+		mu.Lock()
+		d := st.Dirs[r.URL.String()]
+		mu.Unlock()
+		if d != nil {
+			if d.ETag != "" {
+				r.Headers.Set("If-None-Match", d.ETag)
+			}
+			if d.LastModified != "" {
+				r.Headers.Set("If-Modified-Since", d.LastModified)
+			}
+		}
+	})
+	use := func(r *colly.Response, dir string, d *treeDir) {
+		mu.Lock()
+		st.Dirs[dir] = d
+		for _, f := range d.RPMs {
+			rpms[f] = d.Checksums[path.Base(f)]
+		}
+		mu.Unlock()
+		for _, sub := range d.Subdirs {
+			visit(r.Request, sub)
+		}
+	}
+	c.OnResponse(func(r *colly.Response) {
+		dir := r.Request.URL.String()
+		mu.Lock()
+		fetched += int64(len(r.Body))
+		old := st.Dirs[dir]
+		mu.Unlock()
+		switch {
+		case r.StatusCode == http.StatusNotModified && old != nil:
+			use(r, dir, old)
+			return
+		case r.StatusCode != http.StatusOK:
+			fail(fmt.Errorf("tree: GET %s: %d %s", dir, r.StatusCode, http.StatusText(r.StatusCode)))
+			return
+		}
+		sum := sha256.Sum256(r.Body)
+		hash := hex.EncodeToString(sum[:])
+		if old != nil && old.Hash == hash {
+			old.ETag, old.LastModified = r.Headers.Get("ETag"), r.Headers.Get("Last-Modified")
+			use(r, dir, old)
+			return
+		}
+		ct := r.Headers.Get("Content-Type")
+		hrefs := links(r.Body)
+		if !looksLikeHTML(r.Body) && (!strings.Contains(ct, "html") || len(hrefs) == 0) {
+			fail(fmt.Errorf("tree: %s is not an HTML directory listing (Content-Type %q)", dir, ct))
+			return
+		}
+		d := &treeDir{ETag: r.Headers.Get("ETag"), LastModified: r.Headers.Get("Last-Modified"), Hash: hash}
+		var checksumFiles []string
+		for _, href := range hrefs {
+			abs, err := r.Request.URL.Parse(href)
+			if err != nil || abs.Host != base.Host || !strings.HasPrefix(abs.Path, base.Path) {
+				continue // other hosts, and links up the tree (loops)
+			}
+			abs.RawQuery, abs.Fragment = "", ""
+			u := abs.String()
+			switch {
+			case u == dir || len(abs.Path) <= len(r.Request.URL.Path):
+				// itself, its parent, or a sort link
+			case strings.HasSuffix(abs.Path, "/"):
+				d.Subdirs = append(d.Subdirs, u)
+			case strings.HasSuffix(abs.Path, ".rpm") && !strings.HasSuffix(abs.Path, ".src.rpm"):
+				d.RPMs = append(d.RPMs, u)
+			case isChecksumFile(path.Base(abs.Path)):
+				checksumFiles = append(checksumFiles, u)
+			}
+		}
+		sort.Strings(d.Subdirs)
+		sort.Strings(d.RPMs)
+		for _, cf := range checksumFiles {
+			sums, err := m.readChecksums(ctx, cf)
+			if err != nil {
+				fail(fmt.Errorf("tree: %s: %w", cf, err))
+				continue
+			}
+			if d.Checksums == nil {
+				d.Checksums = map[string]string{}
+			}
+			for k, v := range sums {
+				d.Checksums[k] = v
+			}
+		}
+		use(r, dir, d)
+	})
+	c.OnError(func(r *colly.Response, err error) {
+		if r.StatusCode == http.StatusNotModified {
+			return
+		}
+		fail(fmt.Errorf("tree: GET %s: %w", r.Request.URL, err))
+	})
+	root := base.String()
+	seenDirs[root] = true
+	if err := c.Visit(root); err != nil {
+		return nil, fetched, []error{fmt.Errorf("tree: %s: %w", root, err)}
+	}
+	c.Wait()
+	// Forget directories no longer linked, so the state does not grow.
+	for dir := range st.Dirs {
+		if !seenDirs[dir] {
+			delete(st.Dirs, dir)
+		}
+	}
+	return rpms, fetched, errs
+}
+
+func looksLikeHTML(b []byte) bool {
+	head := bytes.ToLower(b[:min(len(b), 512)])
+	return bytes.Contains(head, []byte("<html")) || bytes.Contains(head, []byte("<!doctype html"))
+}
+
+// links returns every <a href> of an HTML page.
+func links(body []byte) []string {
+	var out []string
+	z := html.NewTokenizer(bytes.NewReader(body))
+	for {
+		switch z.Next() {
+		case html.ErrorToken:
+			return out
+		case html.StartTagToken, html.SelfClosingTagToken:
+			name, hasAttr := z.TagName()
+			if string(name) != "a" || !hasAttr {
+				continue
+			}
+			for {
+				k, v, more := z.TagAttr()
+				if string(k) == "href" {
+					out = append(out, string(v))
+				}
+				if !more {
+					break
+				}
+			}
+		}
+	}
+}
+
+func isChecksumFile(name string) bool {
+	switch {
+	case name == "CHECKSUM", name == "SHA256SUMS", name == "sha256sum.txt", strings.HasSuffix(name, "-CHECKSUM"):
+		return true
+	}
+	return false
+}
+
+// readChecksums parses "SHA256 (file) = hex" (Fedora) and "hex  file"
+// (sha256sum) lines; other algorithms are ignored.
+func (m *Mirror) readChecksums(ctx context.Context, u string) (map[string]string, error) {
+	b, err := m.readAll(ctx, u, 16<<20)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if rest, ok := strings.CutPrefix(line, "SHA256 ("); ok {
+			if i := strings.Index(rest, ") = "); i > 0 {
+				out[rest[:i]] = strings.ToLower(rest[i+4:])
+			}
+			continue
+		}
+		if f := strings.Fields(line); len(f) == 2 && len(f[0]) == 64 {
+			out[strings.TrimPrefix(f[1], "*")] = strings.ToLower(f[0])
+		}
+	}
+	return out, nil
+}
+
+func (m *Mirror) syncTree(ctx context.Context, src *Source, res *Result, pr *progressState) {
+	loc, err := parseLocation(src.URL)
+	if err != nil {
+		res.Err = err
+		return
+	}
+	if loc.u == nil {
+		res.Err = fmt.Errorf("tree sources are crawled over http(s); %s is a local path (make it a yum repository with createrepo_c)", src.URL)
+		return
+	}
+	st := m.loadTreeState(src.Name)
+	found, fetched, errs := m.crawl(ctx, loc.u, st)
+	res.BytesFetched += fetched
+	keep, err := src.filter()
+	if err != nil {
+		res.Err = err
+		return
+	}
+	var todo []*want
+	var files []string
+	for f := range found {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		rel := strings.TrimPrefix(f, loc.u.String())
+		if !keep(rel) {
+			continue
+		}
+		res.Listed++
+		if _, ok := st.Seen[f]; ok {
+			continue
+		}
+		w := &want{target: f, location: rel}
+		if sum := found[f]; sum != "" {
+			w.checksum.Type, w.checksum.Value = "sha256", sum
+		}
+		todo = append(todo, w)
+	}
+	pr.setPhase("packages")
+	pr.total.Store(int64(len(todo)))
+	m.ingestAll(ctx, src.Name, todo, res, pr)
+	for _, w := range todo {
+		if w.done != "" {
+			st.Seen[w.target] = w.done
+		}
+	}
+	for _, e := range errs {
+		res.Failed = append(res.Failed, &PackageError{Location: "(listing)", Err: e})
+	}
+	if ctx.Err() != nil && res.Err == nil {
+		res.Err = fmt.Errorf("interrupted: %w", ctx.Err())
+	}
+	if err := m.saveTreeState(src.Name, st); err != nil && res.Err == nil {
+		res.Err = err
+	}
+}

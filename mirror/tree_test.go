@@ -1,0 +1,166 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/index"
+)
+
+// kojiTree lays the fixture RPMs out as Koji does:
+// packages/NAME/VERSION/RELEASE/ARCH/FILE.
+func kojiTree(t testing.TB) fstest.MapFS {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for _, p := range fixtures.Packages(t) {
+		n, err := index.ParseNEVRA(p.NEVRA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := strings.TrimSuffix(strings.TrimSuffix(n.Name, "-debuginfo"), "-debugsource")
+		b, err := os.ReadFile(fixtures.Path("repo", "Packages", p.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fsys[fmt.Sprintf("packages/%s/%s/%s/%s/%s", src, n.Version, n.Release, n.Arch, p.File)] = &fstest.MapFile{Data: b, Mode: 0o644}
+	}
+	return fsys
+}
+
+func TestTreeSync(t *testing.T) {
+	srv := fixtures.NewServer(kojiTree(t))
+	url := srv.Start(t) + "/packages/"
+	m := newTestMirror(t, "")
+	if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url}); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := m.Source("koji")
+	if src.Kind != KindTree {
+		t.Fatalf("kind %q, want tree (no repodata/)", src.Kind)
+	}
+	res := m.sync(t, "koji")
+	if !res.OK() || res.New != len(fixtures.Packages(t)) {
+		t.Fatalf("first sync: %s %v", res.Summary(), res.Failed)
+	}
+	ids, want := expectedLines(t, nil)
+	diffLines(t, m.lookupLines(t, ids), want)
+
+	// Unchanged: every directory is asked again, conditionally, and no
+	// package is fetched.
+	srv.ResetRequests()
+	again := m.sync(t, "koji")
+	if !again.OK() || again.New != 0 || again.Listed != len(fixtures.Packages(t)) {
+		t.Fatalf("second sync: %s %v", again.Summary(), again.Failed)
+	}
+	for _, p := range fixtures.Packages(t) {
+		for path := range kojiTree(t) {
+			if strings.HasSuffix(path, p.File) && srv.Requests("/"+path) != 0 {
+				t.Errorf("unchanged sync fetched %s", path)
+			}
+		}
+	}
+}
+
+func TestTreeFaults(t *testing.T) {
+	t.Run("listing not HTML", func(t *testing.T) {
+		srv := fixtures.NewServer(kojiTree(t))
+		url := srv.Start(t) + "/packages/"
+		srv.Inject("/packages/crashme", fixtures.Replace([]byte("\x00\x01binary junk, not a listing")))
+		m := newTestMirror(t, "")
+		if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url, Kind: KindTree}); err != nil {
+			t.Fatal(err)
+		}
+		res := m.sync(t, "koji")
+		if len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Error(), "not an HTML directory listing") {
+			t.Fatalf("failed: %v", res.Failed)
+		}
+		if res.New == 0 {
+			t.Fatal("the rest of the tree did not land")
+		}
+	})
+	t.Run("corrupt package", func(t *testing.T) {
+		srv := fixtures.NewServer(kojiTree(t))
+		url := srv.Start(t) + "/packages/"
+		srv.Inject("crashme-1.0-1.x86_64.rpm", fixtures.Corrupt())
+		m := newTestMirror(t, "")
+		if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url, Kind: KindTree}); err != nil {
+			t.Fatal(err)
+		}
+		res := m.sync(t, "koji")
+		if len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Location, "crashme-1.0-1.x86_64.rpm") {
+			t.Fatalf("failed: %v", res.Failed)
+		}
+		srv.ClearFaults()
+		if again := m.sync(t, "koji"); !again.OK() || again.New != 1 {
+			t.Fatalf("retry: %s %v", again.Summary(), again.Failed)
+		}
+	})
+}
+
+// TestTreeEndlessAndLoops: a server whose every directory links to a
+// deeper one, to its parent and to the root ends the walk at the depth
+// bound, reports it, and does not hang.
+func TestTreeEndlessAndLoops(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<html><body><a href="../">Parent</a> <a href="/">root</a> <a href="/tree/">top</a> <a href="deeper/">deeper/</a> <a href="http://elsewhere.invalid/x/">x</a></body></html>`)
+	})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	m := newTestMirror(t, "")
+	if _, err := m.Add(context.Background(), Source{Name: "endless", URL: srv.URL + "/tree/", Kind: KindTree}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := m.Sync(ctx, "endless", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the walk did not end by itself")
+	}
+	if len(res.Failed) == 0 || !strings.Contains(res.Failed[0].Error(), "bounded") {
+		t.Fatalf("the depth bound was not reported: %v", res.Failed)
+	}
+}
+
+// BenchmarkUnchangedTreeSync: 1,000 packages in 100 directories, synced
+// once, then again unchanged (the issue's floor: under 1 s).
+func BenchmarkUnchangedTreeSync(b *testing.B) {
+	rpm, err := os.ReadFile(fixtures.Path("repo", "Packages", "crashme-1.0-1.x86_64.rpm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fsys := fstest.MapFS{}
+	for d := range 100 {
+		for f := range 10 {
+			fsys[fmt.Sprintf("packages/pkg%03d/1.0/1/x86_64/copy%d-crashme-1.0-1.x86_64.rpm", d, f)] = &fstest.MapFile{Data: rpm}
+		}
+	}
+	srv := fixtures.NewServer(fsys)
+	url := srv.Start(b) + "/packages/"
+	m := newTestMirror(b, "")
+	if _, err := m.Add(context.Background(), Source{Name: "big", URL: url, Kind: KindTree}); err != nil {
+		b.Fatal(err)
+	}
+	if res := m.sync(b, "big"); !res.OK() || res.Listed != 1000 {
+		b.Fatalf("first sync: %s", res.Summary())
+	}
+	b.ResetTimer()
+	for range b.N {
+		res := m.sync(b, "big")
+		if !res.OK() || res.New != 0 || res.Listed != 1000 {
+			b.Fatalf("unchanged sync: %s", res.Summary())
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/sync")
+}
