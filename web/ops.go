@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -33,6 +34,10 @@ type Config struct {
 	// AdminToken, when set, is required as "Authorization: Bearer TOKEN" by
 	// every request that changes something.
 	AdminToken string
+	// DataDir and MinFreePercent: while the data directory's file system
+	// has less free space than that, syncs pause (default 10%).
+	DataDir        string
+	MinFreePercent float64
 }
 
 // Ops serves the mirrors API and runs the syncs it starts.
@@ -67,6 +72,9 @@ func (o SyncOutcome) Result() (*mirror.Result, error) { return o.res, o.err }
 
 // NewOps returns the operations API over m.
 func NewOps(m Mirrors, cfg Config) *Ops {
+	if cfg.MinFreePercent <= 0 {
+		cfg.MinFreePercent = 10
+	}
 	return &Ops{m: m, cfg: cfg, jobs: make(chan syncJob, 64), running: map[string]bool{}, progress: map[string]mirror.Progress{},
 		sched: newScheduler(), log: slog.Default()}
 }
@@ -99,6 +107,14 @@ func (o *Ops) Run(ctx context.Context) {
 // runSync syncs one source, recording progress for the status page, then
 // compacts what it stored.
 func (o *Ops) runSync(ctx context.Context, name string) SyncOutcome {
+	if free, low := o.DiskFree(); low {
+		o.mu.Lock()
+		delete(o.running, name)
+		o.mu.Unlock()
+		res := &mirror.Result{Source: name, Err: fmt.Errorf("paused: %s free is below the %.0f%% minimum; run gc", mirror.HumanBytes(free), o.cfg.MinFreePercent)}
+		o.log.Warn("sync", "source", name, "err", res.Err)
+		return SyncOutcome{res: res}
+	}
 	res, err := o.m.Sync(ctx, name, func(p mirror.Progress) {
 		o.mu.Lock()
 		o.progress[name] = p
@@ -150,6 +166,20 @@ func (o *Ops) reschedule() {
 
 // NextSync returns when each source syncs next on its schedule.
 func (o *Ops) NextSync() map[string]time.Time { return o.sched.next() }
+
+// DiskFree reports the data directory's free bytes and whether they are
+// below the minimum (never low when no data directory is configured).
+func (o *Ops) DiskFree() (int64, bool) {
+	if o.cfg.DataDir == "" {
+		return 0, false
+	}
+	free, low, err := DiskFree(o.cfg.DataDir, o.cfg.MinFreePercent)
+	if err != nil {
+		o.log.Error("disk", "err", err)
+		return 0, false
+	}
+	return free, low
+}
 
 // OldestSyncStart returns when the oldest running sync started, or now:
 // what a collection must not remove is newer than that.

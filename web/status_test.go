@@ -114,3 +114,41 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Logf("screenshot: %s", shot)
 	}
 }
+
+// TestDiskLowPausesSyncs: with a minimum no disk can meet, a sync is
+// refused with a message saying why, and the page shows the banner.
+func TestDiskLowPausesSyncs(t *testing.T) {
+	dir := t.TempDir()
+	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mirror.New(idx, pool, mirror.Config{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Add(context.Background(), mirror.Source{Name: "fx", URL: fixtures.Path("repo")}); err != nil {
+		t.Fatal(err)
+	}
+	ops := NewOps(m, Config{DataDir: dir, MinFreePercent: 100.1})
+	out := ops.runSync(context.Background(), "fx")
+	res, err := out.Result()
+	if err != nil || res.Err == nil || !strings.Contains(res.Err.Error(), "paused") {
+		t.Fatalf("sync with the disk low: %v %v", res, err)
+	}
+	if c, _ := idx.Counts(); c.Packages != 0 {
+		t.Fatal("a paused sync ingested packages")
+	}
+	r := gin.New()
+	NewStatus(ops, idx, StatusSources{DiskFree: ops.DiskFree}).Register(r)
+	w := httptest.NewRecorder()
+	r.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	if !strings.Contains(w.Body.String(), `id="disk-low"`) {
+		t.Fatal("the status page does not say the disk is low")
+	}
+}

@@ -19,8 +19,11 @@ type Config struct {
 	// (Authorization: Bearer TOKEN); the CLI sends it to a running server.
 	AdminToken string `toml:"admin_token"`
 	// GCSchedule is when serve collects garbage (cron spec).
-	GCSchedule string       `toml:"gc_schedule"`
-	Mirror     MirrorConfig `toml:"mirror"`
+	GCSchedule string `toml:"gc_schedule"`
+	// MinFree is the free space, in percent of the data directory's file
+	// system, below which syncs pause and new retrace tasks get 507.
+	MinFree float64      `toml:"min_free"`
+	Mirror  MirrorConfig `toml:"mirror"`
 }
 
 // MirrorConfig is the [mirror] table.
@@ -40,6 +43,7 @@ func defaultConfig() Config {
 		Data:       "./retraced-data",
 		Listen:     "127.0.0.1:8080",
 		GCSchedule: "@daily",
+		MinFree:    10,
 		Mirror:     MirrorConfig{Workers: runtime.NumCPU(), Compression: "default"},
 	}
 }

@@ -148,10 +148,13 @@ func newHandler(s *store, cfg Config) *handler {
 	}
 	api.Register(r)
 	resolver.NewDebuginfod(s.idx, s.pool).Register(r)
-	ops := web.NewOps(s.mirror, web.Config{AdminToken: cfg.AdminToken})
+	ops := web.NewOps(s.mirror, web.Config{AdminToken: cfg.AdminToken, DataDir: s.dir, MinFreePercent: cfg.MinFree})
 	ops.Register(r)
 	registerGC(r, s, ops, ops.Admin())
-	web.NewStatus(ops, s.idx, web.StatusSources{GC: func() *web.GCSummary { return lastGC(s.dir) }}).Register(r)
+	web.NewStatus(ops, s.idx, web.StatusSources{
+		GC:       func() *web.GCSummary { return lastGC(s.dir) },
+		DiskFree: ops.DiskFree,
+	}).Register(r)
 	r.GET("/metrics", metrics.Handler())
 	return &handler{engine: r, ops: ops}
 }
