@@ -1,0 +1,166 @@
+package retrace
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// A Retracer turns a crash directory into a backtrace.
+//
+// crashDir holds coredump and whichever of the other [AllowedFiles] the
+// client sent; the Retracer must treat them as hostile and must not write
+// there. It writes progress lines, each with a timestamp, to log, which is
+// served as the task's log while it runs. It returns the backtrace as GDB
+// prints it, or an error saying why there is none.
+//
+// Retrace must return soon after ctx ends: ctx carries the task's timeout
+// and the server's shutdown. A Retracer that does not is abandoned a short
+// while later and its task fails, but its goroutine leaks.
+type Retracer interface {
+	Retrace(ctx context.Context, crashDir string, log io.Writer) (backtrace string, err error)
+}
+
+// A PackageChecker answers GET /checkpackage: does the mirror hold the
+// package a crash came from?
+type PackageChecker interface {
+	// HasNVRArch reports whether the package nvr ("name-version-release",
+	// possibly with "epoch:" before the version, as ABRT's package file
+	// holds it) is known for arch. The handler asks again with "noarch"
+	// when arch is not found. An error is a failure of the store, not a
+	// miss.
+	HasNVRArch(nvr, arch string) (bool, error)
+}
+
+// Config tunes a Server. The zero value of a field means its default.
+type Config struct {
+	// MaxRunningTasks is the number of workers: tasks retraced at once.
+	// Default 2: a retrace is one GDB (single-threaded, CPU- and
+	// memory-heavy) plus sysroot assembly (disk-heavy), so two keep both
+	// cores of a small box busy without making every task slower.
+	// Retrace Server's default, 5, assumes a larger machine.
+	MaxRunningTasks int `toml:"max_running_tasks"`
+
+	// MaxQueuedTasks bounds the tasks accepted and not finished: pending,
+	// running and still uploading. A create beyond it is refused with 503
+	// before its body is read. Default 10: with the default limits this
+	// bounds the spool at about 10 GiB of crash directories, and a client
+	// waits at most a few task times.
+	MaxQueuedTasks int `toml:"max_queued_tasks"`
+
+	// MaxPackedSize is the largest request body, in MiB. Default 256:
+	// xz -2 (what abrt-retrace-client and retrace-client use) packs a
+	// core 4 to 20 times, so 256 MiB admits every core that fits
+	// MaxUnpackedSize except incompressible ones. Retrace Server's 50
+	// turns away many cores of today's programs.
+	MaxPackedSize int64 `toml:"max_packed_size"`
+
+	// MaxUnpackedSize is the largest sum of the archive's file sizes, in
+	// MiB. Default 1024, as Retrace Server.
+	MaxUnpackedSize int64 `toml:"max_unpacked_size"`
+
+	// MaxFiles bounds the archive's members, counting the "." entry.
+	// Default 16: there are only len(AllowedFiles) names to send.
+	MaxFiles int `toml:"max_files"`
+
+	// MinFreeSpace is the space, in MiB, that must stay free on the
+	// directory's file system after an upload; less is 507. Default 1024,
+	// as Retrace Server's MinStorageLeft.
+	MinFreeSpace int64 `toml:"min_free_space"`
+
+	// TaskTimeout is the wall-clock time one retrace may take, sysroot
+	// assembly included. Default 1h: GDB on a large program with all its
+	// debuginfo takes minutes, not hours.
+	TaskTimeout time.Duration `toml:"task_timeout"`
+
+	// UploadTimeout bounds the time one upload may take, so that slow
+	// clients cannot hold the queue's slots. Default 15 minutes: 256 MiB
+	// at 300 KB/s.
+	UploadTimeout time.Duration `toml:"upload_timeout"`
+
+	// DeleteAfter removes finished tasks (the core, the log, the
+	// backtrace) that long after they finished; negative keeps them for
+	// ever. Default 7 days: clients fetch the backtrace right away, and
+	// cores are large and may hold secrets.
+	DeleteAfter time.Duration `toml:"delete_after"`
+
+	// SupportedReleases is the supported_releases line of /settings,
+	// release ids as abrt-retrace-client builds them
+	// ("fedora-40-x86_64"). Default "any". abrt-retrace-client refuses to
+	// upload a crash directory whose release is not listed, so a server
+	// for ABRT clients should list what its mirror holds.
+	SupportedReleases []string `toml:"supported_releases"`
+
+	// Packages answers /checkpackage; nil knows no package (404).
+	Packages PackageChecker `toml:"-"`
+
+	// Now is the clock, for timestamps and expiry. Default time.Now.
+	Now func() time.Time `toml:"-"`
+
+	// Logger receives the server's own errors. Default slog.Default().
+	Logger *slog.Logger `toml:"-"`
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxRunningTasks = 2
+	DefaultMaxQueuedTasks  = 10
+	DefaultMaxPackedSize   = 256  // MiB
+	DefaultMaxUnpackedSize = 1024 // MiB
+	DefaultMaxFiles        = 16
+	DefaultMinFreeSpace    = 1024 // MiB
+	DefaultTaskTimeout     = time.Hour
+	DefaultUploadTimeout   = 15 * time.Minute
+	DefaultDeleteAfter     = 7 * 24 * time.Hour
+)
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{}.withDefaults()
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxRunningTasks <= 0 {
+		c.MaxRunningTasks = DefaultMaxRunningTasks
+	}
+	if c.MaxQueuedTasks <= 0 {
+		c.MaxQueuedTasks = DefaultMaxQueuedTasks
+	}
+	if c.MaxQueuedTasks < c.MaxRunningTasks {
+		c.MaxQueuedTasks = c.MaxRunningTasks
+	}
+	if c.MaxPackedSize <= 0 {
+		c.MaxPackedSize = DefaultMaxPackedSize
+	}
+	if c.MaxUnpackedSize <= 0 {
+		c.MaxUnpackedSize = DefaultMaxUnpackedSize
+	}
+	if c.MaxFiles <= 0 {
+		c.MaxFiles = DefaultMaxFiles
+	}
+	if c.MinFreeSpace == 0 {
+		c.MinFreeSpace = DefaultMinFreeSpace
+	}
+	if c.MinFreeSpace < 0 {
+		c.MinFreeSpace = 0
+	}
+	if c.TaskTimeout <= 0 {
+		c.TaskTimeout = DefaultTaskTimeout
+	}
+	if c.UploadTimeout <= 0 {
+		c.UploadTimeout = DefaultUploadTimeout
+	}
+	if c.DeleteAfter == 0 {
+		c.DeleteAfter = DefaultDeleteAfter
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+const bytesPerMiB = 1 << 20

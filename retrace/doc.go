@@ -1,0 +1,56 @@
+// Package retrace serves the Retrace Server task protocol that ABRT's
+// abrt-retrace-client speaks: a crash reporter uploads a crash directory,
+// gets a task id and password back, polls the task's status and fetches
+// its backtrace or log. It owns the tasks on disk, the queue and the pool
+// of workers that run them; the retracing itself (assembling a sysroot
+// from the mirror and running GDB) is a [Retracer] that the caller passes
+// in.
+//
+// # Vocabulary
+//
+//   - A crash directory is ABRT's layout of a crash, flat, one file per
+//     item: coredump (required), executable, package, os_release, and the
+//     few other names Retrace Server allows ([AllowedFiles]).
+//   - A task is one uploaded crash directory and what became of it: its
+//     id (decimal digits), its password, its status (PENDING,
+//     FINISHED_SUCCESS, FINISHED_FAILURE), its log and, on success, its
+//     backtrace.
+//   - The password is 32 characters of [0-9A-Za-z] drawn from crypto/rand,
+//     shown to the client once in X-Task-Password; the server keeps only a
+//     salted SHA-256 of it and compares in constant time.
+//   - A worker is one of the MaxRunningTasks goroutines of [Server.Run]; it
+//     takes the oldest pending task and calls the Retracer with the task's
+//     wall-clock timeout.
+//
+// # On disk
+//
+// [New] is given a directory that it owns; each task lives in DIR/ID/:
+//
+//	crash/      the unpacked crash directory (only AllowedFiles names)
+//	password    "sha256 SALT HASH", hex
+//	task.json   status and timestamps
+//	log         what the worker wrote, appended as it runs
+//	backtrace   written once, on success
+//
+// password, task.json and backtrace are written atomically (temporary file
+// in the same directory, fsync, rename). A task exists once its task.json
+// does: a directory without one is an upload that did not finish, and [New]
+// removes it. Tasks found pending or running are queued again, so a task
+// accepted before a restart finishes after it.
+//
+// # Security
+//
+// Uploads are hostile. The body is streamed, never held in memory, through
+// the decompressor into archive/tar; the packed size, the unpacked size, the
+// number of members and each file's size are bounded while streaming, so a
+// decompression bomb fails at the limit, not after it is written. Only
+// regular files with allowed names are written, with O_EXCL, into the
+// task's own directory: links, directories other than ".", device files,
+// absolute names, "..", duplicates and unknown names are refused. An xz
+// stream whose dictionary would need more than [MaxXZDict] bytes is refused
+// before the decoder allocates it.
+//
+// retrace imports gin and the standard library, plus the decompressors; it
+// never reaches into the mirror or the index: package checks go through
+// [PackageChecker].
+package retrace

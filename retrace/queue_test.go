@@ -1,0 +1,278 @@
+package retrace
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestConcurrentCreates: 100 creates at once against a small queue are
+// each accepted or refused with 503, and every accepted one is on disk
+// and finishes.
+func TestConcurrentCreates(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxRunningTasks, cfg.MaxQueuedTasks = 2, 6
+	r := &elfRetracer{gate: make(chan struct{})}
+	ts := newTestServer(t, r, cfg)
+	body := crashXZ(t)
+
+	type result struct {
+		code     int
+		id, pw   string
+		transErr error
+	}
+	results := make([]result, 100)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			req, err := http.NewRequest(http.MethodPost, ts.url+"/create", bytes.NewReader(body))
+			if err != nil {
+				results[i].transErr = err
+				return
+			}
+			req.Header.Set("Content-Type", FormatXZ)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				results[i].transErr = err
+				return
+			}
+			resp.Body.Close()
+			results[i] = result{code: resp.StatusCode, id: resp.Header.Get(HeaderTaskID), pw: resp.Header.Get(HeaderTaskPassword)}
+		}()
+	}
+	close(start)
+	wg.Wait()
+
+	var accepted []result
+	refused := 0
+	for i, res := range results {
+		switch {
+		case res.transErr != nil:
+			t.Errorf("request %d: %v", i, res.transErr)
+		case res.code == http.StatusCreated:
+			accepted = append(accepted, res)
+		case res.code == http.StatusServiceUnavailable:
+			refused++
+		default:
+			t.Errorf("request %d: status %d", i, res.code)
+		}
+	}
+	t.Logf("%d accepted, %d refused", len(accepted), refused)
+	if len(accepted) == 0 || len(accepted) > cfg.MaxQueuedTasks || refused == 0 {
+		t.Errorf("%d accepted, %d refused with a queue of %d", len(accepted), refused, cfg.MaxQueuedTasks)
+	}
+	var ids []string
+	for _, a := range accepted {
+		ids = append(ids, a.id)
+	}
+	sort.Strings(ids)
+	onDisk := taskDirs(t, ts.dir)
+	if strings.Join(onDisk, " ") != strings.Join(ids, " ") {
+		t.Errorf("on disk %v, accepted %v", onDisk, ids)
+	}
+	if ents, _ := os.ReadDir(ts.dir); len(ents) != len(ids) {
+		t.Errorf("%d entries in the task directory for %d tasks", len(ents), len(ids))
+	}
+	close(r.gate)
+	for _, a := range accepted {
+		ts.waitStatus(t, a.id, a.pw, StatusSuccess)
+	}
+	if n := int(r.runs.Load()); n != len(accepted) {
+		t.Errorf("%d retraces for %d tasks", n, len(accepted))
+	}
+}
+
+// TestRestart: tasks running and pending when the server stops finish
+// under the next server on the same directory.
+func TestRestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tasks")
+	cfg := testConfig()
+	cfg.MaxRunningTasks, cfg.MaxQueuedTasks = 2, 10
+	first := &elfRetracer{gate: make(chan struct{})} // never opens
+	ts := startServer(t, dir, first, cfg)
+	body := crashXZ(t)
+	var tasks [][2]string
+	for range 5 {
+		id, pw := ts.create(t, FormatXZ, body)
+		tasks = append(tasks, [2]string{id, pw})
+	}
+	waitUntil(t, "two running tasks", func() bool { return ts.Stats().Running == 2 })
+	if st := ts.Stats(); st.Pending != 3 {
+		t.Fatalf("stats %+v, want 3 pending", st)
+	}
+	ts.stop()
+	// On disk, all five are pending again.
+	for _, tk := range tasks {
+		st, err := (task{id: tk[0], dir: filepath.Join(dir, tk[0])}).readState()
+		if err != nil || st.Status != StatusPending || st.Attempts != 0 {
+			t.Errorf("task %s after stop: %+v %v", tk[0], st, err)
+		}
+	}
+
+	second := &elfRetracer{}
+	ts2 := startServer(t, dir, second, cfg)
+	for _, tk := range tasks {
+		ts2.waitStatus(t, tk[0], tk[1], StatusSuccess)
+		_, bt := ts2.do(t, http.MethodGet, "/"+tk[0]+"/backtrace", tk[1])
+		if !strings.HasPrefix(bt, "core ET_CORE EM_X86_64\n") {
+			t.Errorf("backtrace %q", bt)
+		}
+	}
+	if n := second.runs.Load(); n != 5 {
+		t.Errorf("second server ran %d retraces, want 5", n)
+	}
+	_, log := ts2.do(t, http.MethodGet, "/"+tasks[0][0]+"/log", tasks[0][1])
+	for _, want := range []string{"retrace interrupted: the server is stopping", "retrace started (attempt 1)", "retrace finished successfully"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+// TestRecoverAfterCrash: what a killed server leaves behind is sorted out
+// by the next New: running tasks run again (up to maxAttempts), unfinished
+// uploads go.
+func TestRecoverAfterCrash(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tasks")
+	cfg := testConfig()
+	s, err := New(dir, &elfRetracer{}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(status Status, attempts int) (string, string) {
+		id, pw, err := s.create(bytes.NewReader(crashTar(t)), FormatTar, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk := s.task(id)
+		st, err := tk.readState()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Status, st.Attempts = status, attempts
+		if err := tk.writeState(st); err != nil {
+			t.Fatal(err)
+		}
+		return id, pw
+	}
+	crashed, crashedPW := mk(statusRunning, 1)
+	doomed, doomedPW := mk(statusRunning, maxAttempts)
+	pending, pendingPW := mk(StatusPending, 0)
+	// An upload cut off: a task directory without task.json.
+	if err := os.MkdirAll(filepath.Join(dir, "555555555", crashDirName), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "555555555", crashDirName, "coredump"), []byte("half"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	// A delete cut off.
+	if err := os.MkdirAll(filepath.Join(dir, ".deleted-444444444", crashDirName), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	// Not ours: left alone.
+	if err := os.WriteFile(filepath.Join(dir, "README"), []byte("hi"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	ts := startServer(t, dir, &elfRetracer{}, cfg)
+	ts.waitStatus(t, crashed, crashedPW, StatusSuccess)
+	ts.waitStatus(t, pending, pendingPW, StatusSuccess)
+	ts.waitStatus(t, doomed, doomedPW, StatusFailure)
+	_, log := ts.do(t, http.MethodGet, "/"+doomed+"/log", doomedPW)
+	if !strings.Contains(log, "the server stopped during this task's retrace 3 times; giving up") {
+		t.Errorf("doomed task's log:\n%s", log)
+	}
+	_, log = ts.do(t, http.MethodGet, "/"+crashed+"/log", crashedPW)
+	if !strings.Contains(log, "the server stopped during the retrace; it starts again") || !strings.Contains(log, "attempt 2") {
+		t.Errorf("crashed task's log:\n%s", log)
+	}
+	var names []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	want := []string{crashed, doomed, pending, "README"}
+	sort.Strings(want)
+	if strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Errorf("directory holds %v, want %v", names, want)
+	}
+}
+
+// TestExpire: finished tasks go DeleteAfter after they finished, by the
+// configured clock; unfinished ones stay.
+func TestExpire(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	cfg := testConfig()
+	cfg.DeleteAfter = 24 * time.Hour
+	cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	r := &elfRetracer{gate: make(chan struct{})}
+	ts := newTestServer(t, r, cfg)
+	body := crashXZ(t)
+	oldID, oldPW := ts.create(t, FormatXZ, body)
+	close(r.gate)
+	ts.waitStatus(t, oldID, oldPW, StatusSuccess)
+	advance(23 * time.Hour)
+	newID, newPW := ts.create(t, FormatXZ, body)
+	ts.waitStatus(t, newID, newPW, StatusSuccess)
+
+	if n, err := ts.Expire(); n != 0 || err != nil {
+		t.Fatalf("expire before a day: %d %v", n, err)
+	}
+	advance(2 * time.Hour)
+	if n, err := ts.Expire(); n != 1 || err != nil {
+		t.Fatalf("expire after a day: %d %v", n, err)
+	}
+	if resp, _ := ts.do(t, http.MethodGet, "/"+oldID, oldPW); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("expired task: %d", resp.StatusCode)
+	}
+	if resp, _ := ts.do(t, http.MethodGet, "/"+newID, newPW); resp.StatusCode != http.StatusOK {
+		t.Errorf("young task: %d", resp.StatusCode)
+	}
+	b, err := os.ReadFile(filepath.Join(ts.dir, newID, stateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Date(2025, 1, 2, 11, 0, 0, 0, time.UTC); !st.Created.Equal(want) || !st.Finished.Equal(want) {
+		t.Errorf("timestamps %+v, want %s", st, want)
+	}
+}
+
+// TestRunStopsWithContext: Run returns when its context ends, with
+// workers idle or busy.
+func TestRunStopsWithContext(t *testing.T) {
+	s, err := New(t.TempDir(), hangRetracer{}, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.create(bytes.NewReader(crashTar(t)), FormatTar, -1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	waitUntil(t, "a running task", func() bool { return s.Stats().Running == 1 })
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+}

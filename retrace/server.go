@@ -1,0 +1,592 @@
+package retrace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ErrQueueFull is returned by a create when MaxQueuedTasks tasks are
+// unfinished (503).
+var ErrQueueFull = errors.New("retrace server is fully loaded at the moment")
+
+// errDeleted is the cause a running task's context ends with when the task
+// is deleted.
+var errDeleted = errors.New("task deleted")
+
+// maxAttempts bounds the retraces of one task that a crash of the server
+// cut off: a core that kills the server every time fails after that many.
+const maxAttempts = 3
+
+// abandonAfter is how long a worker waits, after a task's context ended,
+// for a Retracer that does not return.
+const abandonAfter = 30 * time.Second
+
+// Server owns the tasks under one directory: it serves the task protocol
+// (Register) and runs the workers (Run).
+type Server struct {
+	dir string
+	r   Retracer
+	cfg Config
+	log *slog.Logger
+
+	// abandonAfter is a field so that tests can shorten it.
+	abandonAfter time.Duration
+
+	// wake tells a waiting worker that a task was queued.
+	wake chan struct{}
+
+	mu       sync.Mutex
+	pending  []string             // ids waiting for a worker, oldest first
+	running  map[string]*liveTask // ids a worker has
+	uploads  int                  // creates holding a queue slot while their body streams
+	deleting map[string]bool      // ids being deleted
+}
+
+// liveTask is a task a worker has.
+type liveTask struct {
+	cancel context.CancelCauseFunc // nil until the retrace starts
+	done   chan struct{}           // closed when the worker lets go of it
+}
+
+// Stats is a snapshot of the queue.
+type Stats struct {
+	Pending int // accepted, waiting for a worker (including uploads)
+	Running int // being retraced
+}
+
+// New opens the task directory dir (creating it), removes uploads that
+// did not finish, and queues again the tasks that were pending or running
+// when the last server stopped. r retraces; cfg's zero fields take their
+// defaults.
+func New(dir string, r Retracer, cfg Config) (*Server, error) {
+	if r == nil {
+		return nil, errors.New("retrace: nil Retracer")
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("open task directory: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{dir: dir, r: r, cfg: cfg, log: cfg.Logger, abandonAfter: abandonAfter,
+		wake: make(chan struct{}, 1), running: map[string]*liveTask{}, deleting: map[string]bool{}}
+	if err := s.recover(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) task(id string) task { return task{id: id, dir: filepath.Join(s.dir, id)} }
+
+// recover scans the directory at start-up.
+func (s *Server) recover() error {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("open task directory: %w", err)
+	}
+	type queued struct {
+		id      string
+		created time.Time
+	}
+	var q []queued
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".deleted-") {
+			if err := os.RemoveAll(filepath.Join(s.dir, name)); err != nil {
+				s.log.Warn("retrace: remove deleted task", "dir", name, "err", err)
+			}
+			continue
+		}
+		if !e.IsDir() || !validID(name) {
+			continue
+		}
+		t := s.task(name)
+		st, err := t.readState()
+		if errors.Is(err, ErrNotFound) {
+			// An upload the last server did not finish.
+			if err := os.RemoveAll(t.dir); err != nil {
+				s.log.Warn("retrace: remove unfinished upload", "task", name, "err", err)
+			}
+			continue
+		}
+		if err != nil {
+			s.log.Warn("retrace: skip unreadable task", "task", name, "err", err)
+			continue
+		}
+		switch st.Status {
+		case StatusPending:
+		case statusRunning:
+			if st.Attempts >= maxAttempts {
+				st.Status, st.Finished = StatusFailure, s.cfg.Now()
+				st.Error = fmt.Sprintf("the server stopped during this task's retrace %d times", st.Attempts)
+				s.appendLog(t, "retrace failed: "+st.Error+"; giving up")
+				if err := t.writeState(st); err != nil {
+					return err
+				}
+				continue
+			}
+			st.Status = StatusPending
+			s.appendLog(t, "the server stopped during the retrace; it starts again")
+			if err := t.writeState(st); err != nil {
+				return err
+			}
+		default:
+			continue
+		}
+		q = append(q, queued{id: name, created: st.Created})
+	}
+	sort.Slice(q, func(i, j int) bool { return q[i].created.Before(q[j].created) })
+	for _, e := range q {
+		s.pending = append(s.pending, e.id)
+	}
+	return nil
+}
+
+// Stats returns the number of pending and running tasks.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Pending: len(s.pending) + s.uploads, Running: len(s.running)}
+}
+
+// reserve takes a queue slot for an upload, or fails with ErrQueueFull.
+func (s *Server) reserve() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.pending)+len(s.running)+s.uploads >= s.cfg.MaxQueuedTasks {
+		return ErrQueueFull
+	}
+	s.uploads++
+	return nil
+}
+
+// release gives back an upload's slot, queuing id if it is not "".
+func (s *Server) release(id string) {
+	s.mu.Lock()
+	s.uploads--
+	if id != "" {
+		s.pending = append(s.pending, id)
+	}
+	s.mu.Unlock()
+	if id != "" {
+		s.signal()
+	}
+}
+
+func (s *Server) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// position returns how many tasks are ahead of pending task id, or -1.
+func (s *Server) position(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, p := range s.pending {
+		if p == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// create makes a task of the archive body in format, which the caller has
+// checked. It returns the task's id and password.
+func (s *Server) create(body io.Reader, format string, contentLength int64) (id, password string, err error) {
+	if err := s.checkSpace(contentLength); err != nil {
+		return "", "", err
+	}
+	if err := s.reserve(); err != nil {
+		return "", "", err
+	}
+	queued := ""
+	defer func() { s.release(queued) }()
+
+	t, err := s.newTaskDir()
+	if err != nil {
+		return "", "", err
+	}
+	defer func() {
+		if err != nil {
+			if rerr := os.RemoveAll(t.dir); rerr != nil {
+				s.log.Error("retrace: remove failed upload", "task", t.id, "err", rerr)
+			}
+		}
+	}()
+	if err := os.Mkdir(t.crashDir(), 0o750); err != nil {
+		return "", "", diskErr(err)
+	}
+	lim := unpackLimits{packed: s.cfg.MaxPackedSize * bytesPerMiB, unpacked: s.cfg.MaxUnpackedSize * bytesPerMiB, files: s.cfg.MaxFiles}
+	if _, err := unpack(body, format, t.crashDir(), lim); err != nil {
+		return "", "", err
+	}
+	if err := s.checkSpace(0); err != nil {
+		return "", "", err
+	}
+	password, err = newPassword()
+	if err != nil {
+		return "", "", err
+	}
+	hash, err := hashPassword(password)
+	if err != nil {
+		return "", "", err
+	}
+	if err := writeFileAtomic(t.path(passwordFile), hash); err != nil {
+		return "", "", diskErr(err)
+	}
+	// task.json last: from here on the task exists.
+	if err := t.writeState(state{Status: StatusPending, Created: s.cfg.Now()}); err != nil {
+		return "", "", diskErr(err)
+	}
+	if err := syncDir(t.dir); err != nil {
+		return "", "", err
+	}
+	if err := syncDir(s.dir); err != nil {
+		return "", "", err
+	}
+	queued = t.id
+	return t.id, password, nil
+}
+
+// newTaskDir creates the directory of a task with a fresh random id.
+func (s *Server) newTaskDir() (task, error) {
+	for range 50 {
+		id, err := newID()
+		if err != nil {
+			return task{}, err
+		}
+		t := s.task(id)
+		err = os.Mkdir(t.dir, 0o750)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return task{}, diskErr(err)
+		}
+		return t, nil
+	}
+	return task{}, errors.New("no free task id after 50 tries")
+}
+
+// checkSpace fails with ErrNoSpace when writing n more bytes would leave
+// less than MinFreeSpace free.
+func (s *Server) checkSpace(n int64) error {
+	if s.cfg.MinFreeSpace <= 0 {
+		return nil
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.dir, &st); err != nil {
+		return fmt.Errorf("free space of %s: %w", s.dir, err)
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if n < 0 {
+		n = 0
+	}
+	if free-n < s.cfg.MinFreeSpace*bytesPerMiB {
+		return fmt.Errorf("%w: %d MiB free, %d MiB must stay free", ErrNoSpace, free/bytesPerMiB, s.cfg.MinFreeSpace)
+	}
+	return nil
+}
+
+// open returns the task id after checking its password.
+func (s *Server) open(id, password string) (task, state, error) {
+	if !validID(id) {
+		return task{}, state{}, ErrNotFound
+	}
+	s.mu.Lock()
+	deleting := s.deleting[id]
+	s.mu.Unlock()
+	if deleting {
+		return task{}, state{}, ErrNotFound
+	}
+	t := s.task(id)
+	st, err := t.readState()
+	if err != nil {
+		return t, st, err
+	}
+	if err := t.verify(password); err != nil {
+		return t, st, err
+	}
+	return t, st, nil
+}
+
+// remove deletes a task, stopping its retrace if one runs.
+func (s *Server) remove(id string) error {
+	s.mu.Lock()
+	if s.deleting[id] {
+		s.mu.Unlock()
+		return ErrNotFound
+	}
+	s.deleting[id] = true
+	for i, p := range s.pending {
+		if p == id {
+			s.pending = append(s.pending[:i], s.pending[i+1:]...)
+			break
+		}
+	}
+	lt := s.running[id]
+	if lt != nil && lt.cancel != nil {
+		lt.cancel(errDeleted)
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.deleting, id)
+		s.mu.Unlock()
+	}()
+	if lt != nil {
+		<-lt.done
+	}
+	t := s.task(id)
+	// Rename first, so that the task is gone at once even if removing
+	// its files takes long or fails half-way.
+	gone := filepath.Join(s.dir, ".deleted-"+id)
+	if err := os.Rename(t.dir, gone); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return ErrNotFound
+		}
+		return err
+	}
+	return os.RemoveAll(gone)
+}
+
+// Run runs MaxRunningTasks workers, and the expiry of old tasks, until
+// ctx ends. A retrace that ctx's end interrupts leaves its task pending
+// on disk: the next server runs it again. Run must be called at most
+// once.
+func (s *Server) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range s.cfg.MaxRunningTasks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				id, lt, ok := s.next(ctx)
+				if !ok {
+					return
+				}
+				s.work(ctx, id, lt)
+			}
+		}()
+	}
+	if s.cfg.DeleteAfter > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.expireLoop(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+// next waits for a pending task and hands it to the calling worker.
+func (s *Server) next(ctx context.Context) (string, *liveTask, bool) {
+	for {
+		s.mu.Lock()
+		if len(s.pending) > 0 {
+			id := s.pending[0]
+			s.pending = s.pending[1:]
+			lt := &liveTask{done: make(chan struct{})}
+			s.running[id] = lt
+			more := len(s.pending) > 0
+			s.mu.Unlock()
+			if more {
+				s.signal() // another worker may be waiting
+			}
+			return id, lt, true
+		}
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return "", nil, false
+		case <-s.wake:
+		}
+		if ctx.Err() != nil {
+			return "", nil, false
+		}
+	}
+}
+
+// work retraces task id and records the outcome.
+func (s *Server) work(ctx context.Context, id string, lt *liveTask) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.running, id)
+		s.mu.Unlock()
+		close(lt.done)
+	}()
+	t := s.task(id)
+	st, err := t.readState()
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			s.log.Error("retrace: read task", "task", id, "err", err)
+		}
+		return
+	}
+	if st.Status.Finished() {
+		return
+	}
+	st.Status, st.Started = statusRunning, s.cfg.Now()
+	st.Attempts++
+	if err := t.writeState(st); err != nil {
+		s.log.Error("retrace: start task", "task", id, "err", err)
+		return
+	}
+	lw, err := s.openLog(t)
+	if err != nil {
+		s.log.Error("retrace: open task log", "task", id, "err", err)
+		s.finish(t, st, "", fmt.Errorf("open the log: %w", err), nil)
+		return
+	}
+	defer func() {
+		if err := lw.Close(); err != nil {
+			s.log.Error("retrace: task log", "task", id, "err", err)
+		}
+	}()
+
+	tctx, cancelTimeout := context.WithTimeout(ctx, s.cfg.TaskTimeout)
+	defer cancelTimeout()
+	tctx, cancel := context.WithCancelCause(tctx)
+	defer cancel(nil)
+	s.mu.Lock()
+	lt.cancel = cancel
+	deleted := s.deleting[id]
+	s.mu.Unlock()
+	if deleted {
+		return
+	}
+
+	lw.line(fmt.Sprintf("retrace started (attempt %d)", st.Attempts))
+	bt, err := s.retrace(tctx, t.crashDir(), lw)
+	switch {
+	case errors.Is(context.Cause(tctx), errDeleted):
+		return
+	case ctx.Err() != nil && err != nil:
+		// The server is stopping: the task runs again next time.
+		lw.line("retrace interrupted: the server is stopping; the task stays pending")
+		st.Status, st.Started = StatusPending, time.Time{}
+		st.Attempts--
+		if err := t.writeState(st); err != nil {
+			s.log.Error("retrace: requeue task", "task", id, "err", err)
+		}
+		return
+	case err == nil && strings.TrimSpace(bt) == "":
+		err = errors.New("the retracer produced an empty backtrace")
+	case err != nil && errors.Is(tctx.Err(), context.DeadlineExceeded):
+		err = fmt.Errorf("killed after the task timeout of %s: %w", s.cfg.TaskTimeout, err)
+	}
+	s.finish(t, st, bt, err, lw)
+}
+
+// retrace calls the Retracer, turning a panic into an error and giving up
+// on one that does not return after ctx ended.
+func (s *Server) retrace(ctx context.Context, crashDir string, lw *taskLog) (string, error) {
+	type result struct {
+		bt  string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- result{err: fmt.Errorf("retracer panicked: %v", p)}
+			}
+		}()
+		bt, err := s.r.Retrace(ctx, crashDir, lw)
+		done <- result{bt, err}
+	}()
+	select {
+	case r := <-done:
+		return r.bt, r.err
+	case <-ctx.Done():
+	}
+	select {
+	case r := <-done:
+		return r.bt, r.err
+	case <-time.After(s.abandonAfter):
+		return "", fmt.Errorf("the retracer did not stop within %s of %w", s.abandonAfter, context.Cause(ctx))
+	}
+}
+
+// finish records a task's outcome: the backtrace, or the failure.
+func (s *Server) finish(t task, st state, bt string, err error, lw *taskLog) {
+	if err == nil {
+		if werr := writeFileAtomic(t.path(backtraceFile), []byte(bt)); werr != nil {
+			err = fmt.Errorf("save the backtrace: %w", werr)
+		}
+	}
+	st.Finished = s.cfg.Now()
+	if err != nil {
+		st.Status, st.Error = StatusFailure, err.Error()
+		if lw != nil {
+			lw.line("retrace failed: " + err.Error())
+		}
+	} else {
+		st.Status = StatusSuccess
+		if lw != nil {
+			lw.line("retrace finished successfully")
+		}
+	}
+	if werr := t.writeState(st); werr != nil {
+		s.log.Error("retrace: finish task", "task", t.id, "err", werr)
+	}
+}
+
+// expireLoop removes old finished tasks every hour (and at start).
+func (s *Server) expireLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		if n, err := s.Expire(); err != nil {
+			s.log.Error("retrace: expire tasks", "err", err)
+		} else if n > 0 {
+			s.log.Info("retrace: expired tasks", "removed", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Expire removes the tasks that finished more than DeleteAfter ago, by
+// the configured clock, and returns how many it removed.
+func (s *Server) Expire() (int, error) {
+	if s.cfg.DeleteAfter <= 0 {
+		return 0, nil
+	}
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return 0, err
+	}
+	cutoff := s.cfg.Now().Add(-s.cfg.DeleteAfter)
+	n := 0
+	var errs []error
+	for _, e := range ents {
+		if !e.IsDir() || !validID(e.Name()) {
+			continue
+		}
+		st, err := s.task(e.Name()).readState()
+		if err != nil || !st.Status.Finished() || !st.Finished.Before(cutoff) {
+			continue
+		}
+		if err := s.remove(e.Name()); err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}

@@ -1,0 +1,705 @@
+package retrace
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/index/blob"
+)
+
+// ErrSysrootDirBusy reports a sysroot directory another worker (in this
+// or another process) holds.
+var ErrSysrootDirBusy = errors.New("sysroot directory in use by another worker")
+
+// A sysroot is a directory tree laid out like the crashed system's root,
+// holding every file the mirror kept of a set of packages: the binary
+// packages a core maps, their -debuginfo and their -debugsource. GDB
+// reads it through `set sysroot`, `set debug-file-directory
+// SYSROOT/usr/lib/debug` and `set substitute-path /usr/src/debug
+// SYSROOT/usr/src/debug`.
+//
+// # Layout of the sysroot directory
+//
+//	.lock                  flock: one worker owns the directory
+//	KEY/                   one assembled sysroot; KEY is sysrootKey of its package set
+//	KEY/.sysroot.json      its manifest (packages, file count, bytes); mtime = last use
+//	.tmp-KEY-*/            a sysroot being assembled (renamed to KEY/ when complete)
+//	.trash-KEY-*/          an evicted sysroot being removed
+//	.run-*/                one GDB run: the core, a link to the executable, GDB's HOME
+//
+// A sysroot is complete once it has its name: it is built under .tmp-*
+// and renamed. Entries left by a worker that died (.tmp-*, .trash-*,
+// .run-*, a KEY/ without a readable manifest) are removed when the next
+// worker opens the directory.
+//
+// # How files get there
+//
+// Regular files are hard links to the blob pool's plain (uncompressed,
+// read-only, 0444) copies: no RPM is unpacked and no byte is copied.
+// Where a link is impossible (another file system, an inode at its link
+// limit) the file is copied, with copy_file_range, which reflinks on file
+// systems that can. Symbolic links are recreated with their targets made
+// relative and resolved lexically inside the sysroot (as in a chroot), so
+// no link leads out of it to the host's files; an entry below another
+// symbolic link of the set is skipped rather than written through it.
+// Directories are 0755, so that GDB running as an unprivileged user can
+// read everything.
+//
+// The top-level links of a merged /usr (bin, sbin, lib, lib64 -> usr/...),
+// which Fedora's filesystem package owns and no build-id leads to, are
+// added when no package of the set ships those paths: cores name shared
+// libraries by the loader's paths, /lib64/ld-linux-x86-64.so.2 for one.
+//
+// The host's files never go in: a library the mirror does not have (the
+// host's libc in the fixture cores) stays missing, GDB says so, and the
+// frames in it have no symbols. That is the honest answer; the program's
+// own frames still get names and lines from its debuginfo.
+//
+// # Cache
+//
+// Sysroots are keyed by their package set and kept for the next core that
+// needs the same set. They are evicted whole, least recently used first,
+// when their sizes add up to more than the budget; a sysroot in use by a
+// retrace is never evicted (the budget may be exceeded while it is).
+// Sizes count the bytes of the regular files, as if they were not shared
+// with the pool.
+const (
+	sysrootManifestName = ".sysroot.json"
+	sysrootLayout       = 1 // bump when the way sysroots are built changes
+)
+
+// sysrootKey names the sysroot of a package set: the SHA-256 of the
+// layout version and the sorted NEVRAs.
+func sysrootKey(pkgs []string) string {
+	s := slices.Clone(pkgs)
+	slices.Sort(s)
+	s = slices.Compact(s)
+	h := sha256.New()
+	fmt.Fprintf(h, "retraced sysroot v%d\n", sysrootLayout)
+	for _, p := range s {
+		h.Write([]byte(p + "\n"))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func isSysrootKey(name string) bool {
+	if len(name) != 2*sha256.Size {
+		return false
+	}
+	_, err := hex.DecodeString(name)
+	return err == nil && strings.ToLower(name) == name
+}
+
+// sysrootManifest is KEY/.sysroot.json.
+type sysrootManifest struct {
+	Layout   int       `json:"layout"`
+	Packages []string  `json:"packages"`
+	Files    int       `json:"files"`
+	Links    int       `json:"links"`
+	Bytes    int64     `json:"bytes"`
+	Copied   int       `json:"copied,omitempty"` // files copied, not linked
+	Skipped  []string  `json:"skipped,omitempty"`
+	Built    time.Time `json:"built"`
+}
+
+// sysrootCache owns a sysroot directory. It is safe for concurrent use.
+type sysrootCache struct {
+	dir    string
+	budget int64
+	now    func() time.Time
+	lock   *os.File
+
+	mu       sync.Mutex
+	entries  map[string]*sysrootEntry
+	building map[string]chan struct{}
+	total    int64
+	builds   int // sysroots assembled since open
+	trashSeq int
+}
+
+type sysrootEntry struct {
+	key     string
+	size    int64
+	lastUse time.Time
+	refs    int
+}
+
+// openSysrootCache takes dir (creating it), removes what a dead worker
+// left, loads the sysroots there and evicts down to budget.
+func openSysrootCache(dir string, budget int64, now func() time.Time) (*sysrootCache, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("sysroot directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("sysroot directory: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w", dir, ErrSysrootDirBusy)
+		}
+		return nil, fmt.Errorf("lock sysroot directory %s: %w", dir, err)
+	}
+	c := &sysrootCache{dir: dir, budget: budget, now: now, lock: lock,
+		entries: map[string]*sysrootEntry{}, building: map[string]chan struct{}{}}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("sysroot directory: %w", err)
+	}
+	var stale []string
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case strings.HasPrefix(name, ".tmp-"), strings.HasPrefix(name, ".trash-"), strings.HasPrefix(name, ".run-"):
+			stale = append(stale, name)
+		case isSysrootKey(name) && e.IsDir():
+			m, mtime, err := readSysrootManifest(filepath.Join(dir, name))
+			if err != nil || m.Layout != sysrootLayout {
+				stale = append(stale, name)
+				continue
+			}
+			c.entries[name] = &sysrootEntry{key: name, size: m.Bytes, lastUse: mtime}
+			c.total += m.Bytes
+		}
+	}
+	var errs []error
+	for _, name := range stale {
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.mu.Lock()
+	trash := c.evictLocked()
+	c.mu.Unlock()
+	errs = append(errs, c.removeTrash(trash))
+	if err := errors.Join(errs...); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("clean sysroot directory: %w", err)
+	}
+	return c, nil
+}
+
+func readSysrootManifest(root string) (*sysrootManifest, time.Time, error) {
+	p := filepath.Join(root, sysrootManifestName)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer f.Close() // read-only
+	st, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	m := new(sysrootManifest)
+	if err := json.NewDecoder(io.LimitReader(f, 16<<20)).Decode(m); err != nil {
+		return nil, time.Time{}, fmt.Errorf("%s: %w", p, err)
+	}
+	return m, st.ModTime(), nil
+}
+
+// Close records each sysroot's last use (as its manifest's mtime, for the
+// next worker's LRU order) and releases the directory.
+func (c *sysrootCache) Close() error {
+	c.mu.Lock()
+	var errs []error
+	for _, e := range c.entries {
+		p := filepath.Join(c.dir, e.key, sysrootManifestName)
+		if err := os.Chtimes(p, e.lastUse, e.lastUse); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	c.mu.Unlock()
+	if c.lock != nil {
+		errs = append(errs, c.lock.Close()) // closing drops the flock
+		c.lock = nil
+	}
+	return errors.Join(errs...)
+}
+
+// sysrootLease is a sysroot held for one retrace.
+type sysrootLease struct {
+	Key    string
+	Path   string
+	Reused bool
+	// Evict is the failure to remove sysroots evicted to make room.
+	Evict error
+	once  sync.Once
+	c     *sysrootCache
+}
+
+// Release ends the lease; the sysroot may then be evicted.
+func (l *sysrootLease) Release() error {
+	var err error
+	l.once.Do(func() {
+		c := l.c
+		c.mu.Lock()
+		if e := c.entries[l.Key]; e != nil {
+			e.refs--
+			e.lastUse = c.now()
+		}
+		trash := c.evictLocked()
+		c.mu.Unlock()
+		err = c.removeTrash(trash)
+	})
+	return err
+}
+
+// acquire returns the sysroot named key, built by build into an empty
+// directory if it is not there yet. Concurrent callers for one key share
+// one build; a failed build is tried again by the next caller.
+func (c *sysrootCache) acquire(ctx context.Context, key string, build func(ctx context.Context, dir string) (*sysrootManifest, error)) (*sysrootLease, error) {
+	if !isSysrootKey(key) {
+		return nil, fmt.Errorf("bad sysroot key %q", key)
+	}
+	for {
+		c.mu.Lock()
+		if e, ok := c.entries[key]; ok {
+			e.refs++
+			e.lastUse = c.now()
+			c.mu.Unlock()
+			return &sysrootLease{Key: key, Path: filepath.Join(c.dir, key), Reused: true, c: c}, nil
+		}
+		if ch, ok := c.building[key]; ok {
+			c.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		ch := make(chan struct{})
+		c.building[key] = ch
+		c.mu.Unlock()
+
+		m, err := c.build(ctx, key, build)
+
+		c.mu.Lock()
+		delete(c.building, key)
+		close(ch)
+		if err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		c.entries[key] = &sysrootEntry{key: key, size: m.Bytes, lastUse: c.now(), refs: 1}
+		c.total += m.Bytes
+		c.builds++
+		trash := c.evictLocked()
+		c.mu.Unlock()
+		// The new sysroot is fine even when an old one could not be
+		// removed: the caller logs Evict.
+		l := &sysrootLease{Key: key, Path: filepath.Join(c.dir, key), c: c}
+		l.Evict = c.removeTrash(trash)
+		return l, nil
+	}
+}
+
+// build assembles a sysroot under .tmp-KEY-*, writes its manifest and
+// renames it into place.
+func (c *sysrootCache) build(ctx context.Context, key string, build func(ctx context.Context, dir string) (*sysrootManifest, error)) (*sysrootManifest, error) {
+	tmp, err := os.MkdirTemp(c.dir, ".tmp-"+key[:16]+"-")
+	if err != nil {
+		return nil, fmt.Errorf("assemble sysroot: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(tmp) // best effort; the next open removes .tmp-* too
+		}
+	}()
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, fmt.Errorf("assemble sysroot: %w", err)
+	}
+	m, err := build(ctx, tmp)
+	if err != nil {
+		return nil, err
+	}
+	m.Layout = sysrootLayout
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, sysrootManifestName), append(b, '\n'), 0o444); err != nil {
+		return nil, fmt.Errorf("assemble sysroot: %w", err)
+	}
+	final := filepath.Join(c.dir, key)
+	if err := os.Rename(tmp, final); err != nil {
+		return nil, fmt.Errorf("assemble sysroot: %w", err)
+	}
+	ok = true
+	return m, nil
+}
+
+// evictLocked takes least recently used sysroots not in use out of the
+// cache until the rest fit the budget, and moves them aside (a rename, so
+// that a new build of the same key does not meet them). It returns what
+// to remove once c.mu is released.
+func (c *sysrootCache) evictLocked() []string {
+	if c.total <= c.budget {
+		return nil
+	}
+	var idle []*sysrootEntry
+	for _, e := range c.entries {
+		if e.refs == 0 {
+			idle = append(idle, e)
+		}
+	}
+	slices.SortFunc(idle, func(a, b *sysrootEntry) int {
+		if c := a.lastUse.Compare(b.lastUse); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	var trash []string
+	for _, e := range idle {
+		if c.total <= c.budget {
+			break
+		}
+		c.trashSeq++
+		dst := filepath.Join(c.dir, fmt.Sprintf(".trash-%s-%d", e.key[:16], c.trashSeq))
+		src := filepath.Join(c.dir, e.key)
+		if err := os.Rename(src, dst); err != nil {
+			dst = src // remove it where it is
+		}
+		delete(c.entries, e.key)
+		c.total -= e.size
+		trash = append(trash, dst)
+	}
+	return trash
+}
+
+func (c *sysrootCache) removeTrash(paths []string) error {
+	var errs []error
+	for _, p := range paths {
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stats reports what the cache holds, for the log and tests.
+func (c *sysrootCache) stats() (sysroots int, total int64, builds int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries), c.total, c.builds
+}
+
+// sysrootPlan is what goes into one sysroot, in creation order.
+type sysrootPlan struct {
+	packages []string
+	dirs     []string // relative paths
+	files    []sysrootPlanFile
+	links    []sysrootPlanLink
+	skipped  []string // "NEVRA PATH: why"
+}
+
+type sysrootPlanFile struct {
+	rel  string
+	blob blob.Digest
+	size int64
+}
+
+type sysrootPlanLink struct {
+	rel    string
+	target string // relative, inside the sysroot
+}
+
+// planSysroot lists every file of pkgs, the first package (in NEVRA
+// order) winning when two ship one path.
+func planSysroot(pkgs []*index.Package) *sysrootPlan {
+	pl := &sysrootPlan{}
+	sorted := slices.Clone(pkgs)
+	slices.SortFunc(sorted, func(a, b *index.Package) int { return strings.Compare(a.NEVRA.String(), b.NEVRA.String()) })
+	type entry struct {
+		pkg string
+		f   index.File
+		rel string
+	}
+	seen := map[string]bool{}
+	links := map[string]bool{}
+	var all []entry
+	for _, p := range sorted {
+		n := p.NEVRA.String()
+		pl.packages = append(pl.packages, n)
+		for _, f := range p.Files {
+			rel, ok := sysrootRel(f.Path)
+			if !ok {
+				pl.skipped = append(pl.skipped, fmt.Sprintf("%s %q: not a clean absolute path", n, f.Path))
+				continue
+			}
+			if seen[rel] {
+				continue
+			}
+			seen[rel] = true
+			all = append(all, entry{pkg: n, f: f, rel: rel})
+			if f.Mode&fs.ModeSymlink != 0 {
+				links[rel] = true
+			}
+		}
+	}
+	underLink := func(rel string) bool {
+		for d := path.Dir(rel); d != "."; d = path.Dir(d) {
+			if links[d] {
+				return true
+			}
+		}
+		return false
+	}
+	for _, e := range all {
+		if underLink(e.rel) {
+			pl.skipped = append(pl.skipped, fmt.Sprintf("%s %s: below a symbolic link", e.pkg, e.f.Path))
+			continue
+		}
+		switch {
+		case e.f.Mode&fs.ModeSymlink != 0:
+			t, ok := sysrootLinkTarget(e.rel, e.f.Link)
+			if !ok {
+				pl.skipped = append(pl.skipped, fmt.Sprintf("%s %s: bad link target %q", e.pkg, e.f.Path, e.f.Link))
+				continue
+			}
+			pl.links = append(pl.links, sysrootPlanLink{rel: e.rel, target: t})
+		case e.f.Mode.IsDir():
+			pl.dirs = append(pl.dirs, e.rel)
+		case e.f.Mode.IsRegular():
+			if e.f.Blob.IsZero() {
+				pl.skipped = append(pl.skipped, fmt.Sprintf("%s %s: no content stored", e.pkg, e.f.Path))
+				continue
+			}
+			pl.files = append(pl.files, sysrootPlanFile{rel: e.rel, blob: e.f.Blob, size: e.f.Size})
+		default:
+			pl.skipped = append(pl.skipped, fmt.Sprintf("%s %s: mode %v", e.pkg, e.f.Path, e.f.Mode))
+		}
+	}
+	for _, d := range []string{"bin", "sbin", "lib", "lib64"} {
+		if !seen[d] && !links[d] {
+			pl.links = append(pl.links, sysrootPlanLink{rel: d, target: "usr/" + d})
+		}
+	}
+	return pl
+}
+
+// sysrootRel turns a package path into a path relative to the sysroot,
+// refusing anything but a clean absolute path below /.
+func sysrootRel(p string) (string, bool) {
+	if len(p) < 2 || len(p) > 4096 || p[0] != '/' || path.Clean(p) != p || strings.ContainsRune(p, 0) {
+		return "", false
+	}
+	rel := p[1:]
+	for _, el := range strings.Split(rel, "/") {
+		if el == ".." || el == "." || el == "" {
+			return "", false
+		}
+	}
+	return rel, true
+}
+
+// sysrootLinkTarget resolves a link's target lexically against the
+// sysroot's root (an absolute target, or ".." past the root, stays inside
+// as in a chroot) and writes it relative to the link's directory.
+func sysrootLinkTarget(rel, target string) (string, bool) {
+	if target == "" || len(target) > 4096 || strings.ContainsRune(target, 0) {
+		return "", false
+	}
+	dir := path.Dir("/" + rel)
+	abs := path.Clean(target)
+	if !path.IsAbs(target) {
+		abs = path.Join(dir, target)
+	}
+	t, err := filepath.Rel(dir, abs)
+	if err != nil {
+		return "", false
+	}
+	return t, true
+}
+
+// assembleSysroot lays pl out in the empty directory root, taking file
+// contents from pool.
+func assembleSysroot(ctx context.Context, root string, pl *sysrootPlan, pool BlobSource, now time.Time) (*sysrootManifest, error) {
+	m := &sysrootManifest{Packages: pl.packages, Skipped: slices.Clone(pl.skipped), Built: now.UTC()}
+	made := map[string]bool{".": true}
+	var mkdir func(rel string) error
+	mkdir = func(rel string) error {
+		if made[rel] {
+			return nil
+		}
+		if err := mkdir(path.Dir(rel)); err != nil {
+			return err
+		}
+		p := filepath.Join(root, rel)
+		if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		// 0755 whatever the umask: GDB may run as another user.
+		if err := os.Chmod(p, 0o755); err != nil {
+			return err
+		}
+		made[rel] = true
+		return nil
+	}
+	// A path that is a file in one package and a directory in another
+	// cannot be both: directories are made first, and the file is
+	// skipped.
+	skip := func(rel string, err error) error {
+		switch {
+		case errors.Is(err, fs.ErrExist):
+			m.Skipped = append(m.Skipped, fmt.Sprintf("/%s: another package's directory or file is there", rel))
+		case errors.Is(err, syscall.ENOTDIR):
+			m.Skipped = append(m.Skipped, fmt.Sprintf("/%s: another package's file is where its directory goes", rel))
+		default:
+			return fmt.Errorf("assemble sysroot: /%s: %w", rel, err)
+		}
+		return nil
+	}
+	for _, d := range pl.dirs {
+		if err := mkdir(d); err != nil {
+			if err := skip(d, err); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var files []sysrootPlanFile
+	for _, f := range pl.files {
+		if err := mkdir(path.Dir(f.rel)); err != nil {
+			if err := skip(f.rel, err); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		files = append(files, f)
+	}
+	var links []sysrootPlanLink
+	for _, l := range pl.links {
+		if err := mkdir(path.Dir(l.rel)); err != nil {
+			if err := skip(l.rel, err); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		links = append(links, l)
+	}
+
+	// Regular files, in parallel: a plain copy made on first use is a
+	// decompression.
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	jobs := make(chan sysrootPlanFile)
+	workers := max(2, min(8, runtime.GOMAXPROCS(0)))
+	for range workers {
+		wg.Go(func() {
+			for f := range jobs {
+				copied, err := placeSysrootFile(pool, f, filepath.Join(root, f.rel))
+				mu.Lock()
+				switch {
+				case err != nil:
+					if err := skip(f.rel, err); err != nil && firstErr == nil {
+						firstErr = err
+					}
+				default:
+					m.Files++
+					m.Bytes += f.size
+					if copied {
+						m.Copied++
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, f := range files {
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed || ctx.Err() != nil {
+			break
+		}
+		jobs <- f
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, l := range links {
+		if err := os.Symlink(l.target, filepath.Join(root, l.rel)); err != nil {
+			if err := skip(l.rel, err); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		m.Links++
+	}
+	return m, nil
+}
+
+// placeSysrootFile hard-links the plain copy of f to dst, or copies it
+// when linking is impossible. It reports whether it copied.
+func placeSysrootFile(pool BlobSource, f sysrootPlanFile, dst string) (bool, error) {
+	var lerr error
+	for range 2 { // a plain copy may be removed (gc) between Plain and Link
+		src, err := pool.Plain(f.blob)
+		if err != nil {
+			return false, err
+		}
+		lerr = os.Link(src, dst)
+		if lerr == nil {
+			return false, nil
+		}
+		if errors.Is(lerr, fs.ErrExist) {
+			return false, lerr
+		}
+		if errors.Is(lerr, fs.ErrNotExist) {
+			continue
+		}
+		return true, copySysrootFile(src, dst)
+	}
+	return false, lerr
+}
+
+// copySysrootFile copies src to a new, read-only dst. io.Copy between
+// files uses copy_file_range, which shares extents where the file system
+// can (reflink).
+func copySysrootFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close() // read-only
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Chmod(0o444); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

@@ -1,0 +1,405 @@
+package retrace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/index/blob"
+)
+
+func TestSysrootPaths(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"/usr/bin/x", "usr/bin/x", true},
+		{"/usr//bin/x", "", false},
+		{"/usr/../etc/passwd", "", false},
+		{"usr/bin/x", "", false},
+		{"/", "", false},
+		{"/usr/bin/", "", false},
+		{"/usr/./bin", "", false},
+		{"/a\x00b", "", false},
+	} {
+		got, ok := sysrootRel(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("sysrootRel(%q) = %q %v, want %q %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+	for _, tc := range []struct {
+		rel, target, want string
+	}{
+		// Fedora's .build-id links.
+		{"usr/lib/debug/.build-id/6f/9ed0", "../../../../../usr/bin/crashme", "../../../../bin/crashme"},
+		{"usr/lib64/libx.so.1", "libx.so.1.0.0", "libx.so.1.0.0"},
+		// Absolute targets stay inside.
+		{"usr/lib64/libx.so", "/usr/lib64/libx.so.1", "libx.so.1"},
+		{"usr/lib64/evil", "/etc/shadow", "../../etc/shadow"},
+		// ".." past the root stops at the root, as in a chroot.
+		{"usr/evil", "../../../../../etc/shadow", "../etc/shadow"},
+		{"lib64", "usr/lib64", "usr/lib64"},
+	} {
+		got, ok := sysrootLinkTarget(tc.rel, tc.target)
+		if !ok || got != tc.want {
+			t.Errorf("sysrootLinkTarget(%q, %q) = %q %v, want %q", tc.rel, tc.target, got, ok, tc.want)
+		}
+	}
+	if _, ok := sysrootLinkTarget("usr/x", ""); ok {
+		t.Error("empty link target accepted")
+	}
+}
+
+func TestSysrootSRPMName(t *testing.T) {
+	for in, want := range map[string]string{
+		"crashme-1.0-1.src.rpm":             "crashme",
+		"python-foo-bar-2.1-3.fc40.src.rpm": "python-foo-bar",
+		"x-1-1.nosrc.rpm":                   "x",
+		"":                                  "",
+		"nodash.src.rpm":                    "",
+		"bash-5.2.26-3.fc40.x86_64.rpm":     "",
+	} {
+		if got := srpmName(in); got != want {
+			t.Errorf("srpmName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// sysrootTestPool is a blob pool holding the given contents.
+func sysrootTestPool(t testing.TB, contents ...string) (*blob.Pool, map[string]blob.Digest) {
+	t.Helper()
+	pool, err := blob.Open(filepath.Join(t.TempDir(), "blobs"), blob.Config{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := map[string]blob.Digest{}
+	for _, c := range contents {
+		d := blob.Sum([]byte(c))
+		if _, err := pool.Put(d, strings.NewReader(c)); err != nil {
+			t.Fatal(err)
+		}
+		ds[c] = d
+	}
+	return pool, ds
+}
+
+// TestSysrootAssemble lays out a hostile package set: links out of the
+// root, entries under links, a path that is a file in one package and a
+// directory in another.
+func TestSysrootAssemble(t *testing.T) {
+	pool, ds := sysrootTestPool(t, "exe", "lib", "debug", "other")
+	reg := func(p, c string) index.File {
+		return index.File{Path: p, Mode: 0o755, Size: int64(len(c)), Blob: ds[c]}
+	}
+	link := func(p, target string) index.File {
+		return index.File{Path: p, Mode: fs.ModeSymlink | 0o777, Link: target}
+	}
+	nv := func(s string) index.NEVRA {
+		n, err := index.ParseNEVRA(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	pkgs := []*index.Package{
+		{NEVRA: nv("b-1-1.x86_64"), Files: []index.File{
+			reg("/usr/bin/b", "exe"),
+			reg("/usr/bin/a", "other"), // a ships it too, and sorts first
+			reg("/usr/share/x", "other"),
+		}},
+		{NEVRA: nv("a-1-1.x86_64"), Files: []index.File{
+			reg("/usr/bin/a", "exe"),
+			reg("/usr/lib64/liba.so.1.0", "lib"),
+			link("/usr/lib64/liba.so.1", "liba.so.1.0"),
+			link("/usr/lib64/abs.so", "/usr/lib64/liba.so.1.0"),
+			link("/usr/lib64/escape", "../../../../../../etc/passwd"),
+			link("/usr/lib64/tohost", "/etc"),
+			reg("/usr/lib64/tohost/shadow", "other"), // below a link: never written through it
+			reg("/usr/share/x/y", "other"),           // /usr/share/x is b's file: b's is skipped
+			reg("/usr/lib/debug/usr/bin/a.debug", "debug"),
+			{Path: "/usr/share/empty", Mode: fs.ModeDir | 0o755},
+			reg("../escape", "other"),
+		}},
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pl := planSysroot(pkgs)
+	m, err := assembleSysroot(context.Background(), root, pl, pool, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("manifest: %+v", m)
+	if !slices.Equal(m.Packages, []string{"a-1-1.x86_64", "b-1-1.x86_64"}) {
+		t.Errorf("packages %v", m.Packages)
+	}
+	read := func(rel string) string {
+		b, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		return string(b)
+	}
+	for rel, want := range map[string]string{
+		"usr/bin/a":                     "exe", // a's, not b's
+		"usr/bin/b":                     "exe",
+		"usr/lib64/liba.so.1":           "lib",
+		"usr/lib64/abs.so":              "lib",
+		"lib64/liba.so.1":               "lib", // merged /usr
+		"usr/lib/debug/usr/bin/a.debug": "debug",
+	} {
+		if got := read(rel); got != want {
+			t.Errorf("%s: %q, want %q", rel, got, want)
+		}
+	}
+	for rel, want := range map[string]string{
+		"usr/lib64/abs.so":    "liba.so.1.0",
+		"usr/lib64/escape":    "../../etc/passwd",
+		"usr/lib64/tohost":    "../../etc",
+		"lib64":               "usr/lib64",
+		"bin":                 "usr/bin",
+		"usr/lib64/liba.so.1": "liba.so.1.0",
+	} {
+		if got, err := os.Readlink(filepath.Join(root, rel)); err != nil || got != want {
+			t.Errorf("link %s -> %q (%v), want %q", rel, got, err, want)
+		}
+	}
+	// Nothing leads out: every link resolves inside root or nowhere.
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink == 0 {
+			return err
+		}
+		target, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return nil // dangling inside root
+		}
+		if !strings.HasPrefix(target, root+"/") {
+			t.Errorf("%s leads out to %s", p, target)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "etc")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("/etc was created through a link: %v", err)
+	}
+	if st, err := os.Stat(filepath.Join(root, "usr/share/empty")); err != nil || !st.IsDir() {
+		t.Errorf("directory entry: %v", err)
+	}
+	skipped := strings.Join(m.Skipped, "\n")
+	for _, want := range []string{"/usr/lib64/tohost/shadow: below a symbolic link", "/usr/share/x: another package's directory", `"../escape": not a clean absolute path`} {
+		if !strings.Contains(skipped, want) {
+			t.Errorf("skipped list lacks %q:\n%s", want, skipped)
+		}
+	}
+	// Files are hard links of the pool's plain copies, read-only.
+	plain, err := pool.Plain(ds["lib"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.Stat(plain)
+	b, err := os.Stat(filepath.Join(root, "usr/lib64/liba.so.1.0"))
+	if err != nil || !os.SameFile(a, b) || b.Mode().Perm() != 0o444 {
+		t.Errorf("not a read-only hard link of the plain copy: %v %v", err, b.Mode())
+	}
+	if m.Files != 5 || m.Copied != 0 || m.Bytes != int64(len("exe")*2+len("lib")+len("debug")+len("other")) || read("usr/share/x/y") != "other" {
+		t.Errorf("manifest files %d copied %d bytes %d", m.Files, m.Copied, m.Bytes)
+	}
+}
+
+// sysrootTestBuild makes a sysroot of size bytes.
+func sysrootTestBuild(size int64, builds *atomic.Int32) func(context.Context, string) (*sysrootManifest, error) {
+	return func(_ context.Context, dir string) (*sysrootManifest, error) {
+		builds.Add(1)
+		time.Sleep(10 * time.Millisecond)
+		if err := os.WriteFile(filepath.Join(dir, "f"), make([]byte, size), 0o444); err != nil {
+			return nil, err
+		}
+		return &sysrootManifest{Files: 1, Bytes: size}, nil
+	}
+}
+
+func sysrootTestKey(name string) string { return sysrootKey([]string{name}) }
+
+// TestSysrootCacheLRU: eviction goes by last use, skips sysroots in use,
+// and survives a reopen.
+func TestSysrootCacheLRU(t *testing.T) {
+	dir := t.TempDir()
+	var clock atomic.Int64
+	now := func() time.Time { return time.Unix(clock.Add(1), 0) }
+	c, err := openSysrootCache(dir, 250, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var builds atomic.Int32
+	use := func(name string) *sysrootLease {
+		t.Helper()
+		l, err := c.acquire(context.Background(), sysrootTestKey(name), sysrootTestBuild(100, &builds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	have := func() []string {
+		var names []string
+		for _, n := range []string{"A", "B", "C", "D"} {
+			if _, err := os.Stat(filepath.Join(dir, sysrootTestKey(n), "f")); err == nil {
+				names = append(names, n)
+			}
+		}
+		return names
+	}
+	release := func(l *sysrootLease) {
+		t.Helper()
+		if err := l.Release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release(use("A"))
+	release(use("B"))
+	if l := use("A"); !l.Reused { // A is now newer than B
+		t.Error("A rebuilt")
+	} else {
+		release(l)
+	}
+	release(use("C")) // 300 > 250: B goes
+	if got := have(); !slices.Equal(got, []string{"A", "C"}) {
+		t.Errorf("after A B A C: %v, want [A C]", got)
+	}
+	// In use: never evicted, even over the budget.
+	la, lc := use("A"), use("C")
+	ld := use("D")
+	if got := have(); !slices.Equal(got, []string{"A", "C", "D"}) {
+		t.Errorf("all in use: %v, want [A C D]", got)
+	}
+	release(lc)
+	if got := have(); !slices.Equal(got, []string{"A", "D"}) {
+		t.Errorf("C released: %v, want [A D]", got)
+	}
+	release(la)
+	release(ld)
+	release(ld) // twice is harmless
+	if n, total, b := c.stats(); n != 2 || total != 200 || b != 4 {
+		t.Errorf("stats %d %d %d", n, total, b)
+	}
+
+	// A second cache cannot take the directory; after Close, a new one
+	// finds the sysroots and removes leftovers.
+	if _, err := openSysrootCache(dir, 250, now); !errors.Is(err, ErrSysrootDirBusy) {
+		t.Errorf("second open: %v", err)
+	}
+	for _, junk := range []string{".tmp-0123-x", ".run-x", ".trash-x", sysrootTestKey("broken")} {
+		if err := os.MkdirAll(filepath.Join(dir, junk, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "unrelated"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := openSysrootCache(dir, 250, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if n, total, _ := c2.stats(); n != 2 || total != 200 {
+		t.Errorf("reopened: %d sysroots, %d bytes", n, total)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	want := []string{".lock", sysrootTestKey("A"), sysrootTestKey("D"), "unrelated"}
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Errorf("after reopen: %v, want %v", names, want)
+	}
+	l, err := c2.acquire(context.Background(), sysrootTestKey("D"), sysrootTestBuild(100, &builds))
+	if err != nil || !l.Reused {
+		t.Errorf("D after reopen: %v reused %v", err, l != nil && l.Reused)
+	}
+}
+
+// TestSysrootCacheConcurrent: many retraces needing one package set build
+// it once; a failed build is not cached.
+func TestSysrootCacheConcurrent(t *testing.T) {
+	c, err := openSysrootCache(t.TempDir(), 1<<30, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var builds atomic.Int32
+	fail := errors.New("no")
+	if _, err := c.acquire(context.Background(), sysrootTestKey("X"), func(context.Context, string) (*sysrootManifest, error) { return nil, fail }); !errors.Is(err, fail) {
+		t.Fatalf("failing build: %v", err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		name := []string{"X", "Y"}[i%2]
+		wg.Go(func() {
+			l, err := c.acquire(context.Background(), sysrootTestKey(name), sysrootTestBuild(10, &builds))
+			if err != nil {
+				errs <- err
+				return
+			}
+			if _, err := os.Stat(filepath.Join(l.Path, "f")); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+			}
+			errs <- l.Release()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if n := builds.Load(); n != 2 {
+		t.Errorf("%d builds for 2 package sets", n)
+	}
+	// A waiter whose context ends stops waiting.
+	ctx, cancel := context.WithCancel(context.Background())
+	started, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		l, err := c.acquire(context.Background(), sysrootTestKey("Z"), func(_ context.Context, dir string) (*sysrootManifest, error) {
+			close(started)
+			time.Sleep(200 * time.Millisecond)
+			return &sysrootManifest{}, nil
+		})
+		if err == nil {
+			err = l.Release()
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}()
+	<-started
+	cancel()
+	if _, err := c.acquire(ctx, sysrootTestKey("Z"), sysrootTestBuild(1, &builds)); !errors.Is(err, context.Canceled) {
+		t.Errorf("canceled waiter: %v", err)
+	}
+	<-done
+}
