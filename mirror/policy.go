@@ -121,7 +121,7 @@ func (p *Policy) plan(files []rpmfile.Entry) *plan {
 		case !e.IsRegular():
 		case matchAny(DefaultKeep, e.Path) || matchAny(p.keep, e.Path):
 			pl.regular[e.Path] = keep
-		case classes && strings.HasPrefix(e.Class, "ELF "):
+		case classes && isELFClass(e.Class):
 			pl.regular[e.Path] = probe
 		case !classes && e.Size >= 52: // no FILECLASS: look at every file big enough to be ELF
 			pl.regular[e.Path] = probe
@@ -165,4 +165,10 @@ func looksLikeObject(p string) bool {
 		return true
 	}
 	return false
+}
+
+// isELFClass reads libmagic's description: "ELF 64-bit LSB ...", and for
+// set-id files "setuid ELF ...", "setuid, setgid ELF ...".
+func isELFClass(class string) bool {
+	return strings.HasPrefix(class, "ELF ") || strings.Contains(class, " ELF ")
 }
