@@ -69,7 +69,13 @@ if [[ $BIN != none ]]; then
 	fi
 fi
 
-now() { date +%s.%N; }
+# Bash 5's $EPOCHREALTIME saves a fork per poll; date(1) otherwise.
+if [[ -n ${EPOCHREALTIME:-} ]]; then
+	now() { echo "${EPOCHREALTIME/,/.}"; }
+else
+	now() { date +%s.%N; }
+fi
+isecs() { echo $((${2%.*} - ${1%.*})); } # whole seconds between two now()s
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 log() { printf 'compare: %s\n' "$*" >&2; }
 
@@ -91,7 +97,7 @@ trap 'exit 130' INT TERM
 
 # The corpus: every .rpm debuginfod will see (it walks the tree recursively).
 NRPM=$(find "$CORPUS" -name '*.rpm' -type f | wc -l)
-RPM_BYTES=$(find "$CORPUS" -name '*.rpm' -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+RPM_BYTES=$(find "$CORPUS" -name '*.rpm' -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}')
 [[ $NRPM -gt 0 ]] || {
 	echo "compare: no .rpm files under $CORPUS" >&2
 	exit 1
@@ -155,23 +161,24 @@ while :; do
 		exit 1
 	fi
 	t=$(now)
-	if [[ $(secs "$T0" "$t" | cut -d. -f1) -ge $TIMEOUT ]]; then
+	if [[ $(isecs "$T0" "$t") -ge $TIMEOUT ]]; then
 		echo "compare: debuginfod not done after ${TIMEOUT}s" >&2
 		exit 1
 	fi
 	if curl -sf --max-time 5 "http://127.0.0.1:$PORT/metrics" >"$TMP/metrics" 2>/dev/null; then
 		# One awk for all series: polls must stay cheap on a busy machine.
-		read -r trav travbusy queued done_ pending busy rpms <<<"$(awk '
+		read -r el trav travbusy queued done_ pending busy rpms <<<"$(awk -v t0="$T0" -v t="$t" '
 			function v(k) { return (k in m) ? m[k] : 0 }
 			{ m[substr($0, 1, length($0) - length($NF) - 1)] = $NF + 0 }
 			END {
+				printf "%.2f ", t - t0
 				print v("thread_work_total{role=\"traverse\"}"), v("thread_busy{role=\"traverse\"}"),
 					v("traversed_total{type=\"file\"}"), v("thread_work_total{role=\"scan\"}"),
 					v("thread_work_pending{role=\"scan\"}"), v("thread_busy{role=\"scan\"}"),
 					v("scanned_files_total{source=\".rpm archive\"}")
 			}' "$TMP/metrics")"
 		printf '%s trav=%s travbusy=%s queued=%s done=%s pending=%s busy=%s rpms=%s\n' \
-			"$(secs "$T0" "$t")" "$trav" "$travbusy" "$queued" "$done_" "$pending" "$busy" "$rpms" \
+			"$el" "$trav" "$travbusy" "$queued" "$done_" "$pending" "$busy" "$rpms" \
 			>>"$TMP/debuginfod/trace"
 		[[ -n $D_TRAV || $queued -eq 0 ]] || D_TRAV=$t
 		if [[ $trav -ge 1 && $travbusy -eq 0 && $queued -gt 0 && $done_ -eq $queued &&
@@ -181,7 +188,7 @@ while :; do
 				break
 			fi
 			almost_since=${almost_since:-$t}
-			if [[ $(secs "$almost_since" "$t" | cut -d. -f1) -ge 10 ]]; then
+			if [[ $(isecs "$almost_since" "$t") -ge 10 ]]; then
 				D_DONE=$almost_since
 				D_WARN="debuginfod scanned $rpms of $NRPM RPMs"
 				break
@@ -189,7 +196,7 @@ while :; do
 		else
 			almost_since=
 		fi
-		el=$(secs "$T0" "$t" | cut -d. -f1)
+		el=$(isecs "$T0" "$t")
 		if [[ $el -ge $((last_report + 10)) ]]; then
 			last_report=$el
 			log "debuginfod ${el}s: $rpms/$NRPM RPMs scanned, $done_/$queued files, $pending pending"
@@ -222,7 +229,7 @@ D_DB_BYTES=$(du -sb "$TMP/debuginfod" | cut -f1)
 log "debuginfod done in ${D_SECS}s ($D_RPMS RPMs per /metrics, ${D_DBRPMS:-?} in its db; traversal began after ~${D_IDLE}s; cpu ${D_CPU}s)${D_WARN:+; WARNING: $D_WARN}"
 
 # ------------------------------------------------------------------ retraced
-R_SECS= R_CPU= R_FETCHED= R_STORED= R_PACKAGES= R_VERSIONS= R_DATA_BYTES= R_RESULT=
+R_SECS='' R_CPU='' R_FETCHED='' R_STORED='' R_PACKAGES='' R_VERSIONS='' R_DATA_BYTES='' R_RESULT=''
 R_CHECK=
 if [[ $BIN != none ]]; then
 	DATA=$TMP/retraced-data

@@ -155,20 +155,21 @@ end=$(date +%s)
 awk -F'\t' -v secs=$((end - start)) '
 	{ n++; rpm += $2; files += $3; kept += $4; raw += $5; fl += $6; if ($4 == 0) empty++ }
 	END {
-		printf "PACKAGES=%d\nRPM_BYTES=%d\nFLOOR_BYTES=%d\nKEPT_RAW_BYTES=%d\nFILES=%d\nKEPT_FILES=%d\nEMPTY_PACKAGES=%d\nSECONDS=%d\n",
+		printf "PACKAGES=%.0f\nRPM_BYTES=%.0f\nFLOOR_BYTES=%.0f\nKEPT_RAW_BYTES=%.0f\nFILES=%.0f\nKEPT_FILES=%.0f\nEMPTY_PACKAGES=%.0f\nSECONDS=%.0f\n",
 			n, rpm, fl, raw, files, kept, empty, secs
 	}' "$CORPUS/.floor/packages.tsv" >"$CORPUS/.floor/summary"
 
 # shellcheck disable=SC1091
 . "$CORPUS/.floor/summary"
+# shellcheck disable=SC2153 # the summary defines FILES, PACKAGES, ...
 awk -v n="$PACKAGES" -v rpm="$RPM_BYTES" -v fl="$FLOOR_BYTES" -v raw="$KEPT_RAW_BYTES" \
 	-v files="$FILES" -v kept="$KEPT_FILES" -v empty="$EMPTY_PACKAGES" 'BEGIN {
 	mib = 1048576
-	printf "packages                 %d\n", n
-	printf "RPM bytes                %d (%.1f MiB)\n", rpm, rpm / mib
-	printf "kept files               %d of %d\n", kept, files
-	printf "kept bytes, uncompressed %d (%.1f MiB)\n", raw, raw / mib
-	printf "floor bytes (zstd -19)   %d (%.1f MiB)\n", fl, fl / mib
+	printf "packages                 %.0f\n", n
+	printf "RPM bytes                %.0f (%.1f MiB)\n", rpm, rpm / mib
+	printf "kept files               %.0f of %.0f\n", kept, files
+	printf "kept bytes, uncompressed %.0f (%.1f MiB)\n", raw, raw / mib
+	printf "floor bytes (zstd -19)   %.0f (%.1f MiB)\n", fl, fl / mib
 	printf "floor / RPM              %.3f\n", (rpm ? fl / rpm : 0)
-	printf "packages keeping nothing %d (%.1f%%)\n", empty, (n ? 100 * empty / n : 0)
+	printf "packages keeping nothing %.0f (%.1f%%)\n", empty, (n ? 100 * empty / n : 0)
 }'

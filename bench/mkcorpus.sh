@@ -13,7 +13,9 @@
 #
 # MAXPKGS (default: all installed packages) picks that many packages spread
 # evenly over the sorted list, so a small corpus has the same mix as the big
-# one.
+# one. The selection is remembered in OUTDIR/.mkcorpus/selected and reused
+# by reruns with the same MAXPKGS (FRESH=1 picks again); RPMs in OUTDIR that
+# are not part of the selection are removed.
 #
 # Payload compression rotates by package, one third each, in the order the
 # packages are listed:
@@ -70,6 +72,7 @@ build_one() {
 
 	if [[ -s $outdir/$rpmname ]]; then
 		printf '%s %-40s cached\n' "$tag" "$name"
+		echo "$rpmname" >>"$outdir/.mkcorpus/built"
 		return 0
 	fi
 
@@ -180,6 +183,7 @@ EOF
 		[[ -s $work/RPMS/$rpmname ]]; then
 		mv "$work/RPMS/$rpmname" "$outdir/$rpmname.tmp"
 		mv "$outdir/$rpmname.tmp" "$outdir/$rpmname"
+		echo "$rpmname" >>"$outdir/.mkcorpus/built"
 		t1=$(date +%s.%N)
 		printf '%s %-40s ok %8.1f MB %-11s %6.1fs\n' "$tag" "$name" \
 			"$(stat -c %s "$outdir/$rpmname" | awk '{print $1/1048576}')" \
@@ -226,16 +230,29 @@ dpkg-query -W -f='${db:Status-Abbrev}\t${binary:Package}\t${Architecture}\t${Ver
 	awk -F'\t' '$1 ~ /^ii/ { print $2 "\t" $3 "\t" $4 }' | LC_ALL=C sort >"$OUTDIR/.mkcorpus/installed"
 ninst=$(wc -l <"$OUTDIR/.mkcorpus/installed")
 
-# Pick MAXPKGS packages spread evenly over the sorted list.
-if [[ $MAXPKGS -gt 0 && $MAXPKGS -lt $ninst ]]; then
+# The selection is kept in OUTDIR so that the corpus stays the same set of
+# packages (and compressions) when packages are installed or removed later:
+# a rerun with the same MAXPKGS rebuilds only what changed (a package no
+# longer installed is dropped, one upgraded is rebuilt at its new version).
+# FRESH=1 selects again from what is installed now.
+if [[ ${FRESH:-0} != 1 && -s $OUTDIR/.mkcorpus/selected &&
+	$(cat "$OUTDIR/.mkcorpus/maxpkgs" 2>/dev/null) == "$MAXPKGS" ]]; then
+	awk -F'\t' 'FILENAME == ARGV[1] { cur[$1] = $0; next } ($1 in cur) { print cur[$1] }' \
+		"$OUTDIR/.mkcorpus/installed" "$OUTDIR/.mkcorpus/selected" >"$OUTDIR/.mkcorpus/selected.new"
+	echo "mkcorpus: reusing the selection in $OUTDIR/.mkcorpus/selected (FRESH=1 to pick again)"
+elif [[ $MAXPKGS -gt 0 && $MAXPKGS -lt $ninst ]]; then
+	# MAXPKGS packages spread evenly over the sorted list.
 	awk -v n="$ninst" -v k="$MAXPKGS" 'BEGIN { j = 0 }
 		{ if (NR - 1 == int(j * n / k)) { print; j++ } }' \
-		"$OUTDIR/.mkcorpus/installed" >"$OUTDIR/.mkcorpus/selected"
+		"$OUTDIR/.mkcorpus/installed" >"$OUTDIR/.mkcorpus/selected.new"
 else
-	cp "$OUTDIR/.mkcorpus/installed" "$OUTDIR/.mkcorpus/selected"
+	cp "$OUTDIR/.mkcorpus/installed" "$OUTDIR/.mkcorpus/selected.new"
 fi
+mv "$OUTDIR/.mkcorpus/selected.new" "$OUTDIR/.mkcorpus/selected"
+echo "$MAXPKGS" >"$OUTDIR/.mkcorpus/maxpkgs"
+: >"$OUTDIR/.mkcorpus/built"
 total=$(wc -l <"$OUTDIR/.mkcorpus/selected")
-echo "mkcorpus: $total of $ninst installed packages -> $OUTDIR ($JOBS jobs)"
+echo "mkcorpus: $total packages ($ninst installed) -> $OUTDIR ($JOBS jobs)"
 
 start=$(date +%s)
 # One job per package: "IDX COMPRESSION BINPKG ARCH VERSION" (none has spaces).
@@ -244,12 +261,21 @@ awk -F'\t' 'BEGIN { c[0] = "w9.gzdio"; c[1] = "w6.xzdio"; c[2] = "w19.zstdio" }
 	xargs -P "$JOBS" -L 1 "$SELF" --one "$OUTDIR" "$total"
 end=$(date +%s)
 
+# RPMs not part of this selection (older versions, packages no longer
+# selected) would be ingested too: remove them.
+find "$OUTDIR" -maxdepth 1 -name '*.rpm' -printf '%f\n' | LC_ALL=C sort >"$OUTDIR/.mkcorpus/present"
+LC_ALL=C sort -u "$OUTDIR/.mkcorpus/built" | LC_ALL=C comm -23 "$OUTDIR/.mkcorpus/present" - >"$OUTDIR/.mkcorpus/stale"
+if [[ -s $OUTDIR/.mkcorpus/stale ]]; then
+	echo "mkcorpus: removing $(wc -l <"$OUTDIR/.mkcorpus/stale") RPMs not in this selection (listed in .mkcorpus/stale)"
+	sed "s|^|$OUTDIR/|" "$OUTDIR/.mkcorpus/stale" | tr '\n' '\0' | xargs -0 rm -f
+fi
+
 echo "mkcorpus: createrepo_c $OUTDIR"
 createrepo_c --quiet --workers "$JOBS" "$OUTDIR"
 
 nfail=$(wc -l <"$OUTDIR/.mkcorpus/failed")
 nrpm=$(find "$OUTDIR" -maxdepth 1 -name '*.rpm' | wc -l)
-bytes=$(find "$OUTDIR" -maxdepth 1 -name '*.rpm' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+bytes=$(find "$OUTDIR" -maxdepth 1 -name '*.rpm' -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}')
 echo "mkcorpus: $nrpm RPMs, $bytes bytes ($(awk -v b="$bytes" 'BEGIN{printf "%.1f", b/1048576}') MiB), $nfail skipped/failed (listed in $OUTDIR/.mkcorpus/failed), $((end - start))s"
 if command -v rpm >/dev/null; then
 	find "$OUTDIR" -maxdepth 1 -name '*.rpm' -print0 |

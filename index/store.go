@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -119,7 +120,7 @@ type Options struct {
 	CacheMB int64
 	// SyncWrites makes every commit durable before it returns.
 	SyncWrites bool
-	// CacheEntries bounds the lookup cache; 0 picks 262144, -1 disables.
+	// CacheEntries bounds the lookup cache; 0 picks 65536, -1 disables.
 	CacheEntries int
 }
 
@@ -129,6 +130,47 @@ type Store struct {
 	db    *badger.DB
 	mu    sync.Mutex // serialises read-modify-write transactions
 	cache *lookupCache
+	gen   atomic.Uint64 // bumped after every write
+
+	srcMu    sync.RWMutex
+	srcGen   uint64
+	srcCache map[NEVRA][]string
+}
+
+// Generation changes after every write; a reader that cached something
+// derived from the index can keep it while Generation is unchanged.
+func (s *Store) Generation() uint64 { return s.gen.Load() }
+
+// sourcesOf returns the sources listing package n, from a small cache
+// valid for one generation (Resolve needs them for every match; decoding
+// the package record each time would dominate a lookup).
+func (s *Store) sourcesOf(n NEVRA) ([]string, error) {
+	gen := s.gen.Load()
+	s.srcMu.RLock()
+	if s.srcGen == gen {
+		if v, ok := s.srcCache[n]; ok {
+			s.srcMu.RUnlock()
+			return v, nil
+		}
+	}
+	s.srcMu.RUnlock()
+	p, err := s.Package(n)
+	if err != nil {
+		return nil, err
+	}
+	v := p.Sources
+	if v == nil {
+		v = []string{}
+	}
+	s.srcMu.Lock()
+	if s.srcCache == nil || s.srcGen != gen || len(s.srcCache) >= 1<<16 {
+		s.srcCache, s.srcGen = map[NEVRA][]string{}, gen
+	}
+	if s.gen.Load() == gen {
+		s.srcCache[n] = v
+	}
+	s.srcMu.Unlock()
+	return v, nil
 }
 
 // Open opens (creating) the database in dir. Badger locks the directory;
@@ -156,7 +198,7 @@ func Open(dir string, o Options) (*Store, error) {
 	s := &Store{db: db}
 	switch {
 	case o.CacheEntries == 0:
-		s.cache = newLookupCache(1 << 18)
+		s.cache = newLookupCache(1 << 16)
 	case o.CacheEntries > 0:
 		s.cache = newLookupCache(o.CacheEntries)
 	}
@@ -586,6 +628,7 @@ func getCounts(txn *badger.Txn) (Counts, error) {
 
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
 	err := s.db.Update(fn)
+	s.gen.Add(1)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("index write: %w", err)
 	}
@@ -652,4 +695,27 @@ func (s *Store) DeletePackage(n NEVRA) error {
 		counts.Files -= min(counts.Files, uint64(len(p.Files)))
 		return txn.Set([]byte(keyCounts), encodeCounts(counts))
 	})
+}
+
+// HasNVRA reports whether a package of that name, version, release and
+// arch is in the index, whatever its epoch (ABRT's package files usually
+// leave the epoch out).
+func (s *Store) HasNVRA(name, version, release, arch string) (bool, error) {
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.PrefetchValues = false
+		o.Prefix = []byte(prefixPackage + name + "-")
+		it := txn.NewIterator(o)
+		defer it.Close()
+		for it.Rewind(); it.Valid() && !found; it.Next() {
+			n, err := packageFromKey(it.Item().Key())
+			if err != nil {
+				continue
+			}
+			found = n.Name == name && n.Version == version && n.Release == release && n.Arch == arch
+		}
+		return nil
+	})
+	return found, err
 }

@@ -27,15 +27,11 @@ func (s *Store) Resolve(id BuildID) ([]MatchView, error) {
 	for _, m := range ms {
 		r, ok := repos[m.NEVRA]
 		if !ok {
-			p, err := s.Package(m.NEVRA)
-			if err != nil {
+			var err error
+			if r, err = s.sourcesOf(m.NEVRA); err != nil {
 				return nil, fmt.Errorf("build-id %s: %w", id, err)
 			}
-			r = p.Sources
 			repos[m.NEVRA] = r
-		}
-		if r == nil {
-			r = []string{}
 		}
 		out = append(out, MatchView{
 			NEVRA: m.NEVRA.String(), Name: m.NEVRA.Name, Epoch: m.NEVRA.Epoch, Version: m.NEVRA.Version,

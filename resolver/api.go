@@ -1,10 +1,12 @@
 package resolver
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 
@@ -23,6 +25,8 @@ type Index interface {
 	// Resolve returns the matches of id, newest package first, or an
 	// error wrapping index.ErrNotFound.
 	Resolve(id index.BuildID) ([]index.MatchView, error)
+	// Generation changes whenever the index does.
+	Generation() uint64
 }
 
 var _ Index = (*index.Store)(nil)
@@ -32,6 +36,13 @@ type API struct {
 	idx Index
 	pkg Packager
 	cfg Config
+
+	// bodies caches encoded answers of GET /api/v1/buildid/:id for one
+	// index generation: a lookup service answers the same ids (libc's,
+	// the distribution's common libraries) over and over.
+	bodyMu  sync.RWMutex
+	bodyGen uint64
+	bodies  map[index.BuildID][]byte
 	// OnLookup, if set, is told whether each lookup found the id.
 	OnLookup func(hit bool)
 }
@@ -121,6 +132,18 @@ func (a *API) buildID(c *gin.Context) {
 		apiError(c, http.StatusBadRequest, err.Error())
 		return
 	}
+	gen := a.idx.Generation()
+	a.bodyMu.RLock()
+	body, ok := a.bodies[id]
+	ok = ok && a.bodyGen == gen
+	a.bodyMu.RUnlock()
+	if ok {
+		if a.OnLookup != nil {
+			a.OnLookup(true)
+		}
+		c.Data(http.StatusOK, "application/json; charset=utf-8", body)
+		return
+	}
 	ms, err := a.resolve(id)
 	if errors.Is(err, index.ErrNotFound) {
 		apiError(c, http.StatusNotFound, "build-id "+id.String()+" not found")
@@ -130,7 +153,18 @@ func (a *API) buildID(c *gin.Context) {
 		apiError(c, http.StatusInternalServerError, err.Error())
 		return
 	}
-	c.JSON(http.StatusOK, buildIDResponse{BuildID: id.String(), Matches: ms})
+	body, err = json.Marshal(buildIDResponse{BuildID: id.String(), Matches: ms})
+	if err != nil {
+		apiError(c, http.StatusInternalServerError, err.Error())
+		return
+	}
+	a.bodyMu.Lock()
+	if a.bodies == nil || a.bodyGen != gen || len(a.bodies) >= 1<<16 {
+		a.bodies, a.bodyGen = map[index.BuildID][]byte{}, gen
+	}
+	a.bodies[id] = body
+	a.bodyMu.Unlock()
+	c.Data(http.StatusOK, "application/json; charset=utf-8", body)
 }
 
 type batchRequest struct {

@@ -180,6 +180,16 @@ func TestCreateStatusCodes(t *testing.T) {
 			b := crashXZ(t)
 			return bytes.NewReader(b[:len(b)/2])
 		}, http.StatusBadRequest, "malformed"},
+		{"gzip with a wrong checksum", FormatGzip, func() io.Reader {
+			b := bytes.Clone(gzipBytes(t, crashTar(t)))
+			b[len(b)-8] ^= 1 // CRC-32 of the trailer
+			return bytes.NewReader(b)
+		}, http.StatusBadRequest, "checksum"},
+		{"xz with a wrong checksum", FormatXZ, func() io.Reader {
+			b := bytes.Clone(crashXZ(t))
+			b[len(b)/2] ^= 0x10 // in the middle of the data
+			return bytes.NewReader(b)
+		}, http.StatusBadRequest, "malformed"},
 		{"truncated tar", FormatTar, func() io.Reader {
 			b := tarBytes(t, tarMember{name: "coredump", body: core})
 			return bytes.NewReader(b[:len(b)/2])

@@ -22,8 +22,10 @@ type Config struct {
 	GCSchedule string `toml:"gc_schedule"`
 	// MinFree is the free space, in percent of the data directory's file
 	// system, below which syncs pause and new retrace tasks get 507.
-	MinFree float64      `toml:"min_free"`
-	Mirror  MirrorConfig `toml:"mirror"`
+	MinFree float64 `toml:"min_free"`
+	// MemoryLimitMB is serve's soft Go heap limit (GOMEMLIMIT wins).
+	MemoryLimitMB int64        `toml:"memory_limit_mb"`
+	Mirror        MirrorConfig `toml:"mirror"`
 }
 
 // MirrorConfig is the [mirror] table.
@@ -40,11 +42,12 @@ type MirrorConfig struct {
 
 func defaultConfig() Config {
 	return Config{
-		Data:       "./retraced-data",
-		Listen:     "127.0.0.1:8080",
-		GCSchedule: "@daily",
-		MinFree:    10,
-		Mirror:     MirrorConfig{Workers: runtime.NumCPU(), Compression: "default"},
+		Data:          "./retraced-data",
+		Listen:        "127.0.0.1:8080",
+		GCSchedule:    "@daily",
+		MinFree:       10,
+		MemoryLimitMB: 200,
+		Mirror:        MirrorConfig{Workers: runtime.NumCPU(), Compression: "default"},
 	}
 }
 

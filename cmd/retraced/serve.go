@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/retraced/retraced/fixtures"
 	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/resolver"
+	"github.com/retraced/retraced/retrace"
 	"github.com/retraced/retraced/web"
 )
 
@@ -60,6 +62,11 @@ type serverInfo struct {
 // server and a first sync of every source, and stops them all when ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if os.Getenv("GOMEMLIMIT") == "" && cfg.MemoryLimitMB > 0 {
+		// A soft limit: the collector works harder near it instead of
+		// letting the heap double past it.
+		debug.SetMemoryLimit(cfg.MemoryLimitMB << 20)
+	}
 	s, err := openStore(cfg)
 	if err != nil {
 		return err
@@ -68,7 +75,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := addEmbeddedDefault(ctx, s, log); err != nil {
 		return err
 	}
-	h := newHandler(s, cfg)
+	rs, worker, err := startTasks(s, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer worker.Close()
+	h := newHandler(s, cfg, rs)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
@@ -88,6 +100,11 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Error("gc", "err", err)
 			return
 		}
+		if n, err := rs.Expire(); err != nil {
+			log.Error("gc: expire tasks", "err", err)
+		} else if n > 0 {
+			log.Info("gc: expired tasks", "tasks", n)
+		}
 		log.Info("gc", "summary", rep.Summary, "freed", rep.Bytes)
 	}); err != nil {
 		ln.Close()
@@ -97,7 +114,11 @@ func Run(ctx context.Context, cfg Config) error {
 	defer sched.Stop()
 
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		rs.Run(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		h.ops.Run(ctx)
@@ -132,7 +153,7 @@ type handler struct {
 	ops    *web.Ops
 }
 
-func newHandler(s *store, cfg Config) *handler {
+func newHandler(s *store, cfg Config, rs *retrace.Server) *handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.Recovery())
@@ -151,8 +172,10 @@ func newHandler(s *store, cfg Config) *handler {
 	ops := web.NewOps(s.mirror, web.Config{AdminToken: cfg.AdminToken, DataDir: s.dir, MinFreePercent: cfg.MinFree})
 	ops.Register(r)
 	registerGC(r, s, ops, ops.Admin())
+	rs.Register(r)
 	web.NewStatus(ops, s.idx, web.StatusSources{
 		GC:       func() *web.GCSummary { return lastGC(s.dir) },
+		Tasks:    taskSummary(rs),
 		DiskFree: ops.DiskFree,
 	}).Register(r)
 	r.GET("/metrics", metrics.Handler())

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,12 +25,17 @@ import (
 func startServe(t *testing.T, cfg Config) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg) }()
+	stopped := make(chan struct{})
+	var runErr error
+	go func() {
+		runErr = Run(ctx, cfg)
+		close(stopped)
+	}()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
+		<-stopped
+		if runErr != nil {
+			t.Errorf("serve: %v", runErr)
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -41,8 +49,8 @@ func startServe(t *testing.T, cfg Config) string {
 			}
 		}
 		select {
-		case err := <-done:
-			t.Fatalf("serve stopped: %v", err)
+		case <-stopped:
+			t.Fatalf("serve stopped: %v", runErr)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -302,4 +310,76 @@ func TestCoredump2Packages(t *testing.T) {
 			t.Errorf("%s: %d %s, want 400 with a message", name, resp.StatusCode, b)
 		}
 	}
+}
+
+// TestRetraceTaskEndToEnd: a crash directory posted to serve's /create is
+// retraced by the real worker (sysroot from the mirror, sandboxed gdb);
+// the backtrace has the program's functions with file:line. It logs the
+// create-to-FINISHED_SUCCESS time of each run.
+func TestRetraceTaskEndToEnd(t *testing.T) {
+	if _, err := exec.LookPath("gdb"); err != nil {
+		t.Skip("gdb not installed (CI installs it)")
+	}
+	cfg := testConfig(t)
+	url := startServe(t, cfg)
+	core := fixtures.CoreFile(t, "crashme-1.0.core.zst")
+	var times []time.Duration
+	for range 3 {
+		var tarball bytes.Buffer
+		tw := tar.NewWriter(&tarball)
+		b, err := os.ReadFile(core)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, data := range map[string][]byte{"coredump": b, "executable": []byte("/usr/bin/crashme"), "package": []byte("crashme-1.0-1")} {
+			if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+				t.Fatal(err)
+			}
+			tw.Write(data)
+		}
+		tw.Close()
+		start := time.Now()
+		resp, err := http.Post(url+"/create", "application/x-tar", &tarball)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		id, pw := resp.Header.Get("X-Task-Id"), resp.Header.Get("X-Task-Password")
+		if resp.StatusCode != http.StatusCreated || id == "" || len(pw) != 32 {
+			t.Fatalf("create: %d id %q", resp.StatusCode, id)
+		}
+		get := func(path string) (*http.Response, string) {
+			req, _ := http.NewRequest(http.MethodGet, url+path, nil)
+			req.Header.Set("X-Task-Password", pw)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp, string(body)
+		}
+		status := ""
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			r, _ := get("/" + id)
+			if status = r.Header.Get("X-Task-Status"); status != "PENDING" {
+				break
+			}
+		}
+		times = append(times, time.Since(start))
+		_, logText := get("/" + id + "/log")
+		if status != "FINISHED_SUCCESS" {
+			t.Fatalf("task %s: %s\n%s", id, status, logText)
+		}
+		_, bt := get("/" + id + "/backtrace")
+		for _, want := range []string{"crashme_dispatch", "libcrashme.c:", "run_command", "crashme.c:", "main"} {
+			if !strings.Contains(bt, want) {
+				t.Fatalf("backtrace lacks %q:\n%s", want, bt)
+			}
+		}
+		if !strings.Contains(logText, "unresolved") {
+			t.Errorf("the log does not name the unresolved libc/ld.so:\n%s", logText)
+		}
+	}
+	t.Logf("create -> FINISHED_SUCCESS: %v", times)
 }

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// maxAnswer bounds what is read of an answer: a log or a backtrace.
+const maxAnswer = 64 << 20
+
+// client speaks the Retrace Server task protocol.
+type client struct {
+	base *url.URL
+	hc   *http.Client
+	// headers, when set, receives every answer's headers (--headers).
+	headers io.Writer
+}
+
+func newClient(rawURL string, insecure bool, headers io.Writer) (*client, error) {
+	// As abrt-retrace-client: a URL without a scheme is https.
+	if !strings.Contains(rawURL, "://") {
+		rawURL = "https://" + rawURL
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("retrace server URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("retrace server URL %q: want http(s)://HOST[:PORT][/PATH]", rawURL)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if insecure {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // -k, asked for
+	}
+	return &client{base: u, hc: &http.Client{Transport: tr}, headers: headers}, nil
+}
+
+// url returns the server's URL with the path segments appended.
+func (c *client) url(segments ...string) string {
+	u := *c.base
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + strings.Join(segments, "/")
+	u.RawPath = ""
+	return u.String()
+}
+
+// answer is a response read in full.
+type answer struct {
+	code   int
+	header http.Header
+	body   string
+}
+
+func (c *client) do(req *http.Request) (*answer, error) {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to the retrace server %s: %w", c.base.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return nil, fmt.Errorf("read the answer of %s: %w", req.URL.Redacted(), err)
+	}
+	if c.headers != nil {
+		for k, vs := range resp.Header {
+			for _, v := range vs {
+				fmt.Fprintf(c.headers, "%s: %s\n", k, v)
+			}
+		}
+	}
+	return &answer{code: resp.StatusCode, header: resp.Header, body: string(b)}, nil
+}
+
+func (c *client) get(ctx context.Context, headers map[string]string, segments ...string) (*answer, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(segments...), nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	return c.do(req)
+}
+
+// unexpected is abrt-retrace-client's error for an answer it cannot use.
+func unexpected(a *answer) error {
+	return fmt.Errorf("Unexpected HTTP response from server: %d\n%s", a.code, a.body)
+}
+
+// settings is GET /settings.
+type settings struct {
+	runningTasks, maxRunningTasks int
+	maxPackedSize                 int64 // bytes
+	maxUnpackedSize               int64 // bytes
+	formats, releases             []string
+}
+
+func (c *client) settings(ctx context.Context) (*settings, error) {
+	a, err := c.get(ctx, nil, "settings")
+	if err != nil {
+		return nil, err
+	}
+	if a.code != http.StatusOK {
+		return nil, unexpected(a)
+	}
+	return parseSettings(a.body), nil
+}
+
+// parseSettings reads "key value" lines as abrt-retrace-client does:
+// keys case-insensitive, unknown keys and malformed lines skipped.
+func parseSettings(body string) *settings {
+	s := &settings{}
+	for _, line := range strings.Split(body, "\n") {
+		key, value, ok := strings.Cut(strings.TrimRight(line, "\r"), " ")
+		if !ok {
+			continue
+		}
+		num := func() int64 {
+			n, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return n
+		}
+		switch strings.ToLower(key) {
+		case "running_tasks":
+			s.runningTasks = int(num())
+		case "max_running_tasks":
+			s.maxRunningTasks = int(num())
+		case "max_packed_size":
+			s.maxPackedSize = num() << 20
+		case "max_unpacked_size":
+			s.maxUnpackedSize = num() << 20
+		case "supported_formats":
+			s.formats = strings.Fields(value)
+		case "supported_releases":
+			s.releases = strings.Fields(value)
+		}
+	}
+	return s
+}
+
+// checkPackage is GET /checkpackage: whether the server can retrace
+// crashes of the package nvr.arch.
+func (c *client) checkPackage(ctx context.Context, nvr, arch string) (bool, error) {
+	a, err := c.get(ctx, map[string]string{"X-Package-NVR": nvr, "X-Package-Arch": arch}, "checkpackage")
+	if err != nil {
+		return false, err
+	}
+	switch a.code {
+	case http.StatusFound:
+		return true, nil
+	case http.StatusNotFound:
+		return false, nil
+	}
+	return false, unexpected(a)
+}
+
+// create is POST /create with the archive streamed from body.
+func (c *client) create(ctx context.Context, body io.Reader) (id, password string, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url("create"), body)
+	if err != nil {
+		return "", "", err
+	}
+	req.Header.Set("Content-Type", "application/x-xz-compressed-tar")
+	req.Header.Set("X-Task-Type", "0") // a coredump retrace, as abrt-retrace-client sends it
+	// Do not redirect: a redirect cannot replay a streamed body.
+	hc := *c.hc
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cc := *c
+	cc.hc = &hc
+	a, err := cc.do(req)
+	if err != nil {
+		return "", "", err
+	}
+	switch a.code {
+	case http.StatusCreated:
+	case http.StatusInternalServerError, http.StatusInsufficientStorage:
+		return "", "", errors.New(a.body)
+	case http.StatusForbidden:
+		return "", "", fmt.Errorf("Your problem directory is corrupted and can not be processed by the Retrace server.\n" +
+			"The archive contains malicious files (such as symlinks) and thus can not be processed.")
+	default:
+		return "", "", unexpected(a)
+	}
+	id, password = a.header.Get("X-Task-Id"), a.header.Get("X-Task-Password")
+	if id == "" {
+		return "", "", errors.New("Invalid response from server: missing X-Task-Id.")
+	}
+	if password == "" {
+		return "", "", errors.New("Invalid response from server: missing X-Task-Password.")
+	}
+	return id, password, nil
+}
+
+// status is GET /ID: the task's status and its current step in words.
+func (c *client) status(ctx context.Context, id, password string) (status, message string, err error) {
+	a, err := c.get(ctx, map[string]string{"X-Task-Password": password}, id)
+	if err != nil {
+		return "", "", err
+	}
+	if a.code != http.StatusOK {
+		return "", "", unexpected(a)
+	}
+	status = a.header.Get("X-Task-Status")
+	if status == "" {
+		return "", "", errors.New("Invalid response from server: missing X-Task-Status.")
+	}
+	return status, a.body, nil
+}
+
+// result is GET /ID/log or /ID/backtrace.
+func (c *client) result(ctx context.Context, id, password, what string) (string, error) {
+	a, err := c.get(ctx, map[string]string{"X-Task-Password": password}, id, what)
+	if err != nil {
+		return "", err
+	}
+	if a.code != http.StatusOK {
+		return "", unexpected(a)
+	}
+	return a.body, nil
+}
+
+// exploitable is GET /ID/exploitable; "" when the server has none.
+func (c *client) exploitable(ctx context.Context, id, password string) (string, error) {
+	a, err := c.get(ctx, map[string]string{"X-Task-Password": password}, id, "exploitable")
+	if err != nil {
+		return "", err
+	}
+	switch a.code {
+	case http.StatusOK:
+		return a.body, nil
+	case http.StatusNotFound:
+		return "", nil
+	}
+	return "", unexpected(a)
+}

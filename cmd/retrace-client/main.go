@@ -1,0 +1,45 @@
+// Command retrace-client sends crashes to a retrace server — `retraced
+// serve`, or Fedora's Retrace Server — and fetches their backtraces. It
+// takes the operations, options and environment of ABRT's
+// abrt-retrace-client and prints what it prints:
+//
+//	retrace-client create -d CRASHDIR | -c COREFILE
+//	retrace-client status|log|backtrace -t ID -p PASSWORD
+//	retrace-client batch -d CRASHDIR | -c COREFILE
+//
+// Where it differs: the archive is streamed as it is packed (no temporary
+// file, so no Content-Length and no upload percentage); create does not
+// refuse up front when every worker is busy, since retraced queues tasks
+// (a full queue answers 503); batch prints its progress on stderr and the
+// backtrace on stdout, also for -d (abrt-retrace-client saves it into the
+// crash directory instead).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		var ec exitCode
+		if errors.As(err, &ec) {
+			os.Exit(int(ec))
+		}
+		fmt.Fprintln(os.Stderr, "retrace-client:", err)
+		os.Exit(1)
+	}
+}
+
+// exitCode ends the process with a status and no further message (the
+// command already printed what went wrong).
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }

@@ -1,0 +1,424 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"debug/elf"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/retrace"
+)
+
+// coreRetracer is the test Retracer: it reads the coredump's ELF header
+// and answers with its type and machine, and the executable the crash
+// directory names; a coredump that is not ELF fails.
+type coreRetracer struct{}
+
+func (coreRetracer) Retrace(ctx context.Context, crashDir string, log io.Writer) (string, error) {
+	fmt.Fprintf(log, "%s coreRetracer: reading the coredump\n", time.Now().UTC().Format("2006-01-02 15:04:05"))
+	f, err := elf.Open(filepath.Join(crashDir, "coredump"))
+	if err != nil {
+		return "", fmt.Errorf("coredump is not an ELF file: %w", err)
+	}
+	defer f.Close()
+	bt := fmt.Sprintf("core %s %s\n", f.Type, f.Machine)
+	if exe, err := os.ReadFile(filepath.Join(crashDir, "executable")); err == nil {
+		bt += "executable " + string(exe) + "\n"
+	}
+	entries, err := os.ReadDir(crashDir)
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return bt + "files " + strings.Join(names, " ") + "\n", nil
+}
+
+// knownPackages is a PackageChecker over "nvr arch" strings.
+type knownPackages map[string]bool
+
+func (p knownPackages) HasNVRArch(nvr, arch string) (bool, error) { return p[nvr+" "+arch], nil }
+
+// startServer runs retrace.Server over HTTP (TLS when tls is set).
+func startServer(t *testing.T, r retrace.Retracer, tls bool) *httptest.Server {
+	t.Helper()
+	s, err := retrace.New(filepath.Join(t.TempDir(), "tasks"), r, retrace.Config{
+		MinFreeSpace:  -1,
+		MaxPackedSize: 8, MaxUnpackedSize: 8,
+		Packages: knownPackages{"crashme-1.0-1 x86_64": true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gin.SetMode(gin.TestMode)
+	e := gin.New()
+	s.Register(e)
+	var hs *httptest.Server
+	if tls {
+		hs = httptest.NewTLSServer(e)
+	} else {
+		hs = httptest.NewServer(e)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		hs.Close()
+	})
+	return hs
+}
+
+// runClient runs retrace-client in-process with args.
+func runClient(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errw bytes.Buffer
+	root := newRoot()
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errw)
+	err = root.ExecuteContext(context.Background())
+	return out.String(), errw.String(), err
+}
+
+var (
+	coreData []byte
+	coreInfo fixtures.Core
+)
+
+// fixtureCore returns the path of a real core (crashme-1.0, x86-64) and
+// what fixtures/cores/cores.txt says of it.
+func fixtureCore(t *testing.T) (string, fixtures.Core) {
+	t.Helper()
+	if coreData == nil {
+		for _, c := range fixtures.Cores(t) {
+			if c.File == "crashme-1.0.core.zst" {
+				coreInfo = c
+			}
+		}
+		b, err := os.ReadFile(fixtures.CoreFile(t, coreInfo.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		coreData = b
+	}
+	p := filepath.Join(t.TempDir(), "core")
+	if err := os.WriteFile(p, coreData, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p, coreInfo
+}
+
+// makeCrashDir makes an ABRT crash directory with the fixture core, plus
+// files ABRT keeps that are not sent.
+func makeCrashDir(t *testing.T, core []byte, extra map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"coredump":     string(core),
+		"executable":   "/usr/bin/crashme",
+		"package":      "crashme-1.0-1",
+		"architecture": "x86_64",
+		"os_release":   "Fedora release 40 (Forty)",
+		"reason":       "crashme killed by SIGSEGV",
+		"cmdline":      "crashme",
+	}
+	for k, v := range extra {
+		files[k] = v
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+var taskRE = regexp.MustCompile(`^Task Id: ([0-9]+)\nTask Password: ([0-9A-Za-z]{32})\n$`)
+
+func TestCreateStatusLogBacktrace(t *testing.T) {
+	hs := startServer(t, coreRetracer{}, false)
+	corePath, _ := fixtureCore(t)
+	core, err := os.ReadFile(corePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := makeCrashDir(t, core, nil)
+	out, errOut, err := runClient(t, "create", "--url", hs.URL, "-d", dir)
+	if err != nil {
+		t.Fatalf("create: %v\n%s", err, errOut)
+	}
+	m := taskRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("create printed %q", out)
+	}
+	id, pw := m[1], m[2]
+
+	// status until finished, with the options before the operation as
+	// abrt-retrace-client allows.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, errOut, err = runClient(t, "--url", hs.URL, "-t", id, "-p", pw, "status")
+		if err != nil {
+			t.Fatalf("status: %v\n%s", err, errOut)
+		}
+		if strings.HasPrefix(out, "Task Status: FINISHED") {
+			break
+		}
+		if out != "Task Status: PENDING\nWaiting for a free worker\n" && out != "Task Status: PENDING\nGenerating backtrace\n" {
+			t.Fatalf("status printed %q", out)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("task did not finish")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if want := "Task Status: FINISHED_SUCCESS\nRetrace job finished successfully\n"; out != want {
+		t.Errorf("status printed %q, want %q", out, want)
+	}
+	out, _, err = runClient(t, "backtrace", "--url", hs.URL, "-t", id, "-p", pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the files the protocol allows were packed, and no others.
+	want := "core ET_CORE EM_X86_64\nexecutable /usr/bin/crashme\nfiles coredump executable os_release package\n"
+	if out != want {
+		t.Errorf("backtrace printed %q, want %q", out, want)
+	}
+	out, _, err = runClient(t, "log", "--url", hs.URL, "-t", id, "-p", pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "coreRetracer: reading the coredump\n") || !strings.HasSuffix(out, "retrace finished successfully\n\n") {
+		t.Errorf("log printed %q", out)
+	}
+	out, _, err = runClient(t, "exploitable", "--url", hs.URL, "-t", id, "-p", pw)
+	if err != nil || out != "No exploitability information available.\n" {
+		t.Errorf("exploitable: %q %v", out, err)
+	}
+}
+
+func TestURLSources(t *testing.T) {
+	hs := startServer(t, coreRetracer{}, false)
+	corePath, _ := fixtureCore(t)
+	tests := []struct {
+		name string
+		env  string
+		args []string
+	}{
+		{"--url", "", []string{"--url", hs.URL}},
+		{"--uri", "", []string{"--uri", hs.URL}},
+		{"--uri=", "", []string{"--uri=" + hs.URL}},
+		{"RETRACE_SERVER_URI", hs.URL, nil},
+		{"flag over environment", "http://127.0.0.1:1", []string{"--url", hs.URL}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("RETRACE_SERVER_URI", tt.env)
+			out, errOut, err := runClient(t, append([]string{"create", "-c", corePath}, tt.args...)...)
+			if err != nil || !taskRE.MatchString(out) {
+				t.Errorf("create: %q %v\n%s", out, err, errOut)
+			}
+		})
+	}
+}
+
+func TestBatch(t *testing.T) {
+	hs := startServer(t, coreRetracer{}, false)
+	corePath, info := fixtureCore(t)
+	core, err := os.ReadFile(corePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("success", func(t *testing.T) {
+		out, errOut, err := runClient(t, "batch", "--url", hs.URL, "-d", makeCrashDir(t, core, nil))
+		if err != nil {
+			t.Fatalf("batch: %v\n%s", err, errOut)
+		}
+		want := "core ET_CORE EM_X86_64\nexecutable /usr/bin/crashme\nfiles coredump executable os_release package\n\n"
+		if out != want {
+			t.Errorf("batch printed %q, want %q", out, want)
+		}
+		if !strings.Contains(errOut, "Retrace job finished successfully\n") || !regexp.MustCompile(`(?m)^Task Id: [0-9]+$`).MatchString(errOut) {
+			t.Errorf("progress %q", errOut)
+		}
+	})
+	t.Run("bare core", func(t *testing.T) {
+		out, errOut, err := runClient(t, "batch", "--url", hs.URL, "-c", corePath)
+		if err != nil {
+			t.Fatalf("batch: %v\n%s", err, errOut)
+		}
+		// The executable is the one cores.txt names for this core (what
+		// the fixtures' build recorded), found in the core by the client.
+		want := "core ET_CORE EM_X86_64\nexecutable " + info.Executable + "\nfiles coredump executable\n\n"
+		if out != want {
+			t.Errorf("batch -c printed %q, want %q", out, want)
+		}
+	})
+	t.Run("failure prints the log", func(t *testing.T) {
+		dir := makeCrashDir(t, nil, map[string]string{"coredump": "this is no ELF file"})
+		out, errOut, err := runClient(t, "batch", "--url", hs.URL, "-d", dir, "--no-pkgcheck")
+		var ec exitCode
+		if !asExitCode(err, &ec) || ec != 1 {
+			t.Fatalf("batch: %v, want exit status 1", err)
+		}
+		if !strings.Contains(errOut, "Retrace failed. Try again later and if the problem persists report this issue please.\n") ||
+			!strings.Contains(errOut, "Retrace job failed\n") {
+			t.Errorf("progress %q", errOut)
+		}
+		if !strings.Contains(out, "retrace failed: coredump is not an ELF file") {
+			t.Errorf("batch printed %q, want the log", out)
+		}
+	})
+}
+
+func asExitCode(err error, ec *exitCode) bool {
+	e, ok := err.(exitCode)
+	if ok {
+		*ec = e
+	}
+	return ok
+}
+
+func TestCreateBareCore(t *testing.T) {
+	hs := startServer(t, coreRetracer{}, false)
+	corePath, _ := fixtureCore(t)
+	before, err := os.ReadDir(os.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := runClient(t, "create", "--url", hs.URL, "-c", corePath)
+	if err != nil || !taskRE.MatchString(out) {
+		t.Fatalf("create -c: %q %v\n%s", out, err, errOut)
+	}
+	after, err := os.ReadDir(os.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range after {
+		if strings.HasPrefix(e.Name(), "retrace-client-") && !contains(before, e.Name()) {
+			t.Errorf("temporary crash directory %s left behind", e.Name())
+		}
+	}
+}
+
+func contains(es []os.DirEntry, name string) bool {
+	for _, e := range es {
+		if e.Name() == name {
+			return true
+		}
+	}
+	return false
+}
+
+func TestErrors(t *testing.T) {
+	hs := startServer(t, coreRetracer{}, false)
+	corePath, _ := fixtureCore(t)
+	core, err := os.ReadFile(corePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notCore := filepath.Join(t.TempDir(), "notcore")
+	if err := os.WriteFile(notCore, []byte("plain text"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	noCoredump := t.TempDir()
+	big := makeCrashDir(t, core, map[string]string{"coredump": strings.Repeat("x", 9<<20)})
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+		wantOut string // on stderr, besides the error
+	}{
+		{"create without input", []string{"create"}, "Either problem directory or coredump is needed.", ""},
+		{"create with both", []string{"create", "-d", noCoredump, "-c", corePath}, "not both", ""},
+		{"status without id", []string{"status", "-p", "x"}, "Task id is needed.", ""},
+		{"log without password", []string{"log", "-t", "123"}, "Task password is needed.", ""},
+		{"unknown task", []string{"status", "-t", "123456789", "-p", "wrong"}, "Unexpected HTTP response from server: 404\nThere is no such task", ""},
+		{"crash directory without coredump", []string{"create", "-d", noCoredump}, "'coredump' must be a regular file", ""},
+		{"core that is not ELF", []string{"create", "-c", notCore}, "not an ELF core file", ""},
+		{"unknown package", []string{"create", "-d", makeCrashDir(t, core, map[string]string{"package": "crashme-9.9-1"})},
+			"Unknown package sent to Retrace server.", "Retrace server is unable to process package 'crashme-9.9-1.x86_64'."},
+		{"crash too large", []string{"create", "-d", big},
+			"The size of your crash is 9.0 MiB, but the retrace server only accepts crashes smaller or equal to 8.0 MiB.", "crash is too large"},
+		{"server down", []string{"status", "-t", "1", "-p", "x", "--url", "http://127.0.0.1:1"}, "cannot connect to the retrace server", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if !strings.Contains(strings.Join(args, " "), "--url") {
+				args = append(args, "--url", hs.URL)
+			}
+			_, errOut, err := runClient(t, args...)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error %v, want %q", err, tt.wantErr)
+			}
+			if !strings.Contains(errOut, tt.wantOut) {
+				t.Errorf("stderr %q, want %q", errOut, tt.wantOut)
+			}
+		})
+	}
+	// --no-pkgcheck skips the check the unknown package failed.
+	out, errOut, err := runClient(t, "create", "--url", hs.URL, "--no-pkgcheck", "-d", makeCrashDir(t, core, map[string]string{"package": "crashme-9.9-1"}))
+	if err != nil || !taskRE.MatchString(out) {
+		t.Errorf("create --no-pkgcheck: %q %v\n%s", out, err, errOut)
+	}
+}
+
+func TestWrongPassword(t *testing.T) {
+	hs := startServer(t, coreRetracer{}, false)
+	corePath, _ := fixtureCore(t)
+	out, _, err := runClient(t, "create", "--url", hs.URL, "-c", corePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := taskRE.FindStringSubmatch(out)[1]
+	for _, op := range []string{"status", "log", "backtrace"} {
+		_, _, err := runClient(t, op, "--url", hs.URL, "-t", id, "-p", strings.Repeat("A", 32))
+		if err == nil || err.Error() != "Unexpected HTTP response from server: 403\nInvalid password" {
+			t.Errorf("%s: %v", op, err)
+		}
+	}
+}
+
+func TestInsecure(t *testing.T) {
+	hs := startServer(t, coreRetracer{}, true)
+	corePath, _ := fixtureCore(t)
+	if _, _, err := runClient(t, "create", "--url", hs.URL, "-c", corePath); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("without -k: %v, want a certificate error", err)
+	}
+	for _, args := range [][]string{{"-k"}, {"--insecure"}} {
+		out, errOut, err := runClient(t, append([]string{"create", "--url", hs.URL, "-c", corePath}, args...)...)
+		if err != nil || !taskRE.MatchString(out) {
+			t.Errorf("with %v: %q %v\n%s", args, out, err, errOut)
+		}
+	}
+	t.Setenv("RETRACE_SERVER_INSECURE", "insecure")
+	if out, _, err := runClient(t, "create", "--url", hs.URL, "-c", corePath); err != nil || !taskRE.MatchString(out) {
+		t.Errorf("with RETRACE_SERVER_INSECURE: %q %v", out, err)
+	}
+}
+
+func TestParseSettings(t *testing.T) {
+	s := parseSettings("running_tasks 1\nMAX_RUNNING_TASKS 5\nmax_packed_size 50\nmax_unpacked_size 1024\n" +
+		"supported_formats application/x-xz-compressed-tar application/x-gzip\nsupported_releases fedora-40-x86_64 rhel-9-x86_64\nnonsense\n")
+	if s.runningTasks != 1 || s.maxRunningTasks != 5 || s.maxPackedSize != 50<<20 || s.maxUnpackedSize != 1024<<20 ||
+		strings.Join(s.formats, ",") != "application/x-xz-compressed-tar,application/x-gzip" ||
+		strings.Join(s.releases, ",") != "fedora-40-x86_64,rhel-9-x86_64" {
+		t.Errorf("%+v", s)
+	}
+}

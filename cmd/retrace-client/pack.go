@@ -1,0 +1,153 @@
+package main
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ulikunitz/xz"
+
+	"github.com/retraced/retraced/resolver/corefile"
+)
+
+// crashFiles are the files of a crash directory that create sends, in
+// abrt-retrace-client's order: coredump, executable, package, os_release,
+// then the optional rootdir and os_release_in_rootdir. Only coredump must
+// be there.
+var crashFiles = []string{"coredump", "executable", "package", "os_release", "rootdir", "os_release_in_rootdir"}
+
+// maxExecutable is the server's cap on the executable file (Retrace
+// Server's, and retraced's).
+const maxExecutable = 512
+
+// crashDir is a crash directory about to be sent.
+type crashDir struct {
+	dir   string
+	files []string // the crashFiles present, in order
+	size  int64    // their total size
+}
+
+// openCrashDir lists what create sends of dir.
+func openCrashDir(dir string) (*crashDir, error) {
+	cd := &crashDir{dir: dir}
+	for _, name := range crashFiles {
+		// Stat follows links: what is sent is the file's content, always
+		// as a regular file.
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if errors.Is(err, fs.ErrNotExist) && name != "coredump" {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("'%s' must be a regular file in order to use Retrace server: %w", name, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("'%s' must be a regular file in order to use Retrace server.", name)
+		}
+		cd.files = append(cd.files, name)
+		cd.size += fi.Size()
+	}
+	return cd, nil
+}
+
+// item returns the trimmed content of a small file of the crash
+// directory, "" when it is missing.
+func (cd *crashDir) item(name string) string {
+	f, err := os.Open(filepath.Join(cd.dir, name))
+	if err != nil {
+		return ""
+	}
+	defer f.Close() // read-only
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// pack writes the crash directory's files to w as tar.xz, streaming.
+func (cd *crashDir) pack(w io.Writer) error {
+	zw, err := xz.WriterConfig{DictCap: 8 << 20}.NewWriter(w)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(zw)
+	for _, name := range cd.files {
+		if err := addFile(tw, filepath.Join(cd.dir, name), name); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return zw.Close()
+}
+
+func addFile(tw *tar.Writer, path, name string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close() // read-only
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	h := &tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: fi.Size(), ModTime: fi.ModTime().Truncate(time.Second), Format: tar.FormatPAX}
+	if err := tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("pack %s: %w", name, err)
+	}
+	n, err := io.Copy(tw, io.LimitReader(f, fi.Size()))
+	if err == nil && n != fi.Size() {
+		err = fmt.Errorf("%s shrank while it was packed", path)
+	}
+	if err != nil {
+		return fmt.Errorf("pack %s: %w", name, err)
+	}
+	return nil
+}
+
+// coreCrashDir makes a crash directory in a new temporary directory for a
+// bare core file: coredump (a link to the core), and executable, the
+// program's path as the core records it, when it does.
+func coreCrashDir(core string) (dir string, cleanup func() error, err error) {
+	abs, err := filepath.Abs(core)
+	if err != nil {
+		return "", nil, err
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", nil, fmt.Errorf("%s: not a regular file", core)
+	}
+	c, err := corefile.Open(abs)
+	if errors.Is(err, corefile.ErrNotCore) {
+		return "", nil, fmt.Errorf("%s: not an ELF core file", core)
+	}
+	exe := ""
+	if err == nil {
+		exe = c.Executable
+	}
+	// A core the reader cannot make out is still sent: the server says
+	// what is wrong with it.
+	dir, err = os.MkdirTemp("", "retrace-client-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup = func() error { return os.RemoveAll(dir) }
+	err = os.Symlink(abs, filepath.Join(dir, "coredump"))
+	if err == nil && exe != "" && len(exe) <= maxExecutable && !strings.ContainsRune(exe, '\n') {
+		err = os.WriteFile(filepath.Join(dir, "executable"), []byte(exe), 0o644)
+	}
+	if err != nil {
+		return "", nil, errors.Join(err, cleanup())
+	}
+	return dir, cleanup, nil
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/user"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/retrace"
+	"github.com/retraced/retraced/web"
+)
+
+// packageChecker answers /checkpackage from the index.
+type packageChecker struct{ idx *index.Store }
+
+var _ retrace.PackageChecker = packageChecker{}
+
+// HasNVRArch takes name-[epoch:]version-release as ABRT writes it.
+func (p packageChecker) HasNVRArch(nvr, arch string) (bool, error) {
+	n, err := index.ParseNEVRA(nvr + "." + arch)
+	if err != nil {
+		return false, err
+	}
+	if strings.Contains(nvr, ":") {
+		return p.idx.HasPackage(n)
+	}
+	return p.idx.HasNVRA(n.Name, n.Version, n.Release, n.Arch)
+}
+
+// startTasks builds the retrace service: the worker (sysroots under
+// DATA/sysroots) and the task server (DATA/tasks).
+func startTasks(s *store, cfg Config, log *slog.Logger) (*retrace.Server, *retrace.Worker, error) {
+	wc := retrace.WorkerConfig{SysrootDir: filepath.Join(s.dir, "sysroots")}
+	w, err := retrace.NewWorker(s.idx, s.pool, wc)
+	if errors.Is(err, retrace.ErrSysrootUnreachable) {
+		// The data directory sits under a directory nobody cannot enter
+		// (a 0700 home). Keep serving, with gdb as this user: it still
+		// gets no network, rlimits and a time limit.
+		log.Warn("gdb will run as this user, not nobody: make the data directory's parents searchable (chmod o+x) to drop privileges", "err", err)
+		if u, uerr := user.Current(); uerr == nil {
+			wc.User = u.Username
+			w, err = retrace.NewWorker(s.idx, s.pool, wc)
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("retrace worker: %w", err)
+	}
+	rc := retrace.Config{Packages: packageChecker{s.idx}, Logger: log}
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.dir, &st); err == nil {
+		// min_free is a share of the file system; the task server
+		// counts MiB.
+		rc.MinFreeSpace = max(1, int64(float64(st.Blocks)*float64(st.Bsize)*cfg.MinFree/100)>>20)
+	}
+	rs, err := retrace.New(filepath.Join(s.dir, "tasks"), w, rc)
+	if err != nil {
+		w.Close()
+		return nil, nil, err
+	}
+	return rs, w, nil
+}
+
+func taskSummary(rs *retrace.Server) func() *web.TaskSummary {
+	return func() *web.TaskSummary {
+		st := rs.Stats()
+		return &web.TaskSummary{Running: st.Running, Pending: st.Pending, MaxRunning: retrace.DefaultMaxRunningTasks}
+	}
+}
