@@ -47,7 +47,7 @@ func defaultConfig() Config {
 		GCSchedule:    "@daily",
 		MinFree:       10,
 		MemoryLimitMB: 200,
-		Mirror:        MirrorConfig{Workers: runtime.NumCPU(), Compression: "default"},
+		Mirror:        MirrorConfig{Workers: runtime.NumCPU(), Compression: "fastest"},
 	}
 }
 
