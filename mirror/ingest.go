@@ -367,7 +367,7 @@ func (m *Mirror) storeMember(mb *rpmfile.Member, data io.Reader, v verdict) (*in
 	if _, err := content.Seek(0, io.SeekStart); err != nil {
 		return nil, 0, err
 	}
-	n, err := m.pool.Put(f.Blob, content)
+	n, err := m.pool.PutHashed(f.Blob, content)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -145,6 +146,17 @@ func (p *Pool) TempFile(pattern string) (*os.File, error) {
 // on disk (0 when it was already there). r is read to the end; its digest
 // is checked against d and a mismatch stores nothing.
 func (p *Pool) Put(d Digest, r io.Reader) (stored int64, err error) {
+	return p.put(d, r, true)
+}
+
+// PutHashed is Put for a caller that computed d from the very bytes it
+// passes (the mirror hashes each member as it reads it): it skips hashing
+// them a second time.
+func (p *Pool) PutHashed(d Digest, r io.Reader) (stored int64, err error) {
+	return p.put(d, r, false)
+}
+
+func (p *Pool) put(d Digest, r io.Reader, check bool) (stored int64, err error) {
 	final := p.Path(d)
 	if _, err := os.Stat(final); err == nil {
 		return 0, nil
@@ -161,8 +173,13 @@ func (p *Pool) Put(d Digest, r io.Reader) (stored int64, err error) {
 	}()
 	bw := bufio.NewWriterSize(tmp, 256<<10)
 	enc := p.encoder(bw)
-	h := sha256.New()
-	if _, err := io.Copy(enc, io.TeeReader(r, h)); err != nil {
+	var h hash.Hash
+	src := r
+	if check {
+		h = sha256.New()
+		src = io.TeeReader(r, h)
+	}
+	if _, err := io.Copy(enc, src); err != nil {
 		p.encs.Put(enc)
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
@@ -170,8 +187,10 @@ func (p *Pool) Put(d Digest, r io.Reader) (stored int64, err error) {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
 	p.encs.Put(enc)
-	if got := Digest(h.Sum(nil)); got != d {
-		return 0, fmt.Errorf("put blob %s: content has digest %s", d, got)
+	if h != nil {
+		if got := Digest(h.Sum(nil)); got != d {
+			return 0, fmt.Errorf("put blob %s: content has digest %s", d, got)
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
