@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/fixtures/fixturestore"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
 	"github.com/retraced/retraced/mirror"
@@ -21,31 +21,10 @@ type env struct {
 	m    *mirror.Mirror
 }
 
-func newEnv(t *testing.T, sources map[string]string) *env {
+func newEnv(t *testing.T, repos ...string) *env {
 	t.Helper()
-	dir := t.TempDir()
-	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { idx.Close() })
-	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := mirror.New(idx, pool, mirror.Config{Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, repo := range sources {
-		if _, err := m.Add(context.Background(), mirror.Source{Name: name, URL: fixtures.Path(repo)}); err != nil {
-			t.Fatal(err)
-		}
-		if res, err := m.Sync(context.Background(), name, nil); err != nil || !res.OK() {
-			t.Fatalf("sync %s: %v %v", name, res, err)
-		}
-	}
-	return &env{idx: idx, pool: pool, m: m}
+	s := fixturestore.New(t, repos...)
+	return &env{idx: s.Index, pool: s.Pool, m: s.Mirror}
 }
 
 func (e *env) collector(cfg Config) *Collector {
@@ -70,7 +49,7 @@ func (e *env) blobs(t *testing.T) int {
 // TestRemovedSourceCollected: after `mirror remove v1`, gc removes the
 // packages only v1 listed and the files only they used; v2's stay whole.
 func TestRemovedSourceCollected(t *testing.T) {
-	e := newEnv(t, map[string]string{"v1": "repo-v1", "v2": "repo-v2"})
+	e := newEnv(t, "repo-v1", "repo-v2")
 	before := e.blobs(t)
 	c := e.collector(Config{})
 	plan, err := c.Plan(context.Background(), time.Now())
@@ -80,7 +59,7 @@ func TestRemovedSourceCollected(t *testing.T) {
 	if len(plan.Items) != 0 {
 		t.Fatalf("nothing removed yet, but gc plans %s", plan.Summary())
 	}
-	if err := e.m.Remove("v1"); err != nil {
+	if err := e.m.Remove("repo-v1"); err != nil {
 		t.Fatal(err)
 	}
 	plan, err = c.Plan(context.Background(), time.Now())
@@ -139,7 +118,7 @@ func TestRemovedSourceCollected(t *testing.T) {
 // running sync's, not yet committed) is kept; an old one goes, and so do
 // stale temp files and plain copies over budget.
 func TestRunningSyncProtected(t *testing.T) {
-	e := newEnv(t, map[string]string{"fx": "repo"})
+	e := newEnv(t, "repo")
 	orphan := []byte("written by a sync that has not committed yet")
 	d := blob.Sum(orphan)
 	if _, err := e.pool.Put(d, bytes.NewReader(orphan)); err != nil {

@@ -2,41 +2,21 @@ package resolver
 
 import (
 	"bytes"
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/fixtures/fixturestore"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
-	"github.com/retraced/retraced/mirror"
 )
 
 // fixtureStore mirrors the fixture repository into a temp data directory.
 func fixtureStore(t testing.TB) (*index.Store, *blob.Pool) {
 	t.Helper()
-	dir := t.TempDir()
-	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { idx.Close() })
-	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := mirror.New(idx, pool, mirror.Config{Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Add(context.Background(), mirror.Source{Name: "fx", URL: fixtures.Path("repo")}); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := m.Sync(context.Background(), "fx", nil); err != nil || !res.OK() {
-		t.Fatalf("sync: %v %v", res, err)
-	}
-	return idx, pool
+	s := fixturestore.New(t, "repo")
+	return s.Index, s.Pool
 }
 
 // TestCoreToPackagesFixtures feeds each fixture core's module list, as

@@ -24,37 +24,17 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/fixtures/fixturestore"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
-	"github.com/retraced/retraced/mirror"
 )
 
 // newFixtureStore mirrors the fixture repository into a fresh data
 // directory.
 func newFixtureStore(t testing.TB) (*index.Store, *blob.Pool) {
 	t.Helper()
-	dir := t.TempDir()
-	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { idx.Close() })
-	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := mirror.New(idx, pool, mirror.Config{Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := m.Add(ctx, mirror.Source{Name: "fx", URL: fixtures.Path("repo")}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Sync(ctx, "fx", nil); err != nil {
-		t.Fatal(err)
-	}
-	return idx, pool
+	s := fixturestore.New(t, "repo")
+	return s.Index, s.Pool
 }
 
 func serveDebuginfod(t testing.TB, d *Debuginfod) *httptest.Server {

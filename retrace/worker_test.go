@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/fixtures/fixturestore"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
-	"github.com/retraced/retraced/mirror"
 )
 
 // workerNeedsGDB skips when gdb is not installed (CI installs it).
@@ -44,32 +44,8 @@ func workerDir(t testing.TB) string {
 // repo-v1, ...) into a fresh data directory; none gives an empty store.
 func workerStore(t testing.TB, repos ...string) (*index.Store, *blob.Pool) {
 	t.Helper()
-	dir := t.TempDir()
-	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { idx.Close() })
-	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{NoSync: true, Level: blob.LevelFastest})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(repos) == 0 {
-		return idx, pool
-	}
-	m, err := mirror.New(idx, pool, mirror.Config{Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range repos {
-		if _, err := m.Add(context.Background(), mirror.Source{Name: r, URL: fixtures.Path(r)}); err != nil {
-			t.Fatal(err)
-		}
-		if res, err := m.Sync(context.Background(), r, nil); err != nil || !res.OK() {
-			t.Fatalf("sync %s: %v %v", r, res, err)
-		}
-	}
-	return idx, pool
+	s := fixturestore.New(t, repos...)
+	return s.Index, s.Pool
 }
 
 // newTestWorker opens a Worker on a fresh sysroot directory.

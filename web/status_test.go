@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/fixtures/fixturestore"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
 	"github.com/retraced/retraced/mirror"
@@ -22,28 +23,8 @@ import (
 // repository and the crafted bad one (so the page has errors to show).
 func statusServer(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { idx.Close() })
-	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := mirror.New(idx, pool, mirror.Config{Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, repo := range map[string]string{"fedora-like": "repo", "broken": "repo-bad"} {
-		if _, err := m.Add(context.Background(), mirror.Source{Name: name, URL: fixtures.Path(repo)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := m.Sync(context.Background(), name, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fs := fixturestore.New(t, "repo", "repo-bad")
+	idx, m := fs.Index, fs.Mirror
 	ops := NewOps(m, Config{})
 	ops.reschedule()
 	ops.sched.cron.Start()
@@ -89,8 +70,8 @@ func TestStatusPageInChromium(t *testing.T) {
 	text = strings.Join(strings.Fields(text), " ")
 	for _, want := range []string{
 		"18 packages", "build-ids",
-		"fedora-like (yum)", "ok: 18 new", "9 names, 18 versions", "fetched",
-		"broken (yum)", "partial:", "climbs out", "absolute path", "payload truncated",
+		"repo (yum)", "ok: 18 new", "9 names, 18 versions", "fetched",
+		"repo-bad (yum)", "partial:", "climbs out", "absolute path", "payload truncated",
 		"Next sync", "(in 5h)", "Last run 2026-01-01 00:00: freed 1.0 MiB",
 		"The retrace service is not running.",
 	} {
