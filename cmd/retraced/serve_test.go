@@ -382,4 +382,21 @@ func TestRetraceTaskEndToEnd(t *testing.T) {
 		}
 	}
 	t.Logf("create -> FINISHED_SUCCESS: %v", times)
+
+	// Beside it, the debuginfod way on the same core: gdb with only the
+	// core, fetching everything from this server (fresh cache each run).
+	var gdbTimes []time.Duration
+	for range 3 {
+		home := t.TempDir()
+		cmd := exec.Command("gdb", "-batch", "-nx", "-iex", "set debuginfod enabled on", "-iex", "set debuginfod urls "+url,
+			"-ex", "bt", "-c", core)
+		cmd.Env = []string{"HOME=" + home, "DEBUGINFOD_URLS=" + url, "DEBUGINFOD_CACHE_PATH=" + filepath.Join(home, "cache"), "PATH=" + os.Getenv("PATH")}
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		gdbTimes = append(gdbTimes, time.Since(start))
+		if err != nil || !strings.Contains(string(out), "crashme_dispatch") {
+			t.Fatalf("gdb with debuginfod: %v\n%s", err, out)
+		}
+	}
+	t.Logf("gdb -c CORE with DEBUGINFOD_URLS=retraced: %v", gdbTimes)
 }
