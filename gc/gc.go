@@ -18,13 +18,13 @@ import (
 // Index is what gc needs of the index.
 type Index interface {
 	Packages(fn func(p *index.Package) error) error
-	DeletePackage(n index.NEVRA) error
+	DeletePackages(ns []index.NEVRA) error
 }
 
 // Pool is what gc needs of the blob pool.
 type Pool interface {
 	Dir() string
-	Walk(fn func(d blob.Digest, size int64) error) error
+	WalkInfo(fn func(d blob.Digest, fi fs.FileInfo) error) error
 	Path(d blob.Digest) string
 	Remove(d blob.Digest) error
 	RemovePlain(d blob.Digest) error
@@ -161,25 +161,25 @@ func (c *Collector) Plan(ctx context.Context, cutoff time.Time) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = c.pool.Walk(func(d blob.Digest, size int64) error {
+	plain, hasPlain, err := c.planPlain(referenced)
+	if err != nil {
+		return nil, err
+	}
+	err = c.pool.WalkInfo(func(d blob.Digest, fi fs.FileInfo) error {
 		if referenced[d] {
 			return nil
-		}
-		fi, err := os.Stat(c.pool.Path(d))
-		if err != nil {
-			return nil // gone meanwhile
 		}
 		if fi.ModTime().After(cutoff) {
 			plan.Protected++
 			return nil
 		}
-		plan.Items = append(plan.Items, Item{Kind: "blob", Name: d.String(), Bytes: size})
+		kind := "blob"
+		if hasPlain[d] {
+			kind = "blob+plain"
+		}
+		plan.Items = append(plan.Items, Item{Kind: kind, Name: d.String(), Bytes: fi.Size()})
 		return ctx.Err()
 	})
-	if err != nil {
-		return nil, err
-	}
-	plain, err := c.planPlain(referenced)
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +211,7 @@ func (c *Collector) Plan(ctx context.Context, cutoff time.Time) (*Plan, error) {
 
 // planPlain removes copies of unreferenced blobs, then the least recently
 // used beyond the budget.
-func (c *Collector) planPlain(referenced map[blob.Digest]bool) ([]Item, error) {
+func (c *Collector) planPlain(referenced map[blob.Digest]bool) ([]Item, map[blob.Digest]bool, error) {
 	type copy struct {
 		d     blob.Digest
 		size  int64
@@ -240,17 +240,24 @@ func (c *Collector) planPlain(referenced map[blob.Digest]bool) ([]Item, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	has := make(map[blob.Digest]bool, len(copies))
+	for _, cp := range copies {
+		has[cp.d] = true
 	}
 	var items []Item
 	sort.Slice(copies, func(i, j int) bool { return copies[i].atime.Before(copies[j].atime) })
 	for _, cp := range copies {
-		if !referenced[cp.d] || total > c.cfg.PlainBudget {
+		switch {
+		case !referenced[cp.d]:
+			// removed with its blob ("blob+plain")
+		case total > c.cfg.PlainBudget:
 			items = append(items, Item{Kind: "plain", Name: cp.d.String(), Bytes: cp.size})
 			total -= cp.size
 		}
 	}
-	return items, nil
+	return items, has, nil
 }
 
 // Execute deletes what plan lists, and returns the bytes freed.
@@ -258,6 +265,22 @@ func (c *Collector) Execute(ctx context.Context, plan *Plan) (int64, error) {
 	var freed int64
 	var errs []error
 	byOwner := map[Owner][]Item{}
+	// Packages first, in batches: their files become unreferenced only
+	// once they are gone from the index.
+	var pkgs []index.NEVRA
+	for _, it := range plan.Items {
+		if it.Kind == "package" && it.Owner == nil {
+			n, err := index.ParseNEVRA(it.Name)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("package %s: %w", it.Name, err))
+				continue
+			}
+			pkgs = append(pkgs, n)
+		}
+	}
+	if err := c.idx.DeletePackages(pkgs); err != nil {
+		return 0, fmt.Errorf("delete packages: %w", err)
+	}
 	for _, it := range plan.Items {
 		if ctx.Err() != nil {
 			break
@@ -268,16 +291,14 @@ func (c *Collector) Execute(ctx context.Context, plan *Plan) (int64, error) {
 			byOwner[it.Owner] = append(byOwner[it.Owner], it)
 			continue
 		case it.Kind == "package":
-			var n index.NEVRA
-			if n, err = index.ParseNEVRA(it.Name); err == nil {
-				err = c.idx.DeletePackage(n)
-			}
-		case it.Kind == "blob":
+			// deleted above
+		case it.Kind == "blob", it.Kind == "blob+plain":
 			var d blob.Digest
-			if d, err = blob.ParseDigest(it.Name); err == nil {
-				if err = c.pool.RemovePlain(d); err == nil {
-					err = c.pool.Remove(d)
-				}
+			if d, err = blob.ParseDigest(it.Name); err == nil && it.Kind == "blob+plain" {
+				err = c.pool.RemovePlain(d)
+			}
+			if err == nil {
+				err = c.pool.Remove(d)
 			}
 		case it.Kind == "plain":
 			var d blob.Digest

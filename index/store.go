@@ -639,62 +639,107 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 // source's membership of it, in one transaction. Blobs are the pool's
 // business: gc removes those no package references any more.
 func (s *Store) DeletePackage(n NEVRA) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, err := s.Package(n)
-	if err != nil {
+	if _, err := s.Package(n); err != nil {
 		return err
 	}
-	if s.cache != nil {
-		defer s.cache.invalidate(p.buildIDs())
-	}
-	return s.update(func(txn *badger.Txn) error {
-		counts, err := getCounts(txn)
-		if err != nil {
-			return err
-		}
-		seen := map[BuildID]bool{}
-		for _, id := range p.buildIDs() {
-			if seen[id] {
-				continue
-			}
-			seen[id] = true
-			it, err := txn.Get(buildIDKey(id))
-			if errors.Is(err, badger.ErrKeyNotFound) {
+	return s.DeletePackages([]NEVRA{n})
+}
+
+// DeletePackages removes packages as DeletePackage does, in as few
+// transactions as Badger allows; each package goes whole. Unknown ones
+// are skipped.
+func (s *Store) DeletePackages(ns []NEVRA) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(ns) > 0 {
+		n := min(len(ns), 1000)
+		for {
+			err := s.deleteBatch(ns[:n])
+			if errors.Is(err, badger.ErrTxnTooBig) && n > 1 {
+				n /= 2
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			var ms []Match
-			if err := it.Value(func(v []byte) error {
-				ms, err = decodeMatches(v)
-				return err
-			}); err != nil {
-				return err
-			}
-			ms = slices.DeleteFunc(ms, func(m Match) bool { return m.NEVRA == n })
-			if len(ms) == 0 {
-				counts.BuildIDs--
-				if err := txn.Delete(buildIDKey(id)); err != nil {
-					return err
-				}
-			} else if err := txn.Set(buildIDKey(id), encodeMatches(ms)); err != nil {
-				return err
-			}
+			break
 		}
-		for _, src := range p.Sources {
-			if err := txn.Delete(sourcePkgKey(src, n)); err != nil {
-				return err
-			}
-		}
-		if err := txn.Delete(packageKey(n)); err != nil {
+		ns = ns[n:]
+	}
+	return nil
+}
+
+func (s *Store) deleteBatch(ns []NEVRA) error {
+	var touched []BuildID
+	if s.cache != nil {
+		defer func() { s.cache.invalidate(touched) }()
+	}
+	return s.update(func(txn *badger.Txn) error {
+		touched = touched[:0]
+		counts, err := getCounts(txn)
+		if err != nil {
 			return err
 		}
-		counts.Packages--
-		counts.Files -= min(counts.Files, uint64(len(p.Files)))
+		for _, n := range ns {
+			p, err := getPackage(txn, n)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			touched = append(touched, p.buildIDs()...)
+			if err := deleteOne(txn, p, &counts); err != nil {
+				return err
+			}
+		}
 		return txn.Set([]byte(keyCounts), encodeCounts(counts))
 	})
+}
+
+func deleteOne(txn *badger.Txn, p *Package, counts *Counts) error {
+	n := p.NEVRA
+	seen := map[BuildID]bool{}
+	for _, id := range p.buildIDs() {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		it, err := txn.Get(buildIDKey(id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var ms []Match
+		if err := it.Value(func(v []byte) error {
+			ms, err = decodeMatches(v)
+			return err
+		}); err != nil {
+			return err
+		}
+		ms = slices.DeleteFunc(ms, func(m Match) bool { return m.NEVRA == n })
+		if len(ms) == 0 {
+			counts.BuildIDs--
+			if err := txn.Delete(buildIDKey(id)); err != nil {
+				return err
+			}
+		} else if err := txn.Set(buildIDKey(id), encodeMatches(ms)); err != nil {
+			return err
+		}
+	}
+	for _, src := range p.Sources {
+		if err := txn.Delete(sourcePkgKey(src, n)); err != nil {
+			return err
+		}
+	}
+	if err := txn.Delete(packageKey(n)); err != nil {
+		return err
+	}
+	counts.Packages--
+	counts.Files -= min(counts.Files, uint64(len(p.Files)))
+	return nil
 }
 
 // HasNVRA reports whether a package of that name, version, release and

@@ -280,6 +280,11 @@ func (p *Pool) Remove(d Digest) error {
 
 // Walk calls fn for every stored blob with its on-disk size.
 func (p *Pool) Walk(fn func(d Digest, size int64) error) error {
+	return p.WalkInfo(func(d Digest, fi fs.FileInfo) error { return fn(d, fi.Size()) })
+}
+
+// WalkInfo calls fn for every stored blob with its file information.
+func (p *Pool) WalkInfo(fn func(d Digest, fi fs.FileInfo) error) error {
 	root := filepath.Join(p.dir, "sha256")
 	return filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -296,7 +301,7 @@ func (p *Pool) Walk(fn func(d Digest, size int64) error) error {
 		if err != nil {
 			return err
 		}
-		return fn(d, fi.Size())
+		return fn(d, fi)
 	})
 }
 
