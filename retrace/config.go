@@ -84,6 +84,9 @@ type Config struct {
 	// ever. Default 7 days: clients fetch the backtrace right away, and
 	// cores are large and may hold secrets.
 	DeleteAfter time.Duration `toml:"delete_after"`
+	// DeleteFailedAfter removes failed tasks sooner: a failure's log is
+	// read at once or never, and its core is as big as a success's.
+	DeleteFailedAfter time.Duration `toml:"delete_failed_after"`
 
 	// SupportedReleases is the supported_releases line of /settings,
 	// release ids as abrt-retrace-client builds them
@@ -104,15 +107,16 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultMaxRunningTasks = 2
-	DefaultMaxQueuedTasks  = 10
-	DefaultMaxPackedSize   = 256  // MiB
-	DefaultMaxUnpackedSize = 1024 // MiB
-	DefaultMaxFiles        = 16
-	DefaultMinFreeSpace    = 1024 // MiB
-	DefaultTaskTimeout     = time.Hour
-	DefaultUploadTimeout   = 15 * time.Minute
-	DefaultDeleteAfter     = 7 * 24 * time.Hour
+	DefaultMaxRunningTasks   = 2
+	DefaultMaxQueuedTasks    = 10
+	DefaultMaxPackedSize     = 256  // MiB
+	DefaultMaxUnpackedSize   = 1024 // MiB
+	DefaultMaxFiles          = 16
+	DefaultMinFreeSpace      = 1024 // MiB
+	DefaultTaskTimeout       = time.Hour
+	DefaultUploadTimeout     = 15 * time.Minute
+	DefaultDeleteAfter       = 7 * 24 * time.Hour
+	DefaultDeleteFailedAfter = 24 * time.Hour
 )
 
 // DefaultConfig returns the defaults.
@@ -150,6 +154,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.UploadTimeout <= 0 {
 		c.UploadTimeout = DefaultUploadTimeout
+	}
+	if c.DeleteFailedAfter == 0 {
+		c.DeleteFailedAfter = DefaultDeleteFailedAfter
 	}
 	if c.DeleteAfter == 0 {
 		c.DeleteAfter = DefaultDeleteAfter

@@ -276,3 +276,27 @@ func TestRunStopsWithContext(t *testing.T) {
 		t.Fatal("Run did not return")
 	}
 }
+
+// TestExpireFailedSooner: a failed task goes after DeleteFailedAfter, a
+// successful one of the same age stays until DeleteAfter.
+func TestExpireFailedSooner(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	cfg := testConfig()
+	cfg.DeleteAfter = 7 * 24 * time.Hour
+	cfg.DeleteFailedAfter = 24 * time.Hour
+	cfg.TaskTimeout = 200 * time.Millisecond
+	cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	ts := newTestServer(t, hangRetracer{}, cfg)
+	id, pw := ts.create(t, FormatXZ, crashXZ(t))
+	ts.waitStatus(t, id, pw, StatusFailure)
+	mu.Lock()
+	now = now.Add(25 * time.Hour)
+	mu.Unlock()
+	if n, err := ts.Expire(); n != 1 || err != nil {
+		t.Fatalf("expire a day-old failure: %d %v", n, err)
+	}
+	if resp, _ := ts.do(t, http.MethodGet, "/"+id, pw); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("expired failed task: %d", resp.StatusCode)
+	}
+}

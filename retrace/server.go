@@ -561,8 +561,9 @@ func (s *Server) expireLoop(ctx context.Context) {
 	}
 }
 
-// Expire removes the tasks that finished more than DeleteAfter ago, by
-// the configured clock, and returns how many it removed.
+// Expire removes the tasks that finished more than DeleteAfter ago (failed
+// ones after DeleteFailedAfter, when that is sooner), by the configured
+// clock, and returns how many it removed.
 func (s *Server) Expire() (int, error) {
 	if s.cfg.DeleteAfter <= 0 {
 		return 0, nil
@@ -572,6 +573,10 @@ func (s *Server) Expire() (int, error) {
 		return 0, err
 	}
 	cutoff := s.cfg.Now().Add(-s.cfg.DeleteAfter)
+	failedCutoff := cutoff
+	if d := s.cfg.DeleteFailedAfter; d > 0 && d < s.cfg.DeleteAfter {
+		failedCutoff = s.cfg.Now().Add(-d)
+	}
 	n := 0
 	var errs []error
 	for _, e := range ents {
@@ -579,7 +584,11 @@ func (s *Server) Expire() (int, error) {
 			continue
 		}
 		st, err := s.task(e.Name()).readState()
-		if err != nil || !st.Status.Finished() || !st.Finished.Before(cutoff) {
+		if err != nil || !st.Status.Finished() {
+			continue
+		}
+		expired := st.Finished.Before(cutoff) || (st.Status == StatusFailure && st.Finished.Before(failedCutoff))
+		if !expired {
 			continue
 		}
 		if err := s.remove(e.Name()); err != nil && !errors.Is(err, ErrNotFound) {
