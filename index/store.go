@@ -232,23 +232,68 @@ func (s *Store) Lookup(id BuildID) ([]Match, error) {
 
 func (s *Store) lookup(id BuildID) ([]Match, error) {
 	var ms []Match
+	var found bool
 	err := s.db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(buildIDKey(id))
-		if err != nil {
-			return err
-		}
-		return it.Value(func(v []byte) error {
-			ms, err = decodeMatches(v)
-			return err
-		})
+		var err error
+		ms, found, err = txnMatches(txn, id)
+		return err
 	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("build-id %s: %w", id, ErrNotFound)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("lookup %s: %w", id, err)
 	}
+	if !found {
+		return nil, fmt.Errorf("build-id %s: %w", id, ErrNotFound)
+	}
 	return ms, nil
+}
+
+// txnMatches reads the matches of id within txn; found is false when the
+// index has none.
+func txnMatches(txn *badger.Txn, id BuildID) (ms []Match, found bool, err error) {
+	it, err := txn.Get(buildIDKey(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	err = it.Value(func(v []byte) error {
+		ms, err = decodeMatches(v)
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("build-id %s: %w", id, err)
+	}
+	return ms, true, nil
+}
+
+// has reports whether key exists.
+func (s *Store) has(key []byte) (bool, error) {
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(key)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// getCopy returns a copy of key's value; what names it in ErrNotFound.
+func (s *Store) getCopy(key []byte, what string) ([]byte, error) {
+	var v []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		v, err = it.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return v, err
 }
 
 // sortMatches orders newest package first, then by path.
@@ -295,16 +340,7 @@ func getPackage(txn *badger.Txn, n NEVRA) (*Package, error) {
 }
 
 // HasPackage reports whether the package n is in the index.
-func (s *Store) HasPackage(n NEVRA) (bool, error) {
-	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(packageKey(n))
-		return err
-	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
+func (s *Store) HasPackage(n NEVRA) (bool, error) { return s.has(packageKey(n)) }
 
 // PutPackage records p, its files and their build-ids, and p's membership
 // in each of p.Sources, in one transaction: readers see all of it or none.
@@ -417,20 +453,12 @@ func putMatches(txn *badger.Txn, p *Package, counts *Counts) error {
 		byID[f.BuildID] = append(byID[f.BuildID], Match{NEVRA: p.NEVRA, Kind: f.Kind, Path: f.Path, Blob: f.Blob, Size: f.Size})
 	}
 	for id, add := range byID {
-		var ms []Match
-		it, err := txn.Get(buildIDKey(id))
-		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
-			counts.BuildIDs++
-		case err != nil:
+		ms, found, err := txnMatches(txn, id)
+		if err != nil {
 			return err
-		default:
-			if err := it.Value(func(v []byte) error {
-				ms, err = decodeMatches(v)
-				return err
-			}); err != nil {
-				return fmt.Errorf("build-id %s: %w", id, err)
-			}
+		}
+		if !found {
+			counts.BuildIDs++
 		}
 		for _, m := range add {
 			if !slices.ContainsFunc(ms, func(o Match) bool { return o.NEVRA == m.NEVRA && o.Path == m.Path }) {
@@ -470,14 +498,7 @@ func (s *Store) AddMembership(source string, n NEVRA, checksum string) error {
 
 // HasMembership reports whether source has listed package n.
 func (s *Store) HasMembership(source string, n NEVRA) (bool, error) {
-	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(sourcePkgKey(source, n))
-		return err
-	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
-	}
-	return err == nil, err
+	return s.has(sourcePkgKey(source, n))
 }
 
 // SourcePackages calls fn for every package source has listed.
@@ -528,19 +549,7 @@ func (s *Store) PutSource(name string, rec []byte) error {
 
 // Source returns the mirror's record of a source, or ErrNotFound.
 func (s *Store) Source(name string) ([]byte, error) {
-	var rec []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(sourceKey(name))
-		if err != nil {
-			return err
-		}
-		rec, err = it.ValueCopy(nil)
-		return err
-	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("source %q: %w", name, ErrNotFound)
-	}
-	return rec, err
+	return s.getCopy(sourceKey(name), fmt.Sprintf("source %q", name))
 }
 
 // Sources calls fn with every source record, by name.
@@ -570,19 +579,7 @@ func (s *Store) PutSourceState(name string, st []byte) error {
 
 // SourceState returns the mirror's crawl state of a source, or ErrNotFound.
 func (s *Store) SourceState(name string) ([]byte, error) {
-	var st []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(stateKey(name))
-		if err != nil {
-			return err
-		}
-		st, err = it.ValueCopy(nil)
-		return err
-	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("state of source %q: %w", name, ErrNotFound)
-	}
-	return st, err
+	return s.getCopy(stateKey(name), fmt.Sprintf("state of source %q", name))
 }
 
 // DeleteSource forgets a source's record. Its packages and membership
@@ -705,19 +702,12 @@ func deleteOne(txn *badger.Txn, p *Package, counts *Counts) error {
 			continue
 		}
 		seen[id] = true
-		it, err := txn.Get(buildIDKey(id))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			continue
-		}
+		ms, found, err := txnMatches(txn, id)
 		if err != nil {
 			return err
 		}
-		var ms []Match
-		if err := it.Value(func(v []byte) error {
-			ms, err = decodeMatches(v)
-			return err
-		}); err != nil {
-			return err
+		if !found {
+			continue
 		}
 		ms = slices.DeleteFunc(ms, func(m Match) bool { return m.NEVRA == n })
 		if len(ms) == 0 {

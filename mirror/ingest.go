@@ -44,12 +44,6 @@ type want struct {
 	done string
 }
 
-// ingested is the outcome of one ingest.
-type ingested struct {
-	pkg     *index.Package
-	fetched int64
-}
-
 // countingReader counts bytes and reports them to a progress hook.
 type countingReader struct {
 	r    io.Reader
@@ -71,7 +65,7 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // ingest streams one RPM: header, the wanted payload members into the
 // pool, then the rest of the bytes through the checksum. It returns the
 // package to commit; it commits nothing itself.
-func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (res *ingested, err error) {
+func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (pkg *index.Package, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("internal error reading package: %v\n%s", p, debug.Stack())
@@ -96,7 +90,6 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (res *in
 	}
 	cr := &countingReader{r: io.LimitReader(rc, limit+1), tick: tick}
 	br := bufio.NewReaderSize(io.TeeReader(cr, h), 256<<10)
-	res = &ingested{}
 	hdr, err := rpmfile.ReadHeader(br)
 	if err != nil {
 		return m.failAfterDrain(br, cr, w, err)
@@ -119,11 +112,10 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (res *in
 		}
 	}
 	payload := bufio.NewReaderSize(io.TeeReader(br, ph), 64<<10)
-	pkg := &index.Package{
+	pkg = &index.Package{
 		NEVRA:     got,
 		SourceRPM: hdr.SourceRPM,
 		FileName:  w.location[strings.LastIndexByte(w.location, '/')+1:],
-		Checksum:  w.checksum.Type + ":" + strings.ToLower(strings.TrimSpace(w.checksum.Value)),
 		BuildTime: hdr.BuildTime,
 		Added:     m.cfg.Now().UTC(),
 	}
@@ -148,27 +140,25 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (res *in
 	if _, err := io.Copy(io.Discard, payload); err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}
-	res.fetched = cr.n
 	if w.checksum.Type == "" {
 		if err := verifyPayload(cr.n, limit, hdr, ph.Sum(nil)); err != nil {
 			return nil, err
 		}
-	} else if err := verify(cr.n, limit, w, h.Sum(nil)); err != nil {
-		return nil, err
-	}
-	pkg.NEVRA = got
-	if pkg.Checksum == ":" {
 		pkg.Checksum = "sha256:" + hex.EncodeToString(ph.Sum(nil)) + " (payload)"
+	} else {
+		if err := verify(cr.n, limit, w, h.Sum(nil)); err != nil {
+			return nil, err
+		}
+		pkg.Checksum = w.checksum.Type + ":" + strings.ToLower(strings.TrimSpace(w.checksum.Value))
 	}
 	pkg.Fetched = cr.n
-	res.pkg = pkg
-	return res, nil
+	return pkg, nil
 }
 
 // failAfterDrain reads the rest of the download so that a truncated or
 // corrupt transfer is reported as such rather than as the payload error
 // it caused.
-func (m *Mirror) failAfterDrain(br *bufio.Reader, cr *countingReader, w *want, cause error) (*ingested, error) {
+func (m *Mirror) failAfterDrain(br *bufio.Reader, cr *countingReader, w *want, cause error) (*index.Package, error) {
 	if _, err := io.Copy(io.Discard, br); err != nil {
 		return nil, fmt.Errorf("read: %w (after: %v)", err, cause)
 	}

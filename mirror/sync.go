@@ -345,22 +345,24 @@ func (m *Mirror) ingestAll(ctx context.Context, source string, todo []*want, res
 		go func() {
 			defer wg.Done()
 			for w := range jobs {
-				r, err := m.ingest(ctx, w, func(n int64) { pr.bytes.Add(n) })
+				var fetched int64 // counted for failed downloads too
+				pkg, err := m.ingest(ctx, w, func(n int64) {
+					fetched += n
+					pr.bytes.Add(n)
+				})
 				if err == nil {
-					r.pkg.Sources = []string{source}
-					err = m.idx.PutPackage(r.pkg)
+					pkg.Sources = []string{source}
+					err = m.idx.PutPackage(pkg)
 				}
 				mu.Lock()
-				if r != nil {
-					res.BytesFetched += r.fetched
-				}
+				res.BytesFetched += fetched
 				if err != nil {
 					res.Failed = append(res.Failed, &PackageError{Location: w.location, Err: err})
 					pr.failed.Add(1)
 				} else {
 					res.New++
-					res.BytesStored += r.pkg.Stored
-					w.done = r.pkg.NEVRA.String()
+					res.BytesStored += pkg.Stored
+					w.done = pkg.NEVRA.String()
 				}
 				mu.Unlock()
 				pr.done.Add(1)

@@ -24,7 +24,9 @@ func retraceCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if r != nil {
-				return remoteRetrace(cmd, r, args[0], verbose)
+				// A server's retrace service takes crash directories over
+				// its task protocol; this command is the local path.
+				return fmt.Errorf("%w (%s)", errServing, r.base)
 			}
 			defer s.Close()
 			w, err := retrace.NewWorker(s.idx, s.pool, retrace.WorkerConfig{SysrootDir: filepath.Join(s.dir, "sysroots")})
@@ -66,8 +68,4 @@ func (l *logTail) Write(p []byte) (int, error) {
 
 func (l *logTail) String() string { return string(l.b) }
 
-var errRemoteRetrace = errors.New("the data directory is held by a running server; submit the core with retrace-client --url")
-
-func remoteRetrace(cmd *cobra.Command, r *remote, core string, verbose bool) error {
-	return fmt.Errorf("%w (%s)", errRemoteRetrace, r.base)
-}
+var errServing = errors.New("the data directory is held by a running server; submit the core with retrace-client batch -c CORE --url")
