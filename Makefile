@@ -23,8 +23,8 @@ lint: ## go vet, gofmt, golangci-lint when installed
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@if command -v golangci-lint >/dev/null; then golangci-lint run ./...; else echo "golangci-lint not installed; skipped"; fi
 
-fuzz: ## run each fuzz target for FUZZTIME (default 20s)
-	@./scripts/fuzz.sh $${FUZZTIME:-20s}
+fuzz: ## run each fuzz target for FUZZTIME executions or duration (default 30000x)
+	@./scripts/fuzz.sh $${FUZZTIME:-30000x}
 
 bench: ## Go benchmarks (index lookups, ingest)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./index/ ./mirror/...
