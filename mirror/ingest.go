@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/index/blob"
 	"github.com/retraced/retraced/index/elfnote"
 	"github.com/retraced/retraced/mirror/rpmfile"
 	"github.com/retraced/retraced/mirror/yum"
@@ -101,8 +102,11 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (pkg *in
 	if err := got.Validate(); err != nil {
 		return nil, err
 	}
-	ph := sha256.New()
+	// The payload digest is needed only when there is no whole-file
+	// checksum; computing it anyway would hash every byte twice.
+	var ph hash.Hash = nopHash{}
 	if w.checksum.Type == "" {
+		ph = sha256.New()
 		checked, err := hdr.VerifyHeader()
 		if err != nil {
 			return nil, err
@@ -307,59 +311,164 @@ func (m *Mirror) storeMember(mb *rpmfile.Member, data io.Reader, v verdict) (*in
 		return nil, 0, nil
 	}
 	f := &index.File{Path: mb.Path, Mode: fileMode(mb.Mode), Size: mb.Size}
-	var content interface {
-		io.ReaderAt
-		io.Reader
-		io.Seeker
+	if mb.Size > m.cfg.InMemoryMax {
+		return m.streamMember(f, br, isELF)
 	}
 	h := sha256.New()
-	if mb.Size <= m.cfg.InMemoryMax {
-		buf := bufPool.Get().(*bytes.Buffer)
-		defer bufPool.Put(buf)
-		buf.Reset()
-		if _, err := io.Copy(buf, io.TeeReader(br, h)); err != nil {
-			return nil, 0, err
-		}
-		content = bytes.NewReader(buf.Bytes())
-	} else {
-		tmp, err := m.pool.TempFile("member-*")
-		if err != nil {
-			return nil, 0, err
-		}
-		defer func() {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}()
-		if _, err := io.Copy(tmp, io.TeeReader(br, h)); err != nil {
-			return nil, 0, err
-		}
-		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-			return nil, 0, err
-		}
-		content = tmp
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer bufPool.Put(buf)
+	buf.Reset()
+	buf.Grow(int(mb.Size))
+	if _, err := io.Copy(buf, io.TeeReader(br, h)); err != nil {
+		return nil, 0, err
 	}
 	copy(f.Blob[:], h.Sum(nil))
+	content := bytes.NewReader(buf.Bytes())
 	if isELF {
-		id, err := elfnote.BuildID(content)
-		switch {
-		case err == nil:
-			if f.BuildID, err = index.BuildIDFromBytes(id); err != nil {
-				return nil, 0, fmt.Errorf("%s: %w", mb.Path, err)
-			}
-		case errors.Is(err, elfnote.ErrNoBuildID):
-		default:
-			return nil, 0, fmt.Errorf("%s: %w", mb.Path, err)
+		if err := setBuildID(f, content); err != nil {
+			return nil, 0, err
 		}
 	}
 	if m.pool.Has(f.Blob) {
 		return f, 0, nil
-	}
-	if _, err := content.Seek(0, io.SeekStart); err != nil {
-		return nil, 0, err
 	}
 	n, err := m.pool.PutHashed(f.Blob, content)
 	if err != nil {
 		return nil, 0, err
 	}
 	return f, n, nil
+}
+
+// streamMember stores a member too large to hold in memory in one pass:
+// it is hashed and compressed into the pool as it is read, and its
+// build-id is read from the first and last bytes, where an ELF file's
+// header, notes and section table lie. Only when the ELF parser asks for
+// bytes in between (compressed debug sections, an unusual layout) is the
+// stored copy read back.
+func (m *Mirror) streamMember(f *index.File, r io.Reader, isELF bool) (*index.File, int64, error) {
+	bw, err := m.pool.NewWriter()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer bw.Abort()
+	h := sha256.New()
+	ends := newEnds(f.Size, memberEnds)
+	n, err := io.Copy(io.MultiWriter(h, ends, bw), r)
+	if err != nil {
+		return nil, 0, err
+	}
+	if n != f.Size {
+		return nil, 0, fmt.Errorf("%s: %d bytes, the archive says %d", f.Path, n, f.Size)
+	}
+	copy(f.Blob[:], h.Sum(nil))
+	if isELF {
+		err := setBuildID(f, ends)
+		if ends.missed {
+			err = m.buildIDFromStored(f, bw)
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	stored, err := bw.Commit(f.Blob)
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, stored, nil
+}
+
+// buildIDFromStored reads the build-id from the blob being written,
+// decompressed into a temp file.
+func (m *Mirror) buildIDFromStored(f *index.File, bw *blob.Writer) error {
+	rc, err := bw.Content()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	tmp, err := m.pool.TempFile("member-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		tmp.Close()
+		os.Remove(tmp.Name())
+	}()
+	if _, err := io.Copy(tmp, rc); err != nil {
+		return err
+	}
+	return setBuildID(f, tmp)
+}
+
+// setBuildID sets f.BuildID from the ELF file r; a file without one is
+// fine, a malformed one is an error.
+func setBuildID(f *index.File, r io.ReaderAt) error {
+	id, err := elfnote.BuildID(r)
+	switch {
+	case err == nil:
+		if f.BuildID, err = index.BuildIDFromBytes(id); err != nil {
+			return fmt.Errorf("%s: %w", f.Path, err)
+		}
+	case errors.Is(err, elfnote.ErrNoBuildID):
+	default:
+		return fmt.Errorf("%s: %w", f.Path, err)
+	}
+	return nil
+}
+
+// memberEnds is how much of each end of a streamed member is kept for
+// finding its build-id.
+var memberEnds = 256 << 10 // a variable for tests
+
+// ends keeps the first and last n bytes of a stream of known size and
+// serves reads from them; a read of anything else fails and sets missed.
+type ends struct {
+	size       int64
+	head, tail []byte
+	tailOff    int64 // offset of tail[0] in the stream
+	off        int64 // bytes written so far
+	missed     bool
+}
+
+var errNotKept = errors.New("byte range not kept")
+
+func newEnds(size int64, n int) *ends {
+	n = int(min(int64(n), size))
+	return &ends{size: size, head: make([]byte, 0, n), tail: make([]byte, n), tailOff: size - int64(n)}
+}
+
+func (e *ends) Write(p []byte) (int, error) {
+	if room := cap(e.head) - len(e.head); room > 0 {
+		e.head = append(e.head, p[:min(room, len(p))]...)
+	}
+	if end := e.off + int64(len(p)); end > e.tailOff && e.off < e.size {
+		from := max(e.off, e.tailOff)
+		to := min(end, e.size)
+		copy(e.tail[from-e.tailOff:to-e.tailOff], p[from-e.off:to-e.off])
+	}
+	e.off += int64(len(p))
+	return len(p), nil
+}
+
+func (e *ends) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("negative offset")
+	}
+	if off >= e.size {
+		return 0, io.EOF
+	}
+	end := min(off+int64(len(p)), e.size)
+	var n int
+	switch {
+	case end <= int64(len(e.head)):
+		n = copy(p, e.head[off:end])
+	case off >= e.tailOff:
+		n = copy(p, e.tail[off-e.tailOff:end-e.tailOff])
+	default:
+		e.missed = true
+		return 0, errNotKept
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }

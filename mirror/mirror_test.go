@@ -26,6 +26,11 @@ type testMirror struct {
 
 func newTestMirror(t testing.TB, dir string) *testMirror {
 	t.Helper()
+	return newTestMirrorConfig(t, dir, Config{Workers: 2})
+}
+
+func newTestMirrorConfig(t testing.TB, dir string, cfg Config) *testMirror {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -38,7 +43,7 @@ func newTestMirror(t testing.TB, dir string) *testMirror {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(idx, pool, Config{Workers: 2})
+	m, err := New(idx, pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -260,6 +260,9 @@ func (m *Mirror) syncYum(ctx context.Context, src *Source, res *Result, pr *prog
 		todo = append(todo, w)
 	}
 	pr.setPhase("packages")
+	// Largest first: a big package started last would run alone at the end
+	// while the other workers sit idle.
+	sort.SliceStable(todo, func(i, j int) bool { return todo[i].size > todo[j].size })
 	pr.total.Store(int64(len(todo)))
 	m.ingestAll(ctx, src.Name, todo, res, pr)
 	if ctx.Err() != nil && res.Err == nil {

@@ -157,66 +157,148 @@ func (p *Pool) PutHashed(d Digest, r io.Reader) (stored int64, err error) {
 }
 
 func (p *Pool) put(d Digest, r io.Reader, check bool) (stored int64, err error) {
-	final := p.Path(d)
-	if _, err := os.Stat(final); err == nil {
+	if p.Has(d) {
 		return 0, nil
 	}
-	tmp, err := p.TempFile("blob-*.tmp")
+	w, err := p.NewWriter()
 	if err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 256<<10)
-	enc := p.encoder(bw)
+	defer w.Abort()
 	var h hash.Hash
 	src := r
 	if check {
 		h = sha256.New()
 		src = io.TeeReader(r, h)
 	}
-	if _, err := io.Copy(enc, src); err != nil {
-		p.encs.Put(enc)
+	if _, err := io.Copy(w, src); err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
-	if err := enc.Close(); err != nil {
-		return 0, fmt.Errorf("put blob %s: %w", d, err)
-	}
-	p.encs.Put(enc)
 	if h != nil {
 		if got := Digest(h.Sum(nil)); got != d {
 			return 0, fmt.Errorf("put blob %s: content has digest %s", d, got)
 		}
 	}
-	if err := bw.Flush(); err != nil {
+	return w.Commit(d)
+}
+
+// Writer stores one blob whose digest is known only once all of it has
+// been written: content is compressed into a temp file as it arrives, and
+// Commit names it. A Writer is for one goroutine.
+type Writer struct {
+	p      *Pool
+	tmp    *os.File
+	bw     *bufio.Writer
+	enc    *zstd.Encoder
+	closed bool
+	done   bool
+}
+
+// NewWriter starts a blob. The caller ends it with Commit or Abort (Abort
+// after Commit does nothing, so it can be deferred).
+func (p *Pool) NewWriter() (*Writer, error) {
+	tmp, err := p.TempFile("blob-*.tmp")
+	if err != nil {
+		return nil, err
+	}
+	bw := bufio.NewWriterSize(tmp, 256<<10)
+	return &Writer{p: p, tmp: tmp, bw: bw, enc: p.encoder(bw)}, nil
+}
+
+// Write compresses b into the blob.
+func (w *Writer) Write(b []byte) (int, error) {
+	if w.closed {
+		return 0, errors.New("blob writer: write after close")
+	}
+	return w.enc.Write(b)
+}
+
+// Close ends the compressed frame and flushes it to the temp file; after
+// it, Content reads the blob back. Commit calls it too.
+func (w *Writer) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	err := w.enc.Close()
+	w.p.encs.Put(w.enc)
+	w.enc = nil
+	if err != nil {
+		return err
+	}
+	return w.bw.Flush()
+}
+
+// Content returns a reader of what was written, uncompressed, from the
+// temp file: for a caller that needs to look at the content again before
+// it knows what to do with it. It closes the writer first.
+func (w *Writer) Content() (io.ReadCloser, error) {
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(w.tmp.Name())
+	if err != nil {
+		return nil, err
+	}
+	dec, err := zstd.NewReader(bufio.NewReaderSize(f, 128<<10), zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxMemory(1<<34))
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &reader{f: f, dec: dec}, nil
+}
+
+// Commit stores what was written as blob d: fsync, then an atomic rename.
+// If the pool already holds d the temp file is dropped and stored is 0.
+// The caller vouches that d is the digest of what it wrote.
+func (w *Writer) Commit(d Digest) (stored int64, err error) {
+	defer w.Abort()
+	if err := w.Close(); err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
-	if err := tmp.Chmod(modeFresh); err != nil {
+	final := w.p.Path(d)
+	if w.p.Has(d) {
+		return 0, nil
+	}
+	if err := w.tmp.Chmod(modeFresh); err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
-	if !p.cfg.NoSync {
-		if err := tmp.Sync(); err != nil {
+	if !w.p.cfg.NoSync {
+		if err := w.tmp.Sync(); err != nil {
 			return 0, fmt.Errorf("put blob %s: %w", d, err)
 		}
 	}
-	fi, err := tmp.Stat()
+	fi, err := w.tmp.Stat()
 	if err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
-	if err := tmp.Close(); err != nil {
+	if err := w.tmp.Close(); err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
+	if err := os.Rename(w.tmp.Name(), final); err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
+	w.done = true
 	return fi.Size(), nil
+}
+
+// Abort drops the blob unless it was committed.
+func (w *Writer) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	if !w.closed {
+		w.closed = true
+		w.p.encs.Put(w.enc) // Reset on reuse discards its state
+		w.enc = nil
+	}
+	w.tmp.Close()
+	os.Remove(w.tmp.Name())
 }
 
 func (p *Pool) encoder(w io.Writer) *zstd.Encoder {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cavaliergopher/cpio"
 	"github.com/klauspost/compress/gzip"
@@ -60,11 +61,14 @@ func Decompress(ctx context.Context, r io.Reader, hint string, o Options) (io.Re
 	}
 	switch {
 	case bytes.HasPrefix(head, magicGzip):
-		z, err := gzip.NewReader(br)
-		if err != nil {
+		z, _ := gzipReaders.Get().(*gzip.Reader)
+		if z == nil {
+			z = new(gzip.Reader)
+		}
+		if err := z.Reset(br); err != nil {
 			return nil, &FormatError{Off: 0, Msg: "payload: gzip: " + err.Error()}
 		}
-		return z, nil
+		return &pooledGzip{z}, nil
 	case bytes.HasPrefix(head, magicXz):
 		if err := checkXzDict(br); err != nil {
 			return nil, err
@@ -78,11 +82,11 @@ func Decompress(ctx context.Context, r io.Reader, hint string, o Options) (io.Re
 		}
 		return io.NopCloser(z), nil
 	case bytes.HasPrefix(head, magicZstd):
-		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxWindow))
-		if err != nil {
+		z := zstdDecoder()
+		if err := z.Reset(br); err != nil {
 			return nil, &FormatError{Off: 0, Msg: "payload: zstd: " + err.Error()}
 		}
-		return z.IOReadCloser(), nil
+		return &pooledZstd{z}, nil
 	case bytes.HasPrefix(head, magicBzip2):
 		return io.NopCloser(bzip2.NewReader(br)), nil
 	case bytes.HasPrefix(head, magicCpio):
@@ -98,6 +102,51 @@ func Decompress(ctx context.Context, r io.Reader, hint string, o Options) (io.Re
 		return io.NopCloser(z), nil
 	}
 	return nil, &FormatError{Off: 0, Msg: fmt.Sprintf("payload: unknown compression (header says %q, magic % x)", hint, head)}
+}
+
+// Decoders are reused across payloads: a zstd decoder allocates its
+// window (8 MiB for rpm's zstd -19) anew otherwise, and a sync decompresses
+// hundreds of payloads.
+var (
+	zstdDecoders sync.Pool
+	gzipReaders  sync.Pool
+)
+
+func zstdDecoder() *zstd.Decoder {
+	if z, ok := zstdDecoders.Get().(*zstd.Decoder); ok {
+		return z
+	}
+	z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxWindow))
+	if err != nil {
+		panic(fmt.Sprintf("zstd reader with static options: %v", err))
+	}
+	return z
+}
+
+// pooledZstd returns its decoder to the pool on Close; reading after
+// Close is the caller's bug and panics on the nil decoder.
+type pooledZstd struct{ z *zstd.Decoder }
+
+func (p *pooledZstd) Read(b []byte) (int, error) { return p.z.Read(b) }
+
+func (p *pooledZstd) Close() error {
+	if p.z != nil && p.z.Reset(nil) == nil {
+		zstdDecoders.Put(p.z)
+	}
+	p.z = nil
+	return nil
+}
+
+type pooledGzip struct{ z *gzip.Reader }
+
+func (p *pooledGzip) Read(b []byte) (int, error) { return p.z.Read(b) }
+
+func (p *pooledGzip) Close() error {
+	if p.z != nil {
+		gzipReaders.Put(p.z)
+	}
+	p.z = nil
+	return nil
 }
 
 // externalXZ pipes r through `xz -dc`. Its memory limit repeats
@@ -245,6 +294,11 @@ type WalkFunc func(m *Member, data io.Reader) error
 // trailer, or until fn returns ErrStop. Malformed members are *FormatError
 // with the payload offset; fn's errors are returned as they are.
 func Walk(payload io.Reader, fn WalkFunc) error {
+	// cpio reads headers a few bytes at a time and skips data in small
+	// chunks: buffered, that is not a syscall each on an xz pipe.
+	if _, ok := payload.(*bufio.Reader); !ok {
+		payload = bufio.NewReaderSize(payload, 256<<10)
+	}
 	cr := &countReader{r: payload}
 	ar := cpio.NewReader(cr)
 	for {
