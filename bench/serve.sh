@@ -64,7 +64,8 @@ DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-3}
 SMALL_N=${SMALL_N:-10000}
 SCALE_N=${SCALE_N:-1000000}
-SCALE_CACHE=${SCALE_CACHE:-/var/tmp/retraced-scale-1m}
+# -v2: written with the v1/pr/ repos keys and flattened after the load.
+SCALE_CACHE=${SCALE_CACHE:-/var/tmp/retraced-scale-1m-v2}
 SCALE_ROUNDS=${SCALE_ROUNDS:-2}
 COLD_ROUNDS=${COLD_ROUNDS:-5}
 WORKDIR=${WORKDIR:-/var/tmp}
@@ -412,6 +413,11 @@ if [[ ${NODEBUGINFOD:-0} != 1 ]]; then
 	}
 	q executable_p "$CORPUS" >"$TMP/cand.corpus"
 	q debuginfo_p "$FIX" >"$TMP/cand.fixtures"
+	# Separate debug files in CORPUSDIR too, when it has any: real sizes,
+	# inside large payloads, unlike the fixtures' few small ones.
+	q debuginfo_p "$CORPUS" >"$TMP/cand.corpusdbg"
+	SETS="corpus fixtures"
+	[[ -s $TMP/cand.corpusdbg ]] && SETS+=" corpusdbg"
 	# curl_batch OUT BASEURL KIND IDSFILE: GET BASE/buildid/ID/KIND for every
 	# id on one connection; OUT gets "code bytes seconds url" lines.
 	curl_batch() {
@@ -425,7 +431,8 @@ if [[ ${NODEBUGINFOD:-0} != 1 ]]; then
 	}
 	KIND[corpus]=executable
 	KIND[fixtures]=debuginfo
-	for set in corpus fixtures; do
+	KIND[corpusdbg]=debuginfo
+	for set in $SETS; do
 		curl_batch "$TMP/check.$set.r" "$R_URL" "${KIND[$set]}" "$TMP/cand.$set"
 		curl_batch "$TMP/check.$set.d" "$D_URL" "${KIND[$set]}" "$TMP/cand.$set"
 		ok() { awk '$1 == 200 { n = split($4, p, "/"); print p[n - 1] }' "$1" | sort -u; }
@@ -469,13 +476,13 @@ if [[ ${NODEBUGINFOD:-0} != 1 ]]; then
 			if [[ $srv == retraced ]]; then
 				rm -rf "$RDATA/blobs/plain"
 				start_retraced "$RDATA" "$TMP/serve-rpms.log"
-				for set in corpus fixtures; do
+				for set in $SETS; do
 					cold_batch retraced "$R_URL" "$set" "$r"
 				done
 				stop_pid "$R_PID"
 			else
 				start_debuginfod restart
-				for set in corpus fixtures; do
+				for set in $SETS; do
 					cold_batch debuginfod "$D_URL" "$set" "$r"
 				done
 				stop_debuginfod
@@ -495,7 +502,7 @@ if [[ ${NODEBUGINFOD:-0} != 1 ]]; then
 	# --- warm: both servers up, warm-up, then alternating measured runs.
 	start_debuginfod restart
 	start_retraced "$RDATA" "$TMP/serve-rpms.log"
-	for set in corpus fixtures; do
+	for set in $SETS; do
 		fmt="/buildid/%s/${KIND[$set]}"
 		log "warm-up $set: every id once, then wrk ${WARMUP}s, on each server"
 		curl_batch "$TMP/warm-pass.$set.r" "$R_URL" "${KIND[$set]}" "$TMP/ids.$set"
@@ -503,7 +510,7 @@ if [[ ${NODEBUGINFOD:-0} != 1 ]]; then
 		run_wrk "$TMP/wrk-warm-$set-r-warmup" "$R_URL" 2 16 "$WARMUP" "$TMP/ids.$set" "$fmt"
 		run_wrk "$TMP/wrk-warm-$set-d-warmup" "$D_URL" 2 16 "$WARMUP" "$TMP/ids.$set" "$fmt"
 	done
-	for set in corpus fixtures; do
+	for set in $SETS; do
 		fmt="/buildid/%s/${KIND[$set]}"
 		if [[ $set == corpus ]]; then worder="r d"; else worder="d r"; fi
 		for s in $worder; do
@@ -520,25 +527,26 @@ if [[ ${NODEBUGINFOD:-0} != 1 ]]; then
 	printf '%s\n' "   cold: each id once, 2 curl workers, server restarted with empty caches; $COLD_ROUNDS rounds pooled: requests / busy seconds (last column: busy and wall seconds, req/s per round)" \
 		"   warm: wrk -t2 -c16 -d${DURATION}s, random ids; p50/p99 from wrk; MB/s counts bodies (cold) or bodies+headers (warm)" \
 		"   ids: corpus: ${IDNOTE[corpus]}" "   ids: fixtures: ${IDNOTE[fixtures]}" >>"$ROWS"
+	[[ $SETS != *corpusdbg* ]] || echo "   ids: corpusdbg (debug files in the corpus): ${IDNOTE[corpusdbg]}" >>"$ROWS"
 	hdr "run" "ids" "req/s" "MB/s" "p50 ms" "p99 ms" "non-200" "load1" "RSS MB" "" "CPU%"
-	for set in corpus fixtures; do
+	for set in $SETS; do
 		for srv in retraced debuginfod; do
 			read -r rps mbs bad busy wall all <<<"$(pooled "$srv" "$set")"
 			if [[ $srv == retraced ]]; then C_R[$set]=$rps C_RM[$set]=$mbs; else C_D[$set]=$rps C_DM[$set]=$mbs; fi
-			printf '%-34s %-10s %9s %8s %8s %8s %7s   %s\n' "cold ${KIND[$set]} $srv" "${NIDS[$set]}" "$rps" "$mbs" "" "" "$bad" \
+			printf '%-34s %-10s %9s %8s %8s %8s %7s   %s\n' "cold ${KIND[$set]} $srv ($set)" "${NIDS[$set]}" "$rps" "$mbs" "" "" "$bad" \
 				"busy ${busy}s wall ${wall}s; rounds $all" >>"$ROWS"
 		done
-		row "cold ${KIND[$set]} retraced/debuginfod" "" "$(ratio "${C_R[$set]}" "${C_D[$set]}")" "$(ratio "${C_RM[$set]}" "${C_DM[$set]}")" "" "" "" "" "" "" ""
+		row "cold ${KIND[$set]} retraced/debuginfod ($set)" "" "$(ratio "${C_R[$set]}" "${C_D[$set]}")" "$(ratio "${C_RM[$set]}" "${C_DM[$set]}")" "" "" "" "" "" "" ""
 		for s in r d; do
 			f=$TMP/wrk-warm-$set-$s
 			if [[ $s == r ]]; then srv=retraced p=${WPID[$set.r]}; else srv=debuginfod p=${WPID[$set.d]}; fi
 			[[ -n $(grep '^WRK ' "$f" || true) ]] || die "wrk run $f printed no result: $(tail -5 "$f")"
 			rps=$(wrk_rps "$f") mbs=$(wrk_mbs "$f")
 			if [[ $s == r ]]; then W_R[$set]=$rps W_RM[$set]=$mbs; else W_D[$set]=$rps W_DM[$set]=$mbs; fi
-			row "warm ${KIND[$set]} $srv" "${NIDS[$set]}" "$rps" "$mbs" "$(wrk_ms "$f" p50_us)" "$(wrk_ms "$f" p99_us)" \
+			row "warm ${KIND[$set]} $srv ($set)" "${NIDS[$set]}" "$rps" "$mbs" "$(wrk_ms "$f" p50_us)" "$(wrk_ms "$f" p99_us)" \
 				"$(($(wv "$f" non2xx) + $(wrk_sockerr "$f")))" "$(cat "$f.load")" "$(max_mb "$f.rss.$p")" "" "$(cat "$f.cpu.$p")"
 		done
-		row "warm ${KIND[$set]} retraced/debuginfod" "" "$(ratio "${W_R[$set]}" "${W_D[$set]}")" "$(ratio "${W_RM[$set]}" "${W_DM[$set]}")" "" "" "" "" "" "" ""
+		row "warm ${KIND[$set]} retraced/debuginfod ($set)" "" "$(ratio "${W_R[$set]}" "${W_D[$set]}")" "$(ratio "${W_RM[$set]}" "${W_DM[$set]}")" "" "" "" "" "" "" ""
 	done
 fi
 
@@ -568,7 +576,7 @@ if [[ ${NOSCALE:-0} != 1 ]]; then
 	VERDICTS+=("latency at $SCALE_N within 1.5x of $SMALL_N: $v (p50 ${S_P50[big]}/${S_P50[small]} ms = ${r50}x, p99 ${S_P99[big]}/${S_P99[small]} ms = ${r99}x)")
 fi
 if [[ ${NODEBUGINFOD:-0} != 1 ]]; then
-	for set in fixtures corpus; do
+	for set in $SETS; do
 		rc=$(ratio "${C_R[$set]}" "${C_D[$set]}") rw=$(ratio "${W_R[$set]}" "${W_D[$set]}")
 		VERDICTS+=("${KIND[$set]} cold >= 3x debuginfod ($set, ${NIDS[$set]} ids): $(mk ge "$rc" 3) (${C_R[$set]} vs ${C_D[$set]} req/s = ${rc}x)")
 		VERDICTS+=("${KIND[$set]} warm ahead of debuginfod ($set): $(mk gt "$rw" 1) (${W_R[$set]} vs ${W_D[$set]} req/s = ${rw}x)")
@@ -590,9 +598,9 @@ if [[ ${NOSCALE:-0} != 1 ]]; then
 		"${S_RPS[small]}" "${S_RPS[big]}" "${S_P50[small]}" "${S_P50[big]}" "${S_P99[small]}" "${S_P99[big]}" "${S_RSS[big]}"
 fi
 if [[ ${NODEBUGINFOD:-0} != 1 ]]; then
-	for set in corpus fixtures; do
-		printf ' cold_%s_ratio=%s warm_%s_ratio=%s' "${KIND[$set]}" "$(ratio "${C_R[$set]}" "${C_D[$set]}")" \
-			"${KIND[$set]}" "$(ratio "${W_R[$set]}" "${W_D[$set]}")"
+	for set in $SETS; do
+		printf ' cold_%s_%s_ratio=%s warm_%s_%s_ratio=%s' "$set" "${KIND[$set]}" "$(ratio "${C_R[$set]}" "${C_D[$set]}")" \
+			"$set" "${KIND[$set]}" "$(ratio "${W_R[$set]}" "${W_D[$set]}")"
 	done
 fi
 echo

@@ -8,6 +8,10 @@ import "strings"
 //
 //	v1/p/<nevra>              Package (JSON): the package and its kept files
 //	v1/b/<raw build-id>       []Match (binary, codec.go): files carrying the id
+//	v1/pr/<nevra>             the package's sources, NUL-separated: what a
+//	                          lookup shows as "repos", without decoding the
+//	                          package (a store written before this key
+//	                          existed falls back to the package)
 //	v1/s/<source>             the mirror's record of a source (opaque bytes)
 //	v1/ss/<source>            the mirror's crawl state of a source (opaque bytes)
 //	v1/sp/<source>\x00<nevra> membership: the source has listed the package;
@@ -16,6 +20,7 @@ import "strings"
 const (
 	prefixPackage   = "v1/p/"
 	prefixBuildID   = "v1/b/"
+	prefixRepos     = "v1/pr/"
 	prefixSource    = "v1/s/"
 	prefixState     = "v1/ss/"
 	prefixSourcePkg = "v1/sp/"
@@ -23,6 +28,8 @@ const (
 )
 
 func packageKey(n NEVRA) []byte { return []byte(prefixPackage + n.String()) }
+
+func reposKey(n NEVRA) []byte { return []byte(prefixRepos + n.String()) }
 
 func packageFromKey(k []byte) (NEVRA, error) {
 	return ParseNEVRA(strings.TrimPrefix(string(k), prefixPackage))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,7 +117,10 @@ func (n *NEVRA) UnmarshalText(b []byte) error {
 type Options struct {
 	// ReadOnly opens the database without taking its write lock.
 	ReadOnly bool
-	// CacheMB is Badger's block cache; 0 picks 64.
+	// CacheMB is Badger's block cache; 0 picks 16. Serving answers
+	// repeated ids from the lookup cache above it, and a block missed here
+	// costs one decompression of a few KB, while every MB of cache is heap
+	// the garbage collector keeps under the memory limit.
 	CacheMB int64
 	// SyncWrites makes every commit durable before it returns.
 	SyncWrites bool
@@ -154,13 +158,9 @@ func (s *Store) sourcesOf(n NEVRA) ([]string, error) {
 		}
 	}
 	s.srcMu.RUnlock()
-	p, err := s.Package(n)
+	v, err := s.repos(n)
 	if err != nil {
 		return nil, err
-	}
-	v := p.Sources
-	if v == nil {
-		v = []string{}
 	}
 	s.srcMu.Lock()
 	if s.srcCache == nil || s.srcGen != gen || len(s.srcCache) >= 1<<16 {
@@ -173,11 +173,40 @@ func (s *Store) sourcesOf(n NEVRA) ([]string, error) {
 	return v, nil
 }
 
+// repos reads the sources of package n from its repos key, or from the
+// package itself in a store written before that key existed.
+func (s *Store) repos(n NEVRA) ([]string, error) {
+	v, err := s.getCopy(reposKey(n), "package "+n.String())
+	if err == nil {
+		return decodeRepos(v), nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	p, err := s.Package(n)
+	if err != nil {
+		return nil, err
+	}
+	if p.Sources == nil {
+		return []string{}, nil
+	}
+	return p.Sources, nil
+}
+
+func encodeRepos(srcs []string) []byte { return []byte(strings.Join(srcs, "\x00")) }
+
+func decodeRepos(v []byte) []string {
+	if len(v) == 0 {
+		return []string{}
+	}
+	return strings.Split(string(v), "\x00")
+}
+
 // Open opens (creating) the database in dir. Badger locks the directory;
 // a second writer gets an error wrapping Badger's.
 func Open(dir string, o Options) (*Store, error) {
 	if o.CacheMB == 0 {
-		o.CacheMB = 64
+		o.CacheMB = 16
 	}
 	opts := badger.DefaultOptions(dir).
 		WithLogger(nil).
@@ -203,6 +232,15 @@ func Open(dir string, o Options) (*Store, error) {
 		s.cache = newLookupCache(o.CacheEntries)
 	}
 	return s, nil
+}
+
+// Flatten compacts every level into one, waiting until it is done: after
+// a bulk load, so that reads do not compete with background compaction.
+func (s *Store) Flatten() error {
+	if err := s.db.Flatten(2); err != nil {
+		return fmt.Errorf("index flatten: %w", err)
+	}
+	return nil
 }
 
 // Close flushes and closes the database.
@@ -426,6 +464,9 @@ func putOne(txn *badger.Txn, p *Package, counts *Counts) error {
 	if err := txn.Set(packageKey(p.NEVRA), v); err != nil {
 		return err
 	}
+	if err := txn.Set(reposKey(p.NEVRA), encodeRepos(p.Sources)); err != nil {
+		return err
+	}
 	for _, src := range p.Sources {
 		if err := txn.Set(sourcePkgKey(src, p.NEVRA), []byte(p.Checksum)); err != nil {
 			return err
@@ -489,6 +530,9 @@ func (s *Store) AddMembership(source string, n NEVRA, checksum string) error {
 				return err
 			}
 			if err := txn.Set(packageKey(n), v); err != nil {
+				return err
+			}
+			if err := txn.Set(reposKey(n), encodeRepos(p.Sources)); err != nil {
 				return err
 			}
 		}
@@ -725,6 +769,9 @@ func deleteOne(txn *badger.Txn, p *Package, counts *Counts) error {
 		}
 	}
 	if err := txn.Delete(packageKey(n)); err != nil {
+		return err
+	}
+	if err := txn.Delete(reposKey(n)); err != nil {
 		return err
 	}
 	counts.Packages--

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/retraced/retraced/index/blob"
 )
 
@@ -114,6 +116,48 @@ func TestPutPackageTwiceMergesSources(t *testing.T) {
 	}
 	if c, _ := s.Counts(); c.Packages != 1 || c.BuildIDs != 1 {
 		t.Fatalf("counts after re-put = %+v", c)
+	}
+}
+
+// TestReposKey follows a package's sources through put, a second
+// source's membership and delete, and checks that a store written before
+// the repos key existed still answers from the package record.
+func TestReposKey(t *testing.T) {
+	s := openTest(t)
+	id := mustID(t, "ccdd")
+	n := mustNEVRA(t, "y-1-1.x86_64")
+	repos := func() string {
+		t.Helper()
+		views, err := s.Resolve(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(views[0].Repos, ",")
+	}
+	if err := s.PutPackage(pkg(t, "y-1-1.x86_64", "a", File{Path: "/usr/bin/y", BuildID: id, Kind: KindExecutable})); err != nil {
+		t.Fatal(err)
+	}
+	if got := repos(); got != "a" {
+		t.Fatalf("repos after put = %q, want a", got)
+	}
+	if err := s.AddMembership("b", n, "sha256:00"); err != nil {
+		t.Fatal(err)
+	}
+	if got := repos(); got != "a,b" {
+		t.Fatalf("repos after AddMembership = %q, want a,b", got)
+	}
+	// An older store: no repos key.
+	if err := s.update(func(txn *badger.Txn) error { return txn.Delete(reposKey(n)) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := repos(); got != "a,b" {
+		t.Fatalf("repos without the repos key = %q, want a,b from the package", got)
+	}
+	if err := s.DeletePackage(n); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := s.has(reposKey(n)); err != nil || found {
+		t.Fatalf("repos key after delete: found %v, err %v", found, err)
 	}
 }
 

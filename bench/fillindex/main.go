@@ -77,6 +77,10 @@ func run(dir string, n, sample int) error {
 	if err := idx.PutPackages(batch); err != nil {
 		return err
 	}
+	// Settle now rather than in the server being measured.
+	if err := idx.Flatten(); err != nil {
+		return err
+	}
 	f, err := os.Create(filepath.Join(dir, "ids.txt"))
 	if err != nil {
 		return err
