@@ -163,8 +163,14 @@ func (s *Store) sourcesOf(n NEVRA) ([]string, error) {
 		return nil, err
 	}
 	s.srcMu.Lock()
-	if s.srcCache == nil || s.srcGen != gen || len(s.srcCache) >= 1<<16 {
+	switch {
+	case s.srcCache == nil || s.srcGen != gen:
 		s.srcCache, s.srcGen = map[NEVRA][]string{}, gen
+	case len(s.srcCache) >= 1<<16:
+		for k := range s.srcCache { // map order is random: evict one at random
+			delete(s.srcCache, k)
+			break
+		}
 	}
 	if s.gen.Load() == gen {
 		s.srcCache[n] = v

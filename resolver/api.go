@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 
 	"github.com/gin-gonic/gin"
 
@@ -37,12 +36,11 @@ type API struct {
 	pkg Packager
 	cfg Config
 
-	// bodies caches encoded answers of GET /api/v1/buildid/:id for one
-	// index generation: a lookup service answers the same ids (libc's,
-	// the distribution's common libraries) over and over.
-	bodyMu  sync.RWMutex
-	bodyGen uint64
-	bodies  map[index.BuildID][]byte
+	// bodies caches encoded answers of GET /api/v1/buildid/:id, keyed by
+	// index generation too: a lookup service answers the same ids (libc's,
+	// the distribution's common libraries) over and over. Answers of an
+	// older generation are never asked for again and age out.
+	bodies *cache[bodyKey, []byte]
 	// OnLookup, if set, is told whether each lookup found the id.
 	OnLookup func(hit bool)
 }
@@ -67,7 +65,15 @@ func NewAPI(idx Store, cfg Config) *API {
 	if cfg.MaxCoreSize <= 0 {
 		cfg.MaxCoreSize = 4 << 30
 	}
-	return &API{idx: idx, pkg: idx, cfg: cfg}
+	return &API{idx: idx, pkg: idx, cfg: cfg, bodies: newCache[bodyKey, []byte](bodyBudget, 16)}
+}
+
+// bodyBudget bounds the cached answers' bytes.
+const bodyBudget = 32 << 20
+
+type bodyKey struct {
+	gen uint64
+	id  index.BuildID
 }
 
 func (a *API) resolve(id index.BuildID) ([]index.MatchView, error) {
@@ -132,12 +138,8 @@ func (a *API) buildID(c *gin.Context) {
 		apiError(c, http.StatusBadRequest, err.Error())
 		return
 	}
-	gen := a.idx.Generation()
-	a.bodyMu.RLock()
-	body, ok := a.bodies[id]
-	ok = ok && a.bodyGen == gen
-	a.bodyMu.RUnlock()
-	if ok {
+	key := bodyKey{a.idx.Generation(), id}
+	if body, ok := a.bodies.get(key); ok {
 		if a.OnLookup != nil {
 			a.OnLookup(true)
 		}
@@ -153,17 +155,12 @@ func (a *API) buildID(c *gin.Context) {
 		apiError(c, http.StatusInternalServerError, err.Error())
 		return
 	}
-	body, err = json.Marshal(buildIDResponse{BuildID: id.String(), Matches: ms})
+	body, err := json.Marshal(buildIDResponse{BuildID: id.String(), Matches: ms})
 	if err != nil {
 		apiError(c, http.StatusInternalServerError, err.Error())
 		return
 	}
-	a.bodyMu.Lock()
-	if a.bodies == nil || a.bodyGen != gen || len(a.bodies) >= 1<<16 {
-		a.bodies, a.bodyGen = map[index.BuildID][]byte{}, gen
-	}
-	a.bodies[id] = body
-	a.bodyMu.Unlock()
+	a.bodies.put(key, body, int64(len(body))+64)
 	c.Data(http.StatusOK, "application/json; charset=utf-8", body)
 }
 

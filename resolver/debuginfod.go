@@ -25,7 +25,6 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"io/fs"
 	"net/http"
@@ -191,9 +190,63 @@ func (d *Debuginfod) artifact(c *gin.Context, k index.Kind) {
 			break
 		}
 	}
+	if k == index.KindDebuginfo && (errors.Is(err, errMiss) || errors.Is(err, blob.ErrNotFound)) {
+		// No separate debug file: an executable that was never stripped
+		// is its own debuginfo, and debuginfod answers with it.
+		for i := range ms {
+			m := &ms[i]
+			if m.Kind != index.KindExecutable {
+				continue
+			}
+			has, herr := d.hasDWARF(m.Blob)
+			if herr != nil && !errors.Is(herr, blob.ErrNotFound) {
+				err = herr
+				break
+			}
+			if !has {
+				continue
+			}
+			if err = d.serveFile(c, m.NEVRA, m.Path, m.Blob, m.Size); !errors.Is(err, blob.ErrNotFound) {
+				break
+			}
+		}
+	}
 	if err != nil {
 		fail(c, err, "build-id "+id+" "+k.String())
 	}
+}
+
+// hasDWARF reports whether the ELF file in blob b carries debug
+// information of its own: a .debug_info section with contents.
+func (d *Debuginfod) hasDWARF(b blob.Digest) (bool, error) {
+	secs, err := d.sectionsOf(b, nil)
+	if err != nil {
+		return false, err
+	}
+	for _, name := range [...]string{".debug_info", ".zdebug_info"} {
+		if s, ok := secs[name]; ok && !s.nobits && s.size > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// sectionsOf returns the section table of blob b, from the cache or read
+// from f (opened from the plain copy when nil; the caller closes an f it
+// passed).
+func (d *Debuginfod) sectionsOf(b blob.Digest, f *os.File) (elfSections, error) {
+	if secs, ok := d.sections.get(b); ok {
+		return secs, nil
+	}
+	if f == nil {
+		var err error
+		if f, err = d.open(b); err != nil {
+			return nil, err
+		}
+		defer f.Close()
+	}
+	secs := readSections(f)
+	return d.sections.put(b, secs, int64(len(secs))+1), nil
 }
 
 // serveFile sends blob b, the file at path in package n, whole or in the
@@ -579,8 +632,9 @@ func (d *Debuginfod) serveSection(c *gin.Context, m *index.Match, name string) (
 		if f, err = d.open(m.Blob); err != nil {
 			return false, err
 		}
-		secs = readSections(f)
-		secs = d.sections.put(m.Blob, secs, int64(len(secs))+1)
+		if secs, err = d.sectionsOf(m.Blob, f); err != nil {
+			return false, err
+		}
 	}
 	s, ok := secs[name]
 	if !ok || s.nobits {
@@ -791,79 +845,4 @@ func (d *Debuginfod) plain(b blob.Digest) (string, error) {
 	}()
 	c.path, c.err = d.pool.Plain(b)
 	return c.path, c.err
-}
-
-// cache is a map bounded by a cost budget, in shards to keep readers off
-// each other's locks. When a shard goes over its share of the budget it
-// drops entries at random (map order) down to three quarters of it.
-type cache[K comparable, V any] struct {
-	seed   maphash.Seed
-	per    int64
-	shards []cacheShard[K, V]
-}
-
-type cacheShard[K comparable, V any] struct {
-	mu   sync.RWMutex
-	m    map[K]cached[V]
-	cost int64
-}
-
-type cached[V any] struct {
-	v    V
-	cost int64
-}
-
-// newCache returns a cache of the given budget in n shards; one entry may
-// cost at most a shard's share, budget/n.
-func newCache[K comparable, V any](budget int64, n int) *cache[K, V] {
-	c := &cache[K, V]{seed: maphash.MakeSeed(), shards: make([]cacheShard[K, V], n)}
-	c.per = max(budget/int64(n), 1)
-	for i := range c.shards {
-		c.shards[i].m = map[K]cached[V]{}
-	}
-	return c
-}
-
-func (c *cache[K, V]) shard(k K) *cacheShard[K, V] {
-	return &c.shards[maphash.Comparable(c.seed, k)%uint64(len(c.shards))]
-}
-
-func (c *cache[K, V]) get(k K) (V, bool) {
-	s := c.shard(k)
-	s.mu.RLock()
-	e, ok := s.m[k]
-	s.mu.RUnlock()
-	return e.v, ok
-}
-
-// put stores v under k unless k is already there, and returns what is.
-func (c *cache[K, V]) put(k K, v V, cost int64) V {
-	s := c.shard(k)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.m[k]; ok {
-		return e.v
-	}
-	if s.cost+cost > c.per {
-		for k2, e := range s.m {
-			if s.cost+cost <= c.per*3/4 {
-				break
-			}
-			delete(s.m, k2)
-			s.cost -= e.cost
-		}
-	}
-	s.m[k] = cached[V]{v: v, cost: cost}
-	s.cost += cost
-	return v
-}
-
-func (c *cache[K, V]) drop(k K) {
-	s := c.shard(k)
-	s.mu.Lock()
-	if e, ok := s.m[k]; ok {
-		delete(s.m, k)
-		s.cost -= e.cost
-	}
-	s.mu.Unlock()
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/retraced/retraced/fixtures/fixturestore"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
+	"github.com/retraced/retraced/index/elfnote"
 )
 
 // newFixtureStore mirrors the fixture repository into a fresh data
@@ -1145,5 +1146,68 @@ func TestCacheBudget(t *testing.T) {
 	c.drop(5000)
 	if _, ok := c.get(5000); ok {
 		t.Error("dropped key still there")
+	}
+}
+
+// TestDebuginfodUnstripped: an executable built with -g and never
+// stripped answers /debuginfo itself when no separate debug file exists,
+// as debuginfod does; a stripped one is still 404 there.
+func TestDebuginfodUnstripped(t *testing.T) {
+	requireTools(t, "gcc", "strip")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "m.c")
+	if err := os.WriteFile(src, []byte("int main(void) { return 0; }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	full, stripped := filepath.Join(dir, "full"), filepath.Join(dir, "stripped")
+	for _, args := range [][]string{
+		{"gcc", "-g", "-Wl,--build-id", "-o", full, src},
+		{"gcc", "-g", "-Wl,--build-id=0x1234567890abcdef1234567890abcdef12345678", "-o", stripped, src},
+		{"strip", stripped},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	s := newLayoutStore(t)
+	ids := map[string]string{}
+	for name, path := range map[string]string{"full": full, "stripped": stripped} {
+		raw, err := elfnote.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[name] = fmt.Sprintf("%x", raw)
+		content, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.pkg(name+"-1-1.x86_64", name+"-1-1.src.rpm", s.file("/usr/bin/"+name, string(content), ids[name], index.KindExecutable))
+	}
+	srv := serveDebuginfod(t, NewDebuginfod(s.idx, s.pool))
+	get := func(path string) (int, []byte) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, b
+	}
+	want, err := os.ReadFile(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get("/buildid/" + ids["full"] + "/debuginfo"); code != http.StatusOK || !bytes.Equal(body, want) {
+		t.Fatalf("debuginfo of an unstripped executable: %d, %d bytes; want 200 and its %d bytes", code, len(body), len(want))
+	}
+	if code, _ := get("/buildid/" + ids["stripped"] + "/debuginfo"); code != http.StatusNotFound {
+		t.Fatalf("debuginfo of a stripped executable: %d, want 404", code)
+	}
+	if code, _ := get("/buildid/" + ids["stripped"] + "/executable"); code != http.StatusOK {
+		t.Fatalf("executable of the stripped one: %d, want 200", code)
 	}
 }
