@@ -13,7 +13,8 @@ import (
 
 // Config tunes a Mirror. The zero value of each field picks its default.
 type Config struct {
-	// Workers ingest packages in parallel (default: the number of CPUs).
+	// Workers ingest packages in parallel (default: the number of CPUs
+	// plus one).
 	Workers int
 	// Keep and Drop are extra path globs (see Policy); Drop defaults to
 	// DefaultDrop when nil.
@@ -39,7 +40,9 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.Workers <= 0 {
-		c.Workers = runtime.NumCPU()
+		// One more than the CPUs: a worker waiting on a download or on
+		// an xz process would otherwise leave a core idle.
+		c.Workers = runtime.NumCPU() + 1
 	}
 	if c.Drop == nil {
 		c.Drop = DefaultDrop

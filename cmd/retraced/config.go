@@ -47,7 +47,7 @@ func defaultConfig() Config {
 		GCSchedule:    "@daily",
 		MinFree:       10,
 		MemoryLimitMB: 200,
-		Mirror:        MirrorConfig{Workers: runtime.NumCPU(), Compression: "fastest"},
+		Mirror:        MirrorConfig{Workers: runtime.NumCPU() + 1, Compression: "fastest"},
 	}
 }
 
