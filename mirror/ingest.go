@@ -364,6 +364,7 @@ func (m *Mirror) streamMember(f *index.File, r io.Reader, isELF bool) (*index.Fi
 	if isELF {
 		err := setBuildID(f, ends)
 		if ends.missed {
+			f.BuildID = index.BuildID{}
 			err = m.buildIDFromStored(f, bw)
 		}
 		if err != nil {

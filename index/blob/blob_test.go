@@ -174,3 +174,67 @@ func TestCompactAndPlain(t *testing.T) {
 		})
 	}
 }
+
+// TestWriter streams a blob whose digest is known only at the end: its
+// content reads back before Commit, a second Commit of the same digest
+// stores nothing, and neither Commit nor Abort leaves a temp file.
+func TestWriter(t *testing.T) {
+	p := testPool(t)
+	b := content(1 << 20)
+	d := Sum(b)
+	commit := func() int64 {
+		t.Helper()
+		w, err := p.NewWriter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Abort()
+		for rest := b; len(rest) > 0; rest = rest[min(len(rest), 7000):] {
+			if _, err := w.Write(rest[:min(len(rest), 7000)]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rc, err := w.Content()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("Content before Commit: %d bytes, %v", len(got), err)
+		}
+		if _, err := w.Write([]byte("x")); err == nil {
+			t.Fatal("Write after Content succeeded")
+		}
+		n, err := w.Commit(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := commit(); n <= 0 || n >= int64(len(b)) {
+		t.Fatalf("first Commit stored %d bytes of %d", n, len(b))
+	}
+	if n := commit(); n != 0 {
+		t.Fatalf("second Commit of the same digest stored %d bytes", n)
+	}
+	w, err := p.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(b[:100])
+	w.Abort()
+	r, err := p.Open(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, b) {
+		t.Fatalf("committed blob reads back %d bytes, %v", len(got), err)
+	}
+	left, err := os.ReadDir(p.Dir() + "/tmp")
+	if err != nil || len(left) > 0 {
+		t.Fatalf("temp files left: %v %v", left, err)
+	}
+}
