@@ -324,20 +324,12 @@ func testDebuginfodHTTP(t *testing.T, base string, ref *reference) {
 			for k, v := range tc.req {
 				req.Header.Set(k, v)
 			}
-			resp, err := noRedirect.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != tc.status {
-				t.Fatalf("status %d, want %d; body %.200q", resp.StatusCode, tc.status, body)
+			code, header, body := do(t, req)
+			if code != tc.status {
+				t.Fatalf("status %d, want %d; body %.200q", code, tc.status, body)
 			}
 			for k, v := range tc.hdr {
-				if got := resp.Header.Get(k); got != v {
+				if got := header.Get(k); got != v {
 					t.Errorf("%s: %q, want %q", k, got, v)
 				}
 			}
@@ -346,8 +338,8 @@ func testDebuginfodHTTP(t *testing.T, base string, ref *reference) {
 				if !bytes.Equal(body, tc.body) {
 					t.Errorf("body: %d bytes differ from the reference's %d", len(body), len(tc.body))
 				}
-			case resp.StatusCode >= 400 && resp.StatusCode != 416:
-				if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+			case code >= 400 && code != 416:
+				if ct := header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 					t.Errorf("error Content-Type %q, want text/plain", ct)
 				}
 				if len(body) == 0 || body[0] == '{' {
@@ -933,6 +925,32 @@ func (s *layoutStore) file(path, content, id string, kind index.Kind) index.File
 	return f
 }
 
+// fetch GETs url, as do sends a request.
+func fetch(t testing.TB, url string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return do(t, req)
+}
+
+// do sends req, not following redirects, and returns the status, the
+// headers and the body.
+func do(t testing.TB, req *http.Request) (int, http.Header, []byte) {
+	t.Helper()
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, b
+}
+
 func link(path, target string) index.File {
 	return index.File{Path: path, Mode: os.ModeSymlink | 0o777, Link: target}
 }
@@ -995,16 +1013,8 @@ func TestDebuginfodLayouts(t *testing.T) {
 	srv := serveDebuginfod(t, NewDebuginfod(s.idx, s.pool))
 	get := func(t *testing.T, path string) (int, http.Header, string) {
 		t.Helper()
-		resp, err := noRedirect.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, resp.Header, string(b)
+		code, h, b := fetch(t, srv.URL+path)
+		return code, h, string(b)
 	}
 	for _, tc := range []struct {
 		name, path string
@@ -1048,28 +1058,15 @@ func TestDebuginfodLayouts(t *testing.T) {
 		gc("baz build 2")
 		// A fresh server, so that nothing is in memory yet.
 		srv2 := serveDebuginfod(t, NewDebuginfod(s.idx, s.pool))
-		resp, err := noRedirect.Get(srv2.URL + "/buildid/" + rebuil + "/executable")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode != 200 || string(b) != "baz build 1" {
-			t.Errorf("status %d body %q, want the older build", resp.StatusCode, b)
+		code, _, b := fetch(t, srv2.URL+"/buildid/"+rebuil+"/executable")
+		if code != 200 || string(b) != "baz build 1" {
+			t.Errorf("status %d body %q, want the older build", code, b)
 		}
 		gc("baz build 1")
 		// The older build's bytes are in memory now: a fresh server again.
 		srv2 = serveDebuginfod(t, NewDebuginfod(s.idx, s.pool))
-		resp2, err := noRedirect.Get(srv2.URL + "/buildid/" + rebuil + "/executable")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp2.Body.Close()
-		if resp2.StatusCode != 404 {
-			t.Errorf("every blob gone: status %d, want 404", resp2.StatusCode)
+		if code, _, _ := fetch(t, srv2.URL+"/buildid/"+rebuil+"/executable"); code != 404 {
+			t.Errorf("every blob gone: status %d, want 404", code)
 		}
 	})
 }
@@ -1186,16 +1183,8 @@ func TestDebuginfodUnstripped(t *testing.T) {
 	srv := serveDebuginfod(t, NewDebuginfod(s.idx, s.pool))
 	get := func(path string) (int, []byte) {
 		t.Helper()
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, b
+		code, _, b := fetch(t, srv.URL+path)
+		return code, b
 	}
 	want, err := os.ReadFile(full)
 	if err != nil {

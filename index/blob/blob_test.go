@@ -198,10 +198,8 @@ func TestWriter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil || !bytes.Equal(got, b) {
-			t.Fatalf("Content before Commit: %d bytes, %v", len(got), err)
+		if got := readAll(t, rc); !bytes.Equal(got, b) {
+			t.Fatalf("Content before Commit: %d bytes, want %d", len(got), len(b))
 		}
 		if _, err := w.Write([]byte("x")); err == nil {
 			t.Fatal("Write after Content succeeded")
@@ -228,13 +226,22 @@ func TestWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := io.ReadAll(r)
-	r.Close()
-	if err != nil || !bytes.Equal(got, b) {
-		t.Fatalf("committed blob reads back %d bytes, %v", len(got), err)
+	if got := readAll(t, r); !bytes.Equal(got, b) {
+		t.Fatalf("committed blob reads back %d bytes, want %d", len(got), len(b))
 	}
 	left, err := os.ReadDir(p.Dir() + "/tmp")
 	if err != nil || len(left) > 0 {
 		t.Fatalf("temp files left: %v %v", left, err)
 	}
+}
+
+// readAll reads and closes rc.
+func readAll(t *testing.T, rc io.ReadCloser) []byte {
+	t.Helper()
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
