@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -298,5 +301,68 @@ func TestExpireFailedSooner(t *testing.T) {
 	}
 	if resp, _ := ts.do(t, http.MethodGet, "/"+id, pw); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("expired failed task: %d", resp.StatusCode)
+	}
+}
+
+// TestTasksOwner: with no server running (retraced gc on its own), a
+// task directory plans failed tasks after a day and the rest after a
+// week, as a server does, and deletes what it planned.
+func TestTasksOwner(t *testing.T) {
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	cfg := testConfig()
+	cfg.Now = func() time.Time { return now }
+	r := &elfRetracer{gate: make(chan struct{})}
+	close(r.gate)
+	ts := newTestServer(t, r, cfg)
+	okID, okPW := ts.create(t, FormatXZ, crashXZ(t))
+	ts.waitStatus(t, okID, okPW, StatusSuccess)
+	// A failed task finished at the same time: a copy of the successful
+	// one with its status changed.
+	failID := okID + "1"
+	if out, err := exec.Command("cp", "-a", filepath.Join(ts.dir, okID), filepath.Join(ts.dir, failID)).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	tk := task{id: failID, dir: filepath.Join(ts.dir, failID)}
+	st, err := tk.readState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Status = StatusFailure
+	if err := tk.writeState(st); err != nil {
+		t.Fatal(err)
+	}
+
+	owner := &Tasks{Dir: ts.dir}
+	names := func(at time.Time) []string {
+		t.Helper()
+		items, err := owner.Plan(context.Background(), at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, it := range items {
+			if it.Kind != KindTask || it.Bytes <= 0 {
+				t.Fatalf("item %+v: want a task with its size", it)
+			}
+			out = append(out, it.Name)
+		}
+		return out
+	}
+	if got := names(now.Add(23 * time.Hour)); len(got) != 0 {
+		t.Fatalf("after 23 hours: %v, want nothing", got)
+	}
+	got := names(now.Add(25 * time.Hour))
+	if len(got) != 1 || got[0] != failID {
+		t.Fatalf("after 25 hours: %v, want the failed task %s", got, failID)
+	}
+	items, _ := owner.Plan(context.Background(), now.Add(25*time.Hour))
+	if err := owner.Delete(context.Background(), items); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(ts.dir, failID)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("failed task still there: %v", err)
+	}
+	if got := names(now.Add(8 * 24 * time.Hour)); len(got) != 1 || got[0] != okID {
+		t.Fatalf("after 8 days: %v, want %s", got, okID)
 	}
 }

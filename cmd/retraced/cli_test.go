@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/retraced/retraced/fixtures"
 )
@@ -207,8 +208,22 @@ func TestGCCommand(t *testing.T) {
 	if _, _, err := run(t, "--data", data, "mirror", "remove", "v1"); err != nil {
 		t.Fatal(err)
 	}
+	// A retrace task that failed a month ago, and one that just succeeded.
+	month := time.Now().Add(-30 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	for id, st := range map[string]string{
+		"111": `{"status":"FINISHED_FAILURE","created":"` + month + `","finished":"` + month + `"}`,
+		"222": `{"status":"FINISHED_SUCCESS","created":"` + time.Now().UTC().Format(time.RFC3339) + `","finished":"` + time.Now().UTC().Format(time.RFC3339) + `"}`,
+	} {
+		dir := filepath.Join(data, "tasks", id)
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "task.json"), []byte(st), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
 	out, _, err := run(t, "--data", data, "gc", "--dry-run")
-	if err != nil || !strings.Contains(out, "9 packages") || !strings.Contains(out, "(dry run)") {
+	if err != nil || !strings.Contains(out, "9 packages") || !strings.Contains(out, "1 task") || !strings.Contains(out, "(dry run)") {
 		t.Fatalf("gc --dry-run: %q %v", out, err)
 	}
 	id := ""
@@ -223,6 +238,12 @@ func TestGCCommand(t *testing.T) {
 	out, _, err = run(t, "--data", data, "gc")
 	if err != nil || !strings.Contains(out, ", 9 packages") || !strings.Contains(out, "freed") {
 		t.Fatalf("gc: %q %v", out, err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "tasks", "111")); !os.IsNotExist(err) {
+		t.Fatalf("the month-old failed task is still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "tasks", "222")); err != nil {
+		t.Fatalf("the fresh task: %v", err)
 	}
 	if _, _, err := run(t, "--data", data, "lookup", id); err == nil {
 		t.Fatal("a package of the removed source still resolves after gc")

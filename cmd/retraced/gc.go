@@ -15,6 +15,7 @@ import (
 
 	"github.com/retraced/retraced/gc"
 	"github.com/retraced/retraced/mirror"
+	"github.com/retraced/retraced/retrace"
 	"github.com/retraced/retraced/web"
 )
 
@@ -107,8 +108,9 @@ func gcCmd(g *globals) *cobra.Command {
 				err = r.do(http.MethodPost, fmt.Sprintf("/api/v1/gc?dry_run=%v", dryRun), nil, rep)
 			} else {
 				defer s.Close()
-				// We hold the data directory: no sync runs, nothing to protect.
-				rep, err = collect(cmd.Context(), s, time.Now(), dryRun)
+				// We hold the data directory: no sync runs, nothing to
+				// protect, and no task server has the tasks open.
+				rep, err = collect(cmd.Context(), s, time.Now(), dryRun, &retrace.Tasks{Dir: filepath.Join(s.dir, "tasks")})
 			}
 			if rep != nil {
 				printGC(cmd.OutOrStdout(), rep)

@@ -95,15 +95,10 @@ func Run(ctx context.Context, cfg Config) error {
 
 	sched := cron.New()
 	if _, err := sched.AddFunc(cfg.GCSchedule, func() {
-		rep, err := collect(ctx, s, h.ops.OldestSyncStart(), false)
+		rep, err := collect(ctx, s, h.ops.OldestSyncStart(), false, rs)
 		if err != nil {
 			log.Error("gc", "err", err)
 			return
-		}
-		if n, err := rs.Expire(); err != nil {
-			log.Error("gc: expire tasks", "err", err)
-		} else if n > 0 {
-			log.Info("gc: expired tasks", "tasks", n)
 		}
 		log.Info("gc", "summary", rep.Summary, "freed", rep.Bytes)
 	}); err != nil {
@@ -171,7 +166,7 @@ func newHandler(s *store, cfg Config, rs *retrace.Server) *handler {
 	resolver.NewDebuginfod(s.idx, s.pool).Register(r)
 	ops := web.NewOps(s.mirror, web.Config{AdminToken: cfg.AdminToken, DataDir: s.dir, MinFreePercent: cfg.MinFree})
 	ops.Register(r)
-	registerGC(r, s, ops, ops.Admin())
+	registerGC(r, s, ops, ops.Admin(), rs)
 	rs.Register(r)
 	web.NewStatus(ops, s.idx, web.StatusSources{
 		GC:       func() *web.GCSummary { return lastGC(s.dir) },
