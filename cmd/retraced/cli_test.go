@@ -190,6 +190,14 @@ func TestConfigFile(t *testing.T) {
 	if _, err := loadConfig(p); err == nil {
 		t.Fatal("a misspelt key was accepted")
 	}
+	for _, bad := range []string{`task_ttl = "a week"`, `failed_task_ttl = "-1h"`} {
+		if err := os.WriteFile(p, []byte(bad+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadConfig(p); err == nil || !strings.Contains(err.Error(), "positive duration") {
+			t.Fatalf("%s: err = %v, want a duration error", bad, err)
+		}
+	}
 	if _, _, err := run(t, "--config", filepath.Join(dir, "missing.toml"), "mirror", "list"); err == nil {
 		t.Fatal("missing config file accepted")
 	}
@@ -222,7 +230,16 @@ func TestGCCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, _, err := run(t, "--data", data, "gc", "--dry-run")
+	// Failed tasks kept 1000 hours: the month-old one stays.
+	conf := filepath.Join(t.TempDir(), "retraced.toml")
+	if err := os.WriteFile(conf, []byte(`failed_task_ttl = "1000h"`+"\n"+`task_ttl = "2000h"`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "--config", conf, "--data", data, "gc", "--dry-run")
+	if err != nil || !strings.Contains(out, "9 packages") || strings.Contains(out, "task") {
+		t.Fatalf("gc --dry-run keeping failed tasks 1000h: %q %v", out, err)
+	}
+	out, _, err = run(t, "--data", data, "gc", "--dry-run")
 	if err != nil || !strings.Contains(out, "9 packages") || !strings.Contains(out, "1 task") || !strings.Contains(out, "(dry run)") {
 		t.Fatalf("gc --dry-run: %q %v", out, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -24,8 +25,20 @@ type Config struct {
 	// system, below which syncs pause and new retrace tasks get 507.
 	MinFree float64 `toml:"min_free"`
 	// MemoryLimitMB is serve's soft Go heap limit (GOMEMLIMIT wins).
-	MemoryLimitMB int64        `toml:"memory_limit_mb"`
+	MemoryLimitMB int64 `toml:"memory_limit_mb"`
+	// TaskTTL is how long gc keeps a finished retrace task, and
+	// FailedTaskTTL a failed one when that is sooner (Go durations such
+	// as "168h").
+	TaskTTL       string       `toml:"task_ttl"`
+	FailedTaskTTL string       `toml:"failed_task_ttl"`
 	Mirror        MirrorConfig `toml:"mirror"`
+}
+
+// retention returns TaskTTL and FailedTaskTTL, which loadConfig checked.
+func (c Config) retention() (keep, failed time.Duration) {
+	keep, _ = time.ParseDuration(c.TaskTTL)
+	failed, _ = time.ParseDuration(c.FailedTaskTTL)
+	return keep, failed
 }
 
 // MirrorConfig is the [mirror] table.
@@ -47,6 +60,8 @@ func defaultConfig() Config {
 		GCSchedule:    "@daily",
 		MinFree:       10,
 		MemoryLimitMB: 200,
+		TaskTTL:       "168h",
+		FailedTaskTTL: "24h",
 		Mirror:        MirrorConfig{Workers: runtime.NumCPU() + 1, Compression: "fastest"},
 	}
 }
@@ -66,6 +81,11 @@ func loadConfig(path string) (Config, error) {
 	d := toml.NewDecoder(f).DisallowUnknownFields()
 	if err := d.Decode(&c); err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	for _, v := range []struct{ key, val string }{{"task_ttl", c.TaskTTL}, {"failed_task_ttl", c.FailedTaskTTL}} {
+		if d, err := time.ParseDuration(v.val); err != nil || d <= 0 {
+			return c, fmt.Errorf("config %s: %s = %q: want a positive duration such as \"168h\"", path, v.key, v.val)
+		}
 	}
 	return c, nil
 }

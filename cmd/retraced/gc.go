@@ -98,6 +98,10 @@ func gcCmd(g *globals) *cobra.Command {
 		Short: "Collect what no source or task needs any more; print what was removed and the bytes freed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
 			s, r, err := g.backend(cmd)
 			if err != nil {
 				return err
@@ -110,7 +114,10 @@ func gcCmd(g *globals) *cobra.Command {
 				defer s.Close()
 				// We hold the data directory: no sync runs, nothing to
 				// protect, and no task server has the tasks open.
-				rep, err = collect(cmd.Context(), s, time.Now(), dryRun, &retrace.Tasks{Dir: filepath.Join(s.dir, "tasks")})
+				keep, failed := cfg.retention()
+				tasks := &retrace.Tasks{Dir: filepath.Join(s.dir, "tasks"),
+					Config: retrace.Config{DeleteAfter: keep, DeleteFailedAfter: failed}}
+				rep, err = collect(cmd.Context(), s, time.Now(), dryRun, tasks)
 			}
 			if rep != nil {
 				printGC(cmd.OutOrStdout(), rep)

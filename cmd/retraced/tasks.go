@@ -51,6 +51,7 @@ func startTasks(s *store, cfg Config, log *slog.Logger) (*retrace.Server, *retra
 		return nil, nil, fmt.Errorf("retrace worker: %w", err)
 	}
 	rc := retrace.Config{Packages: packageChecker{s.idx}, Logger: log}
+	rc.DeleteAfter, rc.DeleteFailedAfter = cfg.retention()
 	var st unix.Statfs_t
 	if err := unix.Statfs(s.dir, &st); err == nil {
 		// min_free is a share of the file system; the task server
