@@ -48,15 +48,6 @@ func serveDebuginfod(t testing.TB, d *Debuginfod) *httptest.Server {
 	return srv
 }
 
-func requireTools(t testing.TB, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("%s not installed", n)
-		}
-	}
-}
-
 // reference holds the fixture RPMs as rpm2cpio | cpio unpacked them, one
 // directory per RPM file, and what rpm -qp says of them.
 type reference struct {
@@ -66,7 +57,7 @@ type reference struct {
 
 func unpackReference(t *testing.T) *reference {
 	t.Helper()
-	requireTools(t, "rpm2cpio", "cpio", "rpm")
+	fixtures.RequireTools(t, "rpm2cpio", "cpio", "rpm")
 	r := &reference{dir: t.TempDir(), files: map[string]string{}}
 	for _, p := range fixtures.Packages(t) {
 		r.files[p.NEVRA] = p.File
@@ -108,7 +99,7 @@ func (r *reference) file(t testing.TB, nevra, path string) []byte {
 // as objcopy --dump-section writes them.
 func (r *reference) section(t testing.TB, nevra, path, name string) []byte {
 	t.Helper()
-	requireTools(t, "objcopy")
+	fixtures.RequireTools(t, "objcopy")
 	tmp := t.TempDir()
 	out := filepath.Join(tmp, "section")
 	cmd := exec.Command("objcopy", "--dump-section", name+"="+out,
@@ -443,7 +434,7 @@ func run(t testing.TB, env []string, name string, args ...string) (stdout, stder
 }
 
 func testDebuginfodFind(t *testing.T, base string, ref *reference) {
-	requireTools(t, "debuginfod-find")
+	fixtures.RequireTools(t, "debuginfod-find")
 	const crashme, counter = "crashme-1.0-1.x86_64", "counter-1:1.1-1.x86_64"
 	exe := buildID(t, crashme, "/usr/bin/crashme")
 	lib := buildID(t, crashme, "/usr/lib64/libcrashme.so.1.0.0")
@@ -569,7 +560,7 @@ func executableID(t testing.TB, c fixtures.Core) string {
 // but the core and the server: no executable, library or debuginfo is on
 // this machine.
 func testEUStack(t *testing.T, base string) {
-	requireTools(t, "eu-stack")
+	fixtures.RequireTools(t, "eu-stack")
 	for _, c := range fixtures.Cores(t) {
 		t.Run(c.File, func(t *testing.T) {
 			t.Parallel()
@@ -650,7 +641,7 @@ func isSubsequence(got, want []frame) bool {
 // executable by the build-id the core records, then the shared library,
 // their debuginfo and the sources.
 func testGDB(t *testing.T, base string, ref *reference) {
-	requireTools(t, "gdb")
+	fixtures.RequireTools(t, "gdb")
 	out, err := exec.Command("gdb", "-batch", "-nx", "-ex", "show debuginfod enabled").CombinedOutput()
 	if err != nil {
 		t.Fatalf("gdb: %v\n%s", err, out)
@@ -714,7 +705,7 @@ func testGDB(t *testing.T, base string, ref *reference) {
 // wherever elfutils answers. (elfutils serves only the sources a build-id's
 // DWARF names; this server serves any source of the build, a superset.)
 func testAgainstElfutils(t *testing.T, base string) {
-	requireTools(t, "debuginfod")
+	fixtures.RequireTools(t, "debuginfod")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -1150,7 +1141,7 @@ func TestCacheBudget(t *testing.T) {
 // stripped answers /debuginfo itself when no separate debug file exists,
 // as debuginfod does; a stripped one is still 404 there.
 func TestDebuginfodUnstripped(t *testing.T) {
-	requireTools(t, "gcc", "strip")
+	fixtures.RequireTools(t, "gcc", "strip")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "m.c")
 	if err := os.WriteFile(src, []byte("int main(void) { return 0; }\n"), 0o644); err != nil {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/retraced/retraced/fixtures"
 )
 
 // TestHostileArchives: each kind of malformed crash archive is 400, in
@@ -112,11 +114,7 @@ func TestArchiveVariants(t *testing.T) {
 // TestGNUTarArchives: archives made by GNU tar and xz (the tools
 // abrt-retrace-client runs), including sparse cores and multi-block xz.
 func TestGNUTarArchives(t *testing.T) {
-	for _, tool := range []string{"tar", "xz"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	fixtures.RequireTools(t, "tar", "xz")
 	cfg := testConfig()
 	cfg.MaxPackedSize, cfg.MaxUnpackedSize = 8, 8
 	ts := newTestServer(t, &elfRetracer{}, cfg)

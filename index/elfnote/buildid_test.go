@@ -16,33 +16,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/retraced/retraced/fixtures"
 )
-
-// tool returns the path of an installed program, skipping the test if it
-// is missing. CI installs all of them, so CI never skips.
-func tool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
-
-// run runs a program in dir and returns its stdout, failing the test if it
-// exits non-zero.
-func run(t testing.TB, dir, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String()
-}
 
 var buildIDLine = regexp.MustCompile(`(?m)^\s*Build ID: ([0-9a-f]+)\s*$`)
 
@@ -50,9 +26,9 @@ var buildIDLine = regexp.MustCompile(`(?m)^\s*Build ID: ([0-9a-f]+)\s*$`)
 // it prints none, and checks that eu-readelf -n agrees when installed.
 func referenceBuildID(t testing.TB, path string) string {
 	t.Helper()
-	id := firstBuildID(run(t, "", tool(t, "readelf"), "-n", path))
+	id := firstBuildID(fixtures.Run(t, "", fixtures.Tool(t, "readelf"), "-n", path))
 	if eu, err := exec.LookPath("eu-readelf"); err == nil {
-		if euID := firstBuildID(run(t, "", eu, "-n", path)); euID != id {
+		if euID := firstBuildID(fixtures.Run(t, "", eu, "-n", path)); euID != id {
 			t.Fatalf("readelf -n says build-id %q, eu-readelf -n says %q", id, euID)
 		}
 	}
@@ -63,7 +39,7 @@ func referenceBuildID(t testing.TB, path string) string {
 // prints no build-id, and that BuildID returns a *FormatError for it.
 func checkCorrupt(t *testing.T, path string) {
 	t.Helper()
-	cmd := exec.Command(tool(t, "readelf"), "-n", path)
+	cmd := exec.Command(fixtures.Tool(t, "readelf"), "-n", path)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -126,15 +102,15 @@ const freestandingC = `void _start(void) { for (;;) ; }
 // TestBuildIDGCC builds real ELF files with gcc and binutils and checks
 // BuildID against readelf -n (and eu-readelf -n) on each.
 func TestBuildIDGCC(t *testing.T) {
-	gcc := tool(t, "gcc")
-	tool(t, "readelf")
+	gcc := fixtures.Tool(t, "gcc")
+	fixtures.Tool(t, "readelf")
 	dir := t.TempDir()
 	for name, src := range map[string]string{"hello.c": helloC, "lib.c": libC, "free.c": freestandingC} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cc := func(t *testing.T, args ...string) { run(t, dir, gcc, args...) }
+	cc := func(t *testing.T, args ...string) { fixtures.Run(t, dir, gcc, args...) }
 	// Built first: the separate debug files below are split from it.
 	cc(t, "-g", "-O2", "-Wl,--build-id=sha1", "-o", "exe-sha1", "hello.c")
 	exeID := referenceBuildID(t, filepath.Join(dir, "exe-sha1"))
@@ -168,16 +144,16 @@ func TestBuildIDGCC(t *testing.T) {
 			}
 		}},
 		{name: "exe-stripped", build: func(t *testing.T) {
-			run(t, dir, tool(t, "strip"), "--strip-all", "-o", "exe-stripped", "exe-sha1")
+			fixtures.Run(t, dir, fixtures.Tool(t, "strip"), "--strip-all", "-o", "exe-stripped", "exe-sha1")
 		}, want: exeID},
 		{name: "exe-nobuildid", build: func(t *testing.T) { cc(t, "-Wl,--build-id=none", "-o", "exe-nobuildid", "hello.c") }},
 		{name: "lib.so", build: func(t *testing.T) { cc(t, "-shared", "-fPIC", "-Wl,--build-id=sha1", "-o", "lib.so", "lib.c") }},
 		{name: "lib.o", build: func(t *testing.T) { cc(t, "-c", "-o", "lib.o", "lib.c") }}, // ld adds build-ids, cc -c does not
 		{name: "objcopy.debug", build: func(t *testing.T) {
-			run(t, dir, tool(t, "objcopy"), "--only-keep-debug", "exe-sha1", "objcopy.debug")
+			fixtures.Run(t, dir, fixtures.Tool(t, "objcopy"), "--only-keep-debug", "exe-sha1", "objcopy.debug")
 		}, want: exeID},
 		{name: "eu-strip.debug", build: func(t *testing.T) {
-			run(t, dir, tool(t, "eu-strip"), "-f", "eu-strip.debug", "-o", "eu-stripped", "exe-sha1")
+			fixtures.Run(t, dir, fixtures.Tool(t, "eu-strip"), "-f", "eu-strip.debug", "-o", "eu-stripped", "exe-sha1")
 		}, want: exeID},
 		{name: "no-section-headers", build: func(t *testing.T) {
 			// As sstrip leaves a file: only program headers, so the id
@@ -580,7 +556,7 @@ type synthBlob struct {
 // TestBuildIDSynthetic checks hand-assembled files, in byte orders and
 // classes gcc here cannot produce, against readelf -n.
 func TestBuildIDSynthetic(t *testing.T) {
-	tool(t, "readelf")
+	fixtures.Tool(t, "readelf")
 	id65 := bytes.Repeat([]byte{0xee}, 65)
 	tests := []struct {
 		name    string
@@ -655,9 +631,9 @@ var euNoteLine = regexp.MustCompile(`(?m)^  (\S+) +(\d+)  \S`)
 // TestCoreNotes parses the PT_NOTE segment of a real core file written by
 // gdb's gcore and compares it with eu-readelf -n.
 func TestCoreNotes(t *testing.T) {
-	gcore, eu := tool(t, "gcore"), tool(t, "eu-readelf")
+	gcore, eu := fixtures.Tool(t, "gcore"), fixtures.Tool(t, "eu-readelf")
 	dir := t.TempDir()
-	sleeper := exec.Command(tool(t, "sleep"), "60")
+	sleeper := exec.Command(fixtures.Tool(t, "sleep"), "60")
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -678,7 +654,7 @@ func TestCoreNotes(t *testing.T) {
 	path := prefix + "." + strconv.Itoa(sleeper.Process.Pid)
 
 	var want []string
-	for _, m := range euNoteLine.FindAllStringSubmatch(run(t, dir, eu, "-n", path), -1) {
+	for _, m := range euNoteLine.FindAllStringSubmatch(fixtures.Run(t, dir, eu, "-n", path), -1) {
 		want = append(want, m[1]+" "+m[2])
 	}
 	if len(want) == 0 {

@@ -98,11 +98,7 @@ func octal(m uint32) string { return strconv.FormatUint(uint64(m), 8) }
 // TestWalkMatchesCpio walks every fixture payload and compares member
 // names and sizes with rpm2cpio | cpio -t (the reference).
 func TestWalkMatchesCpio(t *testing.T) {
-	for _, tool := range []string{"rpm2cpio", "cpio"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (CI installs it)", tool)
-		}
-	}
+	fixtures.RequireTools(t, "rpm2cpio", "cpio")
 	xzBin, err := exec.LookPath("xz")
 	if err != nil {
 		t.Skip("xz not installed (CI installs it)")

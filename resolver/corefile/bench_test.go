@@ -37,7 +37,7 @@ func BenchmarkNewFile(b *testing.B) {
 		}
 	})
 	b.Run("eu-unstrip", func(b *testing.B) {
-		unstrip := tool(b, "eu-unstrip")
+		unstrip := fixtures.Tool(b, "eu-unstrip")
 		for b.Loop() {
 			if err := exec.Command(unstrip, "-n", "--core="+name).Run(); err != nil {
 				b.Fatal(err)

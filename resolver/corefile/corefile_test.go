@@ -77,8 +77,8 @@ func TestFixtureCores(t *testing.T) {
 // elfnote reads from the files on disk. gdb's gcore always runs; a kernel
 // core needs a plain kernel.core_pattern.
 func TestFreshCore(t *testing.T) {
-	gcc := tool(t, "gcc")
-	gdb := tool(t, "gdb")
+	gcc := fixtures.Tool(t, "gcc")
+	gdb := fixtures.Tool(t, "gdb")
 	dir := t.TempDir()
 	dir, err := filepath.EvalSymlinks(dir) // NT_FILE paths are resolved
 	if err != nil {
@@ -94,8 +94,8 @@ func TestFreshCore(t *testing.T) {
 	write("prog.c", `int fresh_poke(int *p);
 int main(void) { return fresh_poke(0); }
 `)
-	run(t, dir, gcc, "-g", "-shared", "-fPIC", "-Wl,--build-id=sha1", "-o", "libfresh.so", "lib.c")
-	run(t, dir, gcc, "-g", "-Wl,--build-id=sha1", "-o", "prog", "prog.c", "-L.", "-lfresh", "-Wl,-rpath,"+dir)
+	fixtures.Run(t, dir, gcc, "-g", "-shared", "-fPIC", "-Wl,--build-id=sha1", "-o", "libfresh.so", "lib.c")
+	fixtures.Run(t, dir, gcc, "-g", "-Wl,--build-id=sha1", "-o", "prog", "prog.c", "-L.", "-lfresh", "-Wl,-rpath,"+dir)
 	prog := filepath.Join(dir, "prog")
 	lib := filepath.Join(dir, "libfresh.so")
 

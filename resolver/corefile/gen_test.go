@@ -23,7 +23,7 @@ func TestGenerateSeeds(t *testing.T) {
 	if !*generate {
 		t.Skip("run with -generate to rewrite testdata")
 	}
-	unstrip := tool(t, "eu-unstrip")
+	unstrip := fixtures.Tool(t, "eu-unstrip")
 	write := func(name string, data []byte) {
 		t.Helper()
 		path := filepath.Join("testdata", name)

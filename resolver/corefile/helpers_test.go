@@ -1,11 +1,8 @@
 package corefile
 
 import (
-	"bytes"
 	"encoding/hex"
 	"fmt"
-	"os"
-	"os/exec"
 	"path"
 	"sort"
 	"strconv"
@@ -14,32 +11,6 @@ import (
 
 	"github.com/retraced/retraced/fixtures"
 )
-
-// tool returns the path of an installed program, skipping the test if it
-// is missing. CI installs all of them, so CI never skips.
-func tool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
-
-// run runs a program in dir and returns its stdout, failing the test if it
-// exits non-zero.
-func run(t testing.TB, dir, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String()
-}
 
 // An unstripModule is one line of eu-unstrip -n --core:
 // "START+SIZE BUILDID@ADDR FILE DEBUGFILE NAME".
@@ -105,7 +76,7 @@ func fromFixture(ms []fixtures.Module) []unstripModule {
 // liveUnstrip runs eu-unstrip -n --core=core.
 func liveUnstrip(t testing.TB, core string) []unstripModule {
 	t.Helper()
-	return parseUnstrip(t, run(t, "", tool(t, "eu-unstrip"), "-n", "--core="+core))
+	return parseUnstrip(t, fixtures.Run(t, "", fixtures.Tool(t, "eu-unstrip"), "-n", "--core="+core))
 }
 
 // pathAgrees reports whether our NT_FILE path names the same object as
