@@ -402,10 +402,17 @@ func (s *Store) PutPackages(ps []*Package) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(ps) > 0 {
-		n := len(ps)
+	return inBatches(ps, len(ps), s.putBatch)
+}
+
+// inBatches calls commit on successive batches of items, at most max at a
+// time, halving a batch Badger finds too big for one transaction; a
+// single item that is still too big is an error.
+func inBatches[T any](items []T, max int, commit func([]T) error) error {
+	for len(items) > 0 {
+		n := min(len(items), max)
 		for {
-			err := s.putBatch(ps[:n])
+			err := commit(items[:n])
 			if errors.Is(err, badger.ErrTxnTooBig) && n > 1 {
 				n /= 2
 				continue
@@ -415,7 +422,7 @@ func (s *Store) PutPackages(ps []*Package) error {
 			}
 			break
 		}
-		ps = ps[n:]
+		items = items[n:]
 	}
 	return nil
 }
@@ -698,22 +705,7 @@ func (s *Store) DeletePackage(n NEVRA) error {
 func (s *Store) DeletePackages(ns []NEVRA) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(ns) > 0 {
-		n := min(len(ns), 1000)
-		for {
-			err := s.deleteBatch(ns[:n])
-			if errors.Is(err, badger.ErrTxnTooBig) && n > 1 {
-				n /= 2
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			break
-		}
-		ns = ns[n:]
-	}
-	return nil
+	return inBatches(ns, 1000, s.deleteBatch)
 }
 
 func (s *Store) deleteBatch(ns []NEVRA) error {

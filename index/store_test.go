@@ -308,3 +308,38 @@ func TestDeletePackage(t *testing.T) {
 		t.Fatalf("second delete: %v", err)
 	}
 }
+
+// TestInBatches: a batch Badger finds too big is halved until it fits,
+// every item is committed once and in order, and an item too big on its
+// own is an error.
+func TestInBatches(t *testing.T) {
+	items := make([]int, 23)
+	for i := range items {
+		items[i] = i
+	}
+	var got []int
+	var sizes []int
+	err := inBatches(items, 10, func(b []int) error {
+		if len(b) > 3 {
+			return badger.ErrTxnTooBig
+		}
+		sizes = append(sizes, len(b))
+		got = append(got, b...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(items) {
+		t.Fatalf("committed %v, want %v", got, items)
+	}
+	for _, n := range sizes {
+		if n > 3 {
+			t.Fatalf("a batch of %d was committed", n)
+		}
+	}
+	err = inBatches(items, 10, func(b []int) error { return badger.ErrTxnTooBig })
+	if !errors.Is(err, badger.ErrTxnTooBig) {
+		t.Fatalf("an item too big alone: err = %v", err)
+	}
+}
