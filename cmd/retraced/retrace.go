@@ -4,11 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
+	"log/slog"
 
 	"github.com/spf13/cobra"
-
-	"github.com/retraced/retraced/retrace"
 )
 
 func retraceCmd(g *globals) *cobra.Command {
@@ -29,15 +27,15 @@ func retraceCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("%w (%s)", errServing, r.base)
 			}
 			defer s.Close()
-			w, err := retrace.NewWorker(s.idx, s.pool, retrace.WorkerConfig{SysrootDir: filepath.Join(s.dir, "sysroots")})
-			if err != nil {
-				return fmt.Errorf("retrace: %w", err)
-			}
-			defer w.Close()
 			log := io.Discard
 			if verbose {
 				log = cmd.ErrOrStderr()
 			}
+			w, err := openWorker(s, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+			if err != nil {
+				return err
+			}
+			defer w.Close()
 			var logBuf logTail
 			bt, err := w.RetraceCore(cmd.Context(), args[0], exe, io.MultiWriter(log, &logBuf))
 			if err != nil {

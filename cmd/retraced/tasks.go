@@ -35,20 +35,9 @@ func (p packageChecker) HasNVRArch(nvr, arch string) (bool, error) {
 // startTasks builds the retrace service: the worker (sysroots under
 // DATA/sysroots) and the task server (DATA/tasks).
 func startTasks(s *store, cfg Config, log *slog.Logger) (*retrace.Server, *retrace.Worker, error) {
-	wc := retrace.WorkerConfig{SysrootDir: filepath.Join(s.dir, "sysroots")}
-	w, err := retrace.NewWorker(s.idx, s.pool, wc)
-	if errors.Is(err, retrace.ErrSysrootUnreachable) {
-		// The data directory sits under a directory nobody cannot enter
-		// (a 0700 home). Keep serving, with gdb as this user: it still
-		// gets no network, rlimits and a time limit.
-		log.Warn("gdb will run as this user, not nobody: make the data directory's parents searchable (chmod o+x) to drop privileges", "err", err)
-		if u, uerr := user.Current(); uerr == nil {
-			wc.User = u.Username
-			w, err = retrace.NewWorker(s.idx, s.pool, wc)
-		}
-	}
+	w, err := openWorker(s, log)
 	if err != nil {
-		return nil, nil, fmt.Errorf("retrace worker: %w", err)
+		return nil, nil, err
 	}
 	rc := retrace.Config{Packages: packageChecker{s.idx}, Logger: log}
 	rc.DeleteAfter, rc.DeleteFailedAfter = cfg.retention()
@@ -64,6 +53,27 @@ func startTasks(s *store, cfg Config, log *slog.Logger) (*retrace.Server, *retra
 		return nil, nil, err
 	}
 	return rs, w, nil
+}
+
+// openWorker makes the retrace worker over the store, sysroots under
+// DATA/sysroots.
+func openWorker(s *store, log *slog.Logger) (*retrace.Worker, error) {
+	wc := retrace.WorkerConfig{SysrootDir: filepath.Join(s.dir, "sysroots")}
+	w, err := retrace.NewWorker(s.idx, s.pool, wc)
+	if errors.Is(err, retrace.ErrSysrootUnreachable) {
+		// The data directory sits under a directory nobody cannot enter
+		// (a 0700 home). Keep going, with gdb as this user: it still
+		// gets no network, rlimits and a time limit.
+		log.Warn("gdb will run as this user, not nobody: make the data directory's parents searchable (chmod o+x) to drop privileges", "err", err)
+		if u, uerr := user.Current(); uerr == nil {
+			wc.User = u.Username
+			w, err = retrace.NewWorker(s.idx, s.pool, wc)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("retrace worker: %w", err)
+	}
+	return w, nil
 }
 
 func taskSummary(rs *retrace.Server) func() *web.TaskSummary {
