@@ -270,3 +270,41 @@ func TestGCCommand(t *testing.T) {
 		t.Fatalf("second gc: %q %v", out, err)
 	}
 }
+
+// TestRetraceCommand: retraced retrace CORE, locally, on a fixture core,
+// prints gdb's backtrace with the crashing program's function names; a
+// core of a program the mirror lacks fails and says what is missing.
+func TestRetraceCommand(t *testing.T) {
+	fixtures.RequireTools(t, "gdb")
+	data := t.TempDir()
+	if _, _, err := run(t, "--data", data, "mirror", "add", "fx", fixtures.Path("repo")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "--data", data, "mirror", "sync"); err != nil {
+		t.Fatal(err)
+	}
+	var core fixtures.Core
+	for _, c := range fixtures.Cores(t) {
+		if c.File == "counter-1.1.core.zst" {
+			core = c
+		}
+	}
+	if core.File == "" {
+		t.Fatal("no counter-1.1 core among the fixtures")
+	}
+	out, stderr, err := run(t, "--data", data, "retrace", fixtures.CoreFile(t, core.File))
+	if err != nil {
+		t.Fatalf("retrace: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(out, "#0 ") || !strings.Contains(out, " in main (") {
+		t.Fatalf("backtrace without frames or main:\n%s", out)
+	}
+	empty := t.TempDir()
+	_, stderr, err = run(t, "--data", empty, "retrace", fixtures.CoreFile(t, core.File))
+	if err == nil {
+		t.Fatal("retrace with an empty mirror succeeded")
+	}
+	if !strings.Contains(err.Error(), "not in the mirror") || !strings.Contains(err.Error(), core.Modules[0].BuildID) {
+		t.Fatalf("empty mirror: %v, want the missing executable's build-id\n%s", err, stderr)
+	}
+}
