@@ -52,7 +52,8 @@ BIN=${2:-$HERE/../bin/retraced}
 JOBS=${JOBS:-$(nproc)}
 TIMEOUT=${TIMEOUT:-7200}
 WORKDIR=${WORKDIR:-/var/tmp}
-PYTHON=$(command -v /usr/bin/python3 || command -v python3 || true)
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
 for tool in debuginfod curl awk; do
 	command -v "$tool" >/dev/null || {
@@ -119,19 +120,6 @@ warm() {
 }
 
 # ---------------------------------------------------------------- debuginfod
-free_port() {
-	if [[ -n $PYTHON ]]; then
-		"$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-	else
-		local p
-		for p in $(seq 18000 18999); do
-			if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-				echo "$p"
-				return
-			fi
-		done
-	fi
-}
 
 # metric NAME{LABELS}: value of one exact series from $TMP/metrics (0 if absent).
 metric() {
@@ -166,23 +154,13 @@ while :; do
 		exit 1
 	fi
 	if curl -sf --max-time 5 "http://127.0.0.1:$PORT/metrics" >"$TMP/metrics" 2>/dev/null; then
-		# One awk for all series: polls must stay cheap on a busy machine.
-		read -r el trav travbusy queued done_ pending busy rpms <<<"$(awk -v t0="$T0" -v t="$t" '
-			function v(k) { return (k in m) ? m[k] : 0 }
-			{ m[substr($0, 1, length($0) - length($NF) - 1)] = $NF + 0 }
-			END {
-				printf "%.2f ", t - t0
-				print v("thread_work_total{role=\"traverse\"}"), v("thread_busy{role=\"traverse\"}"),
-					v("traversed_total{type=\"file\"}"), v("thread_work_total{role=\"scan\"}"),
-					v("thread_work_pending{role=\"scan\"}"), v("thread_busy{role=\"scan\"}"),
-					v("scanned_files_total{source=\".rpm archive\"}")
-			}' "$TMP/metrics")"
+		read -r trav travbusy queued done_ pending busy rpms <<<"$(scan_state "$TMP/metrics")"
+		el=$(secs "$T0" "$t")
 		printf '%s trav=%s travbusy=%s queued=%s done=%s pending=%s busy=%s rpms=%s\n' \
 			"$el" "$trav" "$travbusy" "$queued" "$done_" "$pending" "$busy" "$rpms" \
 			>>"$TMP/debuginfod/trace"
 		[[ -n $D_TRAV || $queued -eq 0 ]] || D_TRAV=$t
-		if [[ $trav -ge 1 && $travbusy -eq 0 && $queued -gt 0 && $done_ -eq $queued &&
-			$pending -eq 0 && $busy -eq 0 ]]; then
+		if scan_settled "$trav" "$travbusy" "$queued" "$done_" "$pending" "$busy"; then
 			if [[ $rpms -eq $NRPM ]]; then
 				D_DONE=$t
 				break
@@ -286,7 +264,6 @@ for s in json.load(open(sys.argv[1])):
 fi
 
 # -------------------------------------------------------------------- report
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 mib() { awk -v b="$1" 'BEGIN { if (b == "") print "n/a"; else printf "%.1f MiB", b / 1048576 }'; }
 na() { if [[ -n $1 ]]; then echo "$1"; else echo "n/a"; fi; }
 

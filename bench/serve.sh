@@ -69,7 +69,8 @@ SCALE_CACHE=${SCALE_CACHE:-/var/tmp/retraced-scale-1m-v2}
 SCALE_ROUNDS=${SCALE_ROUNDS:-2}
 COLD_ROUNDS=${COLD_ROUNDS:-5}
 WORKDIR=${WORKDIR:-/var/tmp}
-PYTHON=$(command -v /usr/bin/python3 || command -v python3 || true)
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
 log() { printf 'serve.sh: %s\n' "$*" >&2; }
 die() {
@@ -136,20 +137,6 @@ now() { date +%s.%N; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
 calc() { awk "BEGIN { $1 }"; } # calc 'printf "%.2f", 1/3'
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
-free_port() {
-	if [[ -n $PYTHON ]]; then
-		"$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-	else
-		local p
-		for p in $(seq 18000 18999); do
-			if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-				echo "$p"
-				return
-			fi
-		done
-	fi
-}
 
 # ------------------------------------------------------------------ binary
 if [[ -z $BIN ]]; then
@@ -365,17 +352,9 @@ if [[ ${NODEBUGINFOD:-0} != 1 ]]; then
 				die "debuginfod exited early"
 			}
 			if curl -sf --max-time 5 "$D_URL/metrics" >"$DDIR/metrics" 2>/dev/null; then
-				read -r trav travbusy queued done_ pending busy rpms <<<"$(awk '
-					function v(k) { return (k in m) ? m[k] : 0 }
-					{ m[substr($0, 1, length($0) - length($NF) - 1)] = $NF + 0 }
-					END {
-						print v("thread_work_total{role=\"traverse\"}"), v("thread_busy{role=\"traverse\"}"),
-							v("traversed_total{type=\"file\"}"), v("thread_work_total{role=\"scan\"}"),
-							v("thread_work_pending{role=\"scan\"}"), v("thread_busy{role=\"scan\"}"),
-							v("scanned_files_total{source=\".rpm archive\"}")
-					}' "$DDIR/metrics")"
-				if [[ $trav -ge 1 && $travbusy -eq 0 && $queued -gt 0 && $done_ -eq $queued &&
-					$pending -eq 0 && $busy -eq 0 ]] && [[ $first != first || $rpms -ge $NRPM ]]; then
+				read -r trav travbusy queued done_ pending busy rpms <<<"$(scan_state "$DDIR/metrics")"
+				if scan_settled "$trav" "$travbusy" "$queued" "$done_" "$pending" "$busy" &&
+					[[ $first != first || $rpms -ge $NRPM ]]; then
 					return 0
 				fi
 			fi
