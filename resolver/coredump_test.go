@@ -75,11 +75,7 @@ func TestCoreToPackagesFixtures(t *testing.T) {
 // TestCoreToPackagesPicksAgreedVersion: a library identical in two
 // releases resolves to the release the executable comes from.
 func TestCoreToPackagesPicksAgreedVersion(t *testing.T) {
-	idx, err := index.Open(filepath.Join(t.TempDir(), "index"), index.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idx.Close()
+	idx := fixturestore.Empty(t).Index
 	exe, _ := index.ParseBuildID("aa01")
 	lib, _ := index.ParseBuildID("bb02")
 	put := func(nevra string, files ...index.File) {

@@ -886,17 +886,8 @@ type layoutStore struct {
 }
 
 func newLayoutStore(t *testing.T) *layoutStore {
-	dir := t.TempDir()
-	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { idx.Close() })
-	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &layoutStore{t, idx, pool}
+	st := fixturestore.Empty(t)
+	return &layoutStore{t, st.Index, st.Pool}
 }
 
 // file is a regular file of content, carrying id (hex) when it is not "".

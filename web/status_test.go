@@ -14,8 +14,6 @@ import (
 
 	"github.com/retraced/retraced/fixtures"
 	"github.com/retraced/retraced/fixtures/fixturestore"
-	"github.com/retraced/retraced/index"
-	"github.com/retraced/retraced/index/blob"
 	"github.com/retraced/retraced/mirror"
 )
 
@@ -99,20 +97,8 @@ func TestStatusPageInChromium(t *testing.T) {
 // TestDiskLowPausesSyncs: with a minimum no disk can meet, a sync is
 // refused with a message saying why, and the page shows the banner.
 func TestDiskLowPausesSyncs(t *testing.T) {
-	dir := t.TempDir()
-	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idx.Close()
-	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := mirror.New(idx, pool, mirror.Config{Workers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := fixturestore.Empty(t)
+	dir, idx, m := st.Dir, st.Index, st.Mirror
 	if _, err := m.Add(context.Background(), mirror.Source{Name: "fx", URL: fixtures.Path("repo")}); err != nil {
 		t.Fatal(err)
 	}
