@@ -46,16 +46,7 @@ func TestReadHeaderMatchesRPM(t *testing.T) {
 	}
 	for _, p := range fixtureRPMs(t) {
 		t.Run(filepath.Base(p), func(t *testing.T) {
-			f, err := os.Open(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			br := bufio.NewReader(f)
-			h, err := ReadHeader(br)
-			if err != nil {
-				t.Fatal(err)
-			}
+			br, h := openRPM(t, p)
 			var got []string
 			for _, e := range h.Files {
 				got = append(got, e.Path+" "+itoa(e.Size)+" "+octal(e.Mode))
@@ -106,16 +97,7 @@ func TestWalkMatchesCpio(t *testing.T) {
 	for _, p := range fixtureRPMs(t) {
 		for _, opts := range []Options{{}, {XZCommand: xzBin}} {
 			t.Run(filepath.Base(p)+"/xz="+opts.XZCommand, func(t *testing.T) {
-				f, err := os.Open(p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer f.Close()
-				br := bufio.NewReader(f)
-				h, err := ReadHeader(br)
-				if err != nil {
-					t.Fatal(err)
-				}
+				br, h := openRPM(t, p)
 				pr, err := Decompress(context.Background(), br, h.Compressor, opts)
 				if err != nil {
 					t.Fatal(err)
@@ -188,6 +170,23 @@ func TestTruncatedAndGarbage(t *testing.T) {
 			t.Errorf("%d of %d bytes: err = %v, want *FormatError", n, len(b), err)
 		}
 	}
+}
+
+// openRPM opens the RPM at p and reads its header; the payload is next
+// in the returned reader. The file is closed when the test ends.
+func openRPM(t *testing.T, p string) (*bufio.Reader, *Header) {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	br := bufio.NewReader(f)
+	h, err := ReadHeader(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return br, h
 }
 
 // walkAll reads a whole package, the way the fuzzer does.
