@@ -684,12 +684,19 @@ func placeSysrootFile(pool BlobSource, f sysrootPlanFile, dst string) (bool, err
 // files uses copy_file_range, which shares extents where the file system
 // can (reflink).
 func copySysrootFile(src, dst string) error {
+	return copyNew(src, dst, 0o444, func(out *os.File) error { return out.Chmod(0o444) })
+}
+
+// copyNew copies src to dst, which must not exist, created with mode
+// (before the umask); then finish adjusts the copy before it is closed.
+// io.Copy between files uses copy_file_range.
+func copyNew(src, dst string, mode os.FileMode, finish func(*os.File) error) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close() // read-only
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return err
 	}
@@ -697,7 +704,7 @@ func copySysrootFile(src, dst string) error {
 		out.Close()
 		return err
 	}
-	if err := out.Chmod(0o444); err != nil {
+	if err := finish(out); err != nil {
 		out.Close()
 		return err
 	}

@@ -591,24 +591,7 @@ func (w *Worker) runGDB(ctx context.Context, sl *stepLog, sysroot, exe, corePath
 
 // copyCoreFor copies the core to dst (0400, owned by uid:gid).
 func copyCoreFor(src, dst string, uid, gid int) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close() // read-only
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Chown(uid, gid); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return copyNew(src, dst, 0o400, func(out *os.File) error { return out.Chown(uid, gid) })
 }
 
 // logGDBStderr copies GDB's warnings into the log, a bounded number of
