@@ -3,6 +3,10 @@ GO       ?= go
 BIN      ?= bin
 DATA     ?= ./retraced-data
 CORPUS   ?= /var/tmp/retraced-corpus
+# liblzma: decode xz payloads with liblzma in process (cgo; needs
+# liblzma-dev). Without it xz goes through an xz process, or the Go decoder.
+TAGS     ?= liblzma
+export GOFLAGS := -tags=$(TAGS) $(GOFLAGS)
 
 .PHONY: help build test test-short lint fuzz bench bench-compare run fixtures clean
 
@@ -12,14 +16,15 @@ help: ## list targets
 build: ## build bin/retraced
 	$(GO) build -o $(BIN)/retraced ./cmd/retraced
 
-test: ## run every test with the race detector (needs rpm, createrepo_c, gdb, elfutils: see .ci/run)
+test: ## run every test with the race detector (needs rpm, createrepo_c, gdb, elfutils, liblzma-dev: see .ci/run)
 	$(GO) test -race -timeout 20m ./...
 
 test-short: ## tests without the race detector
 	$(GO) test ./...
 
-lint: ## go vet, gofmt, golangci-lint when installed
+lint: ## go vet (with and without TAGS), gofmt, golangci-lint when installed
 	$(GO) vet ./...
+	GOFLAGS= $(GO) vet ./mirror/rpmfile/
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@if command -v golangci-lint >/dev/null; then golangci-lint run ./...; else echo "golangci-lint not installed; skipped"; fi
 

@@ -212,7 +212,7 @@ func verify(n, limit int64, w *want, sum []byte) error {
 // walkPayload decompresses the payload and stores the wanted members,
 // stopping after the last of them.
 func (m *Mirror) walkPayload(ctx context.Context, br *bufio.Reader, hdr *rpmfile.Header, pl *plan) ([]index.File, int64, error) {
-	pr, err := rpmfile.Decompress(ctx, br, hdr.Compressor, rpmfile.Options{XZCommand: m.cfg.XZCommand})
+	pr, err := rpmfile.Decompress(ctx, br, hdr.Compressor, rpmfile.Options{XZ: m.cfg.XZ})
 	if err != nil {
 		return nil, 0, err
 	}

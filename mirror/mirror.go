@@ -9,6 +9,7 @@ import (
 
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
+	"github.com/retraced/retraced/mirror/rpmfile"
 )
 
 // Config tunes a Mirror. The zero value of each field picks its default.
@@ -32,10 +33,12 @@ type Config struct {
 	Client *http.Client
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// XZCommand decompresses xz payloads (liblzma is about twice as fast
-	// as the Go decoder, and runs beside the ingest on another core).
-	// Empty: "xz" from PATH when there is one; "none": the Go decoder.
-	XZCommand string
+	// XZ decompresses xz payloads, as rpmfile.Options.XZ names them:
+	// "go", "liblzma" or an xz binary. Empty picks the fastest there is:
+	// liblzma in process when this build has it, else "xz" from PATH
+	// (liblzma in another process, about twice the Go decoder's speed),
+	// else the Go decoder.
+	XZ string
 }
 
 func (c *Config) defaults() {
@@ -65,12 +68,12 @@ func (c *Config) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	switch c.XZCommand {
-	case "none":
-		c.XZCommand = ""
-	case "":
-		if p, err := exec.LookPath("xz"); err == nil {
-			c.XZCommand = p
+	if c.XZ == "" {
+		c.XZ = rpmfile.XZGo
+		if rpmfile.HaveLiblzma {
+			c.XZ = rpmfile.XZLiblzma
+		} else if p, err := exec.LookPath("xz"); err == nil {
+			c.XZ = p
 		}
 	}
 }

@@ -36,11 +36,21 @@ var (
 
 // Options tune Decompress.
 type Options struct {
-	// XZCommand, if set, is an xz binary (liblzma) to decompress xz
-	// payloads with, about twice as fast as the Go decoder and on another
-	// core than the one reading the archive. Empty: the Go decoder.
-	XZCommand string
+	// XZ picks the xz decoder. XZGo (or empty): ulikunitz/xz, pure Go.
+	// XZLiblzma: liblzma in process, about twice as fast; only in builds
+	// with -tags liblzma (HaveLiblzma). Anything else is the path of an
+	// xz binary to pipe the payload through: liblzma's speed, plus the
+	// cost of a process and two pipes.
+	XZ string
 }
+
+// The xz decoders Options.XZ names besides an xz binary's path.
+const (
+	XZGo      = "go"
+	XZLiblzma = "liblzma"
+)
+
+var errClosed = errors.New("payload: read after close")
 
 // Decompress returns the decompressed payload read from r. The codec is
 // chosen by the stream's magic bytes; hint (the header's compressor)
@@ -68,27 +78,35 @@ func Decompress(ctx context.Context, r io.Reader, hint string, o Options) (io.Re
 		if err := z.Reset(br); err != nil {
 			return nil, &FormatError{Off: 0, Msg: "payload: gzip: " + err.Error()}
 		}
-		return &pooledGzip{z}, nil
+		return named("gzip", &pooledGzip{z}), nil
 	case bytes.HasPrefix(head, magicXz):
 		if err := checkXzDict(br); err != nil {
 			return nil, err
 		}
-		if o.XZCommand != "" {
-			return externalXZ(ctx, br, o.XZCommand)
+		switch o.XZ {
+		case XZLiblzma:
+			z, err := newLiblzma(br)
+			if err != nil {
+				return nil, err
+			}
+			return named("xz", z), nil
+		case "", XZGo:
+		default:
+			return externalXZ(ctx, br, o.XZ)
 		}
 		z, err := xz.NewReader(br)
 		if err != nil {
 			return nil, &FormatError{Off: 0, Msg: "payload: xz: " + err.Error()}
 		}
-		return io.NopCloser(z), nil
+		return named("xz", io.NopCloser(z)), nil
 	case bytes.HasPrefix(head, magicZstd):
 		z := zstdDecoder()
 		if err := z.Reset(br); err != nil {
 			return nil, &FormatError{Off: 0, Msg: "payload: zstd: " + err.Error()}
 		}
-		return &pooledZstd{z}, nil
+		return named("zstd", &pooledZstd{z}), nil
 	case bytes.HasPrefix(head, magicBzip2):
-		return io.NopCloser(bzip2.NewReader(br)), nil
+		return named("bzip2", io.NopCloser(bzip2.NewReader(br))), nil
 	case bytes.HasPrefix(head, magicCpio):
 		return io.NopCloser(br), nil
 	case hint == "lzma":
@@ -99,10 +117,35 @@ func Decompress(ctx context.Context, r io.Reader, hint string, o Options) (io.Re
 		if err != nil {
 			return nil, &FormatError{Off: 0, Msg: "payload: lzma: " + err.Error()}
 		}
-		return io.NopCloser(z), nil
+		return named("lzma", io.NopCloser(z)), nil
 	}
 	return nil, &FormatError{Off: 0, Msg: fmt.Sprintf("payload: unknown compression (header says %q, magic % x)", hint, head)}
 }
+
+// named reports a decoder's errors as *FormatError naming the codec and
+// the payload offset.
+func named(codec string, rc io.ReadCloser) io.ReadCloser { return &namedDecoder{rc: rc, codec: codec} }
+
+type namedDecoder struct {
+	rc    io.ReadCloser
+	codec string
+	off   int64 // decompressed bytes so far
+}
+
+func (d *namedDecoder) Read(p []byte) (int, error) {
+	n, err := d.rc.Read(p)
+	d.off += int64(n)
+	if err != nil && err != io.EOF && !errors.As(err, new(*FormatError)) {
+		msg := err.Error()
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			msg = "truncated"
+		}
+		err = &FormatError{Off: d.off, Msg: "payload: " + d.codec + ": " + msg}
+	}
+	return n, err
+}
+
+func (d *namedDecoder) Close() error { return d.rc.Close() }
 
 // Decoders are reused across payloads: a zstd decoder allocates its
 // window (8 MiB for rpm's zstd -19) anew otherwise, and a sync decompresses

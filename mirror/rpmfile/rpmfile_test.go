@@ -83,6 +83,19 @@ func TestReadHeaderMatchesRPM(t *testing.T) {
 	}
 }
 
+// xzDecoders lists the xz decoders this build has, and xzBin's when it
+// is not empty.
+func xzDecoders(xzBin string) []Options {
+	o := []Options{{XZ: XZGo}}
+	if HaveLiblzma {
+		o = append(o, Options{XZ: XZLiblzma})
+	}
+	if xzBin != "" {
+		o = append(o, Options{XZ: xzBin})
+	}
+	return o
+}
+
 func itoa(n int64) string   { return strconv.FormatInt(n, 10) }
 func octal(m uint32) string { return strconv.FormatUint(uint64(m), 8) }
 
@@ -95,8 +108,8 @@ func TestWalkMatchesCpio(t *testing.T) {
 		t.Skip("xz not installed (CI installs it)")
 	}
 	for _, p := range fixtureRPMs(t) {
-		for _, opts := range []Options{{}, {XZCommand: xzBin}} {
-			t.Run(filepath.Base(p)+"/xz="+opts.XZCommand, func(t *testing.T) {
+		for _, opts := range xzDecoders(xzBin) {
+			t.Run(filepath.Base(p)+"/xz="+opts.XZ, func(t *testing.T) {
 				br, h := openRPM(t, p)
 				pr, err := Decompress(context.Background(), br, h.Compressor, opts)
 				if err != nil {
@@ -164,7 +177,7 @@ func TestTruncatedAndGarbage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range []int{0, 10, 96, 200, len(b) / 2} {
-		_, err := walkAll(b[:n])
+		_, err := walkAll(b[:n], Options{})
 		var fe *FormatError
 		if !errors.As(err, &fe) {
 			t.Errorf("%d of %d bytes: err = %v, want *FormatError", n, len(b), err)
@@ -190,13 +203,13 @@ func openRPM(t *testing.T, p string) (*bufio.Reader, *Header) {
 }
 
 // walkAll reads a whole package, the way the fuzzer does.
-func walkAll(b []byte) (int, error) {
+func walkAll(b []byte, o Options) (int, error) {
 	br := bufio.NewReader(bytes.NewReader(b))
 	h, err := ReadHeader(br)
 	if err != nil {
 		return 0, err
 	}
-	pr, err := Decompress(context.Background(), br, h.Compressor, Options{})
+	pr, err := Decompress(context.Background(), br, h.Compressor, o)
 	if err != nil {
 		return 0, err
 	}
@@ -219,7 +232,9 @@ func FuzzPackage(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = walkAll(b) // must not panic, hang or allocate without bound
+		for _, o := range xzDecoders("") {
+			_, _ = walkAll(b, o) // must not panic, hang or allocate without bound
+		}
 	})
 }
 
@@ -244,4 +259,69 @@ func FuzzWalk(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestXZDecoders checks each xz decoder against xz itself on a fixture
+// payload: the same bytes whole, a clear error when the stream is cut
+// short or corrupt, and a clean Close before the end.
+func TestXZDecoders(t *testing.T) {
+	xzBin, err := exec.LookPath("xz")
+	if err != nil {
+		t.Skip("xz not installed (CI installs it)")
+	}
+	var payload []byte
+	for _, p := range fixtureRPMs(t) {
+		br, h := openRPM(t, p)
+		if h.Compressor == "xz" {
+			if payload, err = io.ReadAll(br); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if payload == nil {
+		t.Fatal("no xz payload among the fixtures")
+	}
+	cmd := exec.Command(xzBin, "-dc")
+	cmd.Stdin = bytes.NewReader(payload)
+	want, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt := bytes.Clone(payload)
+	corrupt[len(corrupt)/2] ^= 0x55
+	decode := func(o Options, b []byte) ([]byte, error) {
+		pr, err := Decompress(context.Background(), bytes.NewReader(b), "xz", o)
+		if err != nil {
+			return nil, err
+		}
+		defer pr.Close()
+		return io.ReadAll(pr)
+	}
+	for _, o := range xzDecoders(xzBin) {
+		t.Run(filepath.Base(o.XZ), func(t *testing.T) {
+			got, err := decode(o, payload)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("whole payload: %d bytes, err %v; xz -dc gives %d bytes", len(got), err, len(want))
+			}
+			for name, b := range map[string][]byte{"truncated": payload[:len(payload)*2/3], "corrupt": corrupt} {
+				if got, err := decode(o, b); err == nil {
+					t.Errorf("%s payload: no error (%d bytes)", name, len(got))
+				} else if !errors.As(err, new(*FormatError)) {
+					t.Errorf("%s payload: err = %v, want *FormatError", name, err)
+				}
+			}
+			pr, err := Decompress(context.Background(), bytes.NewReader(payload), "xz", o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			head := make([]byte, 100)
+			if _, err := io.ReadFull(pr, head); err != nil || !bytes.Equal(head, want[:100]) {
+				t.Fatalf("first bytes: %q, %v", head, err)
+			}
+			if err := pr.Close(); err != nil {
+				t.Errorf("close before the end: %v", err)
+			}
+		})
+	}
 }
