@@ -46,8 +46,9 @@ type MirrorConfig struct {
 	Workers int      `toml:"workers"`
 	Keep    []string `toml:"keep"`
 	Drop    []string `toml:"drop"`
-	// Compression is the zstd effort for stored files: fastest, default,
-	// better or best.
+	// Compression is how a sync compresses stored files: s2 (fastest,
+	// largest), or zstd at fastest, default, better or best. Compaction
+	// recompresses them with zstd -19 either way.
 	Compression string `toml:"compression"`
 	// Fsync makes every stored file durable before it is indexed.
 	Fsync *bool `toml:"fsync"`
@@ -62,7 +63,7 @@ func defaultConfig() Config {
 		MemoryLimitMB: 200,
 		TaskTTL:       "168h",
 		FailedTaskTTL: "24h",
-		Mirror:        MirrorConfig{Workers: runtime.NumCPU() + 1, Compression: "fastest"},
+		Mirror:        MirrorConfig{Workers: runtime.NumCPU() + 1, Compression: "s2"},
 	}
 }
 

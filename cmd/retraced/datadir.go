@@ -48,12 +48,12 @@ func openStore(cfg Config) (*store, error) {
 			s.Close()
 		}
 	}()
-	level, err := parseLevel(cfg.Mirror.Compression)
+	bc, err := parseCompression(cfg.Mirror.Compression)
 	if err != nil {
 		return nil, err
 	}
-	fsync := cfg.Mirror.Fsync == nil || *cfg.Mirror.Fsync
-	if s.pool, err = blob.Open(filepath.Join(dir, "blobs"), blob.Config{Level: level, NoSync: !fsync}); err != nil {
+	bc.NoSync = cfg.Mirror.Fsync != nil && !*cfg.Mirror.Fsync
+	if s.pool, err = blob.Open(filepath.Join(dir, "blobs"), bc); err != nil {
 		return nil, err
 	}
 	// We hold the lock: whatever is in the pool's tmp/ was left by a
@@ -112,16 +112,19 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-func parseLevel(s string) (blob.Level, error) {
+// parseCompression maps mirror.compression to the pool's codec and level.
+func parseCompression(s string) (blob.Config, error) {
 	switch s {
+	case "", "s2":
+		return blob.Config{Codec: blob.CodecS2}, nil
 	case "fastest":
-		return blob.LevelFastest, nil
-	case "", "default":
-		return blob.LevelDefault, nil
+		return blob.Config{Level: blob.LevelFastest}, nil
+	case "default":
+		return blob.Config{Level: blob.LevelDefault}, nil
 	case "better":
-		return blob.LevelBetter, nil
+		return blob.Config{Level: blob.LevelBetter}, nil
 	case "best":
-		return blob.LevelBest, nil
+		return blob.Config{Level: blob.LevelBest}, nil
 	}
-	return 0, fmt.Errorf("mirror.compression %q: want fastest, default, better or best", s)
+	return blob.Config{}, fmt.Errorf("mirror.compression %q: want s2, fastest, default, better or best", s)
 }

@@ -78,7 +78,9 @@ const (
 
 // Config tunes a Pool.
 type Config struct {
-	// Level is the zstd effort for new blobs.
+	// Codec compresses new blobs (default CodecZstd).
+	Codec Codec
+	// Level is the zstd effort for new blobs when Codec is CodecZstd.
 	Level Level
 	// NoSync skips fsync of new blobs (tests and benchmarks only: a power
 	// loss may then leave a torn blob).
@@ -189,7 +191,7 @@ type Writer struct {
 	p      *Pool
 	tmp    *os.File
 	bw     *bufio.Writer
-	enc    *zstd.Encoder
+	enc    encoder
 	closed bool
 	done   bool
 }
@@ -240,8 +242,7 @@ func (w *Writer) Content() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec, err := zstd.NewReader(bufio.NewReaderSize(f, 128<<10), zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderMaxMemory(1<<34))
+	dec, err := decode(bufio.NewReaderSize(f, 128<<10))
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -301,17 +302,12 @@ func (w *Writer) Abort() {
 	os.Remove(w.tmp.Name())
 }
 
-func (p *Pool) encoder(w io.Writer) *zstd.Encoder {
-	if e, ok := p.encs.Get().(*zstd.Encoder); ok {
+func (p *Pool) encoder(w io.Writer) encoder {
+	if e, ok := p.encs.Get().(encoder); ok {
 		e.Reset(w)
 		return e
 	}
-	e, err := zstd.NewWriter(w, zstd.WithEncoderLevel(p.cfg.Level), zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(true))
-	if err != nil {
-		panic(fmt.Sprintf("zstd writer with static options: %v", err))
-	}
-	return e
+	return newEncoder(p.cfg.Codec, p.cfg.Level, w)
 }
 
 // Open returns a reader of blob d's uncompressed content. The reader
@@ -324,8 +320,7 @@ func (p *Pool) Open(d Digest) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open blob %s: %w", d, err)
 	}
-	dec, err := zstd.NewReader(bufio.NewReaderSize(f, 128<<10), zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderMaxMemory(1<<34))
+	dec, err := decode(bufio.NewReaderSize(f, 128<<10))
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("open blob %s: %w: %v", d, ErrCorrupt, err)
@@ -336,7 +331,7 @@ func (p *Pool) Open(d Digest) (io.ReadCloser, error) {
 type reader struct {
 	d   Digest
 	f   *os.File
-	dec *zstd.Decoder
+	dec io.ReadCloser
 }
 
 func (r *reader) Read(b []byte) (int, error) {
@@ -510,9 +505,9 @@ func (p *Pool) verifyFile(f *os.File, d Digest) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	dec, err := zstd.NewReader(bufio.NewReaderSize(f, 128<<10), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<34))
+	dec, err := decode(bufio.NewReaderSize(f, 128<<10))
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	defer dec.Close()
 	h := sha256.New()

@@ -8,17 +8,30 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 )
 
 func testPool(t *testing.T) *Pool {
 	t.Helper()
-	p, err := Open(t.TempDir(), Config{})
+	return codecPool(t, CodecZstd)
+}
+
+func codecPool(t *testing.T, c Codec) *Pool {
+	t.Helper()
+	p, err := Open(t.TempDir(), Config{Codec: c, Level: LevelFastest})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// eachCodec runs fn on a fresh pool writing each codec.
+func eachCodec(t *testing.T, fn func(t *testing.T, p *Pool)) {
+	for _, c := range []Codec{CodecZstd, CodecS2} {
+		t.Run(c.String(), func(t *testing.T) { fn(t, codecPool(t, c)) })
+	}
 }
 
 func content(n int) []byte {
@@ -29,8 +42,25 @@ func content(n int) []byte {
 	return b
 }
 
-func TestPutOpenRoundTrip(t *testing.T) {
-	p := testPool(t)
+// prose returns n bytes of words in a fixed pseudo-random order:
+// compressible, better by a strong codec than a fast one.
+func prose(n int) []byte {
+	words := strings.Fields("retraced mirrors every version of every package and keeps what a " +
+		"crash needs: executables libraries debuginfo sources build-id index core gdb sysroot")
+	var b bytes.Buffer
+	for x := uint32(1); b.Len() < n; {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b.WriteString(words[x%uint32(len(words))])
+		b.WriteByte(" \n"[x>>31])
+	}
+	return b.Bytes()[:n]
+}
+
+func TestPutOpenRoundTrip(t *testing.T) { eachCodec(t, testPutOpenRoundTrip) }
+
+func testPutOpenRoundTrip(t *testing.T, p *Pool) {
 	for _, n := range []int{0, 1, 1000, 3 << 20} {
 		b := content(n)
 		d := Sum(b)
@@ -72,8 +102,9 @@ func TestPutRejectsWrongDigest(t *testing.T) {
 	}
 }
 
-func TestOpenMissingAndCorrupt(t *testing.T) {
-	p := testPool(t)
+func TestOpenMissingAndCorrupt(t *testing.T) { eachCodec(t, testOpenMissingAndCorrupt) }
+
+func testOpenMissingAndCorrupt(t *testing.T, p *Pool) {
 	if _, err := p.Open(Sum([]byte("x"))); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing blob: %v", err)
 	}
@@ -141,45 +172,86 @@ func TestCompactAndPlain(t *testing.T) {
 			cmd, name = path, "zstd"
 		}
 		t.Run(name, func(t *testing.T) {
-			p, err := Open(t.TempDir(), Config{Level: LevelFastest})
-			if err != nil {
-				t.Fatal(err)
-			}
-			b := bytes.Repeat([]byte("retraced compacts what it keeps. "), 50000)
-			d := Sum(b)
-			if _, err := p.Put(d, bytes.NewReader(b)); err != nil {
-				t.Fatal(err)
-			}
-			before, after, err := p.Compact(context.Background(), d, cmd)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if after >= before {
-				t.Fatalf("compaction %d -> %d bytes", before, after)
-			}
-			if done, _ := p.IsCompacted(d); !done {
-				t.Fatal("not marked compacted")
-			}
-			if b2, a2, err := p.Compact(context.Background(), d, cmd); err != nil || b2 != after || a2 != after {
-				t.Fatalf("second compaction: %d %d %v", b2, a2, err)
-			}
-			path, err := p.Plain(d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := os.ReadFile(path)
-			if err != nil || !bytes.Equal(got, b) {
-				t.Fatalf("plain copy differs: %v", err)
-			}
+			eachCodec(t, func(t *testing.T, p *Pool) {
+				b := prose(1 << 20)
+				d := Sum(b)
+				if _, err := p.Put(d, bytes.NewReader(b)); err != nil {
+					t.Fatal(err)
+				}
+				before, after, err := p.Compact(context.Background(), d, cmd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if after >= before {
+					t.Fatalf("compaction %d -> %d bytes", before, after)
+				}
+				if done, _ := p.IsCompacted(d); !done {
+					t.Fatal("not marked compacted")
+				}
+				if b2, a2, err := p.Compact(context.Background(), d, cmd); err != nil || b2 != after || a2 != after {
+					t.Fatalf("second compaction: %d %d %v", b2, a2, err)
+				}
+				path, err := p.Plain(d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := os.ReadFile(path)
+				if err != nil || !bytes.Equal(got, b) {
+					t.Fatalf("plain copy differs: %v", err)
+				}
+				raw, err := os.ReadFile(p.Path(d))
+				if err != nil || !bytes.HasPrefix(raw, magicZstd) {
+					t.Fatalf("compacted blob is not zstd: % x, %v", raw[:min(len(raw), 8)], err)
+				}
+			})
 		})
+	}
+}
+
+// TestS2EndChunk checks what the end chunk is for: an S2 blob cut at a
+// chunk boundary, or whose end chunk gives another length, is corrupt.
+func TestS2EndChunk(t *testing.T) {
+	p := codecPool(t, CodecS2)
+	b := content(3 << 20) // three 1 MiB chunks
+	d := Sum(b)
+	if _, err := p.Put(d, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(p.Path(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(raw, magicS2) {
+		t.Fatalf("not an S2 stream: % x", raw[:10])
+	}
+	end := len(raw) - 12 // 4-byte chunk header, 8-byte length
+	if raw[end] != s2EndChunk {
+		t.Fatalf("last chunk is type %#x, want the end chunk", raw[end])
+	}
+	short := bytes.Clone(raw[:end])
+	wrong := bytes.Clone(raw)
+	wrong[end+4]++
+	for name, bad := range map[string][]byte{"no end chunk": short, "wrong length": wrong} {
+		if err := os.WriteFile(p.Path(d), bad, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, err := p.Open(d)
+		if err == nil {
+			_, err = io.ReadAll(r)
+			r.Close()
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: read %v, want ErrCorrupt", name, err)
+		}
 	}
 }
 
 // TestWriter streams a blob whose digest is known only at the end: its
 // content reads back before Commit, a second Commit of the same digest
 // stores nothing, and neither Commit nor Abort leaves a temp file.
-func TestWriter(t *testing.T) {
-	p := testPool(t)
+func TestWriter(t *testing.T) { eachCodec(t, testWriter) }
+
+func testWriter(t *testing.T, p *Pool) {
 	b := content(1 << 20)
 	d := Sum(b)
 	commit := func() int64 {
