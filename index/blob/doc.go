@@ -1,10 +1,10 @@
 // Package blob is retraced's content-addressed file pool: each distinct file
 // the mirror keeps is stored once, named by the SHA-256 of its uncompressed
-// content, compressed with zstd.
+// content, compressed: S2 when a sync writes it fast, zstd once compacted.
 //
 // Layout under the pool directory (see README.md beside this file):
 //
-//	sha256/ab/abcdef...   one zstd frame holding the file's content
+//	sha256/ab/abcdef...   the file's content as one zstd frame or S2 stream
 //	plain/ab/abcdef...    an uncompressed copy (a cache; see Plain)
 //	tmp/                  files being written; never referenced
 //
