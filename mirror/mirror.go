@@ -43,8 +43,8 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.Workers <= 0 {
-		// One more than the CPUs: a worker waiting on a download or on
-		// an xz process would otherwise leave a core idle.
+		// One more than the CPUs: a worker waiting on a download, a
+		// disk write or an xz process would otherwise leave a core idle.
 		c.Workers = runtime.NumCPU() + 1
 	}
 	if c.Drop == nil {
