@@ -123,7 +123,8 @@ func Decompress(ctx context.Context, r io.Reader, hint string, o Options) (io.Re
 }
 
 // named reports a decoder's errors as *FormatError naming the codec and
-// the payload offset.
+// the payload offset, except io.ErrUnexpectedEOF, which Walk turns into
+// "truncated" naming the member.
 func named(codec string, rc io.ReadCloser) io.ReadCloser { return &namedDecoder{rc: rc, codec: codec} }
 
 type namedDecoder struct {
@@ -135,12 +136,8 @@ type namedDecoder struct {
 func (d *namedDecoder) Read(p []byte) (int, error) {
 	n, err := d.rc.Read(p)
 	d.off += int64(n)
-	if err != nil && err != io.EOF && !errors.As(err, new(*FormatError)) {
-		msg := err.Error()
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			msg = "truncated"
-		}
-		err = &FormatError{Off: d.off, Msg: "payload: " + d.codec + ": " + msg}
+	if err != nil && err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.As(err, new(*FormatError)) {
+		err = &FormatError{Off: d.off, Msg: "payload: " + d.codec + ": " + err.Error()}
 	}
 	return n, err
 }
@@ -349,6 +346,9 @@ func Walk(payload io.Reader, fn WalkFunc) error {
 		h, err := ar.Next()
 		if err == io.EOF {
 			return nil
+		}
+		if fe := (*FormatError)(nil); errors.As(err, &fe) {
+			return fe // the decoder's
 		}
 		if err != nil {
 			msg := err.Error()

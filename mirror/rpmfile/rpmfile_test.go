@@ -305,9 +305,11 @@ func TestXZDecoders(t *testing.T) {
 				t.Fatalf("whole payload: %d bytes, err %v; xz -dc gives %d bytes", len(got), err, len(want))
 			}
 			for name, b := range map[string][]byte{"truncated": payload[:len(payload)*2/3], "corrupt": corrupt} {
+				// Truncation may surface as io.ErrUnexpectedEOF, which Walk
+				// reports naming the member.
 				if got, err := decode(o, b); err == nil {
 					t.Errorf("%s payload: no error (%d bytes)", name, len(got))
-				} else if !errors.As(err, new(*FormatError)) {
+				} else if !errors.As(err, new(*FormatError)) && !(name == "truncated" && errors.Is(err, io.ErrUnexpectedEOF)) {
 					t.Errorf("%s payload: err = %v, want *FormatError", name, err)
 				}
 			}
