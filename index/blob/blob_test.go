@@ -123,12 +123,7 @@ func testOpenMissingAndCorrupt(t *testing.T, p *Pool) {
 	if err := os.WriteFile(p.Path(d), raw[:len(raw)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r, err := p.Open(d)
-	if err == nil {
-		_, err = io.ReadAll(r)
-		r.Close()
-	}
-	if !errors.Is(err, ErrCorrupt) {
+	if err := readBlob(p, d); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("truncated blob read: %v, want ErrCorrupt", err)
 	}
 	if _, err := p.Plain(d); err == nil {
@@ -235,15 +230,21 @@ func TestS2EndChunk(t *testing.T) {
 		if err := os.WriteFile(p.Path(d), bad, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		r, err := p.Open(d)
-		if err == nil {
-			_, err = io.ReadAll(r)
-			r.Close()
-		}
-		if !errors.Is(err, ErrCorrupt) {
+		if err := readBlob(p, d); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: read %v, want ErrCorrupt", name, err)
 		}
 	}
+}
+
+// readBlob opens blob d and reads it to the end, for the error.
+func readBlob(p *Pool, d Digest) error {
+	r, err := p.Open(d)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	_, err = io.Copy(io.Discard, r)
+	return err
 }
 
 // TestWriter streams a blob whose digest is known only at the end: its
