@@ -108,15 +108,7 @@ func testOpenMissingAndCorrupt(t *testing.T, p *Pool) {
 	if _, err := p.Open(Sum([]byte("x"))); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing blob: %v", err)
 	}
-	b := content(100000)
-	d := Sum(b)
-	if _, err := p.Put(d, bytes.NewReader(b)); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(p.Path(d))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, raw := putRaw(t, p, content(100000))
 	if err := os.Chmod(p.Path(d), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -207,15 +199,7 @@ func TestCompactAndPlain(t *testing.T) {
 // chunk boundary, or whose end chunk gives another length, is corrupt.
 func TestS2EndChunk(t *testing.T) {
 	p := codecPool(t, CodecS2)
-	b := content(3 << 20) // three 1 MiB chunks
-	d := Sum(b)
-	if _, err := p.Put(d, bytes.NewReader(b)); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(p.Path(d))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, raw := putRaw(t, p, content(3<<20)) // three 1 MiB chunks
 	if !bytes.HasPrefix(raw, magicS2) {
 		t.Fatalf("not an S2 stream: % x", raw[:10])
 	}
@@ -234,6 +218,20 @@ func TestS2EndChunk(t *testing.T) {
 			t.Errorf("%s: read %v, want ErrCorrupt", name, err)
 		}
 	}
+}
+
+// putRaw stores b and returns its digest and the stored file's bytes.
+func putRaw(t *testing.T, p *Pool, b []byte) (Digest, []byte) {
+	t.Helper()
+	d := Sum(b)
+	if _, err := p.Put(d, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(p.Path(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, raw
 }
 
 // readBlob opens blob d and reads it to the end, for the error.
