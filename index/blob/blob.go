@@ -93,7 +93,6 @@ type Pool struct {
 	dir  string
 	cfg  Config
 	encs sync.Pool
-	decs sync.Pool
 }
 
 // Open opens (creating as needed) the pool under dir.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -315,4 +316,31 @@ func readAll(t *testing.T, rc io.ReadCloser) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// BenchmarkOpen reads a stored blob whole, as a cold debuginfod request
+// does before it has a plain copy: small (a debuginfo file of the
+// fixtures) and large.
+func BenchmarkOpen(b *testing.B) {
+	for _, c := range []Codec{CodecZstd, CodecS2} {
+		for _, n := range []int{8 << 10, 4 << 20} {
+			p, err := Open(b.TempDir(), Config{Codec: c, Level: LevelFastest, NoSync: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			content := prose(n)
+			d := Sum(content)
+			if _, err := p.Put(d, bytes.NewReader(content)); err != nil {
+				b.Fatal(err)
+			}
+			b.Run(fmt.Sprintf("%s/%dKiB", c, n>>10), func(b *testing.B) {
+				b.SetBytes(int64(n))
+				for b.Loop() {
+					if err := readBlob(p, d); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
@@ -92,24 +93,60 @@ func (e *s2Encoder) Close() error {
 	return e.w.Close()
 }
 
+// Decoders are reused: a cold debuginfod request reads one small blob,
+// and a new S2 reader alone allocates a 1 MiB buffer.
+var (
+	zstdDecoders sync.Pool // *zstd.Decoder
+	s2Readers    sync.Pool // *s2.Reader
+)
+
 // decode returns a reader of the content of the blob read from br,
 // whichever codec wrote it. Its errors are the codec's; callers wrap them
-// as ErrCorrupt.
+// as ErrCorrupt. Close returns the decoder for reuse.
 func decode(br *bufio.Reader) (io.ReadCloser, error) {
 	head, _ := br.Peek(len(magicS2))
 	switch {
 	case bytes.HasPrefix(head, magicZstd):
-		dec, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<34))
-		if err != nil {
+		dec, _ := zstdDecoders.Get().(*zstd.Decoder)
+		if dec == nil {
+			var err error
+			if dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<34)); err != nil {
+				return nil, err
+			}
+		}
+		if err := dec.Reset(br); err != nil {
+			dec.Close()
 			return nil, err
 		}
-		return dec.IOReadCloser(), nil
+		return &zstdDecoder{dec}, nil
 	case bytes.Equal(head, magicS2):
-		d := &s2Decoder{}
-		d.r = s2.NewReader(br, s2.ReaderSkippableCB(s2EndChunk, d.end))
+		r, _ := s2Readers.Get().(*s2.Reader)
+		if r == nil {
+			// Buffers start at 64 KiB and grow to the chunks met.
+			r = s2.NewReader(nil, s2.ReaderAllocBlock(64<<10))
+		}
+		r.Reset(br)
+		d := &s2Decoder{r: r}
+		if err := r.SkippableCB(s2EndChunk, d.end); err != nil {
+			return nil, err
+		}
 		return d, nil
 	}
 	return nil, fmt.Errorf("neither zstd nor S2 (first bytes % x)", head)
+}
+
+// zstdDecoder and s2Decoder return their decoder to its pool on Close;
+// reading after Close is the caller's bug and panics on the nil decoder.
+type zstdDecoder struct{ d *zstd.Decoder }
+
+func (z *zstdDecoder) Read(p []byte) (int, error) { return z.d.Read(p) }
+
+func (z *zstdDecoder) Close() error {
+	if z.d != nil && z.d.Reset(nil) == nil {
+		zstdDecoders.Put(z.d)
+	}
+	z.d = nil
+	return nil
 }
 
 type s2Decoder struct {
@@ -145,4 +182,12 @@ func (d *s2Decoder) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (d *s2Decoder) Close() error { return nil }
+func (d *s2Decoder) Close() error {
+	if d.r != nil {
+		d.r.Reset(nil)
+		d.r.SkippableCB(s2EndChunk, nil)
+		s2Readers.Put(d.r)
+	}
+	d.r = nil
+	return nil
+}
