@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -451,7 +452,15 @@ func (p *Pool) Compact(ctx context.Context, d Digest, zstdCmd string) (before, a
 		cmd.Stdout = tmp
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
-		if err := cmd.Run(); err != nil {
+		err := cmd.Start()
+		if err == nil {
+			// Compaction is background work (serve runs it after each
+			// sync): the lowest priority, so that requests come first.
+			// Best effort; zstd runs either way.
+			_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, 19)
+			err = cmd.Wait()
+		}
+		if err != nil {
 			return before, before, fmt.Errorf("compact %s: zstd: %v: %s", d, err, strings.TrimSpace(stderr.String()))
 		}
 	} else {

@@ -344,3 +344,32 @@ func BenchmarkOpen(b *testing.B) {
 		}
 	}
 }
+
+// TestCompactLowPriority checks that the zstd compaction runs is niced to
+// 19: serve compacts in the background, and requests must come first.
+func TestCompactLowPriority(t *testing.T) {
+	zstdBin, err := exec.LookPath("zstd")
+	if err != nil {
+		t.Skip("zstd not installed (CI installs it)")
+	}
+	dir := t.TempDir()
+	// The wrapper waits for Compact to renice it, records its niceness
+	// (field 19 of /proc/PID/stat), then becomes zstd.
+	wrapper := dir + "/zstd"
+	script := "#!/bin/sh\nsleep 0.3\nawk '{print $19}' /proc/$$/stat > " + dir + "/nice\nexec " + zstdBin + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := codecPool(t, CodecS2)
+	d, _ := putRaw(t, p, prose(1<<16))
+	if _, _, err := p.Compact(context.Background(), d, wrapper); err != nil {
+		t.Fatal(err)
+	}
+	nice, err := os.ReadFile(dir + "/nice")
+	if err != nil || strings.TrimSpace(string(nice)) != "19" {
+		t.Fatalf("zstd ran at niceness %q (%v), want 19", nice, err)
+	}
+	if err := readBlob(p, d); err != nil {
+		t.Fatalf("compacted blob: %v", err)
+	}
+}
