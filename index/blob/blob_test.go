@@ -345,7 +345,7 @@ func BenchmarkOpen(b *testing.B) {
 	}
 }
 
-// TestCompactLowPriority checks that the zstd compaction runs is niced to
+// TestCompactLowPriority checks that compaction runs zstd at niceness
 // 19: serve compacts in the background, and requests must come first.
 func TestCompactLowPriority(t *testing.T) {
 	zstdBin, err := exec.LookPath("zstd")
