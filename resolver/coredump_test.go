@@ -9,20 +9,12 @@ import (
 	"github.com/retraced/retraced/fixtures"
 	"github.com/retraced/retraced/fixtures/fixturestore"
 	"github.com/retraced/retraced/index"
-	"github.com/retraced/retraced/index/blob"
 )
-
-// fixtureStore mirrors the fixture repository into a temp data directory.
-func fixtureStore(t testing.TB) (*index.Store, *blob.Pool) {
-	t.Helper()
-	s := fixturestore.New(t, "repo")
-	return s.Index, s.Pool
-}
 
 // TestCoreToPackagesFixtures feeds each fixture core's module list, as
 // eu-unstrip printed it, through CoreToPackages.
 func TestCoreToPackagesFixtures(t *testing.T) {
-	idx, _ := fixtureStore(t)
+	idx, _ := newFixtureStore(t)
 	for _, c := range fixtures.Cores(t) {
 		t.Run(c.File, func(t *testing.T) {
 			var objs []Object

@@ -32,10 +32,10 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
@@ -104,8 +104,9 @@ type Debuginfod struct {
 	// lower it to send everything from disk).
 	inMemory int64
 
-	flightMu sync.Mutex
-	flight   map[blob.Digest]*plainCall
+	// plainCopies: concurrent requests for one blob wait for a single
+	// Plain rather than each decompressing it.
+	plainCopies singleflight.Group
 }
 
 // NewDebuginfod returns the debuginfod server over idx and pool.
@@ -119,7 +120,6 @@ func NewDebuginfod(idx DebuginfodIndex, pool BlobSource) *Debuginfod {
 		sections: newCache[blob.Digest, elfSections](sectionBudget, 8),
 		contents: newCache[contentKey, []byte](contentBudget, 16),
 		inMemory: maxInMemory,
-		flight:   map[blob.Digest]*plainCall{},
 	}
 }
 
@@ -819,30 +819,10 @@ func (d *Debuginfod) open(b blob.Digest) (*os.File, error) {
 	}
 }
 
-// plainCall is one Plain in progress; concurrent requests for the same
-// blob wait for it rather than each decompressing the blob.
-type plainCall struct {
-	done chan struct{}
-	path string
-	err  error
-}
-
 func (d *Debuginfod) plain(b blob.Digest) (string, error) {
-	d.flightMu.Lock()
-	if c, ok := d.flight[b]; ok {
-		d.flightMu.Unlock()
-		<-c.done
-		return c.path, c.err
+	path, err, _ := d.plainCopies.Do(b.String(), func() (any, error) { return d.pool.Plain(b) })
+	if err != nil {
+		return "", err
 	}
-	c := &plainCall{done: make(chan struct{})}
-	d.flight[b] = c
-	d.flightMu.Unlock()
-	defer func() {
-		d.flightMu.Lock()
-		delete(d.flight, b)
-		d.flightMu.Unlock()
-		close(c.done)
-	}()
-	c.path, c.err = d.pool.Plain(b)
-	return c.path, c.err
+	return path.(string), nil
 }
