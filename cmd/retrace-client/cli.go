@@ -105,14 +105,16 @@ func (o *options) client(cmd *cobra.Command) (*client, error) {
 	return newClient(o.url, o.insecure, headers)
 }
 
-func (o *options) needTask() error {
+// taskClient is the client for a command about an existing task, which
+// needs its id and password.
+func (o *options) taskClient(cmd *cobra.Command) (*client, error) {
 	if o.task == "" {
-		return errors.New("Task id is needed.")
+		return nil, errors.New("Task id is needed.")
 	}
 	if o.password == "" {
-		return errors.New("Task password is needed.")
+		return nil, errors.New("Task password is needed.")
 	}
-	return nil
+	return o.client(cmd)
 }
 
 func (o *options) runCreate(cmd *cobra.Command) error {
@@ -210,10 +212,7 @@ func (o *options) checkPackage(ctx context.Context, cmd *cobra.Command, c *clien
 }
 
 func (o *options) runStatus(cmd *cobra.Command) error {
-	if err := o.needTask(); err != nil {
-		return err
-	}
-	c, err := o.client(cmd)
+	c, err := o.taskClient(cmd)
 	if err != nil {
 		return err
 	}
@@ -226,10 +225,7 @@ func (o *options) runStatus(cmd *cobra.Command) error {
 }
 
 func (o *options) runResult(cmd *cobra.Command, what string) error {
-	if err := o.needTask(); err != nil {
-		return err
-	}
-	c, err := o.client(cmd)
+	c, err := o.taskClient(cmd)
 	if err != nil {
 		return err
 	}
@@ -246,10 +242,7 @@ func (o *options) runResult(cmd *cobra.Command, what string) error {
 }
 
 func (o *options) runExploitable(cmd *cobra.Command) error {
-	if err := o.needTask(); err != nil {
-		return err
-	}
-	c, err := o.client(cmd)
+	c, err := o.taskClient(cmd)
 	if err != nil {
 		return err
 	}
