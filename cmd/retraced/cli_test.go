@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/retrace"
 )
 
 // run executes the CLI in-process and returns stdout, stderr and the error.
@@ -203,6 +210,108 @@ func TestConfigFile(t *testing.T) {
 	}
 }
 
+// TestRetraceConfig: the [retrace] table reaches the task server (its
+// /settings, over HTTP) and the worker; values the server would quietly
+// replace with a default are refused at load, naming the key.
+func TestRetraceConfig(t *testing.T) {
+	fixtures.RequireTools(t, "gdb")
+	dir := t.TempDir()
+	p := filepath.Join(dir, "retraced.toml")
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`data = "` + filepath.Join(dir, "d") + `"
+[retrace]
+max_running_tasks = 3
+max_queued_tasks = 7
+max_packed_size = 64
+max_unpacked_size = 512
+task_timeout = "20m"
+upload_timeout = "5m"
+gdb_timeout = "90s"
+gdb_memory_mb = 1536
+sysroot_budget_mb = 100
+network = "host"
+supported_releases = ["fedora-40-x86_64"]
+`)
+	cfg, err := loadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, wc := serverConfig(cfg), workerConfig(cfg.Data, cfg.Retrace)
+	if rc.MaxRunningTasks != 3 || rc.MaxQueuedTasks != 7 || rc.TaskTimeout != 20*time.Minute || rc.UploadTimeout != 5*time.Minute {
+		t.Errorf("task server config %+v", rc)
+	}
+	if wc.Timeout != 90*time.Second || wc.MemoryLimit != 1536<<20 || wc.SysrootBudget != 100<<20 || wc.Network != "host" {
+		t.Errorf("worker config %+v", wc)
+	}
+
+	s, err := openStore(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rs, w, err := startTasks(s, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	rs.Register(e)
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/settings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"max_running_tasks 3", "max_packed_size 64", "max_unpacked_size 512", "supported_releases fedora-40-x86_64"} {
+		if !strings.Contains(string(body), line+"\n") {
+			t.Errorf("/settings lacks %q:\n%s", line, body)
+		}
+	}
+
+	// Unset, every key has its default; 0 MiB of gdb memory is no limit.
+	write("[retrace]\ngdb_memory_mb = 0\n")
+	if cfg, err = loadConfig(p); err != nil {
+		t.Fatal(err)
+	}
+	if rc := serverConfig(cfg); rc.MaxRunningTasks != retrace.DefaultMaxRunningTasks || rc.MaxPackedSize != retrace.DefaultMaxPackedSize || rc.TaskTimeout != retrace.DefaultTaskTimeout {
+		t.Errorf("defaults: %+v", rc)
+	}
+	if wc := workerConfig(dir, cfg.Retrace); wc.MemoryLimit >= 0 || wc.Timeout != retrace.DefaultGDBTimeout || wc.Network != "" {
+		t.Errorf("worker defaults: %+v", wc)
+	}
+
+	for _, bad := range []struct{ toml, says string }{
+		{"max_running_tasks = 0", "max_running_tasks = 0: want a positive number"},
+		{"max_queued_tasks = -3", "max_queued_tasks = -3"},
+		{"max_running_tasks = 4\nmax_queued_tasks = 2", "max_queued_tasks = 2 is below max_running_tasks = 4"},
+		{"max_packed_size = 0", "max_packed_size = 0"},
+		{"sysroot_budget_mb = -1", "sysroot_budget_mb = -1"},
+		{"gdb_memory_mb = -5", "gdb_memory_mb = -5"},
+		{`task_timeout = "an hour"`, `task_timeout = "an hour": want a positive duration`},
+		{`gdb_timeout = "0s"`, `gdb_timeout = "0s"`},
+		{`upload_timeout = "-1m"`, `upload_timeout = "-1m"`},
+		{`task_timeout = "1m"` + "\n" + `gdb_timeout = "2m"`, "exceeds task_timeout"},
+		{`network = "bridge"`, `network = "bridge"`},
+	} {
+		write("[retrace]\n" + bad.toml + "\n")
+		_, err := loadConfig(p)
+		if err == nil || !strings.Contains(err.Error(), bad.says) {
+			t.Errorf("%q: err = %v, want it to say %q", bad.toml, err, bad.says)
+		}
+	}
+}
+
 func TestGCCommand(t *testing.T) {
 	data := t.TempDir()
 	for _, name := range []string{"v1", "v2"} {
@@ -292,12 +401,20 @@ func TestRetraceCommand(t *testing.T) {
 	if core.File == "" {
 		t.Fatal("no counter-1.1 core among the fixtures")
 	}
-	out, stderr, err := run(t, "--data", data, "retrace", fixtures.CoreFile(t, core.File))
+	// [retrace] reaches the worker: the log says gdb's memory limit.
+	conf := filepath.Join(t.TempDir(), "retraced.toml")
+	if err := os.WriteFile(conf, []byte("[retrace]\ngdb_memory_mb = 1536\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := run(t, "--config", conf, "--data", data, "retrace", "-v", fixtures.CoreFile(t, core.File))
 	if err != nil {
 		t.Fatalf("retrace: %v\n%s", err, stderr)
 	}
 	if !strings.Contains(out, "#0 ") || !strings.Contains(out, " in main (") {
 		t.Fatalf("backtrace without frames or main:\n%s", out)
+	}
+	if !strings.Contains(stderr, "address space 1.5 GiB") {
+		t.Errorf("the log does not say gdb_memory_mb = 1536:\n%s", stderr)
 	}
 	empty := t.TempDir()
 	_, stderr, err = run(t, "--data", empty, "retrace", fixtures.CoreFile(t, core.File))

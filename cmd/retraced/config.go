@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/retraced/retraced/retrace"
 )
 
 // Config is retraced's whole configuration: defaults, then the TOML file,
@@ -29,9 +31,10 @@ type Config struct {
 	// TaskTTL is how long gc keeps a finished retrace task, and
 	// FailedTaskTTL a failed one when that is sooner (Go durations such
 	// as "168h").
-	TaskTTL       string       `toml:"task_ttl"`
-	FailedTaskTTL string       `toml:"failed_task_ttl"`
-	Mirror        MirrorConfig `toml:"mirror"`
+	TaskTTL       string        `toml:"task_ttl"`
+	FailedTaskTTL string        `toml:"failed_task_ttl"`
+	Mirror        MirrorConfig  `toml:"mirror"`
+	Retrace       RetraceConfig `toml:"retrace"`
 }
 
 // retention returns TaskTTL and FailedTaskTTL, which loadConfig checked.
@@ -64,6 +67,7 @@ func defaultConfig() Config {
 		TaskTTL:       "168h",
 		FailedTaskTTL: "24h",
 		Mirror:        MirrorConfig{Workers: runtime.NumCPU() + 1, Compression: "s2"},
+		Retrace:       defaultRetraceConfig(),
 	}
 }
 
@@ -88,5 +92,100 @@ func loadConfig(path string) (Config, error) {
 			return c, fmt.Errorf("config %s: %s = %q: want a positive duration such as \"168h\"", path, v.key, v.val)
 		}
 	}
+	if err := c.Retrace.check(); err != nil {
+		return c, fmt.Errorf("config %s: [retrace] %w", path, err)
+	}
 	return c, nil
+}
+
+// RetraceConfig is the [retrace] table: the task server's limits (the
+// names /settings reports them by) and the worker's (sysroot cache, gdb).
+// Every key is optional; its default is in defaultRetraceConfig.
+type RetraceConfig struct {
+	// MaxRunningTasks is the tasks retraced at once (Retrace Server's
+	// MaxParallelTasks); MaxQueuedTasks bounds those accepted and not
+	// finished, beyond which /create answers 503.
+	MaxRunningTasks int `toml:"max_running_tasks"`
+	MaxQueuedTasks  int `toml:"max_queued_tasks"`
+	// MaxPackedSize is the largest upload and MaxUnpackedSize the largest
+	// unpacked crash directory, in MiB (Retrace Server's MaxPackedSize,
+	// MaxUnpackedSize).
+	MaxPackedSize   int64 `toml:"max_packed_size"`
+	MaxUnpackedSize int64 `toml:"max_unpacked_size"`
+	// TaskTimeout bounds one retrace, sysroot assembly included;
+	// UploadTimeout one upload; GDBTimeout the gdb run (Go durations).
+	TaskTimeout   string `toml:"task_timeout"`
+	UploadTimeout string `toml:"upload_timeout"`
+	GDBTimeout    string `toml:"gdb_timeout"`
+	// GDBMemoryMB is gdb's address-space limit in MiB; 0 means none.
+	GDBMemoryMB int64 `toml:"gdb_memory_mb"`
+	// SysrootBudgetMB bounds the cached sysroots; the least recently used
+	// idle ones beyond it are removed.
+	SysrootBudgetMB int64 `toml:"sysroot_budget_mb"`
+	// Network is gdb's network: "none" (its own network namespace with
+	// no interface up; start-up fails when that is impossible) or
+	// "host". Unset, gdb gets none when it can, else the host's, with a
+	// warning.
+	Network string `toml:"network"`
+	// SupportedReleases is /settings' supported_releases (empty: "any").
+	SupportedReleases []string `toml:"supported_releases"`
+}
+
+func defaultRetraceConfig() RetraceConfig {
+	return RetraceConfig{
+		MaxRunningTasks: retrace.DefaultMaxRunningTasks,
+		MaxQueuedTasks:  retrace.DefaultMaxQueuedTasks,
+		MaxPackedSize:   retrace.DefaultMaxPackedSize,
+		MaxUnpackedSize: retrace.DefaultMaxUnpackedSize,
+		TaskTimeout:     retrace.DefaultTaskTimeout.String(),
+		UploadTimeout:   retrace.DefaultUploadTimeout.String(),
+		GDBTimeout:      retrace.DefaultGDBTimeout.String(),
+		GDBMemoryMB:     retrace.DefaultGDBMemory >> 20,
+		SysrootBudgetMB: retrace.DefaultSysrootBudget >> 20,
+	}
+}
+
+// check rejects values the task server or the worker would otherwise
+// quietly replace with a default.
+func (r RetraceConfig) check() error {
+	for _, v := range []struct {
+		key string
+		val int64
+	}{
+		{"max_running_tasks", int64(r.MaxRunningTasks)}, {"max_queued_tasks", int64(r.MaxQueuedTasks)},
+		{"max_packed_size", r.MaxPackedSize}, {"max_unpacked_size", r.MaxUnpackedSize},
+		{"sysroot_budget_mb", r.SysrootBudgetMB},
+	} {
+		if v.val <= 0 {
+			return fmt.Errorf("%s = %d: want a positive number", v.key, v.val)
+		}
+	}
+	if r.MaxQueuedTasks < r.MaxRunningTasks {
+		return fmt.Errorf("max_queued_tasks = %d is below max_running_tasks = %d: running tasks count as queued", r.MaxQueuedTasks, r.MaxRunningTasks)
+	}
+	if r.GDBMemoryMB < 0 {
+		return fmt.Errorf("gdb_memory_mb = %d: want a number of MiB, or 0 for no limit", r.GDBMemoryMB)
+	}
+	for _, v := range []struct{ key, val string }{{"task_timeout", r.TaskTimeout}, {"upload_timeout", r.UploadTimeout}, {"gdb_timeout", r.GDBTimeout}} {
+		if d, err := time.ParseDuration(v.val); err != nil || d <= 0 {
+			return fmt.Errorf("%s = %q: want a positive duration such as \"10m\"", v.key, v.val)
+		}
+	}
+	task, _, gdb := r.durations()
+	if gdb > task {
+		return fmt.Errorf("gdb_timeout = %q exceeds task_timeout = %q: the task would be killed first", r.GDBTimeout, r.TaskTimeout)
+	}
+	if r.Network != "" && r.Network != "none" && r.Network != "host" {
+		return fmt.Errorf("network = %q: want \"none\" (no network for gdb) or \"host\"", r.Network)
+	}
+	return nil
+}
+
+// durations returns TaskTimeout, UploadTimeout and GDBTimeout, which
+// check checked.
+func (r RetraceConfig) durations() (task, upload, gdb time.Duration) {
+	task, _ = time.ParseDuration(r.TaskTimeout)
+	upload, _ = time.ParseDuration(r.UploadTimeout)
+	gdb, _ = time.ParseDuration(r.GDBTimeout)
+	return task, upload, gdb
 }

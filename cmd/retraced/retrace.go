@@ -17,6 +17,10 @@ func retraceCmd(g *globals) *cobra.Command {
 		Short: "Retrace a core file locally from the mirror and print the backtrace",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
 			s, r, err := g.backend(cmd)
 			if err != nil {
 				return err
@@ -31,7 +35,7 @@ func retraceCmd(g *globals) *cobra.Command {
 			if verbose {
 				log = cmd.ErrOrStderr()
 			}
-			w, err := openWorker(s, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+			w, err := openWorker(s, cfg, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
 			if err != nil {
 				return err
 			}

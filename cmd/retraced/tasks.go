@@ -35,12 +35,12 @@ func (p packageChecker) HasNVRArch(nvr, arch string) (bool, error) {
 // startTasks builds the retrace service: the worker (sysroots under
 // DATA/sysroots) and the task server (DATA/tasks).
 func startTasks(s *store, cfg Config, log *slog.Logger) (*retrace.Server, *retrace.Worker, error) {
-	w, err := openWorker(s, log)
+	w, err := openWorker(s, cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	rc := retrace.Config{Packages: packageChecker{s.idx}, Logger: log}
-	rc.DeleteAfter, rc.DeleteFailedAfter = cfg.retention()
+	rc := serverConfig(cfg)
+	rc.Packages, rc.Logger = packageChecker{s.idx}, log
 	var st unix.Statfs_t
 	if err := unix.Statfs(s.dir, &st); err == nil {
 		// min_free is a share of the file system; the task server
@@ -55,10 +55,42 @@ func startTasks(s *store, cfg Config, log *slog.Logger) (*retrace.Server, *retra
 	return rs, w, nil
 }
 
-// openWorker makes the retrace worker over the store, sysroots under
+// serverConfig is the task server's part of cfg: [retrace] and the task
+// retention.
+func serverConfig(cfg Config) retrace.Config {
+	r := cfg.Retrace
+	rc := retrace.Config{
+		MaxRunningTasks:   r.MaxRunningTasks,
+		MaxQueuedTasks:    r.MaxQueuedTasks,
+		MaxPackedSize:     r.MaxPackedSize,
+		MaxUnpackedSize:   r.MaxUnpackedSize,
+		SupportedReleases: r.SupportedReleases,
+	}
+	rc.TaskTimeout, rc.UploadTimeout, _ = r.durations()
+	rc.DeleteAfter, rc.DeleteFailedAfter = cfg.retention()
+	return rc
+}
+
+// workerConfig is the worker's part of cfg's [retrace], sysroots under
 // DATA/sysroots.
-func openWorker(s *store, log *slog.Logger) (*retrace.Worker, error) {
-	wc := retrace.WorkerConfig{SysrootDir: filepath.Join(s.dir, "sysroots")}
+func workerConfig(dir string, r RetraceConfig) retrace.WorkerConfig {
+	wc := retrace.WorkerConfig{
+		SysrootDir:    filepath.Join(dir, "sysroots"),
+		SysrootBudget: r.SysrootBudgetMB << 20,
+		MemoryLimit:   r.GDBMemoryMB << 20,
+		Network:       r.Network,
+	}
+	if r.GDBMemoryMB == 0 {
+		wc.MemoryLimit = -1 // none
+	}
+	_, _, wc.Timeout = r.durations()
+	return wc
+}
+
+// openWorker makes the retrace worker over the store, as cfg's [retrace]
+// says.
+func openWorker(s *store, cfg Config, log *slog.Logger) (*retrace.Worker, error) {
+	wc := workerConfig(s.dir, cfg.Retrace)
 	w, err := retrace.NewWorker(s.idx, s.pool, wc)
 	if errors.Is(err, retrace.ErrSysrootUnreachable) {
 		// The data directory sits under a directory nobody cannot enter
