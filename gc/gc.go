@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -19,6 +20,8 @@ import (
 type Index interface {
 	Packages(fn func(p *index.Package) error) error
 	DeletePackages(ns []index.NEVRA) error
+	// Quiesce keeps syncs from committing until its release.
+	Quiesce() (release func())
 }
 
 // Pool is what gc needs of the blob pool.
@@ -67,6 +70,12 @@ type Plan struct {
 	// Protected counts unreferenced blobs kept because they are newer than
 	// the cutoff (a running sync may be about to reference them).
 	Protected int
+	// Changed counts items Execute left because they were no longer
+	// collectable when it ran: a sync linked the package, or found the
+	// file stored, after the plan was made.
+	Changed int `json:",omitempty"`
+
+	cutoff time.Time
 }
 
 // Bytes is what executing the plan frees.
@@ -140,7 +149,7 @@ func (c *Collector) Plan(ctx context.Context, cutoff time.Time) (*Plan, error) {
 	for _, n := range names {
 		live[n] = true
 	}
-	plan := &Plan{}
+	plan := &Plan{cutoff: cutoff}
 	referenced := map[blob.Digest]bool{}
 	err = c.idx.Packages(func(p *index.Package) error {
 		keep := false
@@ -260,8 +269,44 @@ func (c *Collector) planPlain(referenced map[blob.Digest]bool) ([]Item, map[blob
 	return items, has, nil
 }
 
-// Execute deletes what plan lists, and returns the bytes freed.
+// Execute deletes what plan lists and is still collectable, and returns
+// the bytes freed. Syncs may have run since the plan was made, so it
+// plans again with the index quiesced (no sync between storing files and
+// committing them) and deletes only what both plans list; plan.Items
+// becomes what it deleted, and plan.Changed counts the rest.
 func (c *Collector) Execute(ctx context.Context, plan *Plan) (int64, error) {
+	defer c.idx.Quiesce()()
+	now, err := c.Plan(ctx, plan.cutoff)
+	if err != nil {
+		return 0, err
+	}
+	still := make(map[string]Item, len(now.Items))
+	for _, it := range now.Items {
+		still[itemKey(it)] = it
+	}
+	planned := len(plan.Items)
+	plan.Items = slices.DeleteFunc(plan.Items, func(it Item) bool {
+		_, ok := still[itemKey(it)]
+		return !ok
+	})
+	for i, it := range plan.Items {
+		plan.Items[i] = still[itemKey(it)] // a blob may have gained or lost its plain copy
+	}
+	plan.Changed = planned - len(plan.Items)
+	return c.execute(ctx, plan)
+}
+
+// itemKey names what an item removes; a blob is the same blob with or
+// without its plain copy.
+func itemKey(it Item) string {
+	kind := it.Kind
+	if kind == "blob+plain" {
+		kind = "blob"
+	}
+	return kind + " " + it.Name
+}
+
+func (c *Collector) execute(ctx context.Context, plan *Plan) (int64, error) {
 	var freed int64
 	var errs []error
 	byOwner := map[Owner][]Item{}

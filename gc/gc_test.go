@@ -185,3 +185,83 @@ func hasItem(p *Plan, kind, name string) bool {
 	}
 	return false
 }
+
+// TestSyncBetweenPlanAndExecute: a source is removed and gc plans its
+// packages away; before gc executes, another source syncs the same
+// repository and links every package. Execute keeps them and their files,
+// and counts what it left.
+func TestSyncBetweenPlanAndExecute(t *testing.T) {
+	e := newEnv(t, "repo-v1")
+	before := e.blobs(t)
+	if err := e.m.Remove("repo-v1"); err != nil {
+		t.Fatal(err)
+	}
+	c := e.collector(Config{})
+	plan, err := c.Plan(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	planned := len(plan.Items)
+	if planned == 0 {
+		t.Fatal("nothing planned after removing the only source")
+	}
+	if _, err := e.m.Add(context.Background(), mirror.Source{Name: "again", URL: fixtures.Path("repo-v1")}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.m.Sync(context.Background(), "again", nil)
+	if err != nil || !res.OK() || res.Linked != 9 || res.New != 0 {
+		t.Fatalf("sync: %v %s", err, res.Summary())
+	}
+	freed, err := c.Execute(context.Background(), plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if freed != 0 || len(plan.Items) != 0 || plan.Changed != planned {
+		t.Fatalf("freed %d, executed %s, changed %d of %d", freed, plan.Summary(), plan.Changed, planned)
+	}
+	if n := e.blobs(t); n != before {
+		t.Fatalf("blobs %d -> %d", before, n)
+	}
+	for _, f := range fixtures.ELFFiles(t) {
+		if strings.Contains(f.NEVRA, "1.1-1") {
+			continue
+		}
+		id, _ := index.ParseBuildID(f.BuildID)
+		if _, err := e.idx.Lookup(id); err != nil {
+			t.Errorf("%s of %s: %v", f.BuildID, f.NEVRA, err)
+		}
+	}
+}
+
+// TestExecuteWaitsForHold: a sync holding the index between storing a
+// package's files and committing it keeps gc's execution waiting.
+func TestExecuteWaitsForHold(t *testing.T) {
+	e := newEnv(t, "repo-v1")
+	if err := e.m.Remove("repo-v1"); err != nil {
+		t.Fatal(err)
+	}
+	c := e.collector(Config{})
+	plan, err := c.Plan(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := e.idx.Hold()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Execute(context.Background(), plan)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		release()
+		t.Fatalf("Execute ran while a sync held the index: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if e.blobs(t) != 0 {
+		t.Fatalf("%d blobs left after the hold ended", e.blobs(t))
+	}
+}

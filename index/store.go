@@ -139,6 +139,26 @@ type Store struct {
 	srcMu    sync.RWMutex
 	srcGen   uint64
 	srcCache map[NEVRA][]string
+
+	gate sync.RWMutex // see Hold and Quiesce
+}
+
+// Hold is taken by a writer whose work spans more than one call: a sync
+// holds it from the first file it stores for a package to the package's
+// commit, or from finding a package present to linking it. It returns
+// the release.
+func (s *Store) Hold() (release func()) {
+	s.gate.RLock()
+	return s.gate.RUnlock
+}
+
+// Quiesce waits until no writer holds the store and keeps new ones out
+// until its release: gc re-checks its plan and deletes under it, so that
+// it never removes a package a sync just linked or a file a sync just
+// found already stored.
+func (s *Store) Quiesce() (release func()) {
+	s.gate.Lock()
+	return s.gate.Unlock
 }
 
 // Generation changes after every write; a reader that cached something

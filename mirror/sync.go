@@ -244,16 +244,12 @@ func (m *Mirror) syncYum(ctx context.Context, src *Source, res *Result, pr *prog
 		if member {
 			continue
 		}
-		have, err := m.idx.HasPackage(w.nevra)
+		linked, err := m.link(src.Name, w)
 		if err != nil {
 			res.Err = err
 			return
 		}
-		if have {
-			if err := m.idx.AddMembership(src.Name, w.nevra, w.checksum.String()); err != nil {
-				res.Err = err
-				return
-			}
+		if linked {
 			res.Linked++
 			continue
 		}
@@ -339,6 +335,17 @@ func (m *Mirror) readPrimary(ctx context.Context, loc *location, d *yum.Data) ([
 }
 
 // ingestAll runs the workers over todo and commits each good package.
+// link adds source's membership to w's package when the index has it
+// already, and reports whether it did.
+func (m *Mirror) link(source string, w *want) (bool, error) {
+	defer m.idx.Hold()()
+	have, err := m.idx.HasPackage(w.nevra)
+	if err != nil || !have {
+		return false, err
+	}
+	return true, m.idx.AddMembership(source, w.nevra, w.checksum.String())
+}
+
 func (m *Mirror) ingestAll(ctx context.Context, source string, todo []*want, res *Result, pr *progressState) {
 	var mu sync.Mutex
 	jobs := make(chan *want)
@@ -349,6 +356,9 @@ func (m *Mirror) ingestAll(ctx context.Context, source string, todo []*want, res
 			defer wg.Done()
 			for w := range jobs {
 				var fetched int64 // counted for failed downloads too
+				// Held from the first stored file to the commit: gc
+				// must not take a file this package found stored.
+				release := m.idx.Hold()
 				pkg, err := m.ingest(ctx, w, func(n int64) {
 					fetched += n
 					pr.bytes.Add(n)
@@ -357,6 +367,7 @@ func (m *Mirror) ingestAll(ctx context.Context, source string, todo []*want, res
 					pkg.Sources = []string{source}
 					err = m.idx.PutPackage(pkg)
 				}
+				release()
 				mu.Lock()
 				res.BytesFetched += fetched
 				if err != nil {

@@ -31,6 +31,7 @@ type gcReport struct {
 	Summary   string    `json:"summary"`
 	Bytes     int64     `json:"bytes"`
 	Protected int       `json:"protected"`
+	Changed   int       `json:"changed,omitempty"` // planned, but taken back by a sync before execution
 	Items     []gc.Item `json:"items"`
 	Error     string    `json:"error,omitempty"`
 }
@@ -54,23 +55,27 @@ func collect(ctx context.Context, s *store, cutoff time.Time, dryRun bool, owner
 	if err != nil {
 		return nil, err
 	}
-	rep := &gcReport{When: time.Now().UTC(), DryRun: dryRun, Summary: plan.Summary(), Bytes: plan.Bytes(),
-		Protected: plan.Protected, Items: plan.Items}
-	if rep.Items == nil {
-		rep.Items = []gc.Item{}
-	}
-	if !dryRun {
-		freed, err := c.Execute(ctx, plan)
-		rep.Bytes = freed
-		if err != nil {
-			rep.Error = err.Error()
+	report := func() *gcReport {
+		rep := &gcReport{When: time.Now().UTC(), DryRun: dryRun, Summary: plan.Summary(), Bytes: plan.Bytes(),
+			Protected: plan.Protected, Changed: plan.Changed, Items: plan.Items}
+		if rep.Items == nil {
+			rep.Items = []gc.Item{}
 		}
-		if werr := writeJSONFile(filepath.Join(s.dir, gcFile), rep); werr != nil && err == nil {
-			err = werr
-		}
-		return rep, err
+		return rep
 	}
-	return rep, nil
+	if dryRun {
+		return report(), nil
+	}
+	freed, err := c.Execute(ctx, plan) // drops what syncs took back since the plan
+	rep := report()
+	rep.Bytes = freed
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	if werr := writeJSONFile(filepath.Join(s.dir, gcFile), rep); werr != nil && err == nil {
+		err = werr
+	}
+	return rep, err
 }
 
 func printGC(w io.Writer, rep *gcReport) {
@@ -87,6 +92,9 @@ func printGC(w io.Writer, rep *gcReport) {
 	}
 	if rep.Protected > 0 {
 		fmt.Fprintf(w, "; %d new unreferenced files kept for running syncs", rep.Protected)
+	}
+	if rep.Changed > 0 {
+		fmt.Fprintf(w, "; %d planned items kept because a sync took them back", rep.Changed)
 	}
 	fmt.Fprintln(w)
 }
