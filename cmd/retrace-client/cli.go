@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/retraced/retraced/retrace/taskclient"
 )
 
 // defaultURL is `retraced serve`'s default address.
@@ -83,7 +85,7 @@ func newRoot() *cobra.Command {
 }
 
 // client applies the environment (under the flags) and connects.
-func (o *options) client(cmd *cobra.Command) (*client, error) {
+func (o *options) client(cmd *cobra.Command) (*taskclient.Client, error) {
 	flags := cmd.Flags()
 	if env := os.Getenv("RETRACE_SERVER_URI"); env != "" && !flags.Changed("url") {
 		o.url = env
@@ -102,12 +104,12 @@ func (o *options) client(cmd *cobra.Command) (*client, error) {
 	if o.headers {
 		headers = cmd.ErrOrStderr()
 	}
-	return newClient(o.url, o.insecure, headers)
+	return taskclient.New(o.url, o.insecure, headers)
 }
 
 // taskClient is the client for a command about an existing task, which
 // needs its id and password.
-func (o *options) taskClient(cmd *cobra.Command) (*client, error) {
+func (o *options) taskClient(cmd *cobra.Command) (*taskclient.Client, error) {
 	if o.task == "" {
 		return nil, errors.New("Task id is needed.")
 	}
@@ -132,13 +134,13 @@ func (o *options) runCreate(cmd *cobra.Command) error {
 
 // create checks the server's settings (and the package, unless
 // --no-pkgcheck), then streams the crash as tar.xz.
-func (o *options) create(cmd *cobra.Command, c *client) (id, password string, err error) {
+func (o *options) create(cmd *cobra.Command, c *taskclient.Client) (id, password string, err error) {
 	dir := o.dir
 	switch {
 	case o.dir != "" && o.core != "":
 		return "", "", errors.New("Give either a problem directory (-d) or a coredump (-c), not both.")
 	case o.core != "":
-		d, cleanup, err := coreCrashDir(o.core)
+		d, cleanup, err := taskclient.CoreCrashDir(o.core)
 		if err != nil {
 			return "", "", err
 		}
@@ -151,21 +153,21 @@ func (o *options) create(cmd *cobra.Command, c *client) (id, password string, er
 	case o.dir == "":
 		return "", "", errors.New("Either problem directory or coredump is needed.")
 	}
-	cd, err := openCrashDir(dir)
+	cd, err := taskclient.OpenCrashDir(dir)
 	if err != nil {
 		return "", "", err
 	}
 	ctx := cmd.Context()
-	s, err := c.settings(ctx)
+	s, err := c.Settings(ctx)
 	if err != nil {
 		return "", "", err
 	}
-	if cd.size > s.maxUnpackedSize {
+	if cd.Size > s.MaxUnpackedSize {
 		fmt.Fprintln(cmd.ErrOrStderr(), "Retrace server can not be used, because the crash is too large. Try local retracing.")
 		return "", "", fmt.Errorf("The size of your crash is %s, but the retrace server only accepts crashes smaller or equal to %s.",
-			iec(cd.size), iec(s.maxUnpackedSize))
+			iec(cd.Size), iec(s.MaxUnpackedSize))
 	}
-	if !slices.Contains(s.formats, "application/x-xz-compressed-tar") {
+	if !slices.Contains(s.Formats, "application/x-xz-compressed-tar") {
 		return "", "", errors.New("The server does not support xz-compressed tarballs.")
 	}
 	if !o.noPkgcheck {
@@ -177,11 +179,11 @@ func (o *options) create(cmd *cobra.Command, c *client) (id, password string, er
 	pr, pw := io.Pipe()
 	packed := make(chan error, 1)
 	go func() {
-		err := cd.pack(pw)
+		err := cd.Pack(pw)
 		pw.CloseWithError(err)
 		packed <- err
 	}()
-	id, password, err = c.create(ctx, pr)
+	id, password, err = c.Create(ctx, pr, "application/x-xz-compressed-tar")
 	pr.CloseWithError(errUploadEnded) // stops the packer if the server stopped reading
 	if perr := <-packed; perr != nil && err == nil && !errors.Is(perr, errUploadEnded) {
 		err = fmt.Errorf("pack the crash: %w", perr)
@@ -195,12 +197,12 @@ var errUploadEnded = errors.New("the upload ended")
 // checkPackage asks the server whether it knows the crash's package, as
 // abrt-retrace-client does; a crash directory without package and
 // architecture files is not checked.
-func (o *options) checkPackage(ctx context.Context, cmd *cobra.Command, c *client, cd *crashDir) error {
-	nvr, arch := cd.item("package"), cd.item("architecture")
+func (o *options) checkPackage(ctx context.Context, cmd *cobra.Command, c *taskclient.Client, cd *taskclient.CrashDir) error {
+	nvr, arch := cd.Item("package"), cd.Item("architecture")
 	if nvr == "" || arch == "" {
 		return nil
 	}
-	known, err := c.checkPackage(ctx, nvr, arch)
+	known, err := c.CheckPackage(ctx, nvr, arch)
 	if err != nil {
 		return err
 	}
@@ -216,7 +218,7 @@ func (o *options) runStatus(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	status, msg, err := c.status(cmd.Context(), o.task, o.password)
+	status, msg, err := c.Status(cmd.Context(), o.task, o.password)
 	if err != nil {
 		return err
 	}
@@ -229,7 +231,7 @@ func (o *options) runResult(cmd *cobra.Command, what string) error {
 	if err != nil {
 		return err
 	}
-	text, err := c.result(cmd.Context(), o.task, o.password, what)
+	text, err := c.Result(cmd.Context(), o.task, o.password, what)
 	if err != nil {
 		return err
 	}
@@ -246,7 +248,7 @@ func (o *options) runExploitable(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	text, err := c.exploitable(cmd.Context(), o.task, o.password)
+	text, err := c.Exploitable(cmd.Context(), o.task, o.password)
 	if err != nil {
 		return err
 	}
@@ -295,7 +297,7 @@ func (o *options) runBatch(cmd *cobra.Command) error {
 			wait = min(2*wait, maxPoll)
 		}
 		var msg string
-		status, msg, err = c.status(ctx, id, password)
+		status, msg, err = c.Status(ctx, id, password)
 		if err != nil {
 			return err
 		}
@@ -319,7 +321,7 @@ func (o *options) runBatch(cmd *cobra.Command) error {
 		fmt.Fprintln(progress)
 	}
 	if status == "FINISHED_SUCCESS" {
-		bt, err := c.result(ctx, id, password, "backtrace")
+		bt, err := c.Result(ctx, id, password, "backtrace")
 		if err != nil {
 			return err
 		}
@@ -327,7 +329,7 @@ func (o *options) runBatch(cmd *cobra.Command) error {
 		return nil
 	}
 	fmt.Fprintln(progress, "Retrace failed. Try again later and if the problem persists report this issue please.")
-	log, err := c.result(ctx, id, password, "log")
+	log, err := c.Result(ctx, id, password, "log")
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/retraced/retraced/fixtures"
 	"github.com/retraced/retraced/retrace"
+	"github.com/retraced/retraced/retrace/taskclient"
 )
 
 // coreRetracer is the test Retracer: it reads the coredump's ELF header
@@ -414,11 +415,11 @@ func TestInsecure(t *testing.T) {
 }
 
 func TestParseSettings(t *testing.T) {
-	s := parseSettings("running_tasks 1\nMAX_RUNNING_TASKS 5\nmax_packed_size 50\nmax_unpacked_size 1024\n" +
+	s := taskclient.ParseSettings("running_tasks 1\nMAX_RUNNING_TASKS 5\nmax_packed_size 50\nmax_unpacked_size 1024\n" +
 		"supported_formats application/x-xz-compressed-tar application/x-gzip\nsupported_releases fedora-40-x86_64 rhel-9-x86_64\nnonsense\n")
-	if s.runningTasks != 1 || s.maxRunningTasks != 5 || s.maxPackedSize != 50<<20 || s.maxUnpackedSize != 1024<<20 ||
-		strings.Join(s.formats, ",") != "application/x-xz-compressed-tar,application/x-gzip" ||
-		strings.Join(s.releases, ",") != "fedora-40-x86_64,rhel-9-x86_64" {
+	if s.RunningTasks != 1 || s.MaxRunningTasks != 5 || s.MaxPackedSize != 50<<20 || s.MaxUnpackedSize != 1024<<20 ||
+		strings.Join(s.Formats, ",") != "application/x-xz-compressed-tar,application/x-gzip" ||
+		strings.Join(s.Releases, ",") != "fedora-40-x86_64,rhel-9-x86_64" {
 		t.Errorf("%+v", s)
 	}
 }

@@ -1,4 +1,7 @@
-package main
+// Package taskclient speaks the Retrace Server task protocol as a client
+// (retrace-client, and retraced retrace through a running server) and
+// packs crash directories for it.
+package taskclient
 
 import (
 	"context"
@@ -15,15 +18,18 @@ import (
 // maxAnswer bounds what is read of an answer: a log or a backtrace.
 const maxAnswer = 64 << 20
 
-// client speaks the Retrace Server task protocol.
-type client struct {
+// Client speaks the Retrace Server task protocol.
+type Client struct {
 	base *url.URL
 	hc   *http.Client
 	// headers, when set, receives every answer's headers (--headers).
 	headers io.Writer
 }
 
-func newClient(rawURL string, insecure bool, headers io.Writer) (*client, error) {
+// New returns a client of the server at rawURL (https when it has no
+// scheme, as abrt-retrace-client assumes); insecure skips TLS
+// verification; headers, when set, receives every answer's headers.
+func New(rawURL string, insecure bool, headers io.Writer) (*Client, error) {
 	// As abrt-retrace-client: a URL without a scheme is https.
 	if !strings.Contains(rawURL, "://") {
 		rawURL = "https://" + rawURL
@@ -39,11 +45,11 @@ func newClient(rawURL string, insecure bool, headers io.Writer) (*client, error)
 	if insecure {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // -k, asked for
 	}
-	return &client{base: u, hc: &http.Client{Transport: tr}, headers: headers}, nil
+	return &Client{base: u, hc: &http.Client{Transport: tr}, headers: headers}, nil
 }
 
 // url returns the server's URL with the path segments appended.
-func (c *client) url(segments ...string) string {
+func (c *Client) url(segments ...string) string {
 	u := *c.base
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + strings.Join(segments, "/")
 	u.RawPath = ""
@@ -57,7 +63,7 @@ type answer struct {
 	body   string
 }
 
-func (c *client) do(req *http.Request) (*answer, error) {
+func (c *Client) do(req *http.Request) (*answer, error) {
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to the retrace server %s: %w", c.base.Redacted(), err)
@@ -77,7 +83,7 @@ func (c *client) do(req *http.Request) (*answer, error) {
 	return &answer{code: resp.StatusCode, header: resp.Header, body: string(b)}, nil
 }
 
-func (c *client) get(ctx context.Context, headers map[string]string, segments ...string) (*answer, error) {
+func (c *Client) get(ctx context.Context, headers map[string]string, segments ...string) (*answer, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(segments...), nil)
 	if err != nil {
 		return nil, err
@@ -93,15 +99,15 @@ func unexpected(a *answer) error {
 	return fmt.Errorf("Unexpected HTTP response from server: %d\n%s", a.code, a.body)
 }
 
-// settings is GET /settings.
-type settings struct {
-	runningTasks, maxRunningTasks int
-	maxPackedSize                 int64 // bytes
-	maxUnpackedSize               int64 // bytes
-	formats, releases             []string
+// Settings is GET /settings.
+type Settings struct {
+	RunningTasks, MaxRunningTasks int
+	MaxPackedSize                 int64 // bytes
+	MaxUnpackedSize               int64 // bytes
+	Formats, Releases             []string
 }
 
-func (c *client) settings(ctx context.Context) (*settings, error) {
+func (c *Client) Settings(ctx context.Context) (*Settings, error) {
 	a, err := c.get(ctx, nil, "settings")
 	if err != nil {
 		return nil, err
@@ -109,13 +115,13 @@ func (c *client) settings(ctx context.Context) (*settings, error) {
 	if a.code != http.StatusOK {
 		return nil, unexpected(a)
 	}
-	return parseSettings(a.body), nil
+	return ParseSettings(a.body), nil
 }
 
-// parseSettings reads "key value" lines as abrt-retrace-client does:
+// ParseSettings reads "key value" lines as abrt-retrace-client does:
 // keys case-insensitive, unknown keys and malformed lines skipped.
-func parseSettings(body string) *settings {
-	s := &settings{}
+func ParseSettings(body string) *Settings {
+	s := &Settings{}
 	for _, line := range strings.Split(body, "\n") {
 		key, value, ok := strings.Cut(strings.TrimRight(line, "\r"), " ")
 		if !ok {
@@ -130,25 +136,25 @@ func parseSettings(body string) *settings {
 		}
 		switch strings.ToLower(key) {
 		case "running_tasks":
-			s.runningTasks = int(num())
+			s.RunningTasks = int(num())
 		case "max_running_tasks":
-			s.maxRunningTasks = int(num())
+			s.MaxRunningTasks = int(num())
 		case "max_packed_size":
-			s.maxPackedSize = num() << 20
+			s.MaxPackedSize = num() << 20
 		case "max_unpacked_size":
-			s.maxUnpackedSize = num() << 20
+			s.MaxUnpackedSize = num() << 20
 		case "supported_formats":
-			s.formats = strings.Fields(value)
+			s.Formats = strings.Fields(value)
 		case "supported_releases":
-			s.releases = strings.Fields(value)
+			s.Releases = strings.Fields(value)
 		}
 	}
 	return s
 }
 
-// checkPackage is GET /checkpackage: whether the server can retrace
+// CheckPackage is GET /checkpackage: whether the server can retrace
 // crashes of the package nvr.arch.
-func (c *client) checkPackage(ctx context.Context, nvr, arch string) (bool, error) {
+func (c *Client) CheckPackage(ctx context.Context, nvr, arch string) (bool, error) {
 	a, err := c.get(ctx, map[string]string{"X-Package-NVR": nvr, "X-Package-Arch": arch}, "checkpackage")
 	if err != nil {
 		return false, err
@@ -162,13 +168,15 @@ func (c *client) checkPackage(ctx context.Context, nvr, arch string) (bool, erro
 	return false, unexpected(a)
 }
 
-// create is POST /create with the archive streamed from body.
-func (c *client) create(ctx context.Context, body io.Reader) (id, password string, err error) {
+// Create is POST /create with the archive streamed from body, of
+// contentType (application/x-xz-compressed-tar, as Pack writes, or
+// application/x-tar).
+func (c *Client) Create(ctx context.Context, body io.Reader, contentType string) (id, password string, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url("create"), body)
 	if err != nil {
 		return "", "", err
 	}
-	req.Header.Set("Content-Type", "application/x-xz-compressed-tar")
+	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("X-Task-Type", "0") // a coredump retrace, as abrt-retrace-client sends it
 	// Do not redirect: a redirect cannot replay a streamed body.
 	hc := *c.hc
@@ -199,8 +207,8 @@ func (c *client) create(ctx context.Context, body io.Reader) (id, password strin
 	return id, password, nil
 }
 
-// status is GET /ID: the task's status and its current step in words.
-func (c *client) status(ctx context.Context, id, password string) (status, message string, err error) {
+// Status is GET /ID: the task's status and its current step in words.
+func (c *Client) Status(ctx context.Context, id, password string) (status, message string, err error) {
 	a, err := c.get(ctx, map[string]string{"X-Task-Password": password}, id)
 	if err != nil {
 		return "", "", err
@@ -215,8 +223,8 @@ func (c *client) status(ctx context.Context, id, password string) (status, messa
 	return status, a.body, nil
 }
 
-// result is GET /ID/log or /ID/backtrace.
-func (c *client) result(ctx context.Context, id, password, what string) (string, error) {
+// Result is GET /ID/log or /ID/backtrace.
+func (c *Client) Result(ctx context.Context, id, password, what string) (string, error) {
 	a, err := c.get(ctx, map[string]string{"X-Task-Password": password}, id, what)
 	if err != nil {
 		return "", err
@@ -227,8 +235,8 @@ func (c *client) result(ctx context.Context, id, password, what string) (string,
 	return a.body, nil
 }
 
-// exploitable is GET /ID/exploitable; "" when the server has none.
-func (c *client) exploitable(ctx context.Context, id, password string) (string, error) {
+// Exploitable is GET /ID/exploitable; "" when the server has none.
+func (c *Client) Exploitable(ctx context.Context, id, password string) (string, error) {
 	a, err := c.get(ctx, map[string]string{"X-Task-Password": password}, id, "exploitable")
 	if err != nil {
 		return "", err

@@ -1,4 +1,4 @@
-package main
+package taskclient
 
 import (
 	"archive/tar"
@@ -26,16 +26,17 @@ var crashFiles = []string{"coredump", "executable", "package", "os_release", "ro
 // Server's, and retraced's).
 const maxExecutable = 512
 
-// crashDir is a crash directory about to be sent.
-type crashDir struct {
+// CrashDir is a crash directory about to be sent.
+type CrashDir struct {
 	dir   string
 	files []string // the crashFiles present, in order
-	size  int64    // their total size
+	// Size is the total size of the files sent.
+	Size int64
 }
 
-// openCrashDir lists what create sends of dir.
-func openCrashDir(dir string) (*crashDir, error) {
-	cd := &crashDir{dir: dir}
+// OpenCrashDir lists what Pack sends of dir.
+func OpenCrashDir(dir string) (*CrashDir, error) {
+	cd := &CrashDir{dir: dir}
 	for _, name := range crashFiles {
 		// Stat follows links: what is sent is the file's content, always
 		// as a regular file.
@@ -50,14 +51,14 @@ func openCrashDir(dir string) (*crashDir, error) {
 			return nil, fmt.Errorf("'%s' must be a regular file in order to use Retrace server.", name)
 		}
 		cd.files = append(cd.files, name)
-		cd.size += fi.Size()
+		cd.Size += fi.Size()
 	}
 	return cd, nil
 }
 
-// item returns the trimmed content of a small file of the crash
+// Item returns the trimmed content of a small file of the crash
 // directory, "" when it is missing.
-func (cd *crashDir) item(name string) string {
+func (cd *CrashDir) Item(name string) string {
 	f, err := os.Open(filepath.Join(cd.dir, name))
 	if err != nil {
 		return ""
@@ -70,22 +71,28 @@ func (cd *crashDir) item(name string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// pack writes the crash directory's files to w as tar.xz, streaming.
-func (cd *crashDir) pack(w io.Writer) error {
+// Pack writes the crash directory's files to w as tar.xz, streaming.
+func (cd *CrashDir) Pack(w io.Writer) error {
 	zw, err := xz.WriterConfig{DictCap: 8 << 20}.NewWriter(w)
 	if err != nil {
 		return err
 	}
-	tw := tar.NewWriter(zw)
+	if err := cd.PackTar(zw); err != nil {
+		return err
+	}
+	return zw.Close()
+}
+
+// PackTar writes the crash directory's files to w as a plain tar, for a
+// server on this machine, where compressing would only cost time.
+func (cd *CrashDir) PackTar(w io.Writer) error {
+	tw := tar.NewWriter(w)
 	for _, name := range cd.files {
 		if err := addFile(tw, filepath.Join(cd.dir, name), name); err != nil {
 			return err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return zw.Close()
+	return tw.Close()
 }
 
 func addFile(tw *tar.Writer, path, name string) error {
@@ -112,10 +119,10 @@ func addFile(tw *tar.Writer, path, name string) error {
 	return nil
 }
 
-// coreCrashDir makes a crash directory in a new temporary directory for a
+// CoreCrashDir makes a crash directory in a new temporary directory for a
 // bare core file: coredump (a link to the core), and executable, the
 // program's path as the core records it, when it does.
-func coreCrashDir(core string) (dir string, cleanup func() error, err error) {
+func CoreCrashDir(core string) (dir string, cleanup func() error, err error) {
 	abs, err := filepath.Abs(core)
 	if err != nil {
 		return "", nil, err
