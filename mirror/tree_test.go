@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
+	"sort"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -35,37 +37,71 @@ func kojiTree(t testing.TB) fstest.MapFS {
 	return fsys
 }
 
-func TestTreeSync(t *testing.T) {
-	srv := fixtures.NewServer(kojiTree(t))
-	url := srv.Start(t) + "/packages/"
-	m := newTestMirror(t, "")
-	if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url}); err != nil {
-		t.Fatal(err)
-	}
-	src, _ := m.Source("koji")
-	if src.Kind != KindTree {
-		t.Fatalf("kind %q, want tree (no repodata/)", src.Kind)
-	}
-	res := m.sync(t, "koji")
-	if !res.OK() || res.New != len(fixtures.Packages(t)) {
-		t.Fatalf("first sync: %s %v", res.Summary(), res.Failed)
-	}
-	ids, want := expectedLines(t, nil)
-	diffLines(t, m.lookupLines(t, ids), want)
-
-	// Unchanged: every directory is asked again, conditionally, and no
-	// package is fetched.
-	srv.ResetRequests()
-	again := m.sync(t, "koji")
-	if !again.OK() || again.New != 0 || again.Listed != len(fixtures.Packages(t)) {
-		t.Fatalf("second sync: %s %v", again.Summary(), again.Failed)
-	}
-	for _, p := range fixtures.Packages(t) {
-		for path := range kojiTree(t) {
-			if strings.HasSuffix(path, p.File) && srv.Requests("/"+path) != 0 {
-				t.Errorf("unchanged sync fetched %s", path)
-			}
+// treeDirs returns the URL path of every directory of fsys under top
+// ("/packages/", "/packages/bash/", ...).
+func treeDirs(fsys fstest.MapFS, top string) []string {
+	seen := map[string]bool{}
+	for name := range fsys {
+		for d := path.Dir(name); d != "." && strings.HasPrefix(d+"/", top); d = path.Dir(d) {
+			seen["/"+d+"/"] = true
 		}
+	}
+	var out []string
+	for d := range seen {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestTreeSync mirrors a Koji tree listed as nginx, Apache and python's
+// http.server list directories, and checks that each mirrors every package
+// with one request per directory and per package: Apache's column-sort
+// links (?C=N;O=D) and "Parent Directory", and nginx's "../", are not
+// followed.
+func TestTreeSync(t *testing.T) {
+	for _, style := range fixtures.ListingStyles() {
+		t.Run(string(style), func(t *testing.T) {
+			tree := kojiTree(t)
+			srv := fixtures.NewServer(tree)
+			srv.SetListingStyle(style)
+			url := srv.Start(t) + "/packages/"
+			m := newTestMirror(t, "")
+			if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url}); err != nil {
+				t.Fatal(err)
+			}
+			src, _ := m.Source("koji")
+			if src.Kind != KindTree {
+				t.Fatalf("kind %q, want tree (no repodata/)", src.Kind)
+			}
+			srv.ResetRequests()
+			res := m.sync(t, "koji")
+			if !res.OK() || res.New != len(fixtures.Packages(t)) {
+				t.Fatalf("first sync: %s %v", res.Summary(), res.Failed)
+			}
+			ids, want := expectedLines(t, nil)
+			diffLines(t, m.lookupLines(t, ids), want)
+			dirs := treeDirs(tree, "packages/")
+			for _, d := range dirs {
+				if n := srv.Requests(d); n != 1 {
+					t.Errorf("%s asked for %d times, want once", d, n)
+				}
+			}
+			if got, want := srv.TotalRequests(), len(dirs)+len(tree); got != want {
+				t.Errorf("%d requests, want %d (%d listings, %d packages)", got, want, len(dirs), len(tree))
+			}
+
+			// Unchanged: every directory is asked again (conditionally
+			// where the listing had validators), and no package is fetched.
+			srv.ResetRequests()
+			again := m.sync(t, "koji")
+			if !again.OK() || again.New != 0 || again.Listed != len(fixtures.Packages(t)) {
+				t.Fatalf("second sync: %s %v", again.Summary(), again.Failed)
+			}
+			if got := srv.TotalRequests(); got != len(dirs) {
+				t.Errorf("unchanged sync made %d requests, want %d (the listings only)", got, len(dirs))
+			}
+		})
 	}
 }
 
