@@ -1,0 +1,325 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/retraced/retraced/fixtures"
+)
+
+// Operations tests: `retraced serve` run as a user runs it (the CLI with
+// --data, --config and --listen, in-process), driven over HTTP on
+// loopback only.
+
+// served is one `retraced serve` started by serveCLI.
+type served struct {
+	t      *testing.T
+	data   string
+	url    string
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+	once   sync.Once
+}
+
+// serveCLI runs `retraced --data DATA ARGS... serve --listen 127.0.0.1:0`
+// in-process and returns once it answers /healthz at the address it wrote
+// to DATA/server.json. It does not wait for a sync. The server stops at
+// the end of the test, or earlier with stop.
+func serveCLI(t *testing.T, data string, args ...string) *served {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &served{t: t, data: data, cancel: cancel, done: make(chan struct{})}
+	root := newRoot()
+	root.SetArgs(append(append([]string{"--data", data}, args...), "serve", "--listen", "127.0.0.1:0"))
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	go func() {
+		s.err = root.ExecuteContext(ctx)
+		close(s.done)
+	}()
+	t.Cleanup(s.stop)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		var info serverInfo
+		if b, err := os.ReadFile(filepath.Join(data, serverFile)); err == nil && json.Unmarshal(b, &info) == nil {
+			if resp, err := http.Get(info.URL + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					s.url = info.URL
+					return s
+				}
+			}
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("serve exited before answering /healthz: %v", s.err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatal("serve did not answer /healthz within 30s")
+	return nil
+}
+
+// stop cancels serve's context (as SIGTERM does), waits for it to return,
+// and checks that it let go of the data directory: no error, server.json
+// removed, the lock free for the next process.
+func (s *served) stop() {
+	s.once.Do(func() {
+		s.cancel()
+		select {
+		case <-s.done:
+		case <-time.After(60 * time.Second):
+			s.t.Errorf("serve did not stop within 60s of its context ending")
+			return
+		}
+		if s.err != nil {
+			s.t.Errorf("serve returned: %v", s.err)
+		}
+		if _, err := os.Stat(filepath.Join(s.data, serverFile)); !errors.Is(err, fs.ErrNotExist) {
+			s.t.Errorf("serve stopped but left %s behind (stat: %v)", serverFile, err)
+		}
+		f, err := lockDir(s.data)
+		if err != nil {
+			s.t.Errorf("serve stopped but the data directory is still locked: %v", err)
+			return
+		}
+		f.Close()
+	})
+}
+
+// writeConfig writes a TOML config file (fsync off, as testConfig has it,
+// plus extra) and returns its path.
+func writeConfig(t *testing.T, extra string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "retraced.toml")
+	if err := os.WriteFile(path, []byte(extra+"\n[mirror]\nfsync = false\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// mirrorView returns source name as GET /api/v1/mirrors lists it, or nil.
+func mirrorView(t *testing.T, url, name string) map[string]any {
+	t.Helper()
+	var views []map[string]any
+	if code := getJSON(t, url+"/api/v1/mirrors", &views); code != http.StatusOK {
+		t.Fatalf("GET /api/v1/mirrors: %d", code)
+	}
+	for _, v := range views {
+		if v["name"] == name {
+			return v
+		}
+	}
+	return nil
+}
+
+// pollUntil polls cond every 50ms until it holds, failing the test with what
+// after the guard (a guard against hanging, not a performance bound).
+func pollUntil(t *testing.T, guard time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(guard); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("%s: not within %s", what, guard)
+}
+
+// waitSynced waits until source name has completed a sync and returns its
+// view.
+func waitSynced(t *testing.T, url, name string) map[string]any {
+	t.Helper()
+	var v map[string]any
+	pollUntil(t, 60*time.Second, "source "+name+" synced", func() bool {
+		v = mirrorView(t, url, name)
+		return v != nil && v["last_sync"] != nil
+	})
+	return v
+}
+
+// httpDo sends one request and returns the status code and body.
+func httpDo(t *testing.T, method, url string, header map[string]string, body io.Reader) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// crashTarball packs a flat crash directory: the core file's bytes as
+// coredump, plus files.
+func crashTarball(t *testing.T, core string, files map[string]string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(core)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(name string, data []byte) {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("coredump", b)
+	for name, data := range files {
+		add(name, []byte(data))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// retraceTask is a task created over the protocol.
+type retraceTask struct{ url, id, pw string }
+
+func createTask(t *testing.T, url string, tarball []byte) retraceTask {
+	t.Helper()
+	code, h, body := httpDo(t, http.MethodPost, url+"/create", map[string]string{"Content-Type": "application/x-tar"}, bytes.NewReader(tarball))
+	id, pw := h.Get("X-Task-Id"), h.Get("X-Task-Password")
+	if code != http.StatusCreated || id == "" || len(pw) != 32 {
+		t.Fatalf("POST /create: %d, id %q, password of %d chars: %s", code, id, len(pw), body)
+	}
+	return retraceTask{url, id, pw}
+}
+
+// get fetches /ID+path with the task's password: code, X-Task-Status, body.
+func (rt retraceTask) get(t *testing.T, path string) (int, string, string) {
+	t.Helper()
+	code, h, body := httpDo(t, http.MethodGet, rt.url+"/"+rt.id+path, map[string]string{"X-Task-Password": rt.pw}, nil)
+	return code, h.Get("X-Task-Status"), body
+}
+
+// wait polls the task's status until it is no longer PENDING.
+func (rt retraceTask) wait(t *testing.T, guard time.Duration) string {
+	t.Helper()
+	status := ""
+	pollUntil(t, guard, "task "+rt.id+" finished", func() bool {
+		code, st, body := rt.get(t, "")
+		if code != http.StatusOK {
+			t.Fatalf("GET /%s: %d %s", rt.id, code, body)
+		}
+		status = st
+		return status != "PENDING"
+	})
+	return status
+}
+
+// TestSyncAnswers409WhileSyncing: POST /api/v1/mirrors/{name}/sync starts
+// a sync (202); asked again while that sync runs it answers 409 and starts
+// nothing; the running sync finishes with the new packages once its
+// downloads go through, and the source can be synced again.
+func TestSyncAnswers409WhileSyncing(t *testing.T) {
+	// The upstream: the fixture server behind a gate that, once armed,
+	// holds every package download until the test releases it.
+	repo := fixtures.NewServer(fixtures.FS("repo-v1"))
+	var armed atomic.Bool
+	held := make(chan string, 1)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	open := func() { releaseOnce.Do(func() { close(release) }) }
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if armed.Load() && strings.HasSuffix(r.URL.Path, ".rpm") {
+			select {
+			case held <- r.URL.Path:
+			default:
+			}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		repo.ServeHTTP(w, r)
+	}))
+	t.Cleanup(gate.Close)
+	t.Cleanup(open)
+
+	data := t.TempDir()
+	conf := writeConfig(t, `admin_token = "s3cret"`)
+	if _, _, err := run(t, "--data", data, "--config", conf, "mirror", "add", "up", gate.URL, "--kind", "yum"); err != nil {
+		t.Fatal(err)
+	}
+	s := serveCLI(t, data, "--config", conf)
+	if v := waitSynced(t, s.url, "up"); v["versions"] != float64(9) {
+		t.Fatalf("first sync of repo-v1: %v, want 9 versions", v)
+	}
+
+	repo.SetRoot(fixtures.FS("repo")) // 9 new versions upstream
+	armed.Store(true)
+	auth := map[string]string{"Authorization": "Bearer s3cret"}
+	syncURL := s.url + "/api/v1/mirrors/up/sync"
+	if code, _, body := httpDo(t, http.MethodPost, syncURL, auth, nil); code != http.StatusAccepted {
+		t.Fatalf("first POST sync: %d %s, want 202", code, body)
+	}
+	select {
+	case p := <-held:
+		t.Logf("sync is downloading %s, held", p)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the sync never asked for a package")
+	}
+	code, _, body := httpDo(t, http.MethodPost, syncURL, auth, nil)
+	if code != http.StatusConflict || !strings.Contains(body, `"error"`) || !strings.Contains(body, "already syncing") {
+		t.Fatalf("POST sync while one runs: %d %s, want 409 with a JSON error saying it is syncing", code, body)
+	}
+	if code, _, body := httpDo(t, http.MethodPost, syncURL+"?wait=true", auth, nil); code != http.StatusConflict {
+		t.Fatalf("POST sync?wait=true while one runs: %d %s, want 409", code, body)
+	}
+	// The status page shows the running sync.
+	pollUntil(t, 30*time.Second, "status page shows the sync", func() bool {
+		_, _, page := httpDo(t, http.MethodGet, s.url+"/", nil, nil)
+		return strings.Contains(page, "Syncing:")
+	})
+	if v := mirrorView(t, s.url, "up"); v["versions"] != float64(9) {
+		t.Fatalf("versions while the downloads are held: %v, want still 9", v["versions"])
+	}
+
+	open()
+	var v map[string]any
+	pollUntil(t, 60*time.Second, "held sync finished with repo's 18 versions", func() bool {
+		v = mirrorView(t, s.url, "up")
+		return v["versions"] == float64(18)
+	})
+	pollUntil(t, 60*time.Second, "a new sync accepted after the held one finished", func() bool {
+		code, _, body := httpDo(t, http.MethodPost, syncURL, auth, nil)
+		switch code {
+		case http.StatusAccepted:
+			return true
+		case http.StatusConflict:
+			return false
+		}
+		t.Fatalf("POST sync after the held one: %d %s", code, body)
+		return false
+	})
+}
