@@ -1,12 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/retraced/retraced/retrace/taskclient"
 )
 
 func retraceCmd(g *globals) *cobra.Command {
@@ -25,16 +32,16 @@ func retraceCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if r != nil {
-				// A server's retrace service takes crash directories over
-				// its task protocol; this command is the local path.
-				return fmt.Errorf("%w (%s)", errServing, r.base)
-			}
-			defer s.Close()
 			log := io.Discard
 			if verbose {
 				log = cmd.ErrOrStderr()
 			}
+			if r != nil {
+				// The server holds the mirror: it retraces through its
+				// task protocol, on its own worker.
+				return retraceRemote(cmd.Context(), r, args[0], exe, log, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			}
+			defer s.Close()
 			w, err := openWorker(s, cfg, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
 			if err != nil {
 				return err
@@ -70,4 +77,75 @@ func (l *logTail) Write(p []byte) (int, error) {
 
 func (l *logTail) String() string { return string(l.b) }
 
-var errServing = errors.New("the data directory is held by a running server; submit the core with retrace-client batch -c CORE --url")
+// Polls of a task the server retraces: the first after 50 ms, then twice
+// as long each time, up to a second.
+const (
+	firstTaskPoll = 50 * time.Millisecond
+	maxTaskPoll   = time.Second
+)
+
+// retraceRemote sends the core to the server holding the data directory as
+// a retrace task (a plain tar: the server is on this machine), waits for
+// it, prints the backtrace to out, and deletes the task. On failure the
+// task's log goes to errOut; with -v it always goes to log.
+func retraceRemote(ctx context.Context, r *remote, core, exe string, log, out, errOut io.Writer) (err error) {
+	dir, cleanup, err := taskclient.CoreCrashDir(core)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, cleanup()) }()
+	if exe != "" {
+		if err := os.WriteFile(filepath.Join(dir, "executable"), []byte(exe), 0o644); err != nil {
+			return err
+		}
+	}
+	cd, err := taskclient.OpenCrashDir(dir)
+	if err != nil {
+		return err
+	}
+	c, err := taskclient.New(r.base, false, nil)
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(cd.PackTar(pw)) }()
+	id, password, err := c.Create(ctx, pr, "application/x-tar")
+	pr.Close() // stops the packer if the server stopped reading
+	if err != nil {
+		return fmt.Errorf("retrace through the server at %s: %w", r.base, err)
+	}
+	defer func() {
+		if derr := c.Delete(context.WithoutCancel(ctx), id, password); derr != nil {
+			fmt.Fprintf(errOut, "retraced: delete task %s: %v\n", id, derr)
+		}
+	}()
+	fmt.Fprintf(log, "task %s on %s\n", id, r.base)
+	status := ""
+	for wait := firstTaskPoll; !strings.HasPrefix(status, "FINISHED"); wait = min(2*wait, maxTaskPoll) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		if status, _, err = c.Status(ctx, id, password); err != nil {
+			return err
+		}
+	}
+	taskLog, err := c.Result(ctx, id, password, "log")
+	if err != nil {
+		return err
+	}
+	io.WriteString(log, taskLog)
+	if status != "FINISHED_SUCCESS" {
+		if log == io.Discard {
+			io.WriteString(errOut, taskLog)
+		}
+		return fmt.Errorf("retrace task %s: %s", id, status)
+	}
+	bt, err := c.Result(ctx, id, password, "backtrace")
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(out, bt)
+	return err
+}

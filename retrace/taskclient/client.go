@@ -249,3 +249,20 @@ func (c *Client) Exploitable(ctx context.Context, id, password string) (string, 
 	}
 	return "", unexpected(a)
 }
+
+// Delete is DELETE /ID: the server removes the task.
+func (c *Client) Delete(ctx context.Context, id, password string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.url(id), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Task-Password", password)
+	a, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	if a.code != http.StatusOK && a.code != http.StatusNoContent {
+		return unexpected(a)
+	}
+	return nil
+}
