@@ -323,3 +323,58 @@ func TestSyncAnswers409WhileSyncing(t *testing.T) {
 		return false
 	})
 }
+
+// TestScheduledGC: with gc_schedule = "@every 1s", serve collects on its
+// own: the packages of a source removed over the API disappear from the
+// index with no one calling /api/v1/gc or `retraced gc`, and gc.json and
+// the status page record a collection made after the removal.
+func TestScheduledGC(t *testing.T) {
+	data := t.TempDir()
+	s := serveCLI(t, data, "--config", writeConfig(t, `gc_schedule = "@every 1s"`))
+	waitSynced(t, s.url, "fixtures")
+	var ids []string
+	seen := map[string]bool{}
+	for _, e := range fixtures.ELFFiles(t) {
+		if !seen[e.BuildID] {
+			seen[e.BuildID] = true
+			ids = append(ids, e.BuildID)
+		}
+	}
+	if code := getJSON(t, s.url+"/api/v1/buildid/"+ids[0], nil); code != http.StatusOK {
+		t.Fatalf("GET buildid/%s before the removal: %d", ids[0], code)
+	}
+
+	removed := time.Now()
+	if code, _, body := httpDo(t, http.MethodDelete, s.url+"/api/v1/mirrors/fixtures", nil, nil); code != http.StatusNoContent {
+		t.Fatalf("DELETE /api/v1/mirrors/fixtures: %d %s", code, body)
+	}
+	// SPEC: a removed source's packages stay until gc.
+	if code := getJSON(t, s.url+"/api/v1/buildid/"+ids[0], nil); code != http.StatusOK {
+		t.Fatalf("GET buildid/%s right after the removal: %d, want 200 until gc runs", ids[0], code)
+	}
+	pollUntil(t, 30*time.Second, "the scheduled gc collected the removed source's packages", func() bool {
+		return getJSON(t, s.url+"/api/v1/buildid/"+ids[0], nil) == http.StatusNotFound
+	})
+	batch, _ := json.Marshal(map[string][]string{"build_ids": ids})
+	code, _, body := httpDo(t, http.MethodPost, s.url+"/api/v1/buildids", map[string]string{"Content-Type": "application/json"}, bytes.NewReader(batch))
+	var got struct {
+		Results    map[string][]any `json:"results"`
+		Unresolved []string         `json:"unresolved"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); code != http.StatusOK || err != nil || len(got.Unresolved) != len(ids) {
+		t.Fatalf("POST buildids after gc: %d %v, %d of %d unresolved: %s", code, err, len(got.Unresolved), len(ids), body)
+	}
+
+	b, err := os.ReadFile(filepath.Join(data, gcFile))
+	if err != nil {
+		t.Fatalf("no record of the scheduled collection: %v", err)
+	}
+	var rep gcReport
+	if err := json.Unmarshal(b, &rep); err != nil || rep.When.Before(removed) || rep.DryRun || rep.Error != "" {
+		t.Fatalf("%s: %v %+v, want a collection after %s", gcFile, err, rep, removed)
+	}
+	_, _, page := httpDo(t, http.MethodGet, s.url+"/", nil, nil)
+	if !strings.Contains(page, "Last run ") {
+		t.Fatal("the status page does not show the last collection")
+	}
+}
