@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -365,4 +367,120 @@ func TestTasksOwner(t *testing.T) {
 	if got := names(now.Add(8 * 24 * time.Hour)); len(got) != 1 || got[0] != okID {
 		t.Fatalf("after 8 days: %v, want %s", got, okID)
 	}
+}
+
+// TestRecent: Recent lists the running task, the pending ones in queue
+// order with their places, then the finished ones newest first, with
+// their times and never a password; a deleted task leaves the list, and
+// the finished ones are still listed by the next server.
+func TestRecent(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	cfg := testConfig()
+	cfg.MaxRunningTasks, cfg.MaxQueuedTasks = 1, 5
+	cfg.Now = func() time.Time { // a second later at each reading
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(time.Second)
+		return now
+	}
+	hold := make(chan struct{})
+	r := retracerFunc(func(ctx context.Context, dir string, log io.Writer) (string, error) {
+		pkg, _ := os.ReadFile(filepath.Join(dir, "package"))
+		switch string(pkg) {
+		case "fail":
+			return "", errors.New("it fails")
+		case "hold":
+			select {
+			case <-hold:
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}
+		return "#0 main ()\n", nil
+	})
+	dir := filepath.Join(t.TempDir(), "tasks")
+	ts := startServer(t, dir, r, cfg)
+	create := func(pkg string) (string, string) {
+		return ts.create(t, FormatTar, tarBytes(t, tarMember{name: "coredump", body: []byte("core")}, tarMember{name: "package", body: []byte(pkg)}))
+	}
+	okID, okPW := create("ok")
+	ts.waitStatus(t, okID, okPW, StatusSuccess)
+	failID, failPW := create("fail")
+	ts.waitStatus(t, failID, failPW, StatusFailure)
+	runID, runPW := create("hold")
+	waitUntil(t, "a running task", func() bool { return ts.Stats().Running == 1 })
+	p1, p1PW := create("hold")
+	p2, p2PW := create("hold")
+
+	type row struct {
+		id     string
+		status Status
+		step   string
+	}
+	check := func(got []TaskInfo, want []row) {
+		t.Helper()
+		var g, w []string
+		for _, ti := range got {
+			g = append(g, fmt.Sprintf("%s %s %q", ti.ID, ti.Status, ti.Step))
+		}
+		for _, r := range want {
+			w = append(w, fmt.Sprintf("%s %s %q", r.id, r.status, r.step))
+		}
+		if strings.Join(g, "\n") != strings.Join(w, "\n") {
+			t.Errorf("Recent:\n%s\nwant:\n%s", strings.Join(g, "\n"), strings.Join(w, "\n"))
+		}
+	}
+	got := ts.Recent(10)
+	check(got, []row{
+		{runID, StatusRunning, stepRetracing},
+		{p1, StatusPending, stepQueued},
+		{p2, StatusPending, "Waiting in the queue, 1 task(s) ahead"},
+		{failID, StatusFailure, stepFailure},
+		{okID, StatusSuccess, stepSuccess},
+	})
+	for _, ti := range got {
+		switch {
+		case ti.Created.IsZero():
+			t.Errorf("task %s: no creation time", ti.ID)
+		case ti.Status.Finished() && (ti.Finished.Before(ti.Started) || ti.Started.Before(ti.Created)):
+			t.Errorf("finished task %s: times %+v", ti.ID, ti)
+		case ti.Status == StatusRunning && (ti.Started.IsZero() || !ti.Finished.IsZero()):
+			t.Errorf("running task %s: times %+v", ti.ID, ti)
+		case ti.Status == StatusPending && (!ti.Started.IsZero() || !ti.Finished.IsZero()):
+			t.Errorf("pending task %s: times %+v", ti.ID, ti)
+		}
+	}
+	dump := fmt.Sprintf("%+v", got)
+	for _, pw := range []string{okPW, failPW, runPW, p1PW, p2PW} {
+		if strings.Contains(dump, pw) {
+			t.Fatalf("Recent shows a password: %s", dump)
+		}
+	}
+	// n bounds the finished tasks only.
+	if got := ts.Recent(1); len(got) != 4 || got[3].ID != failID {
+		t.Errorf("Recent(1) = %+v, want the 3 unfinished and the last finished", got)
+	}
+
+	if resp, _ := ts.do(t, http.MethodDelete, "/"+failID, failPW); resp.StatusCode != http.StatusOK {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	for _, ti := range ts.Recent(10) {
+		if ti.ID == failID {
+			t.Errorf("the deleted task %s is still listed", failID)
+		}
+	}
+
+	ts.stop()
+	next, err := New(dir, r, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(next.Recent(10), []row{
+		{runID, StatusPending, stepQueued},
+		{p1, StatusPending, "Waiting in the queue, 1 task(s) ahead"},
+		{p2, StatusPending, "Waiting in the queue, 2 task(s) ahead"},
+		{okID, StatusSuccess, stepSuccess},
+	})
+	close(hold)
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -51,6 +52,7 @@ type Server struct {
 	running  map[string]*liveTask // ids a worker has
 	uploads  int                  // creates holding a queue slot while their body streams
 	deleting map[string]bool      // ids being deleted
+	finished []TaskInfo           // the recentKept last finished tasks, newest first
 }
 
 // liveTask is a task a worker has.
@@ -61,9 +63,27 @@ type liveTask struct {
 
 // Stats is a snapshot of the queue.
 type Stats struct {
-	Pending int // accepted, waiting for a worker (including uploads)
-	Running int // being retraced
+	Pending    int // accepted, waiting for a worker (including uploads)
+	Running    int // being retraced
+	MaxRunning int // MaxRunningTasks: the most that run at once
 }
+
+// StatusRunning is how [Server.Recent] reports a task a worker has; the
+// protocol says PENDING.
+const StatusRunning = statusRunning
+
+// TaskInfo is what the status page may show of a task to anyone: its id,
+// status and times, never its password, crash directory or error.
+type TaskInfo struct {
+	ID     string
+	Status Status // StatusPending, StatusRunning, StatusSuccess or StatusFailure
+	// Step is the current step in words, as GET /{id} says it.
+	Step                       string
+	Created, Started, Finished time.Time // zero until then
+}
+
+// recentKept is how many finished tasks the server remembers for Recent.
+const recentKept = 50
 
 // New opens the task directory dir (creating it), removes uploads that
 // did not finish, and queues again the tasks that were pending or running
@@ -123,6 +143,9 @@ func (s *Server) recover() error {
 			continue
 		}
 		switch st.Status {
+		case StatusSuccess, StatusFailure:
+			s.finished = append(s.finished, taskInfo(name, st, -1))
+			continue
 		case StatusPending:
 		case statusRunning:
 			if st.Attempts >= maxAttempts {
@@ -132,6 +155,7 @@ func (s *Server) recover() error {
 				if err := t.writeState(st); err != nil {
 					return err
 				}
+				s.finished = append(s.finished, taskInfo(name, st, -1))
 				continue
 			}
 			st.Status = StatusPending
@@ -148,6 +172,10 @@ func (s *Server) recover() error {
 	for _, e := range q {
 		s.pending = append(s.pending, e.id)
 	}
+	sort.SliceStable(s.finished, func(i, j int) bool { return s.finished[i].Finished.After(s.finished[j].Finished) })
+	if len(s.finished) > recentKept {
+		s.finished = s.finished[:recentKept]
+	}
 	return nil
 }
 
@@ -155,7 +183,63 @@ func (s *Server) recover() error {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Pending: len(s.pending) + s.uploads, Running: len(s.running)}
+	return Stats{Pending: len(s.pending) + s.uploads, Running: len(s.running), MaxRunning: s.cfg.MaxRunningTasks}
+}
+
+// Recent returns the running tasks, the pending ones in queue order, and
+// the n most recently finished (at most 50), newest first. Uploads that
+// have not finished are not tasks yet.
+func (s *Server) Recent(n int) []TaskInfo {
+	s.mu.Lock()
+	var running []string
+	for id := range s.running {
+		running = append(running, id)
+	}
+	pending := slices.Clone(s.pending)
+	finished := slices.Clone(s.finished[:min(max(n, 0), len(s.finished))])
+	s.mu.Unlock()
+	sort.Strings(running)
+
+	var out []TaskInfo
+	seen := map[string]bool{}
+	for i, id := range slices.Concat(running, pending) {
+		st, err := s.task(id).readState()
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		pos := -1
+		if i >= len(running) {
+			pos = i - len(running)
+		}
+		seen[id] = true
+		out = append(out, taskInfo(id, st, pos))
+	}
+	for _, ti := range finished {
+		if !seen[ti.ID] {
+			out = append(out, ti)
+		}
+	}
+	return out
+}
+
+// taskInfo is what Recent shows of task id in state st; pos is its place
+// in the queue when pending (-1: unknown).
+func taskInfo(id string, st state, pos int) TaskInfo {
+	ti := TaskInfo{ID: id, Status: st.Status, Created: st.Created, Started: st.Started, Finished: st.Finished}
+	switch st.Status {
+	case StatusSuccess:
+		ti.Step = stepSuccess
+	case StatusFailure:
+		ti.Step = stepFailure
+	case statusRunning:
+		ti.Step = stepRetracing
+	default:
+		ti.Status, ti.Step = StatusPending, stepQueued
+		if pos > 0 {
+			ti.Step = fmt.Sprintf("Waiting in the queue, %d task(s) ahead", pos)
+		}
+	}
+	return ti
 }
 
 // reserve takes a queue slot for an upload, or fails with ErrQueueFull.
@@ -335,6 +419,7 @@ func (s *Server) remove(id string) error {
 			break
 		}
 	}
+	s.finished = slices.DeleteFunc(s.finished, func(ti TaskInfo) bool { return ti.ID == id })
 	lt := s.running[id]
 	if lt != nil && lt.cancel != nil {
 		lt.cancel(errDeleted)
@@ -540,7 +625,14 @@ func (s *Server) finish(t task, st state, bt string, err error, lw *taskLog) {
 	}
 	if werr := t.writeState(st); werr != nil {
 		s.log.Error("retrace: finish task", "task", t.id, "err", werr)
+		return
 	}
+	s.mu.Lock()
+	if !s.deleting[t.id] {
+		s.finished = slices.Insert(s.finished, 0, taskInfo(t.id, st, -1))
+		s.finished = s.finished[:min(len(s.finished), recentKept)]
+	}
+	s.mu.Unlock()
 }
 
 // expireLoop removes old finished tasks every hour (and at start).

@@ -21,12 +21,28 @@ var statusTmpl = template.Must(template.ParseFS(templates, "templates/status.htm
 // TaskSummary is what the status page shows of the retrace queue.
 type TaskSummary struct {
 	Running, Pending, MaxRunning int
-	Recent                       []TaskLine
+	// Recent lists the running tasks, the pending ones, then the last
+	// finished ones.
+	Recent []TaskLine
 }
 
-// TaskLine is one recent task.
+// TaskLine is one task, in words: State is "running", "pending",
+// "finished" or "failed"; the times are formatted, "" when not yet.
 type TaskLine struct {
-	ID, Status, Started, Step string
+	ID, State, Created, Started, Finished, Step string
+}
+
+// Class is the CSS class of the task's state.
+func (l TaskLine) Class() string {
+	switch l.State {
+	case "finished":
+		return "ok"
+	case "failed":
+		return "bad"
+	case "running":
+		return "warn"
+	}
+	return "muted"
 }
 
 // GCSummary is the last garbage collection.

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -20,6 +23,7 @@ import (
 
 	"github.com/retraced/retraced/fixtures"
 	"github.com/retraced/retraced/retrace"
+	"github.com/retraced/retraced/web"
 )
 
 // run executes the CLI in-process and returns stdout, stderr and the error.
@@ -262,21 +266,81 @@ supported_releases = ["fedora-40-x86_64"]
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	rs.Register(e)
+	web.NewStatus(web.NewOps(s.mirror, web.Config{}), s.idx, web.StatusSources{Tasks: taskSummary(rs)}).Register(e)
 	srv := httptest.NewServer(e)
 	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/settings")
-	if err != nil {
-		t.Fatal(err)
+	get := func(path, password string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Task-Password", password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, string(b)
 	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, body := get("/settings", "")
 	for _, line := range []string{"max_running_tasks 3", "max_packed_size 64", "max_unpacked_size 512", "supported_releases fedora-40-x86_64"} {
-		if !strings.Contains(string(body), line+"\n") {
+		if !strings.Contains(body, line+"\n") {
 			t.Errorf("/settings lacks %q:\n%s", line, body)
 		}
+	}
+
+	// The status page lists a task with its state, and the configured
+	// number of workers. The mirror is empty: the task fails at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { rs.Run(ctx); close(ran) }()
+	defer func() { cancel(); <-ran }()
+	core, err := os.ReadFile(fixtures.CoreFile(t, "crashme-1.0.core.zst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tarball bytes.Buffer
+	tw := tar.NewWriter(&tarball)
+	if err := tw.WriteHeader(&tar.Header{Name: "coredump", Mode: 0o644, Size: int64(len(core)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write(core); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(srv.URL+"/create", "application/x-tar", &tarball)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	id, pw := resp.Header.Get("X-Task-Id"), resp.Header.Get("X-Task-Password")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create: %d", resp.StatusCode)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, _ := get("/"+id, pw)
+		if st := resp.Header.Get("X-Task-Status"); st == "FINISHED_FAILURE" {
+			break
+		} else if st != "PENDING" || time.Now().After(deadline) {
+			t.Fatalf("task %s: %s, want FINISHED_FAILURE", id, st)
+		}
+	}
+	_, page := get("/", "")
+	text := strings.Join(strings.Fields(regexp.MustCompile(`<[^>]+>`).ReplaceAllString(page, " ")), " ")
+	for _, want := range []string{"0 running, 0 pending (at most 3 at once)", id + " failed", "Retrace job failed"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the status page does not say %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(page, pw) {
+		t.Error("the status page shows the task's password")
 	}
 
 	// Unset, every key has its default; 0 MiB of gdb memory is no limit.

@@ -7,6 +7,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -108,9 +109,39 @@ func openWorker(s *store, cfg Config, log *slog.Logger) (*retrace.Worker, error)
 	return w, nil
 }
 
+// recentTasks is how many finished tasks the status page lists.
+const recentTasks = 10
+
+// taskSummary is the status page's view of the task queue: the running,
+// pending and last finished tasks, their ids, states and times.
 func taskSummary(rs *retrace.Server) func() *web.TaskSummary {
 	return func() *web.TaskSummary {
 		st := rs.Stats()
-		return &web.TaskSummary{Running: st.Running, Pending: st.Pending, MaxRunning: retrace.DefaultMaxRunningTasks}
+		sum := &web.TaskSummary{Running: st.Running, Pending: st.Pending, MaxRunning: st.MaxRunning}
+		for _, ti := range rs.Recent(recentTasks) {
+			sum.Recent = append(sum.Recent, web.TaskLine{ID: ti.ID, State: taskState(ti.Status),
+				Created: pageTime(ti.Created), Started: pageTime(ti.Started), Finished: pageTime(ti.Finished), Step: ti.Step})
+		}
+		return sum
 	}
+}
+
+func taskState(s retrace.Status) string {
+	switch s {
+	case retrace.StatusRunning:
+		return "running"
+	case retrace.StatusSuccess:
+		return "finished"
+	case retrace.StatusFailure:
+		return "failed"
+	}
+	return "pending"
+}
+
+// pageTime formats t as the status page shows times; "" when zero.
+func pageTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
 }
