@@ -39,9 +39,46 @@ type Config struct {
 	// (liblzma in another process, about twice the Go decoder's speed),
 	// else the Go decoder.
 	XZ string
+	// Crawl bounds and paces the crawl of tree sources; its zero fields
+	// take DefaultCrawl's values.
+	Crawl CrawlConfig
+}
+
+// CrawlConfig bounds and paces the walk of a tree source's directory
+// listings. Package downloads are not paced by it: Workers bounds them.
+type CrawlConfig struct {
+	// MaxDepth is how many directory levels below the source URL are
+	// walked. A Koji tree (packages/NAME/VERSION/RELEASE/ARCH/) needs 5.
+	MaxDepth int
+	// MaxListings is how many directory listings one sync fetches at most.
+	MaxListings int
+	// Parallelism is how many listings are fetched at once.
+	Parallelism int
+	// Delay is how long each of the Parallelism fetchers waits after a
+	// listing before it asks for the next: at most Parallelism requests per
+	// Delay. With Parallelism 1 it is the pause between two requests, as
+	// robots.txt's Crawl-delay means it. Zero: no pause.
+	Delay time.Duration
+}
+
+// DefaultCrawl is the crawl of a tree source unless configured otherwise.
+var DefaultCrawl = CrawlConfig{MaxDepth: 10, MaxListings: 200_000, Parallelism: 4}
+
+func (c *CrawlConfig) defaults() {
+	if c.MaxDepth <= 0 {
+		c.MaxDepth = DefaultCrawl.MaxDepth
+	}
+	if c.MaxListings <= 0 {
+		c.MaxListings = DefaultCrawl.MaxListings
+	}
+	if c.Parallelism <= 0 {
+		c.Parallelism = DefaultCrawl.Parallelism
+	}
+	c.Delay = max(c.Delay, 0)
 }
 
 func (c *Config) defaults() {
+	c.Crawl.defaults()
 	if c.Workers <= 0 {
 		// One more than the CPUs: a worker waiting on a download, a
 		// disk write or an xz process would otherwise leave a core idle.

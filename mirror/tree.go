@@ -21,14 +21,9 @@ import (
 	"golang.org/x/net/html"
 )
 
-// Tree crawl bounds. A Koji tree is packages/NAME/VERSION/RELEASE/ARCH/,
-// five levels below its root; the defaults leave room above that.
-const (
-	treeMaxDepth    = 10
-	treeMaxDirs     = 200_000
-	treeMaxListing  = 32 << 20
-	treeParallelism = 4
-)
+// treeMaxListing bounds one directory listing's body. The crawl's other
+// bounds are the mirror's CrawlConfig.
+const treeMaxListing = 32 << 20
 
 // treeState is what a tree source remembers between syncs, persisted in
 // the index beside the source: each directory's validators and what its
@@ -73,12 +68,15 @@ func (m *Mirror) saveTreeState(name string, st *treeState) error {
 }
 
 // crawl walks the tree under base with colly: same host, under base's
-// path, at most treeMaxDepth levels, following directory links only. Every
+// path, at most Crawl.MaxDepth levels and Crawl.MaxListings listings,
+// Crawl.Parallelism at a time with Crawl.Delay after each, following
+// directory links only. Every
 // directory is asked for again, conditionally (ETag / Last-Modified); a
 // directory whose listing is unchanged (304, or the same bytes) is not
 // parsed again and its children are taken from the state. It returns the
 // package files found, with the checksums CHECKSUM files gave.
 func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState) (rpms map[string]string, fetched int64, errs []error) {
+	cc := m.cfg.Crawl
 	var mu sync.Mutex
 	rpms = map[string]string{}
 	seenDirs := map[string]bool{}
@@ -86,9 +84,8 @@ func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState) (rpms 
 	c := colly.NewCollector(
 		colly.AllowedDomains(base.Hostname()),
 		colly.URLFilters(prefix),
-		colly.MaxDepth(treeMaxDepth),
+		colly.MaxDepth(cc.MaxDepth),
 		colly.MaxBodySize(treeMaxListing),
-		colly.MaxRequests(treeMaxDirs),
 		colly.IgnoreRobotsTxt(),
 		colly.ParseHTTPErrorResponse(),
 		colly.StdlibContext(ctx),
@@ -96,7 +93,7 @@ func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState) (rpms 
 		colly.UserAgent("retraced"),
 	)
 	c.SetClient(m.cfg.Client)
-	if err := c.Limit(&colly.LimitRule{DomainGlob: "*", Parallelism: treeParallelism}); err != nil {
+	if err := c.Limit(&colly.LimitRule{DomainGlob: "*", Parallelism: cc.Parallelism, Delay: cc.Delay}); err != nil {
 		return nil, 0, []error{err}
 	}
 	fail := func(err error) {
@@ -105,17 +102,26 @@ func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState) (rpms 
 		mu.Unlock()
 	}
 	var visit func(r *colly.Request, dir string)
+	// Listings are counted here rather than by colly's MaxRequests, which
+	// async visits can overshoot.
+	listings, refused := 1, 0 // the root is one
 	visit = func(r *colly.Request, dir string) {
 		mu.Lock()
 		if seenDirs[dir] {
 			mu.Unlock()
 			return
 		}
+		if listings >= cc.MaxListings {
+			refused++
+			mu.Unlock()
+			return
+		}
 		seenDirs[dir] = true
+		listings++
 		mu.Unlock()
 		var already *colly.AlreadyVisitedError
 		if err := r.Visit(dir); err != nil && !errors.As(err, &already) {
-			if errors.Is(err, colly.ErrMaxDepth) || errors.Is(err, colly.ErrMaxRequests) {
+			if errors.Is(err, colly.ErrMaxDepth) {
 				fail(fmt.Errorf("tree: %s: %v (bounded; the rest of the tree was not walked)", dir, err))
 			}
 		}
@@ -220,6 +226,9 @@ func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState) (rpms 
 		return nil, fetched, []error{fmt.Errorf("tree: %s: %w", root, err)}
 	}
 	c.Wait()
+	if refused > 0 {
+		errs = append(errs, fmt.Errorf("tree: %d listings fetched, the most a sync may (mirror.crawl_max_listings); %d more links to directories were not followed (bounded)", cc.MaxListings, refused))
+	}
 	// Forget directories no longer linked, so the state does not grow.
 	for dir := range st.Dirs {
 		if !seenDirs[dir] {

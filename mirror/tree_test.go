@@ -9,6 +9,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -103,6 +104,118 @@ func TestTreeSync(t *testing.T) {
 			}
 		})
 	}
+}
+
+// listingLog passes requests on to h and records when each directory
+// listing (a path ending in "/") arrived and the most listings in flight at
+// once. It holds each listing for hold before answering, so that listings
+// fetched in parallel overlap.
+type listingLog struct {
+	h    http.Handler
+	hold time.Duration
+
+	mu                    sync.Mutex
+	arrivals              []time.Time
+	inFlight, maxInFlight int
+}
+
+func (l *listingLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasSuffix(r.URL.Path, "/") {
+		l.h.ServeHTTP(w, r)
+		return
+	}
+	l.mu.Lock()
+	l.arrivals = append(l.arrivals, time.Now())
+	l.inFlight++
+	l.maxInFlight = max(l.maxInFlight, l.inFlight)
+	l.mu.Unlock()
+	time.Sleep(l.hold)
+	l.h.ServeHTTP(w, r)
+	l.mu.Lock()
+	l.inFlight--
+	l.mu.Unlock()
+}
+
+// subTree is the part of fsys under prefix.
+func subTree(fsys fstest.MapFS, prefix string) fstest.MapFS {
+	out := fstest.MapFS{}
+	for k, v := range fsys {
+		if strings.HasPrefix(k, prefix) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// TestTreeCrawlLimits checks Crawl.Parallelism and Crawl.Delay by what the
+// server saw: how many listings were in flight at once, and how far apart
+// (at least) listing requests arrived. Neither is a bound the test hopes
+// the machine is fast enough for.
+func TestTreeCrawlLimits(t *testing.T) {
+	t.Run("delay", func(t *testing.T) {
+		const delay = 150 * time.Millisecond
+		tree := subTree(kojiTree(t), "packages/crashme/")
+		log := &listingLog{h: fixtures.NewServer(tree)}
+		srv := httptest.NewServer(log)
+		defer srv.Close()
+		m := newTestMirrorConfig(t, "", Config{Workers: 2, Crawl: CrawlConfig{Parallelism: 1, Delay: delay}})
+		if _, err := m.Add(context.Background(), Source{Name: "koji", URL: srv.URL + "/packages/", Kind: KindTree}); err != nil {
+			t.Fatal(err)
+		}
+		res := m.sync(t, "koji")
+		if !res.OK() || res.New != len(tree) {
+			t.Fatalf("sync: %s %v", res.Summary(), res.Failed)
+		}
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		if want := len(treeDirs(tree, "packages/")); len(log.arrivals) != want {
+			t.Fatalf("%d listing requests, want %d", len(log.arrivals), want)
+		}
+		if log.maxInFlight != 1 {
+			t.Errorf("%d listings in flight at once, want 1", log.maxInFlight)
+		}
+		const slack = 10 * time.Millisecond // clock granularity
+		for i := 1; i < len(log.arrivals); i++ {
+			if gap := log.arrivals[i].Sub(log.arrivals[i-1]); gap < delay-slack {
+				t.Errorf("listing %d came %v after the one before, want at least %v", i, gap, delay)
+			}
+		}
+	})
+	t.Run("parallelism", func(t *testing.T) {
+		tree := kojiTree(t) // three packages of two versions: up to six listings could overlap
+		log := &listingLog{h: fixtures.NewServer(tree), hold: 50 * time.Millisecond}
+		srv := httptest.NewServer(log)
+		defer srv.Close()
+		m := newTestMirrorConfig(t, "", Config{Workers: 2, Crawl: CrawlConfig{Parallelism: 2}})
+		if _, err := m.Add(context.Background(), Source{Name: "koji", URL: srv.URL + "/packages/", Kind: KindTree}); err != nil {
+			t.Fatal(err)
+		}
+		if res := m.sync(t, "koji"); !res.OK() || res.New != len(tree) {
+			t.Fatalf("sync: %s %v", res.Summary(), res.Failed)
+		}
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		if log.maxInFlight > 2 {
+			t.Errorf("%d listings in flight at once, want at most 2", log.maxInFlight)
+		}
+	})
+	t.Run("max listings", func(t *testing.T) {
+		tree := kojiTree(t)
+		srv := fixtures.NewServer(tree)
+		url := srv.Start(t) + "/packages/"
+		m := newTestMirrorConfig(t, "", Config{Workers: 2, Crawl: CrawlConfig{MaxListings: 3}})
+		if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url, Kind: KindTree}); err != nil {
+			t.Fatal(err)
+		}
+		srv.ResetRequests()
+		res := m.sync(t, "koji")
+		if len(res.Failed) == 0 || !strings.Contains(res.Failed[0].Error(), "bounded") {
+			t.Fatalf("the listing bound was not reported: %v", res.Failed)
+		}
+		if got := srv.TotalRequests(); got != 3 {
+			t.Errorf("%d requests with MaxListings 3, want 3 listings", got)
+		}
+	})
 }
 
 func TestTreeFaults(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/retrace"
 )
 
@@ -55,6 +56,61 @@ type MirrorConfig struct {
 	Compression string `toml:"compression"`
 	// Fsync makes every stored file durable before it is indexed.
 	Fsync *bool `toml:"fsync"`
+	// The crawl of tree sources (mirror.CrawlConfig): directory levels
+	// walked below the source URL, listings fetched per sync at most,
+	// listings fetched at once, and the pause each of those fetchers
+	// takes after a listing (a Go duration; with crawl_parallelism = 1,
+	// the gap between two requests, as robots.txt's Crawl-delay).
+	CrawlMaxDepth    int    `toml:"crawl_max_depth"`
+	CrawlMaxListings int    `toml:"crawl_max_listings"`
+	CrawlParallelism int    `toml:"crawl_parallelism"`
+	CrawlDelay       string `toml:"crawl_delay"`
+}
+
+func defaultMirrorConfig() MirrorConfig {
+	return MirrorConfig{
+		Workers: runtime.NumCPU() + 1, Compression: "s2",
+		CrawlMaxDepth: mirror.DefaultCrawl.MaxDepth, CrawlMaxListings: mirror.DefaultCrawl.MaxListings,
+		CrawlParallelism: mirror.DefaultCrawl.Parallelism, CrawlDelay: mirror.DefaultCrawl.Delay.String(),
+	}
+}
+
+// The bounds checkCrawl holds the crawl keys to.
+const (
+	maxCrawlDepth       = 100
+	maxCrawlListings    = 10_000_000
+	maxCrawlParallelism = 64
+	maxCrawlDelay       = time.Minute // a sync's cancellation waits out one delay
+)
+
+// checkCrawl rejects crawl values out of range.
+func (m MirrorConfig) checkCrawl() error {
+	for _, v := range []struct {
+		key      string
+		val, max int
+	}{
+		{"crawl_max_depth", m.CrawlMaxDepth, maxCrawlDepth},
+		{"crawl_max_listings", m.CrawlMaxListings, maxCrawlListings},
+		{"crawl_parallelism", m.CrawlParallelism, maxCrawlParallelism},
+	} {
+		if v.val < 1 || v.val > v.max {
+			return fmt.Errorf("%s = %d: want 1 to %d", v.key, v.val, v.max)
+		}
+	}
+	if d, err := time.ParseDuration(m.CrawlDelay); err != nil || d < 0 || d > maxCrawlDelay {
+		return fmt.Errorf("crawl_delay = %q: want a duration from \"0s\" to %q, such as \"500ms\"", m.CrawlDelay, maxCrawlDelay)
+	}
+	return nil
+}
+
+// crawl returns the crawl keys as the mirror takes them (checkCrawl
+// checked them).
+func (m MirrorConfig) crawl() mirror.CrawlConfig {
+	delay, _ := time.ParseDuration(m.CrawlDelay)
+	return mirror.CrawlConfig{
+		MaxDepth: m.CrawlMaxDepth, MaxListings: m.CrawlMaxListings,
+		Parallelism: m.CrawlParallelism, Delay: delay,
+	}
 }
 
 func defaultConfig() Config {
@@ -66,7 +122,7 @@ func defaultConfig() Config {
 		MemoryLimitMB: 200,
 		TaskTTL:       "168h",
 		FailedTaskTTL: "24h",
-		Mirror:        MirrorConfig{Workers: runtime.NumCPU() + 1, Compression: "s2"},
+		Mirror:        defaultMirrorConfig(),
 		Retrace:       defaultRetraceConfig(),
 	}
 }
@@ -91,6 +147,9 @@ func loadConfig(path string) (Config, error) {
 		if d, err := time.ParseDuration(v.val); err != nil || d <= 0 {
 			return c, fmt.Errorf("config %s: %s = %q: want a positive duration such as \"168h\"", path, v.key, v.val)
 		}
+	}
+	if err := c.Mirror.checkCrawl(); err != nil {
+		return c, fmt.Errorf("config %s: [mirror] %w", path, err)
 	}
 	if err := c.Retrace.check(); err != nil {
 		return c, fmt.Errorf("config %s: [retrace] %w", path, err)
