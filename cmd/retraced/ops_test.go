@@ -378,3 +378,74 @@ func TestScheduledGC(t *testing.T) {
 		t.Fatal("the status page does not show the last collection")
 	}
 }
+
+// TestRestartFinishesTasks: serve stopped (as by SIGTERM) with retrace
+// tasks running and pending leaves them pending on disk; a new serve on
+// the same data directory retraces every one of them to FINISHED_SUCCESS
+// with a backtrace, and their passwords still open them.
+func TestRestartFinishesTasks(t *testing.T) {
+	fixtures.Tool(t, "gdb")
+	data := t.TempDir()
+	conf := writeConfig(t, "")
+	first := serveCLI(t, data, "--config", conf)
+	waitSynced(t, first.url, "fixtures")
+	tarball := crashTarball(t, fixtures.CoreFile(t, "crashme-1.0.core.zst"),
+		map[string]string{"executable": "/usr/bin/crashme", "package": "crashme-1.0-1"})
+	var tasks []retraceTask
+	for range 6 {
+		tasks = append(tasks, createTask(t, first.url, tarball))
+	}
+	pollUntil(t, 30*time.Second, "a task running", func() bool {
+		_, _, settings := httpDo(t, http.MethodGet, first.url+"/settings", nil, nil)
+		return strings.Contains(settings, "running_tasks ") && !strings.Contains(settings, "running_tasks 0\n")
+	})
+	first.stop()
+
+	// What the stopped server left: task.json of each task (retrace/doc.go).
+	unfinished := 0
+	for _, rt := range tasks {
+		b, err := os.ReadFile(filepath.Join(data, "tasks", rt.id, "task.json"))
+		if err != nil {
+			t.Fatalf("task %s after the stop: %v", rt.id, err)
+		}
+		var st struct{ Status string }
+		if err := json.Unmarshal(b, &st); err != nil {
+			t.Fatalf("task %s: task.json: %v", rt.id, err)
+		}
+		switch st.Status {
+		case "PENDING":
+			unfinished++
+		case "FINISHED_SUCCESS":
+		default:
+			t.Errorf("task %s after a clean stop: status %q, want PENDING or FINISHED_SUCCESS", rt.id, st.Status)
+		}
+	}
+	if unfinished == 0 {
+		t.Fatal("every task finished before serve stopped: the restart has nothing to do (the test needs unfinished tasks)")
+	}
+	t.Logf("%d of %d tasks unfinished at the stop", unfinished, len(tasks))
+
+	second := serveCLI(t, data, "--config", conf)
+	interrupted := 0
+	for _, rt := range tasks {
+		rt.url = second.url
+		status := rt.wait(t, 120*time.Second)
+		_, _, logText := rt.get(t, "/log")
+		if status != "FINISHED_SUCCESS" {
+			t.Fatalf("task %s after the restart: %s\n%s", rt.id, status, logText)
+		}
+		if strings.Contains(logText, "interrupted") {
+			interrupted++
+		}
+		code, _, bt := rt.get(t, "/backtrace")
+		if code != http.StatusOK || !strings.Contains(bt, "crashme_dispatch") || !strings.Contains(bt, "libcrashme.c:") {
+			t.Fatalf("task %s backtrace: %d\n%s", rt.id, code, bt)
+		}
+	}
+	// A task was running at the stop and none had finished: its log says
+	// the retrace was cut off and started again.
+	if unfinished == len(tasks) && interrupted == 0 {
+		t.Error("no task's log says its retrace was interrupted by the stop")
+	}
+	second.stop()
+}
