@@ -42,6 +42,11 @@ type Config struct {
 	// Crawl bounds and paces the crawl of tree sources; its zero fields
 	// take DefaultCrawl's values.
 	Crawl CrawlConfig
+	// Pause, when set, is asked before each package a sync ingests: an
+	// error stops the sync with that error, keeping what has landed, so
+	// that the next sync goes on from there (serve stops syncs so when
+	// the disk runs low).
+	Pause func() error
 }
 
 // CrawlConfig bounds and paces the walk of a tree source's directory
@@ -59,10 +64,14 @@ type CrawlConfig struct {
 	// Delay. With Parallelism 1 it is the pause between two requests, as
 	// robots.txt's Crawl-delay means it. Zero: no pause.
 	Delay time.Duration
+	// ListingTimeout bounds one listing request, or CHECKSUM file, from
+	// the request to the body's last byte: a server that trickles a body
+	// forever cannot hold the sync.
+	ListingTimeout time.Duration
 }
 
 // DefaultCrawl is the crawl of a tree source unless configured otherwise.
-var DefaultCrawl = CrawlConfig{MaxDepth: 10, MaxListings: 200_000, Parallelism: 4}
+var DefaultCrawl = CrawlConfig{MaxDepth: 10, MaxListings: 200_000, Parallelism: 4, ListingTimeout: 5 * time.Minute}
 
 func (c *CrawlConfig) defaults() {
 	if c.MaxDepth <= 0 {
@@ -75,6 +84,9 @@ func (c *CrawlConfig) defaults() {
 		c.Parallelism = DefaultCrawl.Parallelism
 	}
 	c.Delay = max(c.Delay, 0)
+	if c.ListingTimeout <= 0 {
+		c.ListingTimeout = DefaultCrawl.ListingTimeout
+	}
 }
 
 func (c *Config) defaults() {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -16,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gocolly/colly/v2"
 	"golang.org/x/net/html"
@@ -92,7 +94,13 @@ func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState) (rpms 
 		colly.Async(true),
 		colly.UserAgent("retraced"),
 	)
-	c.SetClient(m.cfg.Client)
+	// A copy of the mirror's client, bounded per listing: the mirror's
+	// own has no overall timeout, for large package downloads.
+	client := *m.cfg.Client
+	if client.Timeout <= 0 || client.Timeout > cc.ListingTimeout {
+		client.Timeout = cc.ListingTimeout
+	}
+	c.SetClient(&client)
 	if err := c.Limit(&colly.LimitRule{DomainGlob: "*", Parallelism: cc.Parallelism, Delay: cc.Delay}); err != nil {
 		return nil, 0, []error{err}
 	}
@@ -200,7 +208,7 @@ func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState) (rpms 
 		sort.Strings(d.Subdirs)
 		sort.Strings(d.RPMs)
 		for _, cf := range checksumFiles {
-			sums, err := m.readChecksums(ctx, cf)
+			sums, err := m.readChecksums(ctx, cf, cc.ListingTimeout)
 			if err != nil {
 				fail(fmt.Errorf("tree: %s: %w", cf, err))
 				continue
@@ -217,6 +225,10 @@ func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState) (rpms 
 	c.OnError(func(r *colly.Response, err error) {
 		if r.StatusCode == http.StatusNotModified {
 			return
+		}
+		var ne net.Error
+		if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
+			err = fmt.Errorf("listing not complete within %v (mirror.crawl_listing_timeout): %w", client.Timeout, err)
 		}
 		fail(fmt.Errorf("tree: GET %s: %w", r.Request.URL, err))
 	})
@@ -279,9 +291,14 @@ func isChecksumFile(name string) bool {
 
 // readChecksums parses "SHA256 (file) = hex" (Fedora) and "hex  file"
 // (sha256sum) lines; other algorithms are ignored.
-func (m *Mirror) readChecksums(ctx context.Context, u string) (map[string]string, error) {
+func (m *Mirror) readChecksums(ctx context.Context, u string, timeout time.Duration) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	b, err := m.readAll(ctx, u, 16<<20)
 	if err != nil {
+		if ctx.Err() == context.DeadlineExceeded {
+			err = fmt.Errorf("not complete within %v (mirror.crawl_listing_timeout): %w", timeout, err)
+		}
 		return nil, err
 	}
 	out := map[string]string{}

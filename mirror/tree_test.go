@@ -254,6 +254,66 @@ func TestTreeFaults(t *testing.T) {
 	})
 }
 
+// trickle answers path with the start of an HTML listing and then one
+// byte every 100 ms until the client goes away, and passes every other
+// request on to h.
+func trickle(h http.Handler, path string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != path {
+			h.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html")
+		rc := http.NewResponseController(w)
+		for _, err := fmt.Fprint(w, "<html><body>"); err == nil; _, err = w.Write([]byte(" ")) {
+			if rc.Flush() != nil {
+				return
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+}
+
+// TestTreeListingTimeout: a listing whose body never ends is cut at
+// Crawl.ListingTimeout and reported; the rest of the tree lands.
+func TestTreeListingTimeout(t *testing.T) {
+	tree := kojiTree(t)
+	srv := httptest.NewServer(trickle(fixtures.NewServer(tree), "/packages/crashme/"))
+	defer srv.Close()
+	m := newTestMirrorConfig(t, "", Config{Workers: 2, Crawl: CrawlConfig{ListingTimeout: time.Second}})
+	if _, err := m.Add(context.Background(), Source{Name: "koji", URL: srv.URL + "/packages/", Kind: KindTree}); err != nil {
+		t.Fatal(err)
+	}
+	// A guard against a hang, far above the listing timeout; not what
+	// the test checks.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := m.Sync(ctx, "koji", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the sync ended only by the guard's deadline")
+	}
+	if len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Error(), "/packages/crashme/") ||
+		!strings.Contains(res.Failed[0].Error(), "crawl_listing_timeout") {
+		t.Fatalf("failed: %v, want the trickling listing reported", res.Failed)
+	}
+	want := 0
+	for name := range tree {
+		if !strings.HasPrefix(name, "packages/crashme/") {
+			want++
+		}
+	}
+	if res.New != want {
+		t.Errorf("%d packages mirrored, want the %d outside crashme/", res.New, want)
+	}
+}
+
 // TestTreeEndlessAndLoops: a server whose every directory links to a
 // deeper one, to its parent and to the root ends the walk at the depth
 // bound, reports it, and does not hang.

@@ -60,11 +60,13 @@ type MirrorConfig struct {
 	// walked below the source URL, listings fetched per sync at most,
 	// listings fetched at once, and the pause each of those fetchers
 	// takes after a listing (a Go duration; with crawl_parallelism = 1,
-	// the gap between two requests, as robots.txt's Crawl-delay).
-	CrawlMaxDepth    int    `toml:"crawl_max_depth"`
-	CrawlMaxListings int    `toml:"crawl_max_listings"`
-	CrawlParallelism int    `toml:"crawl_parallelism"`
-	CrawlDelay       string `toml:"crawl_delay"`
+	// the gap between two requests, as robots.txt's Crawl-delay), and
+	// how long one listing may take, body included.
+	CrawlMaxDepth       int    `toml:"crawl_max_depth"`
+	CrawlMaxListings    int    `toml:"crawl_max_listings"`
+	CrawlParallelism    int    `toml:"crawl_parallelism"`
+	CrawlDelay          string `toml:"crawl_delay"`
+	CrawlListingTimeout string `toml:"crawl_listing_timeout"`
 }
 
 func defaultMirrorConfig() MirrorConfig {
@@ -72,6 +74,7 @@ func defaultMirrorConfig() MirrorConfig {
 		Workers: runtime.NumCPU() + 1, Compression: "s2",
 		CrawlMaxDepth: mirror.DefaultCrawl.MaxDepth, CrawlMaxListings: mirror.DefaultCrawl.MaxListings,
 		CrawlParallelism: mirror.DefaultCrawl.Parallelism, CrawlDelay: mirror.DefaultCrawl.Delay.String(),
+		CrawlListingTimeout: mirror.DefaultCrawl.ListingTimeout.String(),
 	}
 }
 
@@ -100,6 +103,9 @@ func (m MirrorConfig) checkCrawl() error {
 	if d, err := time.ParseDuration(m.CrawlDelay); err != nil || d < 0 || d > maxCrawlDelay {
 		return fmt.Errorf("crawl_delay = %q: want a duration from \"0s\" to %q, such as \"500ms\"", m.CrawlDelay, maxCrawlDelay)
 	}
+	if d, err := time.ParseDuration(m.CrawlListingTimeout); err != nil || d <= 0 {
+		return fmt.Errorf("crawl_listing_timeout = %q: want a positive duration such as \"5m\"", m.CrawlListingTimeout)
+	}
 	return nil
 }
 
@@ -107,9 +113,10 @@ func (m MirrorConfig) checkCrawl() error {
 // checked them).
 func (m MirrorConfig) crawl() mirror.CrawlConfig {
 	delay, _ := time.ParseDuration(m.CrawlDelay)
+	timeout, _ := time.ParseDuration(m.CrawlListingTimeout)
 	return mirror.CrawlConfig{
 		MaxDepth: m.CrawlMaxDepth, MaxListings: m.CrawlMaxListings,
-		Parallelism: m.CrawlParallelism, Delay: delay,
+		Parallelism: m.CrawlParallelism, Delay: delay, ListingTimeout: timeout,
 	}
 }
 
