@@ -298,7 +298,11 @@ func (g gdbScript) args() []string {
 		"-ex", "thread apply all -ascending backtrace full 1024",
 		"-ex", "info sharedlibrary",
 		"-ex", "info registers",
+		// The function around the pc, when gdb knows one (symbols)...
 		"-ex", "disassemble",
+		// ...and, in any case, the instructions from the pc on.
+		"-ex", "echo \\nInstructions from the pc:\\n",
+		"-ex", "x/16i $pc",
 	)
 }
 

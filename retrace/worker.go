@@ -137,9 +137,13 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 // prints what ABRT's retrace prints: `thread apply all -ascending
 // backtrace full 1024`, `info sharedlibrary`, `info registers` and
 // `disassemble` (the function around the crashing instruction, "=>"
-// marking it; nothing when the pc is in a library without symbols). Its
-// standard output is the backtrace; its standard error (warnings, such as
-// the libraries it could not find) goes to the log.
+// marking it; nothing when the pc is in no function gdb knows, as in a
+// stripped library without its debuginfo), then, whatever the symbols,
+// `x/16i $pc`: the crashing instruction ("=>") and the 15 after it.
+// (Instructions before the pc are left to disassemble: x86 cannot be
+// decoded backwards from an arbitrary address.) Its standard output is
+// the backtrace; its standard error (warnings, such as the libraries it
+// could not find, or memory the core lacks) goes to the log.
 //
 // # Sandbox
 //

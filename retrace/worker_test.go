@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/retraced/retraced/fixtures/fixturestore"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
+	"github.com/retraced/retraced/mirror"
 )
 
 // workerNeedsGDB skips when gdb is not installed (CI installs it).
@@ -198,6 +201,56 @@ func TestWorkerRetraceCore(t *testing.T) {
 	_, err = w.RetraceCore(context.Background(), core, "/usr/bin/elsewhere", &log)
 	if !errors.Is(err, ErrExecutableUnknown) || !strings.Contains(err.Error(), "/usr/bin/elsewhere is not mapped") {
 		t.Errorf("a wrong --executable: %v", err)
+	}
+}
+
+// TestWorkerDisassemblyWithoutSymbols: with the program's debuginfo
+// not mirrored, the crashing pc (in greeter 1.0's static emit, which its
+// stripped executable names nowhere) is in no function gdb knows, so
+// `disassemble` prints nothing; the instructions from the pc are still
+// in the backtrace, "=>" marking the crashing one. With the debuginfo,
+// both listings mark it.
+func TestWorkerDisassemblyWithoutSymbols(t *testing.T) {
+	workerNeedsGDB(t)
+	c := workerCore(t, "greeter-1.0.core.zst")
+	frame0 := workerExpectedFrames(t, c)[0] // "#0  0x000055555555527d in emit (..."
+	pc, err := strconv.ParseUint(strings.Fields(frame0)[1], 0, 64)
+	if err != nil {
+		t.Fatalf("frame 0 %q: %v", frame0, err)
+	}
+	marker := regexp.MustCompile(fmt.Sprintf(`(?m)^=> 0x0*%x(:| <)`, pc))
+
+	st := fixturestore.Empty(t)
+	src := mirror.Source{Name: "nodebug", URL: fixtures.Path("repo"), Exclude: "-debuginfo-"}
+	if _, err := st.Mirror.Add(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := st.Mirror.Sync(context.Background(), src.Name, nil); err != nil || !res.OK() {
+		t.Fatalf("sync: %v %v", res, err)
+	}
+	w := newTestWorker(t, st.Index, st.Pool, WorkerConfig{})
+	var log bytes.Buffer
+	bt, err := w.Retrace(context.Background(), workerCrashDir(t, c), &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if !strings.Contains(log.String(), "No function contains program counter") {
+		t.Errorf("gdb found a function around the pc without debuginfo; the test no longer tests the fallback:\n%s", log.String())
+	}
+	if !strings.Contains(bt, "#0  0x"+fmt.Sprintf("%016x", pc)+" in ?? ()") {
+		t.Errorf("frame 0 has a name without debuginfo:\n%s", bt)
+	}
+	if got := marker.FindAllString(bt, -1); len(got) != 1 {
+		t.Errorf("want one instruction marked at the crashing pc %#x, got %d:\n%s", pc, len(got), bt)
+	}
+
+	idx, pool := workerStore(t, "repo")
+	w = newTestWorker(t, idx, pool, WorkerConfig{})
+	if bt, err = w.Retrace(context.Background(), workerCrashDir(t, c), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := marker.FindAllString(bt, -1); len(got) != 2 {
+		t.Errorf("with debuginfo, want the pc %#x marked in disassemble's listing of emit and in the instructions, got %q:\n%s", pc, got, bt)
 	}
 }
 
