@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -448,4 +449,54 @@ func TestRestartFinishesTasks(t *testing.T) {
 		t.Error("no task's log says its retrace was interrupted by the stop")
 	}
 	second.stop()
+}
+
+// orphanCore compiles a program no mirror ships, runs it under gdb until
+// it aborts, and saves its core with generate-core-file (no
+// kernel.core_pattern involved). It returns the core, the program's path
+// and its build-id as eu-readelf reads it.
+func orphanCore(t *testing.T) (core, exe, buildID string) {
+	t.Helper()
+	fixtures.RequireTools(t, "gcc", "gdb", "eu-readelf")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "orphan.c")
+	if err := os.WriteFile(src, []byte("#include <stdlib.h>\nint main(void) { abort(); }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exe, core = filepath.Join(dir, "orphan"), filepath.Join(dir, "core")
+	fixtures.Run(t, dir, "gcc", "-g", "-Wl,--build-id", "-o", exe, src)
+	out := fixtures.Run(t, dir, "gdb", "-batch", "-nx", "-ex", "run", "-ex", "generate-core-file "+core, exe)
+	if fi, err := os.Stat(core); err != nil || fi.Size() == 0 {
+		t.Fatalf("gdb generate-core-file left no core: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`Build ID: ([0-9a-f]+)`).FindStringSubmatch(fixtures.Run(t, dir, "eu-readelf", "-n", exe))
+	if m == nil {
+		t.Fatal("eu-readelf -n: the program has no build-id note")
+	}
+	return core, exe, m[1]
+}
+
+// TestUnknownProgramFails: a core of a program the mirror does not have
+// ends FINISHED_FAILURE (not stuck PENDING, not a 5xx); the log names the
+// program and its build-id, and there is no backtrace.
+func TestUnknownProgramFails(t *testing.T) {
+	core, exe, buildID := orphanCore(t)
+	s := serveCLI(t, t.TempDir(), "--config", writeConfig(t, ""))
+	waitSynced(t, s.url, "fixtures")
+	rt := createTask(t, s.url, crashTarball(t, core, map[string]string{"executable": exe}))
+	start := time.Now()
+	status := rt.wait(t, 120*time.Second)
+	t.Logf("create -> %s: %v", status, time.Since(start))
+	code, _, logText := rt.get(t, "/log")
+	if status != "FINISHED_FAILURE" || code != http.StatusOK {
+		t.Fatalf("task of an unknown program: %s, log %d:\n%s", status, code, logText)
+	}
+	for _, want := range []string{buildID, exe, "not in the mirror"} {
+		if !strings.Contains(logText, want) {
+			t.Errorf("the log does not say %q:\n%s", want, logText)
+		}
+	}
+	if code, _, body := rt.get(t, "/backtrace"); code != http.StatusNotFound {
+		t.Errorf("GET backtrace of a failed task: %d %q, want 404", code, body)
+	}
 }
