@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -488,5 +489,37 @@ func TestIncludeExclude(t *testing.T) {
 	}
 	if !res.OK() || res.New != want || res.Listed != want {
 		t.Fatalf("sync: %s, want %d packages", res.Summary(), want)
+	}
+}
+
+// TestSyncPauses: a sync whose Pause starts failing (the disk ran low)
+// stops with that error before its next package, keeps what landed and is
+// not recorded as complete; the next sync ingests the rest.
+func TestSyncPauses(t *testing.T) {
+	errLow := errors.New("disk low")
+	var asked atomic.Int32
+	var low atomic.Bool
+	m := newTestMirrorConfig(t, "", Config{Workers: 1, Pause: func() error {
+		if asked.Add(1) > 3 && low.Load() {
+			return errLow
+		}
+		return nil
+	}})
+	m.add(t, "fx", fixtures.Path("repo"))
+	low.Store(true)
+	res, err := m.Sync(context.Background(), "fx", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(res.Err, errLow) || res.New != 3 {
+		t.Fatalf("paused sync: %v, %d new, want the pause error after 3", res.Err, res.New)
+	}
+	low.Store(false)
+	again := m.sync(t, "fx")
+	if !again.OK() || again.New != again.Listed-3 || again.New == 0 {
+		t.Fatalf("next sync: %s", again.Summary())
+	}
+	if third := m.sync(t, "fx"); third.New != 0 {
+		t.Fatalf("third sync: %s", third.Summary())
 	}
 }

@@ -384,6 +384,12 @@ func (m *Mirror) ingestAll(ctx context.Context, source string, todo []*want, res
 		}()
 	}
 	for _, w := range todo {
+		if m.cfg.Pause != nil {
+			if err := m.cfg.Pause(); err != nil {
+				res.Err = err
+				break
+			}
+		}
 		select {
 		case jobs <- w:
 		case <-ctx.Done():

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -111,7 +110,7 @@ func (o *Ops) runSync(ctx context.Context, name string) SyncOutcome {
 		o.mu.Lock()
 		delete(o.running, name)
 		o.mu.Unlock()
-		res := &mirror.Result{Source: name, Err: fmt.Errorf("paused: %s free is below the %.0f%% minimum; run gc", mirror.HumanBytes(free), o.cfg.MinFreePercent)}
+		res := &mirror.Result{Source: name, Err: &DiskLowError{Free: free, MinPercent: o.cfg.MinFreePercent}}
 		o.log.Warn("sync", "source", name, "err", res.Err)
 		return SyncOutcome{res: res}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
 	"github.com/retraced/retraced/mirror"
+	"github.com/retraced/retraced/web"
 )
 
 // ErrInUse reports a data directory another process has open.
@@ -66,6 +67,10 @@ func openStore(cfg Config) (*store, error) {
 	}
 	if s.mirror, err = mirror.New(s.idx, s.pool, mirror.Config{
 		Workers: cfg.Mirror.Workers, Keep: cfg.Mirror.Keep, Drop: cfg.Mirror.Drop,
+		Crawl: cfg.Mirror.crawl(),
+		// Checked before each package: a sync that fills the disk stops
+		// at min_free, and the next goes on from there.
+		Pause: func() error { return web.CheckDisk(dir, cfg.MinFree) },
 	}); err != nil {
 		return nil, err
 	}
