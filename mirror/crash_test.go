@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/gc"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
 )
@@ -95,8 +96,8 @@ func snapshot(t *testing.T, m *testMirror) string {
 	return strings.Join(lines, "\n")
 }
 
-// TestKillDuringSync: SIGKILL a syncing process, sync again, and the store
-// equals one an uninterrupted sync made.
+// TestKillDuringSync: SIGKILL a syncing process, collect garbage, sync
+// again, and the store equals one an uninterrupted sync made.
 func TestKillDuringSync(t *testing.T) {
 	srv := fixtures.NewServer(fixtures.FS("repo"))
 	url := srv.Start(t)
@@ -159,6 +160,26 @@ func TestKillDuringSync(t *testing.T) {
 	}
 	if partial.Packages == 0 || int(partial.Packages) >= len(fixtures.Packages(t)) {
 		t.Fatalf("killed sync left %d packages; want some but not all", partial.Packages)
+	}
+	// gc between the kill and the resync takes what the killed sync
+	// stored but never committed, and nothing a committed package needs.
+	c := gc.New(m.idx, m.pool, func() ([]string, error) { return []string{"fx"}, nil }, gc.Config{})
+	plan, err := c.Plan(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Execute(context.Background(), plan); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.idx.Packages(func(p *index.Package) error {
+		for _, f := range p.Files {
+			if !f.Blob.IsZero() && !m.pool.Has(f.Blob) {
+				t.Errorf("gc after the kill removed %s of %s", f.Path, p.NEVRA)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	res := m.sync(t, "fx")
 	if !res.OK() || res.New != len(fixtures.Packages(t))-int(partial.Packages) {
