@@ -500,3 +500,52 @@ func TestUnknownProgramFails(t *testing.T) {
 		t.Errorf("GET backtrace of a failed task: %d %q, want 404", code, body)
 	}
 }
+
+// TestDiskLowRefusesWork: with min_free = 100 (%), no disk has enough
+// free space: POST /create answers 507 (SPEC) and creates no task, a sync
+// asked for over the API does not run and says it is paused, nothing is
+// ingested, and the status page shows the disk-low banner.
+func TestDiskLowRefusesWork(t *testing.T) {
+	data := t.TempDir()
+	s := serveCLI(t, data, "--config", writeConfig(t, "min_free = 100"))
+
+	tarball := crashTarball(t, fixtures.CoreFile(t, "crashme-1.0.core.zst"),
+		map[string]string{"executable": "/usr/bin/crashme", "package": "crashme-1.0-1"})
+	code, h, body := httpDo(t, http.MethodPost, s.url+"/create", map[string]string{"Content-Type": "application/x-tar"}, bytes.NewReader(tarball))
+	if code != http.StatusInsufficientStorage || h.Get("X-Task-Id") != "" || strings.TrimSpace(body) == "" {
+		t.Fatalf("POST /create with the disk low: %d, X-Task-Id %q, body %q; want 507 with a message and no task", code, h.Get("X-Task-Id"), body)
+	}
+	if ents, err := os.ReadDir(filepath.Join(data, "tasks")); err != nil || len(ents) != 0 {
+		t.Fatalf("tasks/ after a refused create: %d entries, %v", len(ents), err)
+	}
+
+	// serve's own start-up sync was paused too; once it is out of the
+	// way, a sync asked for and waited on reports the pause.
+	var res struct {
+		OK      bool   `json:"ok"`
+		Summary string `json:"summary"`
+	}
+	pollUntil(t, 30*time.Second, "POST sync?wait=true answered", func() bool {
+		code, _, body := httpDo(t, http.MethodPost, s.url+"/api/v1/mirrors/fixtures/sync?wait=true", nil, nil)
+		if code == http.StatusConflict {
+			return false // the start-up sync is still being turned away
+		}
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &res) != nil {
+			t.Fatalf("POST sync?wait=true with the disk low: %d %s", code, body)
+		}
+		return true
+	})
+	if res.OK || !strings.Contains(res.Summary, "paused") || !strings.Contains(res.Summary, "100%") {
+		t.Fatalf("sync with the disk low: %+v, want not ok, paused below the 100%% minimum", res)
+	}
+	if v := mirrorView(t, s.url, "fixtures"); v == nil || v["versions"] != float64(0) {
+		t.Fatalf("source after paused syncs: %v, want 0 versions", v)
+	}
+	if code := getJSON(t, s.url+"/api/v1/buildid/"+fixtures.ELFFiles(t)[0].BuildID, nil); code != http.StatusNotFound {
+		t.Fatalf("GET buildid after paused syncs: %d, want 404 (nothing ingested)", code)
+	}
+	_, _, page := httpDo(t, http.MethodGet, s.url+"/", nil, nil)
+	if !strings.Contains(page, `id="disk-low"`) {
+		t.Fatal("the status page does not show the disk-low banner")
+	}
+}
