@@ -27,6 +27,12 @@ import (
 // bounds are the mirror's CrawlConfig.
 const treeMaxListing = 32 << 20
 
+var (
+	errLeavesTree = errors.New("redirect leaves the tree")
+	// errWalked stops a redirect to a directory the crawl has walked.
+	errWalked = errors.New("directory already walked")
+)
+
 // treeState is what a tree source remembers between syncs, persisted in
 // the index beside the source: each directory's validators and what its
 // listing held, and which package files were ingested.
@@ -99,6 +105,28 @@ func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState) (rpms 
 	client := *m.cfg.Client
 	if client.Timeout <= 0 || client.Timeout > cc.ListingTimeout {
 		client.Timeout = cc.ListingTimeout
+	}
+	// colly checks its URL filters on redirects only with its own client:
+	// with ours, CheckRedirect keeps a listing's redirects on the same
+	// scheme and host under base's path, and does not walk a directory
+	// twice because a redirect led to it.
+	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		u := req.URL
+		if u.Scheme != base.Scheme || u.Host != base.Host || !strings.HasPrefix(u.Path, base.Path) {
+			return fmt.Errorf("%w: %s is outside %s (not followed; if the tree moved, give the source its new URL)", errLeavesTree, u, base)
+		}
+		key := *u
+		key.RawQuery, key.Fragment = "", ""
+		mu.Lock()
+		defer mu.Unlock()
+		if seenDirs[key.String()] {
+			return errWalked
+		}
+		seenDirs[key.String()] = true
+		return nil
 	}
 	c.SetClient(&client)
 	if err := c.Limit(&colly.LimitRule{DomainGlob: "*", Parallelism: cc.Parallelism, Delay: cc.Delay}); err != nil {
@@ -223,7 +251,7 @@ func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState) (rpms 
 		use(r, dir, d)
 	})
 	c.OnError(func(r *colly.Response, err error) {
-		if r.StatusCode == http.StatusNotModified {
+		if r.StatusCode == http.StatusNotModified || errors.Is(err, errWalked) {
 			return
 		}
 		var ne net.Error

@@ -314,6 +314,65 @@ func TestTreeListingTimeout(t *testing.T) {
 	}
 }
 
+// redirect answers a request for from with a 302 to to, and passes every
+// other request on to h.
+func redirect(h http.Handler, from, to string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == from {
+			http.Redirect(w, r, to, http.StatusFound)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// TestTreeRedirects: a listing that redirects out of the source's path is
+// not followed and is reported; one that redirects within it is followed,
+// and a directory reached both by a link and by a redirect is listed once.
+func TestTreeRedirects(t *testing.T) {
+	tree := kojiTree(t)
+	// Copies that following a redirect would find: greeter outside the
+	// source's path, counter under another name inside it.
+	for name, f := range kojiTree(t) {
+		if rest, ok := strings.CutPrefix(name, "packages/greeter/"); ok {
+			tree["elsewhere/greeter/"+rest] = f
+		}
+		if rest, ok := strings.CutPrefix(name, "packages/counter/"); ok {
+			tree["packages/counter-v2/"+rest] = f
+			delete(tree, name)
+			tree["packages/counter/README"] = &fstest.MapFile{Data: []byte("moved")}
+		}
+	}
+	fx := fixtures.NewServer(tree)
+	srv := httptest.NewServer(
+		redirect(redirect(fx, "/packages/greeter/", "/elsewhere/greeter/"), "/packages/counter/", "/packages/counter-v2/"))
+	defer srv.Close()
+	m := newTestMirror(t, "")
+	if _, err := m.Add(context.Background(), Source{Name: "koji", URL: srv.URL + "/packages/", Kind: KindTree}); err != nil {
+		t.Fatal(err)
+	}
+	res := m.sync(t, "koji")
+	if len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Error(), "/packages/greeter/") ||
+		!strings.Contains(res.Failed[0].Error(), srv.URL+"/elsewhere/greeter/ is outside") {
+		t.Fatalf("failed: %v, want the redirect out of the tree reported", res.Failed)
+	}
+	if n := fx.Requests("/elsewhere/greeter/"); n != 0 {
+		t.Errorf("the redirect out of the tree was followed (%d requests)", n)
+	}
+	if n := fx.Requests("/packages/counter-v2/"); n != 1 {
+		t.Errorf("/packages/counter-v2/, linked and redirected to, listed %d times, want once", n)
+	}
+	want := 0
+	for _, p := range fixtures.Packages(t) {
+		if !strings.HasPrefix(p.File, "greeter") {
+			want++
+		}
+	}
+	if res.New != want {
+		t.Errorf("%d packages mirrored, want %d (all but greeter's)", res.New, want)
+	}
+}
+
 // TestTreeEndlessAndLoops: a server whose every directory links to a
 // deeper one, to its parent and to the root ends the walk at the depth
 // bound, reports it, and does not hang.
