@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/retraced/retraced/gc"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
 )
@@ -77,6 +78,10 @@ var ErrSysrootDirBusy = errors.New("sysroot directory in use by another worker")
 // needs the same set. They are evicted whole, least recently used first,
 // when their sizes add up to more than the budget; a sysroot in use by a
 // retrace is never evicted (the budget may be exceeded while it is).
+// The worker evicts as retraces end; gc sees the same plan through the
+// task server (Server.Plan asks its Worker), and `retraced gc` without a
+// server through [Sysroots], which also collects a dead worker's
+// leftovers.
 // Sizes count the bytes of the regular files, as if they were not shared
 // with the pool.
 const (
@@ -146,39 +151,9 @@ func openSysrootCache(dir string, budget int64, now func() time.Time) (*sysrootC
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("sysroot directory: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	c, stale, err := loadSysrootCache(dir, budget, now)
 	if err != nil {
-		return nil, fmt.Errorf("sysroot directory: %w", err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%s: %w", dir, ErrSysrootDirBusy)
-		}
-		return nil, fmt.Errorf("lock sysroot directory %s: %w", dir, err)
-	}
-	c := &sysrootCache{dir: dir, budget: budget, now: now, lock: lock,
-		entries: map[string]*sysrootEntry{}, building: map[string]chan struct{}{}}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("sysroot directory: %w", err)
-	}
-	var stale []string
-	for _, e := range ents {
-		name := e.Name()
-		switch {
-		case strings.HasPrefix(name, ".tmp-"), strings.HasPrefix(name, ".trash-"), strings.HasPrefix(name, ".run-"):
-			stale = append(stale, name)
-		case isSysrootKey(name) && e.IsDir():
-			m, mtime, err := readSysrootManifest(filepath.Join(dir, name))
-			if err != nil || m.Layout != sysrootLayout {
-				stale = append(stale, name)
-				continue
-			}
-			c.entries[name] = &sysrootEntry{key: name, size: m.Bytes, lastUse: mtime}
-			c.total += m.Bytes
-		}
+		return nil, err
 	}
 	var errs []error
 	for _, name := range stale {
@@ -195,6 +170,47 @@ func openSysrootCache(dir string, budget int64, now func() time.Time) (*sysrootC
 		return nil, fmt.Errorf("clean sysroot directory: %w", err)
 	}
 	return c, nil
+}
+
+// loadSysrootCache takes the existing directory dir (its .lock) and
+// loads the sysroots there, removing nothing. stale lists the entries a dead
+// worker left (.tmp-*, .trash-*, .run-*, a sysroot without a readable
+// manifest of this layout).
+func loadSysrootCache(dir string, budget int64, now func() time.Time) (c *sysrootCache, stale []string, err error) {
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sysroot directory: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, nil, fmt.Errorf("%s: %w", dir, ErrSysrootDirBusy)
+		}
+		return nil, nil, fmt.Errorf("lock sysroot directory %s: %w", dir, err)
+	}
+	c = &sysrootCache{dir: dir, budget: budget, now: now, lock: lock,
+		entries: map[string]*sysrootEntry{}, building: map[string]chan struct{}{}}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("sysroot directory: %w", err)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case strings.HasPrefix(name, ".tmp-"), strings.HasPrefix(name, ".trash-"), strings.HasPrefix(name, ".run-"):
+			stale = append(stale, name)
+		case isSysrootKey(name) && e.IsDir():
+			m, mtime, err := readSysrootManifest(filepath.Join(dir, name))
+			if err != nil || m.Layout != sysrootLayout {
+				stale = append(stale, name)
+				continue
+			}
+			c.entries[name] = &sysrootEntry{key: name, size: m.Bytes, lastUse: mtime}
+			c.total += m.Bytes
+		}
+	}
+	return c, stale, nil
 }
 
 func readSysrootManifest(root string) (*sysrootManifest, time.Time, error) {
@@ -348,11 +364,9 @@ func (c *sysrootCache) build(ctx context.Context, key string, build func(ctx con
 	return m, nil
 }
 
-// evictLocked takes least recently used sysroots not in use out of the
-// cache until the rest fit the budget, and moves them aside (a rename, so
-// that a new build of the same key does not meet them). It returns what
-// to remove once c.mu is released.
-func (c *sysrootCache) evictLocked() []string {
+// overBudgetLocked lists the least recently used sysroots not in use
+// whose removal brings the rest within the budget, oldest first.
+func (c *sysrootCache) overBudgetLocked() []*sysrootEntry {
 	if c.total <= c.budget {
 		return nil
 	}
@@ -368,22 +382,68 @@ func (c *sysrootCache) evictLocked() []string {
 		}
 		return strings.Compare(a.key, b.key)
 	})
-	var trash []string
+	var over []*sysrootEntry
+	total := c.total
 	for _, e := range idle {
-		if c.total <= c.budget {
+		if total <= c.budget {
 			break
 		}
-		c.trashSeq++
-		dst := filepath.Join(c.dir, fmt.Sprintf(".trash-%s-%d", e.key[:16], c.trashSeq))
-		src := filepath.Join(c.dir, e.key)
-		if err := os.Rename(src, dst); err != nil {
-			dst = src // remove it where it is
-		}
-		delete(c.entries, e.key)
-		c.total -= e.size
-		trash = append(trash, dst)
+		over = append(over, e)
+		total -= e.size
+	}
+	return over
+}
+
+// evictLocked takes least recently used sysroots not in use out of the
+// cache until the rest fit the budget, and moves them aside. It returns
+// what to remove once c.mu is released.
+func (c *sysrootCache) evictLocked() []string {
+	var trash []string
+	for _, e := range c.overBudgetLocked() {
+		trash = append(trash, c.dropLocked(e))
 	}
 	return trash
+}
+
+// dropLocked takes e out of the cache and moves its directory aside (a
+// rename, so that a new build of the same key does not meet it). It
+// returns the path to remove once c.mu is released.
+func (c *sysrootCache) dropLocked(e *sysrootEntry) string {
+	c.trashSeq++
+	dst := filepath.Join(c.dir, fmt.Sprintf(".trash-%s-%d", e.key[:16], c.trashSeq))
+	src := filepath.Join(c.dir, e.key)
+	if err := os.Rename(src, dst); err != nil {
+		dst = src // remove it where it is
+	}
+	delete(c.entries, e.key)
+	c.total -= e.size
+	return dst
+}
+
+// collectable lists, as gc items, the sysroots not in use beyond the
+// budget, least recently used first.
+func (c *sysrootCache) collectable() []gc.Item {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var items []gc.Item
+	for _, e := range c.overBudgetLocked() {
+		items = append(items, gc.Item{Kind: KindSysroot, Name: e.key, Bytes: e.size})
+	}
+	return items
+}
+
+// collect removes the sysroots named by keys that are cached and not in
+// use; one in use or already gone is left alone.
+func (c *sysrootCache) collect(keys []string) error {
+	c.mu.Lock()
+	var trash []string
+	for _, k := range keys {
+		if e := c.entries[k]; e != nil && e.refs == 0 {
+			trash = append(trash, c.dropLocked(e))
+		}
+	}
+	c.mu.Unlock()
+	return c.removeTrash(trash)
 }
 
 func (c *sysrootCache) removeTrash(paths []string) error {
