@@ -480,6 +480,34 @@ func TestRetraceCommand(t *testing.T) {
 	if !strings.Contains(stderr, "address space 1.5 GiB") {
 		t.Errorf("the log does not say gdb_memory_mb = 1536:\n%s", stderr)
 	}
+
+	// gc without a server sees the sysroot directory: a killed worker's
+	// run directory goes; the sysroot just built, within the budget, stays.
+	sysroots := filepath.Join(data, "sysroots")
+	junk := filepath.Join(sysroots, ".run-killed")
+	if err := os.MkdirAll(junk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(junk, "core"), make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run(t, "--data", data, "gc", "--dry-run")
+	if err != nil || !strings.Contains(out, "would remove sysroot .run-killed (") || strings.Count(out, "sysroot ") != 1 {
+		t.Fatalf("gc --dry-run: want the leftover and no sysroot in use or within budget: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(junk); err != nil {
+		t.Fatalf("the dry run removed the leftover: %v", err)
+	}
+	out, _, err = run(t, "--data", data, "gc")
+	if err != nil || !strings.Contains(out, "removed sysroot .run-killed (") {
+		t.Fatalf("gc: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(junk); !os.IsNotExist(err) {
+		t.Errorf("the leftover is still there: %v", err)
+	}
+	if kept, _ := filepath.Glob(filepath.Join(sysroots, strings.Repeat("[0-9a-f]", 64))); len(kept) != 1 {
+		t.Errorf("sysroots after gc: %v, want the one built", kept)
+	}
 	empty := t.TempDir()
 	_, stderr, err = run(t, "--data", empty, "retrace", fixtures.CoreFile(t, core.File))
 	if err == nil {

@@ -125,7 +125,7 @@ func gcCmd(g *globals) *cobra.Command {
 				keep, failed := cfg.retention()
 				tasks := &retrace.Tasks{Dir: filepath.Join(s.dir, "tasks"),
 					Config: retrace.Config{DeleteAfter: keep, DeleteFailedAfter: failed}}
-				rep, err = collect(cmd.Context(), s, time.Now(), dryRun, tasks)
+				rep, err = collect(cmd.Context(), s, time.Now(), dryRun, tasks, &retrace.Sysroots{Dir: filepath.Join(s.dir, "sysroots"), Budget: cfg.Retrace.SysrootBudgetMB << 20})
 			}
 			if rep != nil {
 				printGC(cmd.OutOrStdout(), rep)
