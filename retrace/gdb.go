@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -29,7 +30,9 @@ var ErrGDBFailed = errors.New("gdb gave no backtrace")
 //   - as an unprivileged user (cred) when the worker runs as root;
 //   - in its own, empty network namespace (only a down loopback) when
 //     netns is set; a worker that is not root gets it inside a user
-//     namespace that maps only its own uid and gid;
+//     namespace that maps only its own uid and gid, when the kernel lets
+//     it create one (userNamespaces), else the host's network (hostWhy
+//     says why);
 //   - with RLIMIT_AS (address space), RLIMIT_CORE 0 and RLIMIT_FSIZE set
 //     before the program starts: util-linux's prlimit (or, without it,
 //     sh's ulimit) sets them on itself, already as the sandbox user, and
@@ -45,8 +48,9 @@ type sandbox struct {
 	uid, gid  int                 // whom the program runs as
 	userName  string
 	netns     bool
-	userns    bool  // netns needs a user namespace (not root)
-	memLimit  int64 // RLIMIT_AS in bytes; 0: none
+	userns    bool   // netns needs a user namespace (not root)
+	hostWhy   string // why the network is the host's when none was wanted
+	memLimit  int64  // RLIMIT_AS in bytes; 0: none
 	maxOutput int64
 	maxStderr int64
 	prlimit   string // util-linux prlimit, "" to use sh's ulimit
@@ -60,7 +64,9 @@ const (
 
 // newSandbox resolves the user and checks what isolation is possible.
 // userName "" means "nobody" when the worker is root, else the worker's
-// own user; network is "", "none" or "host".
+// own user. network is "none" (fail when gdb cannot get a network
+// namespace), "host", or "": none when possible, else the host's network
+// with hostWhy saying why.
 func newSandbox(userName, network string, memLimit, maxOutput int64) (*sandbox, error) {
 	s := &sandbox{uid: os.Getuid(), gid: os.Getgid(), memLimit: memLimit, maxOutput: maxOutput, maxStderr: 1 << 20}
 	root := os.Geteuid() == 0
@@ -87,8 +93,18 @@ func newSandbox(userName, network string, memLimit, maxOutput int64) (*sandbox, 
 	}
 	switch network {
 	case "", "none":
-		s.netns = network == "none" || root
-		s.userns = s.netns && !root
+		if root {
+			s.netns = true
+			break
+		}
+		switch err := userNamespaces(); {
+		case err == nil:
+			s.netns, s.userns = true, true
+		case network == "none":
+			return nil, fmt.Errorf("sandbox network none: gdb cannot get its own network namespace: %w; configure the network as host to run gdb with the host's", err)
+		default:
+			s.hostWhy = fmt.Sprintf("not isolated: %v", err)
+		}
 	case "host":
 	default:
 		return nil, fmt.Errorf("sandbox network %q: want none or host", network)
@@ -102,6 +118,32 @@ func newSandbox(userName, network string, memLimit, maxOutput int64) (*sandbox, 
 		return nil, errors.New("sandbox: neither prlimit nor /bin/sh to set the limits with")
 	}
 	return s, nil
+}
+
+// userNSProbe is the outcome of the one probe for userNamespaces.
+var userNSProbe struct {
+	once sync.Once
+	err  error
+}
+
+// userNamespaces reports whether this process may create a user
+// namespace with a network namespace in it, as a worker that is not root
+// needs to isolate gdb's network: kernels may forbid it to unprivileged
+// users (a sysctl, max_user_namespaces = 0, a seccomp or LSM policy). It
+// probes once, starting /bin/sh there.
+func userNamespaces() error {
+	userNSProbe.once.Do(func() {
+		cmd := exec.Command("/bin/sh", "-c", "exit 0")
+		cmd.SysProcAttr = &syscall.SysProcAttr{
+			Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}},
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			userNSProbe.err = fmt.Errorf("this user may not create a user namespace (%v%s)", err, strings.TrimSpace(" "+string(out)))
+		}
+	})
+	return userNSProbe.err
 }
 
 func lookupSandboxUser(name string) (*user.User, error) {
@@ -132,10 +174,16 @@ type sandboxResult struct {
 // ends; then the whole process group is killed. The error is for a
 // program that could not be started; how it ended is in the result.
 func (s *sandbox) run(ctx context.Context, dir string, env []string, name string, args ...string) (*sandboxResult, error) {
+	return s.runFiles(ctx, dir, env, nil, name, args...)
+}
+
+// runFiles is run with files open in the program as descriptors 3, 4, ...
+func (s *sandbox) runFiles(ctx context.Context, dir string, env []string, files []*os.File, name string, args ...string) (*sandboxResult, error) {
 	argv := append(s.limitArgs(), name)
 	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], args...)...)
 	cmd.Dir = dir
 	cmd.Env = env
+	cmd.ExtraFiles = files
 	stdout := &boundedBuffer{max: s.maxOutput}
 	stderr := &boundedBuffer{max: s.maxStderr}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -220,9 +268,12 @@ func (s *sandbox) describe() string {
 	} else {
 		parts = append(parts, fmt.Sprintf("as uid %d", s.uid))
 	}
-	if s.netns {
+	switch {
+	case s.netns:
 		parts = append(parts, "no network")
-	} else {
+	case s.hostWhy != "":
+		parts = append(parts, "host network ("+s.hostWhy+")")
+	default:
 		parts = append(parts, "host network")
 	}
 	if s.memLimit > 0 {

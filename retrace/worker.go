@@ -28,11 +28,19 @@ import (
 // retrace, so it is not run.
 var ErrExecutableUnknown = errors.New("the crashing executable is not in the mirror")
 
-// ErrSysrootUnreachable reports a sysroot directory that GDB's
-// unprivileged user could not read: a directory above it is not
-// searchable (mode o+x) by that user, as /root (0700) is. Choose a
-// SysrootDir elsewhere (on the blob pool's file system, for hard links).
-var ErrSysrootUnreachable = errors.New("sysroot directory not reachable by gdb's user")
+// errSysrootUnreachable reports a sysroot directory that GDB's
+// unprivileged user cannot reach by path: a directory above it is not
+// searchable (mode o+x) by that user, as /root (0700) is. The worker then
+// hands GDB the directories as open descriptors (see fdSysroot).
+var errSysrootUnreachable = errors.New("sysroot directory not reachable by gdb's user")
+
+// GDB reaches the sysroot and its run directory through these descriptors
+// when it cannot by path: /proc/self/fd/N of an inherited directory
+// resolves without searching the directories above it.
+const (
+	fdSysroot = "/proc/self/fd/3"
+	fdRun     = "/proc/self/fd/4"
+)
 
 // WorkerIndex is what the worker needs of the index ([index.Store]).
 type WorkerIndex interface {
@@ -162,6 +170,9 @@ type Worker struct {
 
 	// gdbExtra are commands run before the backtrace (tests only).
 	gdbExtra []string
+	// byFD: GDB reaches the sysroot and run directories through
+	// descriptors (fdSysroot, fdRun), not by their paths.
+	byFD bool
 }
 
 // NewWorker checks the configuration (GDB found, sandbox user known,
@@ -193,16 +204,22 @@ func NewWorker(idx WorkerIndex, pool BlobSource, cfg WorkerConfig) (*Worker, err
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("retrace worker: %w", err)
 	}
+	// Under a directory GDB's user cannot search (a 0700 home), GDB gets
+	// the sysroot and run directory as descriptors, and still runs
+	// unprivileged.
+	byFD := false
 	if sb.cred != nil {
-		if err := searchableBy(dir, sb.uid, sb.gid); err != nil {
-			return nil, fmt.Errorf("retrace worker: gdb runs as %s: %w", sb.userName, err)
+		if err := searchableBy(dir, sb.uid, sb.gid); errors.Is(err, errSysrootUnreachable) {
+			byFD = true
+		} else if err != nil {
+			return nil, fmt.Errorf("retrace worker: %w", err)
 		}
 	}
 	cache, err := openSysrootCache(dir, cfg.SysrootBudget, cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("retrace worker: %w", err)
 	}
-	return &Worker{idx: idx, pool: pool, cfg: cfg, gdb: gdb, sb: sb, cache: cache}, nil
+	return &Worker{idx: idx, pool: pool, cfg: cfg, gdb: gdb, sb: sb, cache: cache, byFD: byFD}, nil
 }
 
 // Close releases the sysroot directory, recording the sysroots' last use
@@ -226,7 +243,7 @@ func searchableBy(dir string, uid, gid int) error {
 			(int(sys.Uid) == uid && perm&0o100 != 0) ||
 			(int(sys.Gid) == gid && perm&0o010 != 0)
 		if !okx {
-			return fmt.Errorf("%w: %s (mode %v) is not searchable by uid %d", ErrSysrootUnreachable, d, perm, uid)
+			return fmt.Errorf("%w: %s (mode %v) is not searchable by uid %d", errSysrootUnreachable, d, perm, uid)
 		}
 		if d == "/" || d == filepath.Dir(d) {
 			return nil
@@ -544,15 +561,34 @@ func (w *Worker) runGDB(ctx context.Context, sl *stepLog, sysroot, exe, corePath
 			return "", fmt.Errorf("run directory: %w", err)
 		}
 	}
-	exeLink := filepath.Join(run, "exe")
-	if err := os.Symlink(exe, exeLink); err != nil {
+	script := gdbScript{sysroot: sysroot, exe: filepath.Join(run, "exe"), core: core, extra: w.gdbExtra}
+	dir, env, runs := run, w.sb.env(run), w.sb.describe()
+	var files []*os.File
+	if w.byFD {
+		rel, err := filepath.Rel(sysroot, exe)
+		if err != nil || !filepath.IsLocal(rel) {
+			return "", fmt.Errorf("executable %s is not in the sysroot", exe)
+		}
+		exe = fdSysroot + "/" + rel
+		script = gdbScript{sysroot: fdSysroot, exe: fdRun + "/exe", core: fdRun + "/core", extra: w.gdbExtra}
+		for _, d := range []string{sysroot, run} { // fd 3, fd 4
+			f, err := os.Open(d)
+			if err != nil {
+				return "", fmt.Errorf("run directory: %w", err)
+			}
+			defer f.Close() // a directory, read-only
+			files = append(files, f)
+		}
+		dir, env = "/", w.sb.env(fdRun)
+		runs += ", sysroot and run directory as descriptors (their parents are closed to it)"
+	}
+	if err := os.Symlink(exe, filepath.Join(run, "exe")); err != nil {
 		return "", fmt.Errorf("run directory: %w", err)
 	}
-	script := gdbScript{sysroot: sysroot, exe: exeLink, core: core, extra: w.gdbExtra}
 	gctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
-	sl.printf("gdb: running %s %s", w.gdb, w.sb.describe())
-	res, err := w.sb.run(gctx, run, w.sb.env(run), w.gdb, script.args()...)
+	sl.printf("gdb: running %s %s", w.gdb, runs)
+	res, err := w.sb.runFiles(gctx, dir, env, files, w.gdb, script.args()...)
 	if err != nil {
 		return "", fmt.Errorf("gdb: %w", err)
 	}
@@ -579,7 +615,7 @@ func (w *Worker) runGDB(ctx context.Context, sl *stepLog, sysroot, exe, corePath
 		return "", fmt.Errorf("%w (%s)", ErrGDBFailed, how)
 	}
 	// Paths inside the sysroot are shown as the crashed system saw them.
-	bt := strings.ReplaceAll(string(res.Stdout), sysroot+"/", "/")
+	bt := strings.ReplaceAll(string(res.Stdout), script.sysroot+"/", "/")
 	// Count in the threads' backtraces, not in the frame GDB shows when
 	// it loads the core.
 	threads, frames, unknown := 0, 0, 0

@@ -370,21 +370,38 @@ func TestWorkerGDBMemoryLimit(t *testing.T) {
 	}
 }
 
-// TestWorkerSysrootUnreachable: as root, a sysroot directory that gdb's
-// user cannot reach is refused at once.
+// TestWorkerSysrootUnreachable: as root, with the sysroot directory under
+// a directory nobody cannot search (a 0700 home), gdb still runs as nobody,
+// reaching the sysroot and the core through descriptors; the backtrace has
+// the program's frames and sources, and no descriptor path.
 func TestWorkerSysrootUnreachable(t *testing.T) {
 	workerNeedsGDB(t)
 	if os.Geteuid() != 0 {
 		t.Skip("only root switches gdb to another user")
 	}
-	private := t.TempDir() // 0700
+	private := t.TempDir()
 	if err := os.Chmod(private, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	idx, pool := workerStore(t)
-	_, err := NewWorker(idx, pool, WorkerConfig{SysrootDir: filepath.Join(private, "sysroots")})
-	if !errors.Is(err, ErrSysrootUnreachable) {
-		t.Errorf("error %v, want ErrSysrootUnreachable", err)
+	idx, pool := workerStore(t, "repo")
+	w := newTestWorker(t, idx, pool, WorkerConfig{SysrootDir: filepath.Join(private, "sysroots")})
+	w.gdbExtra = []string{"list crashme_dispatch", "shell id -u"}
+	c := workerCore(t, "crashme-1.0.core.zst")
+	var log bytes.Buffer
+	bt, err := w.Retrace(context.Background(), workerCrashDir(t, c), &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if !strings.Contains(log.String(), "as nobody") || !strings.Contains(log.String(), "as descriptors") {
+		t.Errorf("the log does not say gdb ran as nobody through descriptors:\n%s", log.String())
+	}
+	for _, want := range append(workerExpectedFrames(t, c), "libcrashme.c:", "handler(name)", "\n65534\n") {
+		if !strings.Contains(bt, want) {
+			t.Errorf("backtrace lacks %q:\n%s", want, bt)
+		}
+	}
+	if strings.Contains(bt, fdSysroot) {
+		t.Errorf("backtrace shows the descriptor path:\n%s", bt)
 	}
 }
 

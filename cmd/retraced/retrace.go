@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,7 +41,7 @@ func retraceCmd(g *globals) *cobra.Command {
 				return retraceRemote(cmd.Context(), r, args[0], exe, log, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
 			defer s.Close()
-			w, err := openWorker(s, cfg, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+			w, err := openWorker(s, cfg)
 			if err != nil {
 				return err
 			}

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"time"
@@ -36,7 +34,7 @@ func (p packageChecker) HasNVRArch(nvr, arch string) (bool, error) {
 // startTasks builds the retrace service: the worker (sysroots under
 // DATA/sysroots) and the task server (DATA/tasks).
 func startTasks(s *store, cfg Config, log *slog.Logger) (*retrace.Server, *retrace.Worker, error) {
-	w, err := openWorker(s, cfg, log)
+	w, err := openWorker(s, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -90,19 +88,9 @@ func workerConfig(dir string, r RetraceConfig) retrace.WorkerConfig {
 
 // openWorker makes the retrace worker over the store, as cfg's [retrace]
 // says.
-func openWorker(s *store, cfg Config, log *slog.Logger) (*retrace.Worker, error) {
+func openWorker(s *store, cfg Config) (*retrace.Worker, error) {
 	wc := workerConfig(s.dir, cfg.Retrace)
 	w, err := retrace.NewWorker(s.idx, s.pool, wc)
-	if errors.Is(err, retrace.ErrSysrootUnreachable) {
-		// The data directory sits under a directory nobody cannot enter
-		// (a 0700 home). Keep going, with gdb as this user: it still
-		// gets no network, rlimits and a time limit.
-		log.Warn("gdb will run as this user, not nobody: make the data directory's parents searchable (chmod o+x) to drop privileges", "err", err)
-		if u, uerr := user.Current(); uerr == nil {
-			wc.User = u.Username
-			w, err = retrace.NewWorker(s.idx, s.pool, wc)
-		}
-	}
 	if err != nil {
 		return nil, fmt.Errorf("retrace worker: %w", err)
 	}
