@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"time"
 
@@ -108,6 +109,159 @@ func (s *Source) filter() (func(string) bool, error) {
 		}
 		return exc == nil || !exc.MatchString(loc)
 	}, nil
+}
+
+// dirFilter reports whether a tree crawl may skip a directory (its path
+// relative to the source URL, ending in "/"): whether it is certain that no
+// package file below it is selected by the include and exclude patterns.
+// That is so when
+//
+//   - the include pattern cannot match any string that starts with the
+//     directory's path (it is run over the path as a prefix; "^(glibc|bash)/"
+//     skips "zsh/", while "\.x86_64\.rpm$" skips nothing), or
+//   - the exclude pattern matches the directory's path and has no "$",
+//     "\z", "\b" or "\B": such a match does not depend on what follows,
+//     so it matches every path below too ("^debug/" and "/debug/" skip
+//     "debug/" and "x/debug/"; "^debug/$" skips nothing).
+func (s *Source) dirFilter() (func(dir string) (skip bool), error) {
+	var inc *syntax.Prog
+	var exc *regexp.Regexp
+	if s.Include != "" {
+		re, err := syntax.Parse(s.Include, syntax.Perl)
+		if err != nil {
+			return nil, err
+		}
+		if inc, err = syntax.Compile(re.Simplify()); err != nil {
+			return nil, err
+		}
+	}
+	if s.Exclude != "" {
+		re, err := syntax.Parse(s.Exclude, syntax.Perl)
+		if err != nil {
+			return nil, err
+		}
+		if !lookahead(re) {
+			if exc, err = regexp.Compile(s.Exclude); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return func(dir string) bool {
+		return (inc != nil && !mayMatchBelow(inc, dir)) || (exc != nil && exc.MatchString(dir))
+	}, nil
+}
+
+// lookahead reports whether re has an assertion that looks at what follows
+// a match: end of text or line, or a word boundary.
+func lookahead(re *syntax.Regexp) bool {
+	switch re.Op {
+	case syntax.OpEndLine, syntax.OpEndText, syntax.OpWordBoundary, syntax.OpNoWordBoundary:
+		return true
+	}
+	for _, sub := range re.Sub {
+		if lookahead(sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayMatchBelow reports whether prog, unanchored as regexp runs it, may
+// match some string that starts with prefix (not empty): it runs prog's
+// threads over prefix, as a Pike VM does, and reports whether any matched
+// or still waits for input, or whether a match could start after prefix.
+// Where a rune is unknown (after prefix), assertions about it are taken as
+// met; only "^" (\A) at the text's start is then certainly false.
+func mayMatchBelow(prog *syntax.Prog, prefix string) bool {
+	runes := []rune(prefix)
+	const unknown = -2
+	// at returns the runes around position p (-1: the text's start).
+	at := func(p int) (before, after rune) {
+		before, after = -1, unknown
+		if p > 0 {
+			before = runes[p-1]
+		}
+		if p < len(runes) {
+			after = runes[p]
+		}
+		return before, after
+	}
+	onList := make([]bool, len(prog.Inst))
+	matched := false
+	// add puts pc on list, following its empty transitions at a position
+	// between the runes before and after.
+	var add func(list []uint32, pc uint32, before, after rune) []uint32
+	add = func(list []uint32, pc uint32, before, after rune) []uint32 {
+		if onList[pc] {
+			return list
+		}
+		onList[pc] = true
+		switch i := &prog.Inst[pc]; i.Op {
+		case syntax.InstAlt, syntax.InstAltMatch:
+			list = add(list, i.Out, before, after)
+			return add(list, i.Arg, before, after)
+		case syntax.InstNop, syntax.InstCapture:
+			return add(list, i.Out, before, after)
+		case syntax.InstEmptyWidth:
+			const afterUnknown = syntax.EmptyEndLine | syntax.EmptyEndText | syntax.EmptyWordBoundary | syntax.EmptyNoWordBoundary
+			need, have := syntax.EmptyOp(i.Arg), syntax.EmptyOpContext(before, after)
+			switch {
+			case before == unknown: // a position inside what follows prefix
+				have = syntax.EmptyBeginLine | afterUnknown
+			case after == unknown:
+				have = syntax.EmptyOpContext(before, -1)&(syntax.EmptyBeginLine|syntax.EmptyBeginText) | afterUnknown
+			}
+			if need&^have == 0 {
+				return add(list, i.Out, before, after)
+			}
+			return list
+		case syntax.InstMatch:
+			matched = true
+			return list
+		case syntax.InstFail:
+			return list
+		default: // a rune instruction: it waits for the next rune
+			return append(list, pc)
+		}
+	}
+	var cur, next []uint32
+	for p := 0; ; p++ {
+		// onList still marks what cur's threads reached at p, so the
+		// fresh start (the search is unanchored) adds only what is new.
+		before, after := at(p)
+		cur = add(cur, uint32(prog.Start), before, after)
+		if matched {
+			return true
+		}
+		if p == len(runes) {
+			if len(cur) > 0 {
+				return true
+			}
+			// A match that starts after prefix.
+			clear(onList)
+			return len(add(nil, uint32(prog.Start), unknown, unknown)) > 0 || matched
+		}
+		r := runes[p]
+		nb, na := at(p + 1)
+		clear(onList)
+		next = next[:0]
+		for _, pc := range cur {
+			i := &prog.Inst[pc]
+			var ok bool
+			switch i.Op {
+			case syntax.InstRuneAny:
+				ok = true
+			case syntax.InstRuneAnyNotNL:
+				ok = r != '\n'
+			default:
+				ok = i.MatchRune(r)
+			}
+			if ok {
+				next = add(next, i.Out, nb, na)
+			}
+		}
+		cur, next = next, cur
+	}
 }
 
 func (m *Mirror) loadSource(name string) (*Source, error) {

@@ -82,8 +82,9 @@ func (m *Mirror) saveTreeState(name string, st *treeState) error {
 // directory is asked for again, conditionally (ETag / Last-Modified); a
 // directory whose listing is unchanged (304, or the same bytes) is not
 // parsed again and its children are taken from the state. It returns the
-// package files found, with the checksums CHECKSUM files gave.
-func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState) (rpms map[string]string, fetched int64, errs []error) {
+// package files found, with the checksums CHECKSUM files gave. A directory
+// for which skip (given its path relative to base) is true is not walked.
+func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState, skip func(dir string) bool) (rpms map[string]string, fetched int64, errs []error) {
 	cc := m.cfg.Crawl
 	var mu sync.Mutex
 	rpms = map[string]string{}
@@ -142,6 +143,9 @@ func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState) (rpms 
 	// async visits can overshoot.
 	listings, refused := 1, 0 // the root is one
 	visit = func(r *colly.Request, dir string) {
+		if skip(strings.TrimPrefix(dir, base.String())) {
+			return
+		}
 		mu.Lock()
 		if seenDirs[dir] {
 			mu.Unlock()
@@ -356,14 +360,19 @@ func (m *Mirror) syncTree(ctx context.Context, src *Source, res *Result, pr *pro
 		res.Err = fmt.Errorf("tree sources are crawled over http(s); %s is a local path (make it a yum repository with createrepo_c)", src.URL)
 		return
 	}
-	st := m.loadTreeState(src.Name)
-	found, fetched, errs := m.crawl(ctx, loc.u, st)
-	res.BytesFetched += fetched
 	keep, err := src.filter()
 	if err != nil {
 		res.Err = err
 		return
 	}
+	skip, err := src.dirFilter()
+	if err != nil {
+		res.Err = err
+		return
+	}
+	st := m.loadTreeState(src.Name)
+	found, fetched, errs := m.crawl(ctx, loc.u, st, skip)
+	res.BytesFetched += fetched
 	var todo []*want
 	var files []string
 	for f := range found {

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -370,6 +371,177 @@ func TestTreeRedirects(t *testing.T) {
 	}
 	if res.New != want {
 		t.Errorf("%d packages mirrored, want %d (all but greeter's)", res.New, want)
+	}
+}
+
+// TestDirFilter checks which directories the include and exclude patterns
+// let a crawl skip, and that a skipped directory never holds a file the
+// patterns select.
+func TestDirFilter(t *testing.T) {
+	cases := []struct {
+		name, include, exclude string
+		skip, walk             []string
+	}{
+		{name: "include anchored", include: `^(glibc|bash)/`,
+			skip: []string{"zsh/", "glib/", "bas/"}, walk: []string{"bash/", "glibc/1.0/", "bash/5.2/1/x86_64/"}},
+		{name: "include unanchored", include: `debuginfo`,
+			walk: []string{"zsh/", "bash/5.2/1/x86_64/"}},
+		{name: "include end-anchored", include: `\.x86_64\.rpm$`,
+			walk: []string{"zsh/", "bash/5.2/1/noarch/"}},
+		{name: "include after a directory level", include: `^[^/]+/1\.`,
+			skip: []string{"bash/2.0/", "bash/10/"}, walk: []string{"bash/", "bash/1.0/", "bash/1.0/1/x86_64/"}},
+		{name: "include case-folded", include: `(?i)^BASH/`,
+			skip: []string{"zsh/"}, walk: []string{"bash/", "Bash/"}},
+		{name: "include word boundary", include: `^bash\b`,
+			skip: []string{"bashful/"}, walk: []string{"bash/", "bash-completion/"}},
+		{name: "exclude prefix", exclude: `^debug/`,
+			skip: []string{"debug/", "debug/x/"}, walk: []string{"bash/", "x/debug/"}},
+		{name: "exclude anywhere", exclude: `/debug/`,
+			skip: []string{"x/debug/", "x/debug/y/"}, walk: []string{"debug/", "x/"}},
+		{name: "exclude end-anchored", exclude: `^debug/$`,
+			walk: []string{"debug/"}},
+		{name: "exclude word boundary", exclude: `^debug\b`,
+			walk: []string{"debug/"}},
+		{name: "exclude file names only", exclude: `-debuginfo-`,
+			walk: []string{"bash/", "bash-debuginfo/"}},
+		{name: "both", include: `^bash/`, exclude: `/noarch/`,
+			skip: []string{"zsh/", "bash/1/1/noarch/"}, walk: []string{"bash/1/1/x86_64/"}},
+	}
+	tails := []string{"x.rpm", "1.0/1/x86_64/bash-1.0-1.x86_64.rpm", "debug/a.rpm", "noarch/b.noarch.rpm",
+		"x86_64/c.x86_64.rpm", "-debuginfo-1.rpm", "\n.rpm", "a b.rpm", "_.rpm"}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &Source{Include: tc.include, Exclude: tc.exclude}
+			skip, err := src.dirFilter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			keep, err := src.filter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range tc.skip {
+				if !skip(d) {
+					t.Errorf("%s walked, want skipped", d)
+				}
+			}
+			for _, d := range tc.walk {
+				if skip(d) {
+					t.Errorf("%s skipped, want walked", d)
+				}
+			}
+			// Soundness over every directory any case names.
+			for _, other := range cases {
+				for _, d := range append(append([]string{}, other.skip...), other.walk...) {
+					if !skip(d) {
+						continue
+					}
+					for _, tail := range tails {
+						if keep(d + tail) {
+							t.Errorf("%s skipped, but %s below it is selected", d, d+tail)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// FuzzDirFilter: a directory the patterns let the crawl skip never holds
+// a file they select, whatever the patterns and names.
+func FuzzDirFilter(f *testing.F) {
+	for _, s := range [][4]string{
+		{`^(glibc|bash)/`, ``, `zsh/`, `x.rpm`},
+		{`^bash\b`, ``, `bashful/`, `x.rpm`},
+		{``, `^debug/`, `debug/`, `x/y.rpm`},
+		{``, `^debug/$`, `debug/`, `x.rpm`},
+		{`(((?m:^)\z)+)+`, ``, `a`, "aaaa\n"}, // a match that starts after the directory's path
+		{`(?i)^BASH/`, `/noarch/`, `bash/1/1/noarch/`, `b.noarch.rpm`},
+	} {
+		f.Add(s[0], s[1], s[2], s[3])
+	}
+	f.Fuzz(func(t *testing.T, include, exclude, dir, tail string) {
+		if dir == "" || len(include)+len(exclude)+len(dir)+len(tail) > 200 {
+			return
+		}
+		src := &Source{Include: include, Exclude: exclude}
+		keep, err := src.filter()
+		if err != nil {
+			return
+		}
+		skip, err := src.dirFilter()
+		if err != nil {
+			t.Fatalf("filter compiles but dirFilter fails: %v", err)
+		}
+		if skip(dir) && keep(dir+tail) {
+			t.Fatalf("include %q exclude %q: %q skipped, but %q below it is selected", include, exclude, dir, dir+tail)
+		}
+	})
+}
+
+// TestTreeIncludeExclude syncs a Koji tree with include and exclude
+// patterns: the packages they select are mirrored, and directories that
+// cannot hold one are not even listed.
+func TestTreeIncludeExclude(t *testing.T) {
+	for _, tc := range []struct {
+		name, include, exclude string
+		listed, notListed      []string // directories
+	}{
+		{name: "include packages", include: `^(crashme|greeter)/`,
+			listed: []string{"/packages/crashme/", "/packages/greeter/1.1/1/x86_64/"}, notListed: []string{"/packages/counter/"}},
+		{name: "include a version", include: `^crashme/1\.1/`,
+			listed: []string{"/packages/crashme/1.1/1/"}, notListed: []string{"/packages/crashme/1.0/", "/packages/greeter/"}},
+		{name: "include by file name", include: `-debuginfo-`,
+			listed: []string{"/packages/counter/1.0/1/x86_64/"}},
+		{name: "exclude a package", exclude: `^counter/`,
+			listed: []string{"/packages/crashme/"}, notListed: []string{"/packages/counter/"}},
+		{name: "exclude end-anchored", exclude: `^counter/$`,
+			listed: []string{"/packages/counter/", "/packages/counter/1.0/1/x86_64/"}},
+		{name: "exclude by file name", exclude: `-debug(info|source)-`,
+			listed: []string{"/packages/counter/1.0/1/x86_64/"}},
+		{name: "both", include: `^(counter|greeter)/`, exclude: `/1\.0/`,
+			listed: []string{"/packages/greeter/1.1/1/x86_64/"}, notListed: []string{"/packages/greeter/1.0/", "/packages/crashme/"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tree := kojiTree(t)
+			srv := fixtures.NewServer(tree)
+			url := srv.Start(t) + "/packages/"
+			m := newTestMirror(t, "")
+			if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url, Kind: KindTree, Include: tc.include, Exclude: tc.exclude}); err != nil {
+				t.Fatal(err)
+			}
+			res := m.sync(t, "koji")
+			if !res.OK() {
+				t.Fatalf("sync: %s %v", res.Summary(), res.Failed)
+			}
+			// What the patterns select, by the regexp package itself.
+			inc, exc := regexp.MustCompile(tc.include), regexp.MustCompile(tc.exclude)
+			nevras := map[string]bool{}
+			for name := range tree {
+				rel := strings.TrimPrefix(name, "packages/")
+				if inc.MatchString(rel) && (tc.exclude == "" || !exc.MatchString(rel)) {
+					nevras[strings.TrimSuffix(path.Base(name), ".rpm")] = true
+				}
+			}
+			if len(nevras) == 0 {
+				t.Fatal("the case selects no package: it tests nothing")
+			}
+			if res.New != len(nevras) {
+				t.Errorf("%d packages mirrored, want %d", res.New, len(nevras))
+			}
+			ids, want := expectedLines(t, func(e fixtures.ELFFile) bool { return nevras[e.NEVRA] })
+			diffLines(t, m.lookupLines(t, ids), want)
+			for _, d := range tc.listed {
+				if srv.Requests(d) == 0 {
+					t.Errorf("%s not listed", d)
+				}
+			}
+			for _, d := range tc.notListed {
+				if n := srv.Requests(d); n != 0 {
+					t.Errorf("%s listed %d times, want skipped", d, n)
+				}
+			}
+		})
 	}
 }
 
