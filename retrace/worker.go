@@ -70,8 +70,9 @@ var (
 type WorkerConfig struct {
 	// SysrootDir holds the assembled sysroots and GDB's run directories
 	// (required). It should be on the blob pool's file system, so that
-	// sysroots are hard links; every directory above it must be
-	// searchable by User. One Worker owns it (a lock file says so).
+	// sysroots are hard links. When a directory above it is closed to
+	// User, GDB reaches it through descriptors. One Worker owns it (a
+	// lock file says so).
 	SysrootDir string
 	// SysrootBudget bounds the bytes of cached sysroots; least recently
 	// used ones are removed beyond it. Default 10 GiB.
