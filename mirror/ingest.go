@@ -172,10 +172,14 @@ func (m *Mirror) failAfterDrain(br *bufio.Reader, cr *countingReader, w *want, c
 	return nil, cause
 }
 
-// verifyPayload checks a download against the RPM's own payload digest.
+// verifyPayload checks a download against the RPM's own size and payload
+// digest.
 func verifyPayload(n, limit int64, hdr *rpmfile.Header, sum []byte) error {
 	if n > limit {
 		return fmt.Errorf("larger than %d bytes", limit)
+	}
+	if hdr.Size > 0 && n != hdr.Size {
+		return fmt.Errorf("%w: size %d, the RPM's signature says %d: truncated or corrupt download", ErrChecksum, n, hdr.Size)
 	}
 	if hdr.PayloadSHA256 == "" {
 		return nil // the header digest was checked; an old rpm has no payload digest

@@ -95,7 +95,10 @@ type Header struct {
 	// payload. With no repository checksum (tree sources), these are what
 	// proves a download whole: see VerifyHeader and the payload digest.
 	HeaderSHA256, PayloadSHA256 string
-	headerSum                   string
+	// Size is the whole file's length as the signature gives it (lead
+	// and signature, plus its header-and-payload size), 0 when absent.
+	Size      int64
+	headerSum string
 }
 
 // ErrDigest reports an RPM whose bytes do not match its own digests.
@@ -133,6 +136,8 @@ const (
 	tagPayloadDigest     = 5092
 	tagPayloadDigestAlgo = 5093
 	sigTagSHA256         = 273
+	sigTagLongSize       = 270  // header and payload bytes, int64
+	sigTagSize           = 1000 // the same, int32
 	pgpHashSHA256        = 8
 )
 
@@ -179,6 +184,13 @@ func ReadHeader(r io.Reader) (h *Header, err error) {
 		h.Format = "cpio"
 	}
 	h.HeaderSHA256 = strings.ToLower(p.Signature.GetTag(sigTagSHA256).String())
+	size := p.Signature.GetTag(sigTagLongSize).Int64()
+	if size <= 0 {
+		size = p.Signature.GetTag(sigTagSize).Int64()
+	}
+	if size > 0 {
+		h.Size = int64(mainStart) + size
+	}
 	h.headerSum = hex.EncodeToString(mainSum[:])
 	if algo := p.Header.GetTag(tagPayloadDigestAlgo).Int64(); algo == pgpHashSHA256 {
 		h.PayloadSHA256 = strings.ToLower(p.Header.GetTag(tagPayloadDigest).String())

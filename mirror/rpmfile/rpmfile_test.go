@@ -327,3 +327,22 @@ func TestXZDecoders(t *testing.T) {
 		})
 	}
 }
+
+// TestHeaderSize: the size the signature gives is each fixture RPM's
+// length on disk (what a tree sync checks when nothing else gives one).
+func TestHeaderSize(t *testing.T) {
+	rpms, err := filepath.Glob(fixtures.Path("repo", "Packages", "*.rpm"))
+	if err != nil || len(rpms) == 0 {
+		t.Fatalf("fixture RPMs: %v", err)
+	}
+	for _, p := range rpms {
+		_, h := openRPM(t, p)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Size != fi.Size() {
+			t.Errorf("%s: header says %d bytes, file has %d", filepath.Base(p), h.Size, fi.Size())
+		}
+	}
+}
