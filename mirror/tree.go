@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -183,7 +182,7 @@ func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState, skip f
 		mu.Lock()
 		st.Dirs[dir] = d
 		for _, f := range d.RPMs {
-			rpms[f] = d.Checksums[path.Base(f)]
+			rpms[f] = d.Checksums[fileName(f)]
 		}
 		mu.Unlock()
 		for _, sub := range d.Subdirs {
@@ -243,6 +242,9 @@ func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState, skip f
 			sums, err := m.readChecksums(ctx, cf, cc.ListingTimeout)
 			if err != nil {
 				fail(fmt.Errorf("tree: %s: %w", cf, err))
+				// Not remembered as seen, so that the next sync reads
+				// the directory, and this file, again.
+				d.ETag, d.LastModified, d.Hash = "", "", ""
 				continue
 			}
 			if d.Checksums == nil {
@@ -280,6 +282,16 @@ func (m *Mirror) crawl(ctx context.Context, base *url.URL, st *treeState, skip f
 		}
 	}
 	return rpms, fetched, errs
+}
+
+// fileName is the unescaped last element of a file's URL, as a checksum
+// file names it.
+func fileName(u string) string {
+	name := u[strings.LastIndexByte(u, '/')+1:]
+	if s, err := url.PathUnescape(name); err == nil {
+		return s
+	}
+	return name
 }
 
 func looksLikeHTML(b []byte) bool {
@@ -321,8 +333,8 @@ func isChecksumFile(name string) bool {
 	return false
 }
 
-// readChecksums parses "SHA256 (file) = hex" (Fedora) and "hex  file"
-// (sha256sum) lines; other algorithms are ignored.
+// readChecksums reads a checksum file of a tree directory; see
+// parseChecksums.
 func (m *Mirror) readChecksums(ctx context.Context, u string, timeout time.Duration) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -333,21 +345,55 @@ func (m *Mirror) readChecksums(ctx context.Context, u string, timeout time.Durat
 		}
 		return nil, err
 	}
+	return parseChecksums(b), nil
+}
+
+// parseChecksums returns the SHA-256 sums, by file name, of a checksum file
+// in either of the formats coreutils writes:
+//
+//	SHA256 (bash-5.2.26-3.fc40.x86_64.rpm) = 3f1c...   BSD (sha256sum --tag), as Fedora's CHECKSUM files
+//	3f1c...  bash-5.2.26-3.fc40.x86_64.rpm             GNU (sha256sum); "3f1c... *name" in binary mode
+//
+// It takes a PGP clear-signed file (Fedora signs CHECKSUM) as it is: the
+// armour lines are skipped and dash-escaped lines ("- ") unescaped; the
+// signature is not checked. A GNU line starting with "\" has its name
+// escaped ("\\", "\n"). Other algorithms, malformed sums, and names in
+// other directories (with a "/", after a leading "./") are ignored.
+func parseChecksums(b []byte) map[string]string {
 	out := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSuffix(line, "\r")
+		line = strings.TrimPrefix(line, "- ")
+		var name, sum string
 		if rest, ok := strings.CutPrefix(line, "SHA256 ("); ok {
-			if i := strings.Index(rest, ") = "); i > 0 {
-				out[rest[:i]] = strings.ToLower(rest[i+4:])
+			i := strings.LastIndex(rest, ") = ")
+			if i < 0 {
+				continue
 			}
+			name, sum = rest[:i], strings.TrimSpace(rest[i+4:])
+		} else {
+			escaped := strings.HasPrefix(line, "\\")
+			if escaped {
+				line = line[1:]
+			}
+			if len(line) < 67 || line[64] != ' ' || (line[65] != ' ' && line[65] != '*') {
+				continue
+			}
+			name, sum = line[66:], line[:64]
+			if escaped {
+				name = strings.NewReplacer(`\\`, `\`, `\n`, "\n").Replace(name)
+			}
+		}
+		name = strings.TrimPrefix(name, "./")
+		if len(sum) != 64 || name == "" || strings.Contains(name, "/") {
 			continue
 		}
-		if f := strings.Fields(line); len(f) == 2 && len(f[0]) == 64 {
-			out[strings.TrimPrefix(f[1], "*")] = strings.ToLower(f[0])
+		if _, err := hex.DecodeString(sum); err != nil {
+			continue
 		}
+		out[name] = strings.ToLower(sum)
 	}
-	return out, nil
+	return out
 }
 
 func (m *Mirror) syncTree(ctx context.Context, src *Source, res *Result, pr *progressState) {

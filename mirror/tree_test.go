@@ -2,7 +2,11 @@ package mirror
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -539,6 +543,154 @@ func TestTreeIncludeExclude(t *testing.T) {
 			for _, d := range tc.notListed {
 				if n := srv.Requests(d); n != 0 {
 					t.Errorf("%s listed %d times, want skipped", d, n)
+				}
+			}
+		})
+	}
+}
+
+func TestParseChecksums(t *testing.T) {
+	a, b := strings.Repeat("a", 64), strings.Repeat("B", 64)
+	lb := strings.ToLower(b)
+	for _, tc := range []struct {
+		name, in string
+		want     map[string]string
+	}{
+		{"BSD", "SHA256 (x.rpm) = " + a + "\n", map[string]string{"x.rpm": a}},
+		{"GNU", a + "  x.rpm\n" + b + " *y.rpm\n", map[string]string{"x.rpm": a, "y.rpm": lb}},
+		{"clear-signed with CRLF", "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\n# x.rpm: 12 bytes\r\n" +
+			"SHA256 (x.rpm) = " + a + "\r\n- SHA256 (-y.rpm) = " + b + "\r\n-----BEGIN PGP SIGNATURE-----\r\n\r\niQIz\r\n-----END PGP SIGNATURE-----\r\n",
+			map[string]string{"x.rpm": a, "-y.rpm": lb}},
+		{"names with spaces and parentheses", a + "  a b.rpm\nSHA256 (c (1).rpm) = " + b + "\n", map[string]string{"a b.rpm": a, "c (1).rpm": lb}},
+		{"GNU escaped name", "\\" + a + "  a\\\\b\\nc.rpm\n", map[string]string{"a\\b\nc.rpm": a}},
+		{"./ prefix", a + "  ./x.rpm\n", map[string]string{"x.rpm": a}},
+		{"ignored", "SHA512 (x.rpm) = " + strings.Repeat("c", 128) + "\n" + // another algorithm
+			"SHA256 (y.rpm) = " + a[:63] + "\n" + // short
+			"SHA256 (z.rpm) = " + strings.Repeat("g", 64) + "\n" + // not hex
+			a + "  sub/w.rpm\n" + // another directory
+			a + " v.rpm\n" + // one space
+			"MD5 (u.rpm) = d41d8cd98f00b204e9800998ecf8427e\n",
+			map[string]string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := parseChecksums([]byte(tc.in))
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzParseChecksums: whatever a checksum file holds, what comes out is a
+// 64-digit lower-case hex sum per plain file name.
+func FuzzParseChecksums(f *testing.F) {
+	a := strings.Repeat("a", 64)
+	f.Add([]byte("SHA256 (x.rpm) = " + a + "\n"))
+	f.Add([]byte("- SHA256 (x.rpm) = " + a + "\r\n"))
+	f.Add([]byte(a + " *x.rpm\n\\" + a + "  a\\nb.rpm\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for name, sum := range parseChecksums(b) {
+			if name == "" || strings.Contains(name, "/") || len(sum) != 64 || strings.ToLower(sum) != sum {
+				t.Fatalf("%q: %q", name, sum)
+			}
+			if _, err := hex.DecodeString(sum); err != nil {
+				t.Fatalf("%q: %q: %v", name, sum, err)
+			}
+		}
+	})
+}
+
+// TestTreeChecksums: a CHECKSUM or SHA256SUMS file beside the packages is
+// what they are verified by; a package that does not match it fails and is
+// not stored, and the rest of the sync lands.
+func TestTreeChecksums(t *testing.T) {
+	const dir = "packages/crashme/1.0/1/x86_64/"
+	bsd := func(sums map[string]string) []byte {
+		var b strings.Builder
+		b.WriteString("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n")
+		for name, sum := range sums {
+			fmt.Fprintf(&b, "# %s: 1 bytes\nSHA256 (%s) = %s\n", name, name, sum)
+		}
+		b.WriteString("-----BEGIN PGP SIGNATURE-----\n\niQIzBAEBCAAdFiEE\n-----END PGP SIGNATURE-----\n")
+		return []byte(b.String())
+	}
+	gnu := func(sums map[string]string) []byte {
+		var b strings.Builder
+		for name, sum := range sums {
+			fmt.Fprintf(&b, "%s *%s\n", sum, name)
+		}
+		return []byte(b.String())
+	}
+	for _, tc := range []struct {
+		name, file string
+		format     func(map[string]string) []byte
+		bad        string // a file whose sum is made wrong
+	}{
+		{name: "CHECKSUM", file: "CHECKSUM", format: bsd},
+		{name: "SHA256SUMS", file: "SHA256SUMS", format: gnu},
+		{name: "x86_64-CHECKSUM mismatch", file: "x86_64-CHECKSUM", format: bsd, bad: "crashme-1.0-1.x86_64.rpm"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tree := kojiTree(t)
+			sums := map[string]string{}
+			for name, f := range tree {
+				if rest, ok := strings.CutPrefix(name, dir); ok {
+					s := sha256.Sum256(f.Data)
+					sums[rest] = hex.EncodeToString(s[:])
+				}
+			}
+			if len(sums) != 3 {
+				t.Fatalf("%d packages in %s, want 3", len(sums), dir)
+			}
+			want := maps.Clone(sums)
+			if tc.bad != "" {
+				sums[tc.bad] = strings.Repeat("0", 64)
+			}
+			tree[dir+tc.file] = &fstest.MapFile{Data: tc.format(sums)}
+			srv := fixtures.NewServer(tree)
+			url := srv.Start(t) + "/packages/"
+			m := newTestMirror(t, "")
+			if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url, Kind: KindTree}); err != nil {
+				t.Fatal(err)
+			}
+			res := m.sync(t, "koji")
+			if n := srv.Requests("/" + dir + tc.file); n != 1 {
+				t.Errorf("%s read %d times, want once", tc.file, n)
+			}
+			total := len(fixtures.Packages(t))
+			if tc.bad == "" {
+				if !res.OK() || res.New != total {
+					t.Fatalf("sync: %s %v", res.Summary(), res.Failed)
+				}
+			} else {
+				if len(res.Failed) != 1 || !strings.HasSuffix(res.Failed[0].Location, tc.bad) || !errors.Is(res.Failed[0], ErrChecksum) {
+					t.Fatalf("failed: %v, want %s's checksum mismatch", res.Failed, tc.bad)
+				}
+				if res.New != total-1 {
+					t.Errorf("%d packages mirrored, want the other %d", res.New, total-1)
+				}
+			}
+			for _, p := range fixtures.Packages(t) {
+				n, err := index.ParseNEVRA(p.NEVRA)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pkg, err := m.idx.Package(n)
+				if p.File == tc.bad {
+					if !errors.Is(err, index.ErrNotFound) {
+						t.Errorf("%s, which does not match %s, was stored (%v)", p.File, tc.file, err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("%s: %v", p.NEVRA, err)
+				}
+				verifiedBy := "(payload)"
+				if sum, ok := want[p.File]; ok {
+					verifiedBy = "sha256:" + sum
+				}
+				if !strings.HasSuffix(pkg.Checksum, verifiedBy) {
+					t.Errorf("%s verified by %q, want %q", p.File, pkg.Checksum, verifiedBy)
 				}
 			}
 		})
