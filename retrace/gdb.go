@@ -139,8 +139,16 @@ func userNamespaces() error {
 			UidMappings: []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}},
 			GidMappings: []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}},
 		}
-		if out, err := cmd.CombinedOutput(); err != nil {
-			userNSProbe.err = fmt.Errorf("this user may not create a user namespace (%v%s)", err, strings.TrimSpace(" "+string(out)))
+		out, err := cmd.CombinedOutput()
+		why := ""
+		switch {
+		case errors.Is(err, syscall.ENOSPC):
+			why = ": the user namespace limit (max_user_namespaces) is reached"
+		case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
+			why = ": forbidden to unprivileged users (sysctl or security policy)"
+		}
+		if err != nil {
+			userNSProbe.err = fmt.Errorf("this user may not create a user namespace%s (%v%s)", why, err, strings.TrimSpace(" "+string(out)))
 		}
 	})
 	return userNSProbe.err

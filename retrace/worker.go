@@ -92,9 +92,11 @@ type WorkerConfig struct {
 	// the worker's own user (only root can switch).
 	User string
 	// Network is "none" (GDB gets its own network namespace with no
-	// interface up) or "host". Default "none" when the worker runs as
-	// root, "host" otherwise; "none" without root needs unprivileged
-	// user namespaces.
+	// interface up; a worker that is not root needs unprivileged user
+	// namespaces for it, and NewWorker fails without them) or "host".
+	// Default: "none" when root or when the kernel lets this user create
+	// a user namespace (probed once), else "host", which
+	// NetworkWarning and every task's log then explain.
 	Network string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -222,6 +224,10 @@ func NewWorker(idx WorkerIndex, pool BlobSource, cfg WorkerConfig) (*Worker, err
 	}
 	return &Worker{idx: idx, pool: pool, cfg: cfg, gdb: gdb, sb: sb, cache: cache, byFD: byFD}, nil
 }
+
+// NetworkWarning says why GDB runs with the host's network although the
+// configuration asked for none if possible (Network ""), or is "".
+func (w *Worker) NetworkWarning() string { return w.sb.hostWhy }
 
 // Close releases the sysroot directory, recording the sysroots' last use
 // for the next Worker.

@@ -38,6 +38,9 @@ func startTasks(s *store, cfg Config, log *slog.Logger) (*retrace.Server, *retra
 	if err != nil {
 		return nil, nil, err
 	}
+	if why := w.NetworkWarning(); why != "" {
+		log.Warn("retrace: gdb runs with the host's network; set [retrace] network = \"host\" to say that is meant, or allow unprivileged user namespaces", "why", why)
+	}
 	rc := serverConfig(cfg)
 	rc.Packages, rc.Logger = packageChecker{s.idx}, log
 	var st unix.Statfs_t
