@@ -425,6 +425,15 @@ func (m *Mirror) syncTree(ctx context.Context, src *Source, res *Result, pr *pro
 		files = append(files, f)
 	}
 	sort.Strings(files)
+	// A file name met under another URL (an alias directory such as
+	// latest/, Koji's data/signed/KEYID/ copies) names the same build, the
+	// same NEVRA: it is fetched once, and its other URLs recorded with it.
+	seenName := make(map[string]string, len(st.Seen))
+	for u, nevra := range st.Seen {
+		seenName[fileName(u)] = nevra
+	}
+	fetching := map[string]*want{}
+	aliases := map[*want][]string{}
 	for _, f := range files {
 		rel := strings.TrimPrefix(f, loc.u.String())
 		if !keep(rel) {
@@ -434,7 +443,17 @@ func (m *Mirror) syncTree(ctx context.Context, src *Source, res *Result, pr *pro
 		if _, ok := st.Seen[f]; ok {
 			continue
 		}
+		name := fileName(f)
+		if nevra, ok := seenName[name]; ok {
+			st.Seen[f] = nevra
+			continue
+		}
+		if w, ok := fetching[name]; ok {
+			aliases[w] = append(aliases[w], f)
+			continue
+		}
 		w := &want{target: f, location: rel}
+		fetching[name] = w
 		if sum := found[f]; sum != "" {
 			w.checksum.Type, w.checksum.Value = "sha256", sum
 		}
@@ -446,6 +465,9 @@ func (m *Mirror) syncTree(ctx context.Context, src *Source, res *Result, pr *pro
 	for _, w := range todo {
 		if w.done != "" {
 			st.Seen[w.target] = w.done
+			for _, f := range aliases[w] {
+				st.Seen[f] = w.done
+			}
 		}
 	}
 	for _, e := range errs {

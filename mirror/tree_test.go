@@ -697,6 +697,79 @@ func TestTreeChecksums(t *testing.T) {
 	}
 }
 
+// TestTreeAliases: a package listed under two URLs (a latest/ directory
+// beside the versions) is fetched once, whether both appear in one sync or
+// the alias appears later.
+func TestTreeAliases(t *testing.T) {
+	const real, alias = "packages/crashme/1.1/1/x86_64/", "packages/crashme/latest/x86_64/"
+	withAlias := func(t *testing.T) (fstest.MapFS, []string) {
+		tree := kojiTree(t)
+		var names []string
+		for name, f := range kojiTree(t) {
+			if rest, ok := strings.CutPrefix(name, real); ok {
+				tree[alias+rest] = f
+				names = append(names, rest)
+			}
+		}
+		if len(names) != 3 {
+			t.Fatalf("%d packages in %s, want 3", len(names), real)
+		}
+		return tree, names
+	}
+	total := len(fixtures.Packages(t))
+	t.Run("in one sync", func(t *testing.T) {
+		tree, names := withAlias(t)
+		srv := fixtures.NewServer(tree)
+		url := srv.Start(t) + "/packages/"
+		m := newTestMirror(t, "")
+		if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url, Kind: KindTree}); err != nil {
+			t.Fatal(err)
+		}
+		if res := m.sync(t, "koji"); !res.OK() || res.New != total {
+			t.Fatalf("sync: %s %v", res.Summary(), res.Failed)
+		}
+		for _, n := range names {
+			if got := srv.Requests("/"+real+n) + srv.Requests("/"+alias+n); got != 1 {
+				t.Errorf("%s fetched %d times under its two URLs, want once", n, got)
+			}
+		}
+		srv.ResetRequests()
+		if res := m.sync(t, "koji"); !res.OK() || res.New != 0 || res.Listed != total+len(names) {
+			t.Fatalf("second sync: %s %v", res.Summary(), res.Failed)
+		}
+		for _, n := range names {
+			if got := srv.Requests("/"+real+n) + srv.Requests("/"+alias+n); got != 0 {
+				t.Errorf("unchanged sync fetched %s %d times", n, got)
+			}
+		}
+	})
+	t.Run("later", func(t *testing.T) {
+		srv := fixtures.NewServer(kojiTree(t))
+		url := srv.Start(t) + "/packages/"
+		m := newTestMirror(t, "")
+		if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url, Kind: KindTree}); err != nil {
+			t.Fatal(err)
+		}
+		if res := m.sync(t, "koji"); !res.OK() || res.New != total {
+			t.Fatalf("sync: %s %v", res.Summary(), res.Failed)
+		}
+		tree, names := withAlias(t)
+		srv.SetRoot(tree)
+		srv.ResetRequests()
+		if res := m.sync(t, "koji"); !res.OK() || res.New != 0 {
+			t.Fatalf("sync with the alias: %s %v", res.Summary(), res.Failed)
+		}
+		if srv.Requests("/"+alias) != 1 {
+			t.Fatalf("%s not listed: the test tests nothing", alias)
+		}
+		for _, n := range names {
+			if got := srv.Requests("/" + alias + n); got != 0 {
+				t.Errorf("%s fetched again under the alias", n)
+			}
+		}
+	})
+}
+
 // TestTreeEndlessAndLoops: a server whose every directory links to a
 // deeper one, to its parent and to the root ends the walk at the depth
 // bound, reports it, and does not hang.
