@@ -186,13 +186,10 @@ func hasItem(p *Plan, kind, name string) bool {
 	return false
 }
 
-// TestSyncBetweenPlanAndExecute: a source is removed and gc plans its
-// packages away; before gc executes, another source syncs the same
-// repository and links every package. Execute keeps them and their files,
-// and counts what it left.
-func TestSyncBetweenPlanAndExecute(t *testing.T) {
+// planRemoved mirrors repo-v1, removes the source and plans a collection.
+func planRemoved(t *testing.T) (*env, *Collector, *Plan) {
+	t.Helper()
 	e := newEnv(t, "repo-v1")
-	before := e.blobs(t)
 	if err := e.m.Remove("repo-v1"); err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +198,16 @@ func TestSyncBetweenPlanAndExecute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e, c, plan
+}
+
+// TestSyncBetweenPlanAndExecute: a source is removed and gc plans its
+// packages away; before gc executes, another source syncs the same
+// repository and links every package. Execute keeps them and their files,
+// and counts what it left.
+func TestSyncBetweenPlanAndExecute(t *testing.T) {
+	e, c, plan := planRemoved(t)
+	before := e.blobs(t)
 	planned := len(plan.Items)
 	if planned == 0 {
 		t.Fatal("nothing planned after removing the only source")
@@ -236,15 +243,7 @@ func TestSyncBetweenPlanAndExecute(t *testing.T) {
 // TestExecuteWaitsForHold: a sync holding the index between storing a
 // package's files and committing it keeps gc's execution waiting.
 func TestExecuteWaitsForHold(t *testing.T) {
-	e := newEnv(t, "repo-v1")
-	if err := e.m.Remove("repo-v1"); err != nil {
-		t.Fatal(err)
-	}
-	c := e.collector(Config{})
-	plan, err := c.Plan(context.Background(), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, c, plan := planRemoved(t)
 	release := e.idx.Hold()
 	done := make(chan error, 1)
 	go func() {

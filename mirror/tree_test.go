@@ -283,6 +283,22 @@ func trickle(h http.Handler, path string) http.Handler {
 	})
 }
 
+// syncGuarded syncs name under a two-minute guard against a hang, far
+// above any bound the tests set; a sync the guard ends fails the test.
+func (m *testMirror) syncGuarded(t *testing.T, name string) *Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := m.Sync(ctx, name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the sync ended only by the guard's deadline")
+	}
+	return res
+}
+
 // TestTreeListingTimeout: a listing whose body never ends is cut at
 // Crawl.ListingTimeout and reported; the rest of the tree lands.
 func TestTreeListingTimeout(t *testing.T) {
@@ -293,17 +309,7 @@ func TestTreeListingTimeout(t *testing.T) {
 	if _, err := m.Add(context.Background(), Source{Name: "koji", URL: srv.URL + "/packages/", Kind: KindTree}); err != nil {
 		t.Fatal(err)
 	}
-	// A guard against a hang, far above the listing timeout; not what
-	// the test checks.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := m.Sync(ctx, "koji", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ctx.Err() != nil {
-		t.Fatal("the sync ended only by the guard's deadline")
-	}
+	res := m.syncGuarded(t, "koji")
 	if len(res.Failed) != 1 || !strings.Contains(res.Failed[0].Error(), "/packages/crashme/") ||
 		!strings.Contains(res.Failed[0].Error(), "crawl_listing_timeout") {
 		t.Fatalf("failed: %v, want the trickling listing reported", res.Failed)
@@ -784,15 +790,7 @@ func TestTreeEndlessAndLoops(t *testing.T) {
 	if _, err := m.Add(context.Background(), Source{Name: "endless", URL: srv.URL + "/tree/", Kind: KindTree}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := m.Sync(ctx, "endless", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ctx.Err() != nil {
-		t.Fatal("the walk did not end by itself")
-	}
+	res := m.syncGuarded(t, "endless")
 	if len(res.Failed) == 0 || !strings.Contains(res.Failed[0].Error(), "bounded") {
 		t.Fatalf("the depth bound was not reported: %v", res.Failed)
 	}

@@ -237,26 +237,45 @@ func sysrootTestBuild(size int64, builds *atomic.Int32) func(context.Context, st
 
 func sysrootTestKey(name string) string { return sysrootKey([]string{name}) }
 
-// TestSysrootCacheLRU: eviction goes by last use, skips sysroots in use,
-// and survives a reopen.
-func TestSysrootCacheLRU(t *testing.T) {
-	dir := t.TempDir()
+// testCache is a sysroot cache on a fresh directory, with a clock that
+// ticks a second per reading and sysroots of 100 bytes.
+type testCache struct {
+	t      *testing.T
+	dir    string
+	now    func() time.Time
+	c      *sysrootCache
+	builds atomic.Int32
+}
+
+func newTestCache(t *testing.T, budget int64) *testCache {
+	t.Helper()
 	var clock atomic.Int64
-	now := func() time.Time { return time.Unix(clock.Add(1), 0) }
-	c, err := openSysrootCache(dir, 250, now)
+	tc := &testCache{t: t, dir: t.TempDir(), now: func() time.Time { return time.Unix(clock.Add(1), 0) }}
+	c, err := openSysrootCache(tc.dir, budget, tc.now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	var builds atomic.Int32
-	use := func(name string) *sysrootLease {
-		t.Helper()
-		l, err := c.acquire(context.Background(), sysrootTestKey(name), sysrootTestBuild(100, &builds))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
+	t.Cleanup(func() { c.Close() })
+	tc.c = c
+	return tc
+}
+
+// use acquires the sysroot of the package set {name}.
+func (tc *testCache) use(name string) *sysrootLease {
+	tc.t.Helper()
+	l, err := tc.c.acquire(context.Background(), sysrootTestKey(name), sysrootTestBuild(100, &tc.builds))
+	if err != nil {
+		tc.t.Fatal(err)
 	}
+	return l
+}
+
+// TestSysrootCacheLRU: eviction goes by last use, skips sysroots in use,
+// and survives a reopen.
+func TestSysrootCacheLRU(t *testing.T) {
+	tc := newTestCache(t, 250)
+	dir, now, c, use, builds := tc.dir, tc.now, tc.c, tc.use, &tc.builds
+	var err error
 	have := func() []string {
 		var names []string
 		for _, n := range []string{"A", "B", "C", "D"} {
@@ -337,7 +356,7 @@ func TestSysrootCacheLRU(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("after reopen: %v, want %v", names, want)
 	}
-	l, err := c2.acquire(context.Background(), sysrootTestKey("D"), sysrootTestBuild(100, &builds))
+	l, err := c2.acquire(context.Background(), sysrootTestKey("D"), sysrootTestBuild(100, builds))
 	if err != nil || !l.Reused {
 		t.Errorf("D after reopen: %v reused %v", err, l != nil && l.Reused)
 	}
@@ -453,23 +472,8 @@ func sysrootItemNames(items []gc.Item) []string {
 // idle sysroots beyond its budget, least recently used first, never one
 // in use, and removes only those still idle.
 func TestSysrootCacheCollectable(t *testing.T) {
-	dir := t.TempDir()
-	var clock atomic.Int64
-	now := func() time.Time { return time.Unix(clock.Add(1), 0) }
-	c, err := openSysrootCache(dir, 1000, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var builds atomic.Int32
-	use := func(name string) *sysrootLease {
-		t.Helper()
-		l, err := c.acquire(context.Background(), sysrootTestKey(name), sysrootTestBuild(100, &builds))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
+	tc := newTestCache(t, 1000)
+	dir, c, use := tc.dir, tc.c, tc.use
 	for _, n := range []string{"A", "B", "C", "D"} {
 		if err := use(n).Release(); err != nil {
 			t.Fatal(err)
