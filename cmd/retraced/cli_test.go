@@ -22,6 +22,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/retrace"
 	"github.com/retraced/retraced/web"
 )
@@ -515,5 +516,42 @@ func TestRetraceCommand(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "not in the mirror") || !strings.Contains(err.Error(), core.Modules[0].BuildID) {
 		t.Fatalf("empty mirror: %v, want the missing executable's build-id\n%s", err, stderr)
+	}
+}
+
+// TestCrawlConfig: the [mirror] crawl_* keys load into the mirror's crawl
+// settings, defaults fill what is unset, and values out of range are
+// refused at load, naming the key.
+func TestCrawlConfig(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "retraced.toml")
+	load := func(body string) (Config, error) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte("[mirror]\n"+body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return loadConfig(p)
+	}
+	cfg, err := load("crawl_max_depth = 6\ncrawl_parallelism = 1\ncrawl_delay = \"250ms\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mirror.DefaultCrawl
+	want.MaxDepth, want.Parallelism, want.Delay = 6, 1, 250*time.Millisecond
+	if got := cfg.Mirror.crawl(); got != want {
+		t.Errorf("crawl %+v, want %+v", got, want)
+	}
+	for body, key := range map[string]string{
+		"crawl_max_depth = 0\n":               "crawl_max_depth",
+		"crawl_max_depth = 101\n":             "crawl_max_depth",
+		"crawl_max_listings = -1\n":           "crawl_max_listings",
+		"crawl_parallelism = 65\n":            "crawl_parallelism",
+		"crawl_delay = \"2m\"\n":              "crawl_delay",
+		"crawl_delay = \"soon\"\n":            "crawl_delay",
+		"crawl_listing_timeout = \"0s\"\n":    "crawl_listing_timeout",
+		"crawl_listing_timeout = \"later\"\n": "crawl_listing_timeout",
+	} {
+		if _, err := load(body); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%q: %v, want an error naming %s", body, err, key)
+		}
 	}
 }
