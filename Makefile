@@ -8,7 +8,7 @@ CORPUS   ?= /var/tmp/retraced-corpus
 TAGS     ?= liblzma
 export GOFLAGS := -tags=$(TAGS) $(GOFLAGS)
 
-.PHONY: help build test test-short lint fuzz bench bench-compare run fixtures clean
+.PHONY: help build test test-short lint fuzz bench bench-compare bench-retrace run fixtures clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ bench: ## Go benchmarks (index lookups, ingest, unchanged tree sync, gc of 100k 
 
 bench-compare: build ## ingest CORPUS with retraced and with debuginfod -R; print times and ratios
 	bash bench/compare.sh $(CORPUS) $(BIN)/retraced
+
+bench-retrace: build ## retrace tasks of the fixture cores through serve, beside gdb with DEBUGINFOD_URLS; medians and ratios
+	bash bench/retrace.sh $(BIN)/retraced
 
 run: build ## serve the bundled fixture repository on 127.0.0.1:8080
 	$(BIN)/retraced --data $(DATA) serve
