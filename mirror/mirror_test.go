@@ -499,8 +499,10 @@ func TestSyncPauses(t *testing.T) {
 	errLow := errors.New("disk low")
 	var asked atomic.Int32
 	var low atomic.Bool
+	// Asked once as the sync starts, then before each package: the
+	// fifth question, before the fourth package, finds the disk low.
 	m := newTestMirrorConfig(t, "", Config{Workers: 1, Pause: func() error {
-		if asked.Add(1) > 3 && low.Load() {
+		if asked.Add(1) > 4 && low.Load() {
 			return errLow
 		}
 		return nil
@@ -513,6 +515,15 @@ func TestSyncPauses(t *testing.T) {
 	}
 	if !errors.Is(res.Err, errLow) || res.New != 3 {
 		t.Fatalf("paused sync: %v, %d new, want the pause error after 3", res.Err, res.New)
+	}
+	if src, err := m.Source("fx"); err != nil || src.State.LastResult != "failed: disk low" {
+		t.Fatalf("last result after the pause: %v %+v", err, src)
+	}
+	// Paused from the start: nothing is fetched, and the source says why.
+	asked.Store(10)
+	res, err = m.Sync(context.Background(), "fx", nil)
+	if err != nil || !errors.Is(res.Err, errLow) || res.New != 0 || res.Listed != 0 {
+		t.Fatalf("sync paused at its start: %v %+v", err, res)
 	}
 	low.Store(false)
 	again := m.sync(t, "fx")

@@ -23,6 +23,8 @@ type Mirrors interface {
 	Remove(name string) error
 	// Sync runs one sync; it fails with mirror.ErrSyncing when one runs.
 	Sync(ctx context.Context, name string, progress func(mirror.Progress)) (*mirror.Result, error)
+	// Refuse records a sync that did not run, and why.
+	Refuse(name string, why error) (*mirror.Result, error)
 	Compact(ctx context.Context) (*mirror.CompactResult, error)
 }
 
@@ -110,7 +112,14 @@ func (o *Ops) runSync(ctx context.Context, name string) SyncOutcome {
 		o.mu.Lock()
 		delete(o.running, name)
 		o.mu.Unlock()
-		res := &mirror.Result{Source: name, Err: &DiskLowError{Free: free, MinPercent: o.cfg.MinFreePercent}}
+		// Recorded as the source's last sync, for mirror list and the
+		// status page.
+		low := &DiskLowError{Free: free, MinPercent: o.cfg.MinFreePercent}
+		res, err := o.m.Refuse(name, low)
+		if err != nil {
+			o.log.Error("sync", "source", name, "err", err)
+			res = &mirror.Result{Source: name, Err: low}
+		}
 		o.log.Warn("sync", "source", name, "err", res.Err)
 		return SyncOutcome{res: res}
 	}

@@ -167,6 +167,9 @@ func TestDiskLowPausesSyncs(t *testing.T) {
 	if c, _ := idx.Counts(); c.Packages != 0 {
 		t.Fatal("a paused sync ingested packages")
 	}
+	if src, err := m.Source("fx"); err != nil || !strings.Contains(src.State.LastResult, "paused") {
+		t.Fatalf("the source's last result does not say it paused: %v %+v", err, src)
+	}
 	r := gin.New()
 	NewStatus(ops, idx, StatusSources{DiskFree: ops.DiskFree}).Register(r)
 	w := httptest.NewRecorder()
