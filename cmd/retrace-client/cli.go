@@ -175,24 +175,35 @@ func (o *options) create(cmd *cobra.Command, c *taskclient.Client) (id, password
 			return "", "", err
 		}
 	}
-	// Pack while uploading: the packer writes into the request body.
-	pr, pw := io.Pipe()
-	packed := make(chan error, 1)
-	go func() {
-		err := cd.Pack(pw)
-		pw.CloseWithError(err)
-		packed <- err
-	}()
-	id, password, err = c.Create(ctx, pr, "application/x-xz-compressed-tar")
-	pr.CloseWithError(errUploadEnded) // stops the packer if the server stopped reading
-	if perr := <-packed; perr != nil && err == nil && !errors.Is(perr, errUploadEnded) {
-		err = fmt.Errorf("pack the crash: %w", perr)
+	// Packed first, as abrt-retrace-client does, so that the upload has a
+	// Content-Length (a Retrace Server behind mod_wsgi needs one) and an
+	// archive over the server's limit is not sent at all.
+	f, err := os.CreateTemp("", "retrace-client-*.tar.xz")
+	if err != nil {
+		return "", "", err
 	}
-	return id, password, err
+	defer func() {
+		f.Close()
+		if rerr := os.Remove(f.Name()); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	if err := cd.Pack(f); err != nil {
+		return "", "", fmt.Errorf("pack the crash: %w", err)
+	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return "", "", err
+	}
+	if s.MaxPackedSize > 0 && size > s.MaxPackedSize {
+		return "", "", fmt.Errorf("The size of your archive is %s, but the retrace server only accepts archives smaller or equal to %s.",
+			iec(size), iec(s.MaxPackedSize))
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", "", err
+	}
+	return c.Create(ctx, f, "application/x-xz-compressed-tar", size)
 }
-
-// errUploadEnded stops a packer whose archive nobody reads any more.
-var errUploadEnded = errors.New("the upload ended")
 
 // checkPackage asks the server whether it knows the crash's package, as
 // abrt-retrace-client does; a crash directory without package and

@@ -6,11 +6,16 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -421,5 +426,39 @@ func TestParseSettings(t *testing.T) {
 		strings.Join(s.Formats, ",") != "application/x-xz-compressed-tar,application/x-gzip" ||
 		strings.Join(s.Releases, ",") != "fedora-40-x86_64,rhel-9-x86_64" {
 		t.Errorf("%+v", s)
+	}
+}
+
+// TestCreateSendsLength: create packs the crash first and uploads it with
+// a Content-Length, not chunked, as abrt-retrace-client does.
+func TestCreateSendsLength(t *testing.T) {
+	hs := startServer(t, coreRetracer{}, false)
+	target, err := url.Parse(hs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var mu sync.Mutex
+	var lengths []int64
+	var chunked bool
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/create" {
+			mu.Lock()
+			lengths = append(lengths, r.ContentLength)
+			chunked = chunked || slices.Contains(r.TransferEncoding, "chunked")
+			mu.Unlock()
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	corePath, _ := fixtureCore(t)
+	out, errOut, err := runClient(t, "create", "--url", front.URL, "-c", corePath)
+	if err != nil || !taskRE.MatchString(out) {
+		t.Fatalf("create: %q %v\n%s", out, err, errOut)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lengths) != 1 || lengths[0] <= 0 || chunked {
+		t.Errorf("create sent Content-Length %v, chunked %v; want one upload with a length", lengths, chunked)
 	}
 }

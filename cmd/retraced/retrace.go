@@ -108,7 +108,7 @@ func retraceRemote(ctx context.Context, r *remote, core, exe string, log, out, e
 	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(cd.PackTar(pw)) }()
-	id, password, err := c.Create(ctx, pr, "application/x-tar")
+	id, password, err := c.Create(ctx, pr, "application/x-tar", -1)
 	pr.Close() // stops the packer if the server stopped reading
 	if err != nil {
 		return fmt.Errorf("retrace through the server at %s: %w", r.base, err)

@@ -168,13 +168,17 @@ func (c *Client) CheckPackage(ctx context.Context, nvr, arch string) (bool, erro
 	return false, unexpected(a)
 }
 
-// Create is POST /create with the archive streamed from body, of
-// contentType (application/x-xz-compressed-tar, as Pack writes, or
-// application/x-tar).
-func (c *Client) Create(ctx context.Context, body io.Reader, contentType string) (id, password string, err error) {
+// Create is POST /create with the archive read from body, of contentType
+// (application/x-xz-compressed-tar, as Pack writes, or application/x-tar)
+// and size bytes; a size below 0 streams it chunked, which a Retrace
+// Server behind mod_wsgi may refuse.
+func (c *Client) Create(ctx context.Context, body io.Reader, contentType string, size int64) (id, password string, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url("create"), body)
 	if err != nil {
 		return "", "", err
+	}
+	if size >= 0 {
+		req.ContentLength = size
 	}
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("X-Task-Type", "0") // a coredump retrace, as abrt-retrace-client sends it
