@@ -20,6 +20,8 @@ import (
 
 	"github.com/gocolly/colly/v2"
 	"golang.org/x/net/html"
+
+	"github.com/retraced/retraced/index"
 )
 
 // treeMaxListing bounds one directory listing's body. The crawl's other
@@ -453,10 +455,25 @@ func (m *Mirror) syncTree(ctx context.Context, src *Source, res *Result, pr *pro
 			continue
 		}
 		w := &want{target: f, location: rel}
-		fetching[name] = w
 		if sum := found[f]; sum != "" {
 			w.checksum.Type, w.checksum.Value = "sha256", sum
 		}
+		// A package the index has from another source (the yum
+		// repository a Koji tree feeds) is linked, not fetched again:
+		// an RPM's file name is its name-version-release.arch.
+		if n, err := index.ParseNEVRA(strings.TrimSuffix(name, ".rpm")); err == nil && strings.HasSuffix(name, ".rpm") {
+			linked, err := m.link(src.Name, &want{nevra: n, checksum: w.checksum})
+			if err != nil {
+				res.Err = err
+				return
+			}
+			if linked {
+				res.Linked++
+				st.Seen[f], seenName[name] = n.String(), n.String()
+				continue
+			}
+		}
+		fetching[name] = w
 		todo = append(todo, w)
 	}
 	pr.setPhase("packages")

@@ -827,3 +827,55 @@ func BenchmarkUnchangedTreeSync(b *testing.B) {
 	}
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/sync")
 }
+
+// TestTreeLinksOtherSources: a Koji tree over packages a yum source has
+// already brought in links them by file name instead of fetching them;
+// only packages whose file name does not give their NEVRA (an epoch) are
+// downloaded, and the tree source lists every package either way.
+func TestTreeLinksOtherSources(t *testing.T) {
+	tree := kojiTree(t)
+	srv := fixtures.NewServer(tree)
+	url := srv.Start(t) + "/packages/"
+	m := newTestMirror(t, "")
+	m.add(t, "fx", fixtures.Path("repo"))
+	if res := m.sync(t, "fx"); !res.OK() {
+		t.Fatalf("yum sync: %s", res.Summary())
+	}
+	if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url, Kind: KindTree}); err != nil {
+		t.Fatal(err)
+	}
+	epoch := 0
+	for _, p := range fixtures.Packages(t) {
+		if strings.Contains(p.NEVRA, ":") {
+			epoch++
+		}
+	}
+	if epoch == 0 || epoch == len(fixtures.Packages(t)) {
+		t.Fatalf("%d of the fixture packages have an epoch; the test needs some with and some without", epoch)
+	}
+	srv.ResetRequests()
+	res := m.sync(t, "koji")
+	if !res.OK() || res.Linked != len(fixtures.Packages(t))-epoch || res.New != epoch || res.BytesStored != 0 {
+		t.Fatalf("tree sync: %s, want %d linked, %d fetched and nothing stored", res.Summary(), len(fixtures.Packages(t))-epoch, epoch)
+	}
+	rpms := 0
+	for name := range tree {
+		rpms += srv.Requests("/" + name)
+	}
+	if rpms != epoch {
+		t.Errorf("%d packages downloaded, want the %d whose file name has no epoch", rpms, epoch)
+	}
+	if err := m.Remove("fx"); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := m.idx.SourcePackages("koji", func(index.NEVRA) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(fixtures.Packages(t)) {
+		t.Errorf("koji lists %d packages, want all %d", n, len(fixtures.Packages(t)))
+	}
+	if again := m.sync(t, "koji"); !again.OK() || again.New+again.Linked != 0 {
+		t.Errorf("second tree sync: %s", again.Summary())
+	}
+}
