@@ -43,6 +43,19 @@ func kojiTree(t testing.TB) fstest.MapFS {
 	return fsys
 }
 
+// newKojiMirror serves tree and adds its packages/ as tree source "koji"
+// of a new mirror.
+func newKojiMirror(t *testing.T, tree fstest.MapFS) (*testMirror, *fixtures.Server) {
+	t.Helper()
+	srv := fixtures.NewServer(tree)
+	url := srv.Start(t) + "/packages/"
+	m := newTestMirror(t, "")
+	if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url, Kind: KindTree}); err != nil {
+		t.Fatal(err)
+	}
+	return m, srv
+}
+
 // treeDirs returns the URL path of every directory of fsys under top
 // ("/packages/", "/packages/bash/", ...).
 func treeDirs(fsys fstest.MapFS, top string) []string {
@@ -653,12 +666,7 @@ func TestTreeChecksums(t *testing.T) {
 				sums[tc.bad] = strings.Repeat("0", 64)
 			}
 			tree[dir+tc.file] = &fstest.MapFile{Data: tc.format(sums)}
-			srv := fixtures.NewServer(tree)
-			url := srv.Start(t) + "/packages/"
-			m := newTestMirror(t, "")
-			if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url, Kind: KindTree}); err != nil {
-				t.Fatal(err)
-			}
+			m, srv := newKojiMirror(t, tree)
 			res := m.sync(t, "koji")
 			if n := srv.Requests("/" + dir + tc.file); n != 1 {
 				t.Errorf("%s read %d times, want once", tc.file, n)
@@ -725,12 +733,7 @@ func TestTreeAliases(t *testing.T) {
 	total := len(fixtures.Packages(t))
 	t.Run("in one sync", func(t *testing.T) {
 		tree, names := withAlias(t)
-		srv := fixtures.NewServer(tree)
-		url := srv.Start(t) + "/packages/"
-		m := newTestMirror(t, "")
-		if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url, Kind: KindTree}); err != nil {
-			t.Fatal(err)
-		}
+		m, srv := newKojiMirror(t, tree)
 		if res := m.sync(t, "koji"); !res.OK() || res.New != total {
 			t.Fatalf("sync: %s %v", res.Summary(), res.Failed)
 		}
@@ -750,12 +753,7 @@ func TestTreeAliases(t *testing.T) {
 		}
 	})
 	t.Run("later", func(t *testing.T) {
-		srv := fixtures.NewServer(kojiTree(t))
-		url := srv.Start(t) + "/packages/"
-		m := newTestMirror(t, "")
-		if _, err := m.Add(context.Background(), Source{Name: "koji", URL: url, Kind: KindTree}); err != nil {
-			t.Fatal(err)
-		}
+		m, srv := newKojiMirror(t, kojiTree(t))
 		if res := m.sync(t, "koji"); !res.OK() || res.New != total {
 			t.Fatalf("sync: %s %v", res.Summary(), res.Failed)
 		}
