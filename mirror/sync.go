@@ -90,19 +90,19 @@ func HumanBytes(n int64) string {
 // end. The returned error is only for a sync that could not start; how the
 // sync went is in the Result, and in the source's state.
 func (m *Mirror) Sync(ctx context.Context, name string, progress func(Progress)) (*Result, error) {
-	return m.sync(ctx, name, progress, nil)
+	return m.run(ctx, name, progress, nil)
 }
 
 // Refuse records, as the last sync of source name, one that did not run
 // because of why (serve's disk check), so that `mirror list` and the
 // status page say so.
 func (m *Mirror) Refuse(name string, why error) (*Result, error) {
-	return m.sync(context.Background(), name, nil, why)
+	return m.run(context.Background(), name, nil, why)
 }
 
-// sync is Sync, or a refused sync when why is set. Config.Pause is asked
+// run is Sync, or a refused sync when why is set. Config.Pause is asked
 // first: a sync that may not start is refused with its error.
-func (m *Mirror) sync(ctx context.Context, name string, progress func(Progress), why error) (*Result, error) {
+func (m *Mirror) run(ctx context.Context, name string, progress func(Progress), why error) (*Result, error) {
 	m.syncMu.Lock()
 	if m.syncing[name] {
 		m.syncMu.Unlock()

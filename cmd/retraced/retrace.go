@@ -107,9 +107,14 @@ func retraceRemote(ctx context.Context, r *remote, core, exe string, log, out, e
 		return err
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(cd.PackTar(pw)) }()
+	packed := make(chan struct{})
+	go func() {
+		defer close(packed)
+		pw.CloseWithError(cd.PackTar(pw))
+	}()
 	id, password, err := c.Create(ctx, pr, "application/x-tar", -1)
 	pr.Close() // stops the packer if the server stopped reading
+	<-packed   // before the crash directory is removed
 	if err != nil {
 		return fmt.Errorf("retrace through the server at %s: %w", r.base, err)
 	}
