@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/retraced/retraced/index/blob"
 )
@@ -18,8 +19,12 @@ var errCodec = errors.New("index: undecodable value")
 //	  str name, uvarint epoch, str version, str release, str arch,
 //	  byte kind, str path, [32]byte blob digest, uvarint size
 //
-// with str = uvarint length + bytes. The format favours decode speed: a
-// lookup is one Get plus this decode.
+// with str = uvarint length + bytes, and then, only when some match has a
+// dwz multifile (Match.AltLink), a trailer: per match in the same order,
+// str altlink build-id (empty for none). A value without the trailer (all
+// values written before it existed) decodes with no altlinks, and a reader
+// that predates it ignores it. The format favours decode speed: a lookup
+// is one Get plus this decode.
 
 func appendStr(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
@@ -43,6 +48,11 @@ func encodeMatches(ms []Match) []byte {
 		b = appendStr(b, m.Path)
 		b = append(b, m.Blob[:]...)
 		b = binary.AppendUvarint(b, uint64(m.Size))
+	}
+	if slices.ContainsFunc(ms, func(m Match) bool { return !m.AltLink.IsZero() }) {
+		for _, m := range ms {
+			b = appendStr(b, m.AltLink.b)
+		}
 	}
 	return b
 }
@@ -102,6 +112,16 @@ func decodeMatches(b []byte) ([]Match, error) {
 		copy(m.Blob[:], d.bytes(uint64(len(blob.Digest{}))))
 		m.Size = int64(d.uvarint())
 		ms = append(ms, m)
+	}
+	if d.err == nil && d.off < len(d.b) {
+		for i := range ms {
+			if id := d.str(); id != "" && d.err == nil {
+				if len(id) > MaxBuildIDLen {
+					return nil, fmt.Errorf("%w: altlink of %d bytes at byte %d", errCodec, len(id), d.off)
+				}
+				ms[i].AltLink = BuildID{id}
+			}
+		}
 	}
 	if d.err != nil {
 		return nil, d.err

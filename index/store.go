@@ -71,6 +71,11 @@ type File struct {
 	Link    string  `json:"link,omitempty"`
 	BuildID BuildID `json:"build_id,omitzero"`
 	Kind    Kind    `json:"kind,omitempty"`
+	// AltLink is, for a debug file processed by dwz, the build-id of the
+	// multifile its .gnu_debugaltlink names: the file that holds the
+	// debug information it shares with the rest of its build, without
+	// which a debugger drops all of it.
+	AltLink BuildID `json:"alt_link,omitzero"`
 }
 
 // Package is one RPM the mirror ingested.
@@ -98,6 +103,8 @@ type Match struct {
 	Path  string
 	Blob  blob.Digest
 	Size  int64
+	// AltLink is the file's dwz multifile build-id (see File.AltLink).
+	AltLink BuildID
 }
 
 // MarshalText writes the NEVRA as its string form.
@@ -524,7 +531,7 @@ func putMatches(txn *badger.Txn, p *Package, counts *Counts) error {
 		if f.BuildID.IsZero() || f.Kind == KindNone {
 			continue
 		}
-		byID[f.BuildID] = append(byID[f.BuildID], Match{NEVRA: p.NEVRA, Kind: f.Kind, Path: f.Path, Blob: f.Blob, Size: f.Size})
+		byID[f.BuildID] = append(byID[f.BuildID], Match{NEVRA: p.NEVRA, Kind: f.Kind, Path: f.Path, Blob: f.Blob, Size: f.Size, AltLink: f.AltLink})
 	}
 	for id, add := range byID {
 		ms, found, err := txnMatches(txn, id)

@@ -204,6 +204,32 @@ func TestCodecRejectsGarbage(t *testing.T) {
 	}
 }
 
+// TestCodecAltLink: matches with a dwz multifile round-trip; a value
+// without the trailer (as written before altlinks were stored) decodes
+// with none; a cut trailer is an error.
+func TestCodecAltLink(t *testing.T) {
+	alt := mustID(t, "6424f162dfc250ce48d2f9799250817b83847827")
+	ms := []Match{
+		{NEVRA: NEVRA{Name: "a-debuginfo", Version: "1", Release: "1", Arch: "x"}, Kind: KindDebuginfo, Path: "/usr/lib/debug/a.debug", AltLink: alt},
+		{NEVRA: NEVRA{Name: "a", Version: "1", Release: "1", Arch: "x"}, Kind: KindExecutable, Path: "/a"},
+	}
+	b := encodeMatches(ms)
+	got, err := decodeMatches(b)
+	if err != nil || len(got) != 2 || got[0].AltLink != alt || !got[1].AltLink.IsZero() {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	old := encodeMatches([]Match{ms[1]})
+	if got, err := decodeMatches(old); err != nil || len(got) != 1 || !got[0].AltLink.IsZero() {
+		t.Fatalf("value without a trailer: %+v, %v", got, err)
+	}
+	if len(b) <= len(encodeMatches([]Match{{NEVRA: ms[0].NEVRA, Kind: ms[0].Kind, Path: ms[0].Path}, ms[1]}))+20 {
+		t.Fatalf("no trailer written: %d bytes", len(b))
+	}
+	if _, err := decodeMatches(b[:len(b)-1]); err == nil {
+		t.Fatal("a cut trailer decoded")
+	}
+}
+
 func FuzzDecodeMatches(f *testing.F) {
 	f.Add(encodeMatches([]Match{{NEVRA: NEVRA{Name: "a", Version: "1", Release: "1", Arch: "x"}, Path: "/a"}}))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})

@@ -368,7 +368,7 @@ func (m *Mirror) streamMember(f *index.File, r io.Reader, isELF bool) (*index.Fi
 	if isELF {
 		err := setBuildID(f, ends)
 		if ends.missed {
-			f.BuildID = index.BuildID{}
+			f.BuildID, f.AltLink = index.BuildID{}, index.BuildID{}
 			err = m.buildIDFromStored(f, bw)
 		}
 		if err != nil {
@@ -404,8 +404,9 @@ func (m *Mirror) buildIDFromStored(f *index.File, bw *blob.Writer) error {
 	return setBuildID(f, tmp)
 }
 
-// setBuildID sets f.BuildID from the ELF file r; a file without one is
-// fine, a malformed one is an error.
+// setBuildID sets f.BuildID from the ELF file r, and for a debug file
+// (under /usr/lib/debug) f.AltLink from its .gnu_debugaltlink; a file
+// without them is fine, a malformed one is an error.
 func setBuildID(f *index.File, r io.ReaderAt) error {
 	id, err := elfnote.BuildID(r)
 	switch {
@@ -416,6 +417,18 @@ func setBuildID(f *index.File, r io.ReaderAt) error {
 	case errors.Is(err, elfnote.ErrNoBuildID):
 	default:
 		return fmt.Errorf("%s: %w", f.Path, err)
+	}
+	if f.BuildID.IsZero() || !strings.HasPrefix(f.Path, "/usr/lib/debug/") {
+		return nil
+	}
+	al, err := elfnote.DebugAltLink(r)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.Path, err)
+	}
+	if al != nil {
+		if f.AltLink, err = index.BuildIDFromBytes(al.BuildID); err != nil {
+			return fmt.Errorf("%s: .gnu_debugaltlink: %w", f.Path, err)
+		}
 	}
 	return nil
 }

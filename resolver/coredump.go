@@ -45,6 +45,11 @@ type Report struct {
 	// DebuginfoPackages hold the debug files for those objects.
 	DebuginfoPackages []string     `json:"debuginfo_packages"`
 	Unresolved        []Unresolved `json:"unresolved"`
+	// UnresolvedAltLinks are dwz multifiles that chosen debug files need
+	// (their .gnu_debugaltlink) and the index does not have: build_id is
+	// the multifile's, path the debug file that needs it. Without them a
+	// debugger drops those debug files whole.
+	UnresolvedAltLinks []Unresolved `json:"unresolved_altlinks"`
 }
 
 // CoreToPackages resolves a core's objects to the packages needed to
@@ -55,7 +60,7 @@ type Report struct {
 // a program and its libraries come from one build of a source package far
 // more often than not. Ties go to the newest.
 func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
-	rep := &Report{Packages: []string{}, DebuginfoPackages: []string{}, Unresolved: []Unresolved{}}
+	rep := &Report{Packages: []string{}, DebuginfoPackages: []string{}, Unresolved: []Unresolved{}, UnresolvedAltLinks: []Unresolved{}}
 	type candidates struct {
 		obj  Object
 		exec []index.Match // executable-kind matches
@@ -101,6 +106,7 @@ func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
 		found = append(found, c)
 	}
 	pkgs, dbgs := map[string]bool{}, map[string]bool{}
+	var alts []index.Match // chosen debug files that point at a dwz multifile
 	for _, c := range found {
 		pick := func(ms []index.Match) *index.Match {
 			var best *index.Match
@@ -128,11 +134,16 @@ func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
 				break
 			}
 		}
-		if dbg == nil && bin == nil {
+		if dbg == nil {
+			// Another build's debug file with the same build-id (an
+			// identical rebuild) fits the binary as well.
 			dbg = pick(c.dbg)
 		}
 		if dbg != nil {
 			dbgs[dbg.NEVRA.String()] = true
+			if !dbg.AltLink.IsZero() {
+				alts = append(alts, *dbg)
+			}
 		} else if bin != nil {
 			guess := *bin
 			guess.Name += "-debuginfo"
@@ -141,6 +152,26 @@ func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
 			} else if ok {
 				dbgs[guess.String()] = true
 			}
+		}
+	}
+	// The dwz multifiles: by build-id, whatever package ships them (with
+	// _debuginfo_subpackages, the main NAME-debuginfo, which no object of
+	// the core may need otherwise).
+	missing := map[index.BuildID]bool{}
+	for _, d := range alts {
+		ms, err := idx.Lookup(d.AltLink)
+		if errors.Is(err, index.ErrNotFound) {
+			if !missing[d.AltLink] {
+				missing[d.AltLink] = true
+				rep.UnresolvedAltLinks = append(rep.UnresolvedAltLinks, Unresolved{BuildID: d.AltLink.String(), Path: d.Path})
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if m := multifile(ms, d.NEVRA); m != nil {
+			dbgs[m.NEVRA.String()] = true
 		}
 	}
 	for k := range pkgs {
@@ -152,7 +183,31 @@ func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
 	sort.Strings(rep.Packages)
 	sort.Strings(rep.DebuginfoPackages)
 	sort.Slice(rep.Unresolved, func(i, j int) bool { return rep.Unresolved[i].Path < rep.Unresolved[j].Path })
+	sort.Slice(rep.UnresolvedAltLinks, func(i, j int) bool { return rep.UnresolvedAltLinks[i].Path < rep.UnresolvedAltLinks[j].Path })
 	return rep, nil
+}
+
+// multifile picks, among the matches of a multifile's build-id, the file
+// from the build of the debug package that needs it (same EVR and arch),
+// else the newest debug file, else the newest match of any kind.
+func multifile(ms []index.Match, of index.NEVRA) *index.Match {
+	var first, dbg *index.Match
+	for i := range ms {
+		m := &ms[i]
+		if m.Kind == index.KindDebuginfo && evrArch(m.NEVRA) == evrArch(of) {
+			return m
+		}
+		if dbg == nil && m.Kind == index.KindDebuginfo {
+			dbg = m
+		}
+		if first == nil {
+			first = m
+		}
+	}
+	if dbg != nil {
+		return dbg
+	}
+	return first
 }
 
 func evrArch(n index.NEVRA) string { return n.EVR() + "." + n.Arch }

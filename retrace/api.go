@@ -231,6 +231,17 @@ func (s *Server) status(c *gin.Context) {
 			step = fmt.Sprintf("Waiting in the queue, %d task(s) ahead", n)
 		}
 	}
+	// A finished task says, after the step, how good its backtrace is
+	// and what the mirror lacked, one line each, so that a client can
+	// tell a useful backtrace from an empty one.
+	if st.Status.Finished() {
+		if st.Rating != "" {
+			step += "\nBacktrace rating: " + st.Rating
+		}
+		for _, m := range st.Missing {
+			step += "\nMissing: " + m
+		}
+	}
 	c.Header(HeaderTaskStatus, string(reported))
 	c.Header("Content-Type", "text/plain; charset=utf-8")
 	c.String(http.StatusOK, "%s", step)

@@ -567,8 +567,9 @@ func TestRetracerNotStopping(t *testing.T) {
 
 type retracerFunc func(ctx context.Context, dir string, log io.Writer) (string, error)
 
-func (f retracerFunc) Retrace(ctx context.Context, dir string, log io.Writer) (string, error) {
-	return f(ctx, dir, log)
+func (f retracerFunc) Retrace(ctx context.Context, dir string, log io.Writer) (Result, error) {
+	bt, err := f(ctx, dir, log)
+	return Result{Backtrace: bt}, err
 }
 
 func TestFailingRetracers(t *testing.T) {

@@ -36,7 +36,12 @@ type elfRetracer struct {
 	runs    atomic.Int32
 }
 
-func (r *elfRetracer) Retrace(ctx context.Context, crashDir string, log io.Writer) (string, error) {
+func (r *elfRetracer) Retrace(ctx context.Context, crashDir string, log io.Writer) (Result, error) {
+	bt, err := r.retrace(ctx, crashDir, log)
+	return Result{Backtrace: bt}, err
+}
+
+func (r *elfRetracer) retrace(ctx context.Context, crashDir string, log io.Writer) (string, error) {
 	r.started.Add(1)
 	fmt.Fprintf(log, "%s elfRetracer: reading %s\n", time.Now().UTC().Format(logTimeFormat), filepath.Join(crashDir, "coredump"))
 	if r.gate != nil {
@@ -62,16 +67,16 @@ func (r *elfRetracer) Retrace(ctx context.Context, crashDir string, log io.Write
 // hangRetracer blocks until its context ends.
 type hangRetracer struct{}
 
-func (hangRetracer) Retrace(ctx context.Context, crashDir string, log io.Writer) (string, error) {
+func (hangRetracer) Retrace(ctx context.Context, crashDir string, log io.Writer) (Result, error) {
 	fmt.Fprintf(log, "%s hangRetracer: waiting for ever\n", time.Now().UTC().Format(logTimeFormat))
 	<-ctx.Done()
-	return "", ctx.Err()
+	return Result{}, ctx.Err()
 }
 
 // panicRetracer panics.
 type panicRetracer struct{}
 
-func (panicRetracer) Retrace(context.Context, string, io.Writer) (string, error) {
+func (panicRetracer) Retrace(context.Context, string, io.Writer) (Result, error) {
 	panic("boom")
 }
 

@@ -531,7 +531,7 @@ func (s *Server) work(ctx context.Context, id string, lt *liveTask) {
 	lw, err := s.openLog(t)
 	if err != nil {
 		s.log.Error("retrace: open task log", "task", id, "err", err)
-		s.finish(t, st, "", fmt.Errorf("open the log: %w", err), nil)
+		s.finish(t, st, Result{}, fmt.Errorf("open the log: %w", err), nil)
 		return
 	}
 	defer func() {
@@ -553,7 +553,7 @@ func (s *Server) work(ctx context.Context, id string, lt *liveTask) {
 	}
 
 	lw.line(fmt.Sprintf("retrace started (attempt %d)", st.Attempts))
-	bt, err := s.retrace(tctx, t.crashDir(), lw)
+	res, err := s.retrace(tctx, t.crashDir(), lw)
 	switch {
 	case errors.Is(context.Cause(tctx), errDeleted):
 		return
@@ -566,19 +566,19 @@ func (s *Server) work(ctx context.Context, id string, lt *liveTask) {
 			s.log.Error("retrace: requeue task", "task", id, "err", err)
 		}
 		return
-	case err == nil && strings.TrimSpace(bt) == "":
+	case err == nil && strings.TrimSpace(res.Backtrace) == "":
 		err = errors.New("the retracer produced an empty backtrace")
 	case err != nil && errors.Is(tctx.Err(), context.DeadlineExceeded):
 		err = fmt.Errorf("killed after the task timeout of %s: %w", s.cfg.TaskTimeout, err)
 	}
-	s.finish(t, st, bt, err, lw)
+	s.finish(t, st, res, err, lw)
 }
 
 // retrace calls the Retracer, turning a panic into an error and giving up
 // on one that does not return after ctx ended.
-func (s *Server) retrace(ctx context.Context, crashDir string, lw *taskLog) (string, error) {
+func (s *Server) retrace(ctx context.Context, crashDir string, lw *taskLog) (Result, error) {
 	type result struct {
-		bt  string
+		res Result
 		err error
 	}
 	done := make(chan result, 1)
@@ -588,29 +588,35 @@ func (s *Server) retrace(ctx context.Context, crashDir string, lw *taskLog) (str
 				done <- result{err: fmt.Errorf("retracer panicked: %v", p)}
 			}
 		}()
-		bt, err := s.r.Retrace(ctx, crashDir, lw)
-		done <- result{bt, err}
+		res, err := s.r.Retrace(ctx, crashDir, lw)
+		done <- result{res, err}
 	}()
 	select {
 	case r := <-done:
-		return r.bt, r.err
+		return r.res, r.err
 	case <-ctx.Done():
 	}
 	select {
 	case r := <-done:
-		return r.bt, r.err
+		return r.res, r.err
 	case <-time.After(s.abandonAfter):
-		return "", fmt.Errorf("the retracer did not stop within %s of %w", s.abandonAfter, context.Cause(ctx))
+		return Result{}, fmt.Errorf("the retracer did not stop within %s of %w", s.abandonAfter, context.Cause(ctx))
 	}
 }
 
-// finish records a task's outcome: the backtrace, or the failure.
-func (s *Server) finish(t task, st state, bt string, err error, lw *taskLog) {
-	if err == nil {
-		if werr := writeFileAtomic(t.path(backtraceFile), []byte(bt)); werr != nil {
+// finish records a task's outcome: the backtrace (kept also when the
+// retrace failed with one, too poor to use), its rating and what was
+// missing, or the failure.
+func (s *Server) finish(t task, st state, res Result, err error, lw *taskLog) {
+	if err == nil || strings.TrimSpace(res.Backtrace) != "" {
+		if werr := writeFileAtomic(t.path(backtraceFile), []byte(res.Backtrace)); werr != nil && err == nil {
 			err = fmt.Errorf("save the backtrace: %w", werr)
 		}
 	}
+	if res.Rating != nil {
+		st.Rating = res.Rating.String()
+	}
+	st.Missing = res.Missing
 	st.Finished = s.cfg.Now()
 	if err != nil {
 		st.Status, st.Error = StatusFailure, err.Error()

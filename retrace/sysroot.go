@@ -554,7 +554,111 @@ func planSysroot(pkgs []*index.Package) *sysrootPlan {
 			pl.links = append(pl.links, sysrootPlanLink{rel: d, target: "usr/" + d})
 		}
 	}
+	linkTargets := map[string]string{}
+	for _, l := range pl.links {
+		linkTargets[l.rel] = path.Join(path.Dir(l.rel), l.target)
+	}
+	pl.links = append(pl.links, autoLoadLinks(pl.files, linkTargets, seen)...)
 	return pl
+}
+
+// gdb auto-load scripts, as packages ship them: for an object file
+// /usr/lib64/libX.so.1.0.0, /usr/share/gdb/auto-load/usr/lib64/libX.so.1.0.0-gdb.py
+// (or -gdb.gdb, -gdb.scm).
+const autoLoadDir = "usr/share/gdb/auto-load/"
+
+var autoLoadSuffixes = []string{"-gdb.py", "-gdb.gdb", "-gdb.scm"}
+
+// autoLoadLinks places each auto-load script of the sysroot beside its
+// object file as well (OBJFILE-gdb.py, a symbolic link to the script),
+// and beside each symbolic link that leads to that object file.
+//
+// GDB looks for an object file's script in two places: beside the file
+// itself, under the name its real path has, and under each
+// "auto-load scripts-directory" with the object file's whole path
+// appended. With "set sysroot S" that whole path is S/usr/lib64/...,
+// so the second place becomes S/usr/share/gdb/auto-loadS/usr/lib64/...,
+// which never exists: pretty-printers never load. Beside the object file
+// is where GDB finds them. When GDB cannot resolve the object's real path
+// (a sysroot reached through /proc/self/fd), it looks beside the name the
+// core gave, usually the soname link: hence the links' names too.
+//
+// files are the sysroot's regular files; links maps each symbolic link to
+// its target, both relative to the sysroot; taken holds every path
+// already planned, and the new links never replace one.
+func autoLoadLinks(files []sysrootPlanFile, links map[string]string, taken map[string]bool) []sysrootPlanLink {
+	// step takes one link on rel's way: rel itself, or a directory on the
+	// way (lib64 -> usr/lib64).
+	step := func(rel string) (string, bool) {
+		if t, ok := links[rel]; ok {
+			return t, true
+		}
+		for d := path.Dir(rel); d != "."; d = path.Dir(d) {
+			if t, ok := links[d]; ok {
+				return path.Join(t, strings.TrimPrefix(rel, d+"/")), true
+			}
+		}
+		return rel, false
+	}
+	// resolve follows links lexically, as the sysroot will lay them out.
+	resolve := func(rel string) string {
+		for range 16 {
+			next, ok := step(rel)
+			if !ok {
+				break
+			}
+			rel = next
+		}
+		return rel
+	}
+	scripts := map[string][]string{} // object file -> its scripts
+	for _, f := range files {
+		rest, ok := strings.CutPrefix(f.rel, autoLoadDir)
+		if !ok {
+			continue
+		}
+		for _, suf := range autoLoadSuffixes {
+			if obj, ok := strings.CutSuffix(rest, suf); ok && obj != "" {
+				scripts[resolve(obj)] = append(scripts[resolve(obj)], f.rel)
+			}
+		}
+	}
+	if len(scripts) == 0 {
+		return nil
+	}
+	names := map[string][]string{} // object file -> names that lead to it
+	for obj := range scripts {
+		names[obj] = append(names[obj], obj)
+	}
+	for l := range links {
+		if obj := resolve(l); obj != l {
+			if _, ok := scripts[obj]; ok {
+				names[obj] = append(names[obj], l)
+			}
+		}
+	}
+	var out []sysrootPlanLink
+	for obj, ss := range scripts {
+		for _, name := range names[obj] {
+			for _, script := range ss {
+				rel := name + script[strings.LastIndexByte(script, '-'):]
+				if taken[rel] || strings.HasPrefix(resolve(path.Dir(rel)), autoLoadDir) {
+					continue
+				}
+				if _, isLink := links[path.Dir(rel)]; isLink {
+					continue // placed through the real directory
+				}
+				t, err := filepath.Rel(path.Dir(rel), script)
+				if err != nil {
+					continue
+				}
+				taken[rel] = true
+				out = append(out, sysrootPlanLink{rel: rel, target: t})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b sysrootPlanLink) int { return strings.Compare(a.rel, b.rel) })
+	return out
 }
 
 // sysrootRel turns a package path into a path relative to the sysroot,

@@ -64,6 +64,51 @@ func TestSysrootPaths(t *testing.T) {
 	}
 }
 
+// TestSysrootAutoLoad: a package's gdb auto-load script lands beside its
+// object file and beside the soname link that leads to it, where GDB with
+// "set sysroot" finds it; nothing a package ships is replaced.
+func TestSysrootAutoLoad(t *testing.T) {
+	var d blob.Digest
+	d[0] = 1
+	reg := func(p string) index.File { return index.File{Path: p, Mode: 0o644, Blob: d, Size: 1} }
+	link := func(p, to string) index.File { return index.File{Path: p, Mode: fs.ModeSymlink | 0o777, Link: to} }
+	lib := &index.Package{NEVRA: index.NEVRA{Name: "tb-libs", Version: "2.0", Release: "1", Arch: "x86_64"}, Files: []index.File{
+		reg("/usr/lib64/libtb.so.1.0.0"),
+		link("/usr/lib64/libtb.so.1", "libtb.so.1.0.0"),
+		reg("/usr/share/gdb/auto-load/usr/lib64/libtb.so.1.0.0-gdb.py"),
+		// A script for a path through /lib64 (a link to usr/lib64).
+		reg("/usr/share/gdb/auto-load/lib64/libother.so.2-gdb.py"),
+		reg("/usr/lib64/libother.so.2"),
+		// A package that ships the file beside its object already.
+		reg("/usr/lib64/libown.so.3"),
+		reg("/usr/lib64/libown.so.3-gdb.py"),
+		reg("/usr/share/gdb/auto-load/usr/lib64/libown.so.3-gdb.py"),
+	}}
+	pl := planSysroot([]*index.Package{lib})
+	got := map[string]string{}
+	for _, l := range pl.links {
+		got[l.rel] = l.target
+	}
+	want := map[string]string{
+		"usr/lib64/libtb.so.1.0.0-gdb.py": "../share/gdb/auto-load/usr/lib64/libtb.so.1.0.0-gdb.py",
+		"usr/lib64/libtb.so.1-gdb.py":     "../share/gdb/auto-load/usr/lib64/libtb.so.1.0.0-gdb.py",
+		"usr/lib64/libother.so.2-gdb.py":  "../share/gdb/auto-load/lib64/libother.so.2-gdb.py",
+	}
+	for rel, target := range want {
+		if got[rel] != target {
+			t.Errorf("link %s -> %q, want %q", rel, got[rel], target)
+		}
+	}
+	if _, ok := got["usr/lib64/libown.so.3-gdb.py"]; ok {
+		t.Error("a shipped file was replaced by a link")
+	}
+	for rel := range got {
+		if strings.HasPrefix(rel, "usr/share/gdb/") {
+			t.Errorf("link %s inside the auto-load directory", rel)
+		}
+	}
+}
+
 func TestSysrootSRPMName(t *testing.T) {
 	for in, want := range map[string]string{
 		"crashme-1.0-1.src.rpm":             "crashme",

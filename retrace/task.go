@@ -146,6 +146,10 @@ type state struct {
 	Attempts int `json:"attempts,omitempty"`
 	// Error says why a failed task failed.
 	Error string `json:"error,omitempty"`
+	// Rating is the backtrace's rating in words (Rating.String).
+	Rating string `json:"rating,omitempty"`
+	// Missing is what the mirror lacked (Result.Missing).
+	Missing []string `json:"missing,omitempty"`
 }
 
 // A task is one task directory.

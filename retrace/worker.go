@@ -28,6 +28,10 @@ import (
 // retrace, so it is not run.
 var ErrExecutableUnknown = errors.New("the crashing executable is not in the mirror")
 
+// ErrUnusable reports a backtrace that says nothing about the crash (see
+// [Rating.Usable]); the Result still carries it.
+var ErrUnusable = errors.New("unusable backtrace")
+
 // errSysrootUnreachable reports a sysroot directory that GDB's
 // unprivileged user cannot reach by path: a directory above it is not
 // searchable (mode o+x) by that user, as /root (0700) is. The worker then
@@ -261,7 +265,7 @@ func searchableBy(dir string, uid, gid int) error {
 // Retrace implements [Retracer]: it retraces crashDir/coredump. The
 // crash directory's executable file names the crashing program when the
 // core does not; its package and os_release files are logged.
-func (w *Worker) Retrace(ctx context.Context, crashDir string, log io.Writer) (string, error) {
+func (w *Worker) Retrace(ctx context.Context, crashDir string, log io.Writer) (Result, error) {
 	sl := w.newStepLog(log)
 	var exeHint string
 	for _, name := range []string{"executable", "package", "os_release"} {
@@ -281,7 +285,7 @@ func (w *Worker) Retrace(ctx context.Context, crashDir string, log io.Writer) (s
 // CORE [--executable PATH]` does: executable, when not "", names the
 // crashing program's path as the core maps it, overriding what the core
 // says. It returns the backtrace and writes the steps to log.
-func (w *Worker) RetraceCore(ctx context.Context, corePath, executable string, log io.Writer) (string, error) {
+func (w *Worker) RetraceCore(ctx context.Context, corePath, executable string, log io.Writer) (Result, error) {
 	return w.retrace(ctx, w.newStepLog(log), corePath, executable, "")
 }
 
@@ -312,11 +316,12 @@ var (
 	unknownFrameRE = regexp.MustCompile(`(?m)^#\d+ .* in \?\? \(`)
 )
 
-func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride, exeHint string) (string, error) {
+func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride, exeHint string) (Result, error) {
+	var res Result
 	// 1. The core: mapped objects and their build-ids.
 	core, err := corefile.Open(corePath)
 	if err != nil {
-		return "", sl.fail(fmt.Errorf("read core: %w", err))
+		return res, sl.fail(fmt.Errorf("read core: %w", err))
 	}
 	exe := core.Executable
 	switch {
@@ -346,12 +351,17 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 	}
 	rep, err := resolver.CoreToPackages(w.idx, exe, objs)
 	if err != nil {
-		return "", sl.fail(fmt.Errorf("resolve packages: %w", err))
+		return res, sl.fail(fmt.Errorf("resolve packages: %w", err))
 	}
 	var missing []string
 	for _, u := range rep.Unresolved {
 		missing = append(missing, u.BuildID+" "+u.Path)
+		res.Missing = append(res.Missing, u.Path+" "+u.BuildID)
 		sl.printf("unresolved: %s %s", u.Path, u.BuildID)
+	}
+	for _, u := range rep.UnresolvedAltLinks {
+		res.Missing = append(res.Missing, fmt.Sprintf("%s's dwz multifile %s", u.Path, u.BuildID))
+		sl.printf("unresolved: dwz multifile %s, the .gnu_debugaltlink of %s: its debug information will be missing", u.BuildID, u.Path)
 	}
 	noID := 0
 	for _, o := range objs {
@@ -367,24 +377,24 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 	}
 	switch {
 	case exe == "":
-		return "", sl.fail(fmt.Errorf("%w: the core names no executable", ErrExecutableUnknown))
+		return res, sl.fail(fmt.Errorf("%w: the core names no executable", ErrExecutableUnknown))
 	case exeObj == nil:
-		return "", sl.fail(fmt.Errorf("%w: %s is not mapped in the core", ErrExecutableUnknown, exe))
+		return res, sl.fail(fmt.Errorf("%w: %s is not mapped in the core", ErrExecutableUnknown, exe))
 	case exeObj.BuildID.IsZero():
-		return "", sl.fail(fmt.Errorf("%w: the core holds no build-id for %s", ErrExecutableUnknown, exe))
+		return res, sl.fail(fmt.Errorf("%w: the core holds no build-id for %s", ErrExecutableUnknown, exe))
 	case rep.CrashPackage == "":
-		return "", sl.fail(fmt.Errorf("%w: %s, build-id %s; unresolved build-ids: %s",
+		return res, sl.fail(fmt.Errorf("%w: %s, build-id %s; unresolved build-ids: %s",
 			ErrExecutableUnknown, exe, exeObj.BuildID, strings.Join(missing, ", ")))
 	}
 	sl.printf("resolve packages: crash package %s; packages %s; debuginfo %s; %d unresolved",
 		rep.CrashPackage, strings.Join(rep.Packages, " "), orDash(strings.Join(rep.DebuginfoPackages, " ")), len(rep.Unresolved))
 	pkgs, err := w.packageSet(rep, sl)
 	if err != nil {
-		return "", sl.fail(err)
+		return res, sl.fail(err)
 	}
 	exePath, err := w.packagePath(exeObj.BuildID, rep.CrashPackage)
 	if err != nil {
-		return "", sl.fail(err)
+		return res, sl.fail(err)
 	}
 
 	// 3. The sysroot.
@@ -401,7 +411,7 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 		return m, err
 	})
 	if err != nil {
-		return "", sl.fail(fmt.Errorf("assemble sysroot: %w", err))
+		return res, sl.fail(fmt.Errorf("assemble sysroot: %w", err))
 	}
 	defer func() {
 		if err := lease.Release(); err != nil {
@@ -427,15 +437,25 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 	}
 	exeInRoot := filepath.Join(lease.Path, filepath.FromSlash(exePath))
 	if _, err := os.Stat(exeInRoot); err != nil {
-		return "", sl.fail(fmt.Errorf("sysroot lacks the executable: %w", err))
+		return res, sl.fail(fmt.Errorf("sysroot lacks the executable: %w", err))
 	}
 
 	// 4. GDB.
 	bt, err := w.runGDB(ctx, sl, lease.Path, exeInRoot, corePath)
 	if err != nil {
-		return "", sl.fail(err)
+		return res, sl.fail(err)
 	}
-	return bt, nil
+	res.Backtrace = bt
+	r := RateBacktrace(bt)
+	res.Rating = &r
+	sl.printf("backtrace rating: %s", r)
+	if len(res.Missing) > 0 {
+		sl.printf("missing from the mirror: %s", strings.Join(res.Missing, ", "))
+	}
+	if !r.Usable() {
+		return res, sl.fail(fmt.Errorf("%w: no frame of the crashing thread has a function name", ErrUnusable))
+	}
+	return res, nil
 }
 
 // packageSet adds, to the binary and debuginfo packages of rep, the

@@ -120,7 +120,8 @@ func TestWorkerRetraceFixtureCores(t *testing.T) {
 		t.Run(c.File, func(t *testing.T) {
 			var log bytes.Buffer
 			start := time.Now()
-			bt, err := w.Retrace(context.Background(), workerCrashDir(t, c), &log)
+			res, err := w.Retrace(context.Background(), workerCrashDir(t, c), &log)
+			bt := res.Backtrace
 			elapsed := time.Since(start)
 			t.Logf("retrace took %v; log:\n%s", elapsed, log.String())
 			if err != nil {
@@ -187,7 +188,8 @@ func TestWorkerRetraceCore(t *testing.T) {
 	w := newTestWorker(t, idx, pool, WorkerConfig{})
 	c := workerCore(t, "counter-1.1.core.zst")
 	core := fixtures.CoreFile(t, c.File)
-	bt, err := w.RetraceCore(context.Background(), core, "", nil)
+	res, err := w.RetraceCore(context.Background(), core, "", nil)
+	bt := res.Backtrace
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +232,8 @@ func TestWorkerDisassemblyWithoutSymbols(t *testing.T) {
 	}
 	w := newTestWorker(t, st.Index, st.Pool, WorkerConfig{})
 	var log bytes.Buffer
-	bt, err := w.Retrace(context.Background(), workerCrashDir(t, c), &log)
+	res, err := w.Retrace(context.Background(), workerCrashDir(t, c), &log)
+	bt := res.Backtrace
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
@@ -246,9 +249,10 @@ func TestWorkerDisassemblyWithoutSymbols(t *testing.T) {
 
 	idx, pool := workerStore(t, "repo")
 	w = newTestWorker(t, idx, pool, WorkerConfig{})
-	if bt, err = w.Retrace(context.Background(), workerCrashDir(t, c), nil); err != nil {
+	if res, err = w.Retrace(context.Background(), workerCrashDir(t, c), nil); err != nil {
 		t.Fatal(err)
 	}
+	bt = res.Backtrace
 	if got := marker.FindAllString(bt, -1); len(got) != 2 {
 		t.Errorf("with debuginfo, want the pc %#x marked in disassemble's listing of emit and in the instructions, got %q:\n%s", pc, got, bt)
 	}
@@ -388,7 +392,8 @@ func TestWorkerSysrootUnreachable(t *testing.T) {
 	w.gdbExtra = []string{"list crashme_dispatch", "shell id -u"}
 	c := workerCore(t, "crashme-1.0.core.zst")
 	var log bytes.Buffer
-	bt, err := w.Retrace(context.Background(), workerCrashDir(t, c), &log)
+	res, err := w.Retrace(context.Background(), workerCrashDir(t, c), &log)
+	bt := res.Backtrace
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
@@ -448,7 +453,8 @@ func TestWorkerSandbox(t *testing.T) {
 		"echo --env--\\n", "shell env",
 		"echo --end--\\n",
 	}
-	bt, err := w.Retrace(context.Background(), workerCrashDir(t, workerCore(t, "crashme-1.0.core.zst")), nil)
+	res, err := w.Retrace(context.Background(), workerCrashDir(t, workerCore(t, "crashme-1.0.core.zst")), nil)
+	bt := res.Backtrace
 	if err != nil {
 		t.Fatal(err)
 	}

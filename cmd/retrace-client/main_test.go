@@ -31,7 +31,12 @@ import (
 // directory names; a coredump that is not ELF fails.
 type coreRetracer struct{}
 
-func (coreRetracer) Retrace(ctx context.Context, crashDir string, log io.Writer) (string, error) {
+func (r coreRetracer) Retrace(ctx context.Context, crashDir string, log io.Writer) (retrace.Result, error) {
+	bt, err := r.retrace(ctx, crashDir, log)
+	return retrace.Result{Backtrace: bt}, err
+}
+
+func (coreRetracer) retrace(ctx context.Context, crashDir string, log io.Writer) (string, error) {
 	fmt.Fprintf(log, "%s coreRetracer: reading the coredump\n", time.Now().UTC().Format("2006-01-02 15:04:05"))
 	f, err := elf.Open(filepath.Join(crashDir, "coredump"))
 	if err != nil {

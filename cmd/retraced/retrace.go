@@ -47,14 +47,25 @@ func retraceCmd(g *globals) *cobra.Command {
 			}
 			defer w.Close()
 			var logBuf logTail
-			bt, err := w.RetraceCore(cmd.Context(), args[0], exe, io.MultiWriter(log, &logBuf))
+			res, err := w.RetraceCore(cmd.Context(), args[0], exe, io.MultiWriter(log, &logBuf))
 			if err != nil {
 				if !verbose {
 					fmt.Fprint(cmd.ErrOrStderr(), logBuf.String())
 				}
+				// An unusable backtrace is still shown: it is all there is.
+				if res.Backtrace != "" {
+					fmt.Fprint(cmd.OutOrStdout(), res.Backtrace)
+				}
 				return err
 			}
-			_, err = io.WriteString(cmd.OutOrStdout(), bt)
+			if !verbose {
+				// The log (with -v) says these already.
+				fmt.Fprintf(cmd.ErrOrStderr(), "Backtrace rating: %s\n", res.Rating)
+				for _, m := range res.Missing {
+					fmt.Fprintf(cmd.ErrOrStderr(), "Missing: %s\n", m)
+				}
+			}
+			_, err = io.WriteString(cmd.OutOrStdout(), res.Backtrace)
 			return err
 		},
 	}

@@ -125,3 +125,36 @@ func FuzzParseNotes(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDebugAltLink: DebugAltLink never panics, and what it returns keeps
+// its contract (a name and a 1 to MaxBuildIDBytes id, or an error of the
+// documented kinds).
+func FuzzDebugAltLink(f *testing.F) {
+	for _, data := range seedFiles(f) {
+		f.Add(data)
+	}
+	f.Add([]byte("\x7fELF"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		al, err := DebugAltLink(bytes.NewReader(data))
+		var fe *FormatError
+		switch {
+		case err == nil:
+			if al != nil && (al.Name == "" || len(al.BuildID) == 0 || len(al.BuildID) > MaxBuildIDBytes) {
+				t.Fatalf("altlink %+v", al)
+			}
+		case errors.Is(err, ErrNotELF):
+			if IsELF(data) {
+				t.Fatalf("ErrNotELF for input with the ELF magic")
+			}
+		case errors.As(err, &fe):
+			if fe.Off < 0 {
+				t.Fatalf("negative offset in %v", err)
+			}
+		default:
+			t.Fatalf("error %v (%T) is neither ErrNotELF nor *FormatError", err, err)
+		}
+		if err != nil && al != nil {
+			t.Fatalf("altlink %+v returned with error %v", al, err)
+		}
+	})
+}
