@@ -356,7 +356,9 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 	var missing []string
 	for _, u := range rep.Unresolved {
 		missing = append(missing, u.BuildID+" "+u.Path)
-		res.Missing = append(res.Missing, u.Path+" "+u.BuildID)
+		if !isVDSO(u.Path) { // the kernel's: no package has it, and gdb reads it from the core
+			res.Missing = append(res.Missing, u.Path+" "+u.BuildID)
+		}
 		sl.printf("unresolved: %s %s", u.Path, u.BuildID)
 	}
 	for _, u := range rep.UnresolvedAltLinks {
@@ -686,6 +688,15 @@ func signalName(sig int) string {
 		return fmt.Sprintf("signal %d (%s)", sig, name)
 	}
 	return fmt.Sprintf("signal %d", sig)
+}
+
+// isVDSO reports whether a core's module is the kernel's vDSO.
+func isVDSO(path string) bool {
+	switch path {
+	case "linux-vdso.so.1", "linux-vdso64.so.1", "linux-gate.so.1", "[vdso]":
+		return true
+	}
+	return false
 }
 
 func orDash(s string) string {

@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/fixtures/fixturestore"
 	"github.com/retraced/retraced/retrace"
 	"github.com/retraced/retraced/retrace/taskclient"
 )
@@ -465,5 +467,56 @@ func TestCreateSendsLength(t *testing.T) {
 	defer mu.Unlock()
 	if len(lengths) != 1 || lengths[0] <= 0 || chunked {
 		t.Errorf("create sent Content-Length %v, chunked %v; want one upload with a length", lengths, chunked)
+	}
+}
+
+// TestBatchRealWorker: batch against a server whose worker is the real
+// one (the fixture repository mirrored, the real gdb). The fixture core's
+// libc and ld.so are Debian's, in no package of the mirror: the client's
+// output says the backtrace's rating and names each missing object with
+// its build-id, as the status and the log do.
+func TestBatchRealWorker(t *testing.T) {
+	if _, err := exec.LookPath("gdb"); err != nil {
+		t.Skip("gdb not installed (CI installs it)")
+	}
+	st := fixturestore.New(t, "repo")
+	dir := t.TempDir()
+	for _, p := range []string{filepath.Dir(dir), dir} { // gdb may run as nobody
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := retrace.NewWorker(st.Index, st.Pool, retrace.WorkerConfig{SysrootDir: filepath.Join(dir, "sysroots")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	hs := startServer(t, w, false)
+	corePath, info := fixtureCore(t)
+	out, errOut, err := runClient(t, "batch", "--url", hs.URL, "-c", corePath)
+	if err != nil {
+		t.Fatalf("batch: %v\n%s", err, errOut)
+	}
+	if !strings.Contains(out, "crashme_dispatch") {
+		t.Errorf("batch printed no backtrace:\n%s", out)
+	}
+	if !regexp.MustCompile(`(?m)^Backtrace rating: [0-4]/4 \(quality [0-9.]+: \d+ of \d+ frames`).MatchString(errOut) {
+		t.Errorf("batch's progress has no rating:\n%s", errOut)
+	}
+	// Each unresolved module of the core, as eu-unstrip saw it, is named
+	// with its build-id.
+	missing := 0
+	for _, m := range info.Modules {
+		if m.BuildID == "" || (m.Name != "libc.so.6" && m.Name != "ld-linux-x86-64.so.2") {
+			continue
+		}
+		missing++
+		want := regexp.MustCompile(`(?m)^Missing: /\S*/` + regexp.QuoteMeta(m.Name) + " " + m.BuildID + "$")
+		if !want.MatchString(errOut) {
+			t.Errorf("batch's progress lacks %s:\n%s", want, errOut)
+		}
+	}
+	if missing == 0 {
+		t.Fatal("the fixture core maps no Debian library: the test tests nothing")
 	}
 }
