@@ -99,3 +99,59 @@ func TestCoreToPackagesPicksAgreedVersion(t *testing.T) {
 		t.Fatalf("lone library: %+v %v", rep, err)
 	}
 }
+
+// TestCoreToPackagesMultifile: with _debuginfo_subpackages, a library's
+// debug file sits in tb-libs-debuginfo but points (.gnu_debugaltlink) at
+// the dwz multifile that only tb-debuginfo ships: that package joins the
+// set although no object of the core is in it, the one of the same build
+// when several builds ship the multifile's build-id. A multifile the
+// index lacks is reported.
+func TestCoreToPackagesMultifile(t *testing.T) {
+	idx := fixturestore.Empty(t).Index
+	id := func(s string) index.BuildID {
+		b, err := index.ParseBuildID(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	exe, lib, multi, lost, other := id("aa01"), id("bb02"), id("cc03"), id("dd04"), id("ee05")
+	put := func(nevra string, files ...index.File) {
+		n, err := index.ParseNEVRA(nevra)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := idx.PutPackage(&index.Package{NEVRA: n, Sources: []string{"s"}, Files: files}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("tb-extra-2.0-1.x86_64", index.File{Path: "/usr/bin/tb-extra", BuildID: exe, Kind: index.KindExecutable})
+	put("tb-libs-2.0-1.x86_64", index.File{Path: "/usr/lib64/libtb.so.1.0.0", BuildID: lib, Kind: index.KindExecutable})
+	put("tb-extra-debuginfo-2.0-1.x86_64", index.File{Path: "/usr/lib/debug/usr/bin/tb-extra-2.0-1.x86_64.debug", BuildID: exe, Kind: index.KindDebuginfo, AltLink: multi})
+	put("tb-libs-debuginfo-2.0-1.x86_64", index.File{Path: "/usr/lib/debug/usr/lib64/libtb.so.1.0.0-2.0-1.x86_64.debug", BuildID: lib, Kind: index.KindDebuginfo, AltLink: multi})
+	put("tb-debuginfo-2.0-1.x86_64", index.File{Path: "/usr/lib/debug/.dwz/tb-2.0-1.x86_64", BuildID: multi, Kind: index.KindDebuginfo})
+	// A later build whose multifile came out byte-identical.
+	put("tb-debuginfo-2.0-2.x86_64", index.File{Path: "/usr/lib/debug/.dwz/tb-2.0-2.x86_64", BuildID: multi, Kind: index.KindDebuginfo})
+
+	rep, err := CoreToPackages(idx, "/usr/bin/tb-extra", []Object{{Path: "/usr/bin/tb-extra", BuildID: exe}, {Path: "/usr/lib64/libtb.so.1", BuildID: lib}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "tb-debuginfo-2.0-1.x86_64 tb-extra-debuginfo-2.0-1.x86_64 tb-libs-debuginfo-2.0-1.x86_64"
+	if got := strings.Join(rep.DebuginfoPackages, " "); got != want {
+		t.Errorf("debuginfo %s, want %s", got, want)
+	}
+	if len(rep.UnresolvedAltLinks) != 0 {
+		t.Errorf("unresolved altlinks %v", rep.UnresolvedAltLinks)
+	}
+
+	put("lost-1-1.x86_64", index.File{Path: "/usr/bin/lost", BuildID: other, Kind: index.KindExecutable})
+	put("lost-debuginfo-1-1.x86_64", index.File{Path: "/usr/lib/debug/usr/bin/lost.debug", BuildID: other, Kind: index.KindDebuginfo, AltLink: lost})
+	rep, err = CoreToPackages(idx, "/usr/bin/lost", []Object{{Path: "/usr/bin/lost", BuildID: other}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.UnresolvedAltLinks) != 1 || rep.UnresolvedAltLinks[0] != (Unresolved{BuildID: "dd04", Path: "/usr/lib/debug/usr/bin/lost.debug"}) {
+		t.Errorf("unresolved altlinks %+v, want the lost multifile", rep.UnresolvedAltLinks)
+	}
+}
