@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // location is a parsed source URL: http(s), file:// or a local path.
@@ -90,27 +91,37 @@ func (l *location) resolve(base, href string) (string, error) {
 // errNotExist marks a 404 or a missing local file.
 var errNotExist = errors.New("does not exist")
 
-// open starts reading one file of a source. size is -1 when unknown.
+// ErrStalled reports a download whose body made no progress for the
+// mirror's IdleTimeout.
+var ErrStalled = errors.New("download stalled")
+
+// open starts reading one file of a source. size is -1 when unknown. An
+// http(s) body that makes no progress for the configured IdleTimeout is
+// cut: its Read returns an error wrapping ErrStalled.
 func (m *Mirror) open(ctx context.Context, target string) (io.ReadCloser, int64, error) {
 	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
+		ctx, cancel := context.WithCancelCause(ctx)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 		if err != nil {
+			cancel(nil)
 			return nil, 0, err
 		}
 		req.Header.Set("User-Agent", "retraced")
 		resp, err := m.cfg.Client.Do(req)
 		if err != nil {
+			cancel(nil)
 			return nil, 0, fmt.Errorf("GET %s: %w", target, err)
 		}
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
+			cancel(nil)
 			err := fmt.Errorf("GET %s: %s", target, resp.Status)
 			if resp.StatusCode == http.StatusNotFound {
 				err = fmt.Errorf("%w: %w", errNotExist, err)
 			}
 			return nil, 0, err
 		}
-		return resp.Body, resp.ContentLength, nil
+		return newIdleBody(ctx, resp.Body, target, m.cfg.IdleTimeout, cancel), resp.ContentLength, nil
 	}
 	f, err := os.Open(target)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -152,13 +163,56 @@ func (m *Mirror) exists(ctx context.Context, raw, href string) (bool, error) {
 	return true, nil
 }
 
+// idleBody is a response body whose request is cancelled when no Read
+// has returned data for idle.
+type idleBody struct {
+	ctx    context.Context
+	rc     io.ReadCloser
+	target string
+	idle   time.Duration
+	timer  *time.Timer
+	cancel context.CancelCauseFunc
+}
+
+func newIdleBody(ctx context.Context, rc io.ReadCloser, target string, idle time.Duration, cancel context.CancelCauseFunc) *idleBody {
+	b := &idleBody{ctx: ctx, rc: rc, target: target, idle: idle, cancel: cancel}
+	b.timer = time.AfterFunc(idle, func() {
+		cancel(fmt.Errorf("%w: GET %s: no data for %s", ErrStalled, target, idle))
+	})
+	return b
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.timer.Reset(b.idle)
+	}
+	if err != nil && err != io.EOF {
+		if cause := context.Cause(b.ctx); errors.Is(cause, ErrStalled) {
+			return n, cause
+		}
+		err = fmt.Errorf("read %s: %w", b.target, err)
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.timer.Stop()
+	err := b.rc.Close()
+	b.cancel(nil)
+	return err
+}
+
 // readAll reads a small file of a source whole, refusing more than max.
 func (m *Mirror) readAll(ctx context.Context, target string, max int64) ([]byte, error) {
-	rc, _, err := m.open(ctx, target)
+	rc, size, err := m.open(ctx, target)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
+	if size > max {
+		return nil, fmt.Errorf("read %s: the server says %d bytes, more than the %d allowed", target, size, max)
+	}
 	b, err := io.ReadAll(io.LimitReader(rc, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", target, err)

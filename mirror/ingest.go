@@ -80,11 +80,14 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (pkg *in
 			return nil, err
 		}
 	}
-	rc, _, err := m.open(ctx, w.target)
+	rc, size, err := m.open(ctx, w.target)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
+	if w.size > 0 && size > w.size {
+		return nil, fmt.Errorf("GET %s: the server says %d bytes, the metadata %d", w.target, size, w.size)
+	}
 	limit := m.cfg.MaxPackageSize
 	if w.size > 0 && w.size < limit {
 		limit = w.size

@@ -31,6 +31,10 @@ type Config struct {
 	// Client fetches http(s) sources (default: a client with a 30 s
 	// header timeout and no overall timeout, for slow large downloads).
 	Client *http.Client
+	// IdleTimeout cuts a download whose body makes no progress for this
+	// long (default 60 s): an upstream that sends headers and then
+	// nothing must not hold a sync, and its source, for ever.
+	IdleTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// XZ decompresses xz payloads, as rpmfile.Options.XZ names them:
@@ -113,6 +117,9 @@ func (c *Config) defaults() {
 		t.ResponseHeaderTimeout = 30 * time.Second
 		t.MaxIdleConnsPerHost = 16
 		c.Client = &http.Client{Transport: t}
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 60 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -299,11 +299,14 @@ func (m *Mirror) readPrimary(ctx context.Context, loc *location, d *yum.Data) ([
 	if err != nil {
 		return nil, 0, err
 	}
-	rc, _, err := m.open(ctx, target)
+	rc, size, err := m.open(ctx, target)
 	if err != nil {
 		return nil, 0, fmt.Errorf("fetch primary: %w", err)
 	}
 	defer rc.Close()
+	if size > m.cfg.MaxMetadataSize {
+		return nil, 0, fmt.Errorf("fetch primary: the server says %d bytes, more than the %d allowed", size, m.cfg.MaxMetadataSize)
+	}
 	cr := &countingReader{r: io.LimitReader(rc, m.cfg.MaxMetadataSize)}
 	tee := io.TeeReader(cr, h)
 	dec, err := yum.Decompress(tee)
