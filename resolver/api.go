@@ -1,8 +1,10 @@
 package resolver
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -173,10 +175,37 @@ type batchResponse struct {
 	Unresolved []string                     `json:"unresolved"`
 }
 
+// decodeBatch reads one JSON object with a build_ids array and nothing
+// after it: "null", a missing or null build_ids, and trailing data are
+// errors, not an empty batch.
+func decodeBatch(r io.Reader) (*batchRequest, error) {
+	b, err := io.ReadAll(r) // bounded by the caller's MaxBytesReader
+	if err != nil {
+		return nil, err
+	}
+	if b = bytes.TrimSpace(b); len(b) == 0 || b[0] != '{' {
+		return nil, errors.New("the body is not a JSON object")
+	}
+	var req struct {
+		BuildIDs *[]string `json:"build_ids"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&req); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON object")
+	}
+	if req.BuildIDs == nil {
+		return nil, errors.New("no build_ids array")
+	}
+	return &batchRequest{BuildIDs: *req.BuildIDs}, nil
+}
+
 func (a *API) buildIDs(c *gin.Context) {
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBatchBody)
-	var req batchRequest
-	if err := c.ShouldBindJSON(&req); err != nil {
+	req, err := decodeBatch(c.Request.Body)
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			apiError(c, http.StatusRequestEntityTooLarge, "body larger than the batch limit")

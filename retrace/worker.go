@@ -267,6 +267,10 @@ func searchableBy(dir string, uid, gid int) error {
 // core does not; its package and os_release files are logged.
 func (w *Worker) Retrace(ctx context.Context, crashDir string, log io.Writer) (Result, error) {
 	sl := w.newStepLog(log)
+	// A task's log and error are for its client: they name the crash
+	// directory and the sysroots by role, not by the server's paths.
+	sl.hide(crashDir, "<crash directory>")
+	sl.hide(w.cfg.SysrootDir, "<sysroots>")
 	var exeHint string
 	for _, name := range []string{"executable", "package", "os_release"} {
 		v, err := readCrashItem(filepath.Join(crashDir, name))
@@ -321,7 +325,7 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 	// 1. The core: mapped objects and their build-ids.
 	core, err := corefile.Open(corePath)
 	if err != nil {
-		return res, sl.fail(fmt.Errorf("read core: %w", err))
+		return res, sl.fail(err) // corefile says "read core PATH: ..."
 	}
 	exe := core.Executable
 	switch {
@@ -621,7 +625,7 @@ func (w *Worker) runGDB(ctx context.Context, sl *stepLog, sysroot, exe, corePath
 	if err != nil {
 		return "", fmt.Errorf("gdb: %w", err)
 	}
-	logGDBStderr(sl, res.Stderr)
+	logGDBStderr(sl, []byte(strings.ReplaceAll(string(res.Stderr), script.sysroot+"/", "/")))
 	how := fmt.Sprintf("exit status %d", res.ExitCode)
 	switch {
 	case res.TimedOut && ctx.Err() == nil:
@@ -712,7 +716,37 @@ type stepLog struct {
 	w    io.Writer
 	now  func() time.Time
 	mono time.Time
+	// hidden are absolute paths shown by a name instead, longest first.
+	hidden []hiddenPath
 }
+
+type hiddenPath struct{ path, name string }
+
+// hide makes the log and the errors it fails with say name for the
+// directory dir (and what is below it).
+func (l *stepLog) hide(dir, name string) {
+	if abs, err := filepath.Abs(dir); err == nil && abs != "/" {
+		l.hidden = append(l.hidden, hiddenPath{abs, name})
+		slices.SortFunc(l.hidden, func(a, b hiddenPath) int { return len(b.path) - len(a.path) })
+	}
+}
+
+func (l *stepLog) scrub(s string) string {
+	for _, h := range l.hidden {
+		s = strings.ReplaceAll(s, h.path, h.name)
+	}
+	return s
+}
+
+// scrubbedError is an error whose message hides the log's paths; it
+// still unwraps to the original.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
 
 func (w *Worker) newStepLog(log io.Writer) *stepLog {
 	if log == nil {
@@ -724,14 +758,17 @@ func (w *Worker) newStepLog(log io.Writer) *stepLog {
 // printf writes one line. A log that fails to write does not stop the
 // retrace: the log is for people, the outcome is the return value.
 func (l *stepLog) printf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	msg := l.scrub(fmt.Sprintf(format, args...))
 	msg = strings.ReplaceAll(msg, "\n", " ")
 	fmt.Fprintf(l.w, "%s +%.3fs %s\n", l.now().UTC().Format("2006-01-02 15:04:05"), time.Since(l.mono).Seconds(), msg)
 }
 
-// fail logs err and returns it.
+// fail logs err and returns it, its message without the hidden paths.
 func (l *stepLog) fail(err error) error {
 	l.printf("failed: %v", err)
+	if msg := l.scrub(err.Error()); msg != err.Error() {
+		return &scrubbedError{msg, err}
+	}
 	return err
 }
 

@@ -500,6 +500,17 @@ func TestBatchRealWorker(t *testing.T) {
 	if !strings.Contains(out, "crashme_dispatch") {
 		t.Errorf("batch printed no backtrace:\n%s", out)
 	}
+	id := regexp.MustCompile(`Task Id: (\d+)`).FindStringSubmatch(errOut)
+	pw := regexp.MustCompile(`Task Password: (\S+)`).FindStringSubmatch(errOut)
+	logOut, _, err := runClient(t, "log", "--url", hs.URL, "-t", id[1], "-p", pw[1])
+	if err != nil || !strings.Contains(logOut, "backtrace rating: ") {
+		t.Errorf("log: %v\n%s", err, logOut)
+	}
+	// The server's directories are not the client's business.
+	tmp := filepath.Dir(t.TempDir())
+	if strings.Contains(logOut, tmp) {
+		t.Errorf("the log shows the server's paths (%s):\n%s", tmp, logOut)
+	}
 	if !regexp.MustCompile(`(?m)^Backtrace rating: [0-4]/4 \(quality [0-9.]+: \d+ of \d+ frames`).MatchString(errOut) {
 		t.Errorf("batch's progress has no rating:\n%s", errOut)
 	}
@@ -518,5 +529,23 @@ func TestBatchRealWorker(t *testing.T) {
 	}
 	if missing == 0 {
 		t.Fatal("the fixture core maps no Debian library: the test tests nothing")
+	}
+
+	// A core cut short fails; its log says why without the server's paths.
+	b, err := os.ReadFile(corePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "core")
+	if err := os.WriteFile(cut, b[:4096], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err = runClient(t, "batch", "--url", hs.URL, "-d", makeCrashDir(t, b[:4096], nil))
+	var ec exitCode
+	if !asExitCode(err, &ec) || ec != 1 || !strings.Contains(out, "read core") {
+		t.Fatalf("batch of a cut core: %v\n%s\n%s", err, out, errOut)
+	}
+	if strings.Contains(out, tmp) {
+		t.Errorf("the failure's log shows the server's paths (%s):\n%s", tmp, out)
 	}
 }
