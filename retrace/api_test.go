@@ -297,6 +297,62 @@ func TestCreateUploadTimeout(t *testing.T) {
 	}
 }
 
+// TestSlowUploadsDoNotFillQueue: uploads trickling a byte at a time (as
+// many as the queue has slots) take no queue slot: a normal client's
+// create still gets 201 while they stream, and each slow one is cut with
+// 408 within two rate windows, keeping nothing.
+func TestSlowUploadsDoNotFillQueue(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxQueuedTasks = 2
+	cfg.MinUploadRate = 1 // KiB/s
+	cfg.UploadRateWindow = 300 * time.Millisecond
+	ts := newTestServer(t, &elfRetracer{}, cfg)
+	part := crashTar(t)[:4000]
+	type answer struct {
+		code int
+		msg  string
+		took time.Duration
+	}
+	answers := make(chan answer, cfg.MaxQueuedTasks)
+	for range cfg.MaxQueuedTasks {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(ts.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		go func() {
+			start := time.Now()
+			fmt.Fprintf(conn, "POST /create HTTP/1.1\r\nHost: test\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n", FormatTar, len(part))
+			go func() { // one byte every 50 ms: 20 bytes/s
+				for _, b := range part {
+					if _, err := conn.Write([]byte{b}); err != nil {
+						return
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}()
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				answers <- answer{msg: err.Error(), took: time.Since(start)}
+				return
+			}
+			answers <- answer{resp.StatusCode, readBody(t, resp), time.Since(start)}
+		}()
+	}
+	waitUntil(t, "the slow uploads streaming", func() bool { return ts.Stats().Uploading == cfg.MaxQueuedTasks })
+	ts.create(t, FormatXZ, crashXZ(t)) // not 503
+	for range cfg.MaxQueuedTasks {
+		a := <-answers
+		if a.code != http.StatusRequestTimeout || !strings.Contains(a.msg, "slower than 1 KiB/s") || a.took > 3*time.Second {
+			t.Errorf("slow upload: %d %q after %s, want 408 within two windows", a.code, a.msg, a.took)
+		}
+	}
+	if st := ts.Stats(); st.Uploading != 0 {
+		t.Errorf("stats %+v after the slow uploads", st)
+	}
+}
+
 // TestTaskRoutes covers GET /{id}, /{id}/log, /{id}/backtrace and DELETE
 // /{id}: 200, 403 and 404 each.
 func TestTaskRoutes(t *testing.T) {

@@ -88,10 +88,25 @@ type Config struct {
 	// debuginfo takes minutes, not hours.
 	TaskTimeout time.Duration `toml:"task_timeout"`
 
-	// UploadTimeout bounds the time one upload may take, so that slow
-	// clients cannot hold the queue's slots. Default 15 minutes: 256 MiB
-	// at 300 KB/s.
+	// UploadTimeout bounds the time one upload may take. Default 15
+	// minutes: 256 MiB at 300 KB/s.
 	UploadTimeout time.Duration `toml:"upload_timeout"`
+
+	// MinUploadRate, in KiB/s, is the slowest an upload may go, measured
+	// over each UploadRateWindow: a slower one (a client trickling bytes
+	// to hold the server's resources) is cut with 408. Default 8.
+	MinUploadRate int64 `toml:"min_upload_rate"`
+
+	// UploadRateWindow is how long MinUploadRate is measured over; an
+	// upload that sends nothing at all is cut within two windows.
+	// Default 10 s.
+	UploadRateWindow time.Duration `toml:"upload_rate_window"`
+
+	// MaxUploads bounds the uploads streaming at once. An upload takes
+	// no queue slot (MaxQueuedTasks) until its body has arrived, so that
+	// slow clients cannot fill the queue; this bounds what they can hold
+	// instead. Default 4 × MaxQueuedTasks.
+	MaxUploads int `toml:"max_uploads"`
 
 	// DeleteAfter removes finished tasks (the core, the log, the
 	// backtrace) that long after they finished; negative keeps them for
@@ -129,6 +144,8 @@ const (
 	DefaultMinFreeSpace      = 1024 // MiB
 	DefaultTaskTimeout       = time.Hour
 	DefaultUploadTimeout     = 15 * time.Minute
+	DefaultMinUploadRate     = 8 // KiB/s
+	DefaultUploadRateWindow  = 10 * time.Second
 	DefaultDeleteAfter       = 7 * 24 * time.Hour
 	DefaultDeleteFailedAfter = 24 * time.Hour
 )
@@ -168,6 +185,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.UploadTimeout <= 0 {
 		c.UploadTimeout = DefaultUploadTimeout
+	}
+	if c.MinUploadRate <= 0 {
+		c.MinUploadRate = DefaultMinUploadRate
+	}
+	if c.UploadRateWindow <= 0 {
+		c.UploadRateWindow = DefaultUploadRateWindow
+	}
+	if c.MaxUploads <= 0 {
+		c.MaxUploads = 4 * c.MaxQueuedTasks
 	}
 	if c.DeleteFailedAfter == 0 {
 		c.DeleteFailedAfter = DefaultDeleteFailedAfter

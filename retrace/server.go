@@ -50,7 +50,8 @@ type Server struct {
 	mu       sync.Mutex
 	pending  []string             // ids waiting for a worker, oldest first
 	running  map[string]*liveTask // ids a worker has
-	uploads  int                  // creates holding a queue slot while their body streams
+	uploads  int                  // creates whose body streams (no queue slot yet)
+	admitted int                  // creates past their upload, holding a queue slot
 	deleting map[string]bool      // ids being deleted
 	finished []TaskInfo           // the recentKept last finished tasks, newest first
 }
@@ -63,7 +64,8 @@ type liveTask struct {
 
 // Stats is a snapshot of the queue.
 type Stats struct {
-	Pending    int // accepted, waiting for a worker (including uploads)
+	Pending    int // accepted, waiting for a worker
+	Uploading  int // uploads still streaming (not in the queue yet)
 	Running    int // being retraced
 	MaxRunning int // MaxRunningTasks: the most that run at once
 }
@@ -183,7 +185,7 @@ func (s *Server) recover() error {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Pending: len(s.pending) + s.uploads, Running: len(s.running), MaxRunning: s.cfg.MaxRunningTasks}
+	return Stats{Pending: len(s.pending) + s.admitted, Uploading: s.uploads, Running: len(s.running), MaxRunning: s.cfg.MaxRunningTasks}
 }
 
 // Recent returns the running tasks, the pending ones in queue order, and
@@ -242,21 +244,46 @@ func taskInfo(id string, st state, pos int) TaskInfo {
 	return ti
 }
 
-// reserve takes a queue slot for an upload, or fails with ErrQueueFull.
-func (s *Server) reserve() error {
+// queuedLocked is what counts against MaxQueuedTasks.
+func (s *Server) queuedLocked() int { return len(s.pending) + len(s.running) + s.admitted }
+
+// startUpload lets an upload stream, or fails with ErrQueueFull when the
+// queue is full already (no point reading the body) or MaxUploads are
+// streaming. It returns the upload's end.
+func (s *Server) startUpload() (done func(), err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.pending)+len(s.running)+s.uploads >= s.cfg.MaxQueuedTasks {
-		return ErrQueueFull
+	if s.queuedLocked() >= s.cfg.MaxQueuedTasks || s.uploads >= s.cfg.MaxUploads {
+		return nil, ErrQueueFull
 	}
 	s.uploads++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.uploads--
+			s.mu.Unlock()
+		})
+	}, nil
+}
+
+// admit takes a queue slot for an upload that has arrived, or fails with
+// ErrQueueFull.
+func (s *Server) admit() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.queuedLocked() >= s.cfg.MaxQueuedTasks {
+		return ErrQueueFull
+	}
+	s.admitted++
 	return nil
 }
 
-// release gives back an upload's slot, queuing id if it is not "".
+// release gives back an admitted upload's slot, queuing id if it is not
+// "".
 func (s *Server) release(id string) {
 	s.mu.Lock()
-	s.uploads--
+	s.admitted--
 	if id != "" {
 		s.pending = append(s.pending, id)
 	}
@@ -291,11 +318,11 @@ func (s *Server) create(body io.Reader, format string, contentLength int64) (id,
 	if err := s.checkSpace(contentLength); err != nil {
 		return "", "", err
 	}
-	if err := s.reserve(); err != nil {
+	uploaded, err := s.startUpload()
+	if err != nil {
 		return "", "", err
 	}
-	queued := ""
-	defer func() { s.release(queued) }()
+	defer uploaded()
 
 	t, err := s.newTaskDir()
 	if err != nil {
@@ -315,6 +342,12 @@ func (s *Server) create(body io.Reader, format string, contentLength int64) (id,
 	if _, err := unpack(body, format, t.crashDir(), lim); err != nil {
 		return "", "", err
 	}
+	uploaded()
+	if err := s.admit(); err != nil {
+		return "", "", err
+	}
+	queued := ""
+	defer func() { s.release(queued) }()
 	if err := s.checkSpace(0); err != nil {
 		return "", "", err
 	}
