@@ -202,6 +202,23 @@ func TestConfigFile(t *testing.T) {
 	if _, err := loadConfig(p); err == nil {
 		t.Fatal("a misspelt key was accepted")
 	}
+	// Out of range, or misspelt: refused, naming the key.
+	for _, bad := range []struct{ toml, says string }{
+		{"min_free = -5", "min_free = -5"},
+		{"min_free = 150", "min_free = 150"},
+		{"memory_limit_mb = -1", "memory_limit_mb = -1"},
+		{"[mirror]\nworkers = 0", "workers = 0"},
+		{"[mirror]\nworkers = -3", "workers = -3"},
+		{"[mirror]\nwokers = 2", "unknown key mirror.wokers (line 2)"},
+		{"dta = 1", "unknown key dta (line 1)"},
+	} {
+		if err := os.WriteFile(p, []byte(bad.toml+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadConfig(p); err == nil || !strings.Contains(err.Error(), bad.says) {
+			t.Errorf("%q: err = %v, want it to say %q", bad.toml, err, bad.says)
+		}
+	}
 	for _, bad := range []string{`task_ttl = "a week"`, `failed_task_ttl = "-1h"`} {
 		if err := os.WriteFile(p, []byte(bad+"\n"), 0o644); err != nil {
 			t.Fatal(err)

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
@@ -78,6 +80,10 @@ func defaultMirrorConfig() MirrorConfig {
 	}
 }
 
+// maxWorkers bounds [mirror] workers: each holds a download and a
+// decompressor.
+const maxWorkers = 256
+
 // The bounds checkCrawl holds the crawl keys to.
 const (
 	maxCrawlDepth       = 100
@@ -148,7 +154,26 @@ func loadConfig(path string) (Config, error) {
 	defer f.Close()
 	d := toml.NewDecoder(f).DisallowUnknownFields()
 	if err := d.Decode(&c); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			// go-toml's own message names no key.
+			var keys []string
+			for _, e := range strict.Errors {
+				row, _ := e.Position()
+				keys = append(keys, fmt.Sprintf("%s (line %d)", strings.Join(e.Key(), "."), row))
+			}
+			return c, fmt.Errorf("config %s: unknown key %s", path, strings.Join(keys, ", "))
+		}
 		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	if c.MinFree < 0 || c.MinFree >= 100 {
+		return c, fmt.Errorf("config %s: min_free = %g: want a percentage from 0 to 99", path, c.MinFree)
+	}
+	if c.MemoryLimitMB < 0 {
+		return c, fmt.Errorf("config %s: memory_limit_mb = %d: want a number of MiB, or 0 for no limit", path, c.MemoryLimitMB)
+	}
+	if c.Mirror.Workers < 1 || c.Mirror.Workers > maxWorkers {
+		return c, fmt.Errorf("config %s: [mirror] workers = %d: want 1 to %d", path, c.Mirror.Workers, maxWorkers)
 	}
 	for _, v := range []struct{ key, val string }{{"task_ttl", c.TaskTTL}, {"failed_task_ttl", c.FailedTaskTTL}} {
 		if d, err := time.ParseDuration(v.val); err != nil || d <= 0 {
@@ -183,6 +208,12 @@ type RetraceConfig struct {
 	TaskTimeout   string `toml:"task_timeout"`
 	UploadTimeout string `toml:"upload_timeout"`
 	GDBTimeout    string `toml:"gdb_timeout"`
+	// MinUploadRate (KiB/s) over each UploadRateWindow (a Go duration)
+	// is the slowest an upload may go; MaxUploads bounds the uploads
+	// streaming at once (they take no queue slot until they arrive).
+	MinUploadRate    int64  `toml:"min_upload_rate"`
+	UploadRateWindow string `toml:"upload_rate_window"`
+	MaxUploads       int    `toml:"max_uploads"`
 	// GDBMemoryMB is gdb's address-space limit in MiB; 0 means none.
 	GDBMemoryMB int64 `toml:"gdb_memory_mb"`
 	// SysrootBudgetMB bounds the cached sysroots; the least recently used
@@ -199,15 +230,18 @@ type RetraceConfig struct {
 
 func defaultRetraceConfig() RetraceConfig {
 	return RetraceConfig{
-		MaxRunningTasks: retrace.DefaultMaxRunningTasks,
-		MaxQueuedTasks:  retrace.DefaultMaxQueuedTasks,
-		MaxPackedSize:   retrace.DefaultMaxPackedSize,
-		MaxUnpackedSize: retrace.DefaultMaxUnpackedSize,
-		TaskTimeout:     retrace.DefaultTaskTimeout.String(),
-		UploadTimeout:   retrace.DefaultUploadTimeout.String(),
-		GDBTimeout:      retrace.DefaultGDBTimeout.String(),
-		GDBMemoryMB:     retrace.DefaultGDBMemory >> 20,
-		SysrootBudgetMB: retrace.DefaultSysrootBudget >> 20,
+		MaxRunningTasks:  retrace.DefaultMaxRunningTasks,
+		MaxQueuedTasks:   retrace.DefaultMaxQueuedTasks,
+		MaxPackedSize:    retrace.DefaultMaxPackedSize,
+		MaxUnpackedSize:  retrace.DefaultMaxUnpackedSize,
+		TaskTimeout:      retrace.DefaultTaskTimeout.String(),
+		UploadTimeout:    retrace.DefaultUploadTimeout.String(),
+		MinUploadRate:    retrace.DefaultMinUploadRate,
+		UploadRateWindow: retrace.DefaultUploadRateWindow.String(),
+		MaxUploads:       4 * retrace.DefaultMaxQueuedTasks,
+		GDBTimeout:       retrace.DefaultGDBTimeout.String(),
+		GDBMemoryMB:      retrace.DefaultGDBMemory >> 20,
+		SysrootBudgetMB:  retrace.DefaultSysrootBudget >> 20,
 	}
 }
 
@@ -221,6 +255,7 @@ func (r RetraceConfig) check() error {
 		{"max_running_tasks", int64(r.MaxRunningTasks)}, {"max_queued_tasks", int64(r.MaxQueuedTasks)},
 		{"max_packed_size", r.MaxPackedSize}, {"max_unpacked_size", r.MaxUnpackedSize},
 		{"sysroot_budget_mb", r.SysrootBudgetMB},
+		{"min_upload_rate", r.MinUploadRate},
 	} {
 		if v.val <= 0 {
 			return fmt.Errorf("%s = %d: want a positive number", v.key, v.val)
@@ -229,10 +264,13 @@ func (r RetraceConfig) check() error {
 	if r.MaxQueuedTasks < r.MaxRunningTasks {
 		return fmt.Errorf("max_queued_tasks = %d is below max_running_tasks = %d: running tasks count as queued", r.MaxQueuedTasks, r.MaxRunningTasks)
 	}
+	if r.MaxUploads < 0 {
+		return fmt.Errorf("max_uploads = %d: want a positive number, or 0 for 4 x max_queued_tasks", r.MaxUploads)
+	}
 	if r.GDBMemoryMB < 0 {
 		return fmt.Errorf("gdb_memory_mb = %d: want a number of MiB, or 0 for no limit", r.GDBMemoryMB)
 	}
-	for _, v := range []struct{ key, val string }{{"task_timeout", r.TaskTimeout}, {"upload_timeout", r.UploadTimeout}, {"gdb_timeout", r.GDBTimeout}} {
+	for _, v := range []struct{ key, val string }{{"task_timeout", r.TaskTimeout}, {"upload_timeout", r.UploadTimeout}, {"gdb_timeout", r.GDBTimeout}, {"upload_rate_window", r.UploadRateWindow}} {
 		if d, err := time.ParseDuration(v.val); err != nil || d <= 0 {
 			return fmt.Errorf("%s = %q: want a positive duration such as \"10m\"", v.key, v.val)
 		}

@@ -69,6 +69,8 @@ func serverConfig(cfg Config) retrace.Config {
 		SupportedReleases: r.SupportedReleases,
 	}
 	rc.TaskTimeout, rc.UploadTimeout, _ = r.durations()
+	rc.MinUploadRate, rc.MaxUploads = r.MinUploadRate, r.MaxUploads
+	rc.UploadRateWindow, _ = time.ParseDuration(r.UploadRateWindow) // check checked it
 	rc.DeleteAfter, rc.DeleteFailedAfter = cfg.retention()
 	return rc
 }
