@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/internal/throttle"
 	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/resolver"
 	"github.com/retraced/retraced/retrace"
@@ -154,6 +155,9 @@ func newHandler(s *store, cfg Config, rs *retrace.Server) *handler {
 	r.Use(gin.Recovery())
 	metrics := web.NewMetrics(s.idx)
 	r.Use(metrics.Middleware())
+	// Password and token guesses: 20 failures a minute, then 429 for the
+	// rest of the minute.
+	r.Use(throttle.New(20, time.Minute, nil).Middleware())
 	api := resolver.NewAPI(s.idx, resolver.Config{SpoolDir: filepath.Join(s.pool.Dir(), "tmp")})
 	api.OnLookup = func(hit bool) {
 		result := "miss"
