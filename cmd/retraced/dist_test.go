@@ -1,0 +1,221 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/retraced/retraced/fixtures"
+)
+
+// The pretty-printer that toolbox-libs ships for libtoolbox, as the
+// fixture's sources hold it (the file the package installs under
+// /usr/share/gdb/auto-load).
+const toolboxPrinter = "src/toolbox/libtoolbox.so.1.0.0-gdb.py"
+
+// TestDistCoresMatchDebuginfod retraces each core of the Fedora-style
+// fixture repository (repo-dist: dwz multifiles, per-subpackage debuginfo,
+// MiniDebugInfo, LTO, a C++ program, glibc and libstdc++ as packages)
+// as a task of serve, and compares the crashing thread's `bt full` —
+// frames, file:line, arguments and locals — with what gdb prints for the
+// same core with DEBUGINFOD_URLS at the same server (a fresh client
+// cache), and with the reference that fixtures/build.sh made with gdb
+// in the crashed system's root. On the crashed machine the
+// pretty-printer of libtoolbox is installed, so the gdb run loads it as
+// well; the task must print what it prints. It also checks that
+// coredump2packages names the main toolbox-debuginfo, which ships only
+// the dwz multifile, for the subpackage's crash.
+func TestDistCoresMatchDebuginfod(t *testing.T) {
+	fixtures.RequireTools(t, "gdb")
+	cfg := testConfig(t)
+	if _, _, err := run(t, "--data", cfg.Data, "mirror", "add", "dist", fixtures.Path("repo-dist")); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := run(t, "--data", cfg.Data, "mirror", "sync"); err != nil {
+		t.Fatalf("sync: %v\n%s", err, stderr)
+	}
+	url := startServe(t, cfg)
+	printer := fixtures.Path(toolboxPrinter)
+	if _, err := os.Stat(printer); err != nil {
+		t.Fatal(err)
+	}
+	printed := false
+	for _, c := range fixtures.DistCores(t) {
+		t.Run(c.File, func(t *testing.T) {
+			core := fixtures.CoreFile(t, c.File)
+			task := createTask(t, url, crashTarball(t, core, map[string]string{"executable": c.Executable}))
+			status := task.wait(t, 60*time.Second)
+			_, _, step := task.get(t, "")
+			_, _, logText := task.get(t, "/log")
+			_, _, bt := task.get(t, "/backtrace")
+			if status != "FINISHED_SUCCESS" {
+				t.Fatalf("task: %s\n%s\n%s", status, step, logText)
+			}
+			if !regexp.MustCompile(`(?m)^Backtrace rating: [0-4]/4 `).MatchString(step) {
+				t.Errorf("status body has no rating:\n%s", step)
+			}
+			if strings.Contains(logText, "could not find '.gnu_debugaltlink'") || strings.Contains(logText, "unresolved: dwz multifile") {
+				t.Errorf("gdb lacked a dwz multifile:\n%s", logText)
+			}
+			got := crashingThread(t, bt)
+
+			plain := debuginfodGDB(t, url, core, "")
+			withPrinter := debuginfodGDB(t, url, core, printer)
+			if !slices.Equal(got, withPrinter) {
+				t.Errorf("the task's crashing thread differs from gdb with DEBUGINFOD_URLS:\n%s", diffLines(withPrinter, got))
+			}
+			if !slices.Equal(plain, withPrinter) {
+				printed = true
+			}
+			ref, err := os.ReadFile(fixtures.Path("cores", strings.TrimSuffix(c.File, ".core.zst")+".btfull.txt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := normalizeFrames(strings.Split(string(ref), "\n")); !slices.Equal(got, want) {
+				t.Errorf("the task's crashing thread differs from gdb in the crashed system's root (%s.btfull.txt):\n%s",
+					strings.TrimSuffix(c.File, ".core.zst"), diffLines(want, got))
+			}
+			frames, named := 0, 0
+			for _, l := range got {
+				if strings.HasPrefix(l, "#") {
+					frames++
+					if !strings.Contains(l, "?? (") {
+						named++
+					}
+				}
+			}
+			t.Logf("%s: %d frames, %d named, %d lines of frames and locals equal in the task and gdb+debuginfod; %s",
+				c.File, frames, named, len(got), strings.SplitN(step, "\n", 3)[1])
+
+			if strings.HasPrefix(c.File, "toolbox-extra") {
+				var rep struct {
+					DebuginfoPackages []string `json:"debuginfo_packages"`
+				}
+				f, err := os.Open(core)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				resp, err := http.Post(url+"/api/v1/coredump2packages", "application/octet-stream", f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+					t.Fatal(err)
+				}
+				if !slices.ContainsFunc(rep.DebuginfoPackages, func(p string) bool { return strings.HasPrefix(p, "toolbox-debuginfo-") }) {
+					t.Errorf("coredump2packages lists %v: no toolbox-debuginfo, which ships the dwz multifile", rep.DebuginfoPackages)
+				}
+			}
+		})
+	}
+	if !printed {
+		t.Error("the pretty-printer changed no core's output: the test does not test it")
+	}
+}
+
+// debuginfodGDB is gdb on the core alone, fetching everything from url
+// by build-id, with the pretty-printer script sourced when given; it
+// returns the crashing thread's normalized frames and locals.
+func debuginfodGDB(t *testing.T, url, core, printer string) []string {
+	t.Helper()
+	home := t.TempDir()
+	// Only what the server has: not the debug files this machine has
+	// installed (its libc's, under /usr/lib/debug).
+	args := []string{"-batch", "-nx", "-iex", "set debuginfod enabled on", "-iex", "set debuginfod urls " + url,
+		"-iex", "set debug-file-directory " + filepath.Join(home, "no-debug"),
+		"-iex", "set width 0", "-iex", "set height 0", "-c", core}
+	if printer != "" {
+		args = append(args, "-ex", "source "+printer)
+	}
+	args = append(args, "-ex", "echo --bt--\\n", "-ex", "bt full")
+	cmd := exec.Command("gdb", args...)
+	cmd.Env = []string{"HOME=" + home, "DEBUGINFOD_URLS=" + url, "DEBUGINFOD_CACHE_PATH=" + filepath.Join(home, "cache"), "PATH=" + os.Getenv("PATH")}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("gdb with debuginfod: %v\n%s", err, out)
+	}
+	_, after, ok := strings.Cut(string(out), "--bt--\n")
+	if !ok {
+		t.Fatalf("gdb printed no backtrace:\n%s", out)
+	}
+	return normalizeFrames(strings.Split(after, "\n"))
+}
+
+// crashingThread takes, from the task's "thread apply all backtrace
+// full", the thread gdb made current on loading the core.
+func crashingThread(t *testing.T, bt string) []string {
+	t.Helper()
+	cur := "1"
+	if m := regexp.MustCompile(`(?m)^\[Current thread is (\d+) `).FindStringSubmatch(bt); m != nil {
+		cur = m[1]
+	}
+	lines := strings.Split(bt, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "Thread "+cur+" ") {
+			return normalizeFrames(lines[i+1:])
+		}
+	}
+	t.Fatalf("no Thread %s in the backtrace:\n%s", cur, bt)
+	return nil
+}
+
+var frameLineRE = regexp.MustCompile(`^#(\d+)\s+(?:0x[0-9a-f]+ in )?(.*?)(?: from \S+)?$`)
+
+// normalizeFrames keeps the frames and their locals, up to the first
+// blank line or other output, without what depends on where gdb found the files: the
+// frame's pc prefix ("0x... in", the same in both but absent for frame 0
+// with debuginfo) and "from PATH" of frames without debuginfo.
+func normalizeFrames(lines []string) []string {
+	var out []string
+	started := false
+	for _, l := range lines {
+		if strings.TrimSpace(l) == "" {
+			if started {
+				break
+			}
+			continue
+		}
+		if m := frameLineRE.FindStringSubmatch(l); m != nil {
+			started = true
+			out = append(out, "#"+m[1]+" "+m[2])
+			continue
+		}
+		if !started {
+			continue
+		}
+		if !strings.HasPrefix(l, " ") && !strings.HasPrefix(l, "\t") && !strings.HasPrefix(l, "No ") {
+			break // the next command's output
+		}
+		out = append(out, strings.TrimSpace(l))
+	}
+	return out
+}
+
+// diffLines shows want and got side by side where they differ.
+func diffLines(want, got []string) string {
+	var b strings.Builder
+	for i := range max(len(want), len(got)) {
+		w, g := "", ""
+		if i < len(want) {
+			w = want[i]
+		}
+		if i < len(got) {
+			g = got[i]
+		}
+		mark := "  "
+		if w != g {
+			mark = "! "
+		}
+		b.WriteString(mark + "want: " + w + "\n" + mark + "got:  " + g + "\n")
+	}
+	return b.String()
+}
