@@ -503,7 +503,7 @@ func TestBatchRealWorker(t *testing.T) {
 	id := regexp.MustCompile(`Task Id: (\d+)`).FindStringSubmatch(errOut)
 	pw := regexp.MustCompile(`Task Password: (\S+)`).FindStringSubmatch(errOut)
 	logOut, _, err := runClient(t, "log", "--url", hs.URL, "-t", id[1], "-p", pw[1])
-	if err != nil || !strings.Contains(logOut, "backtrace rating: ") {
+	if err != nil || !strings.Contains(logOut, "backtrace rating: ") || !strings.Contains(logOut, "missing from the mirror: ") {
 		t.Errorf("log: %v\n%s", err, logOut)
 	}
 	// The server's directories are not the client's business.
