@@ -659,3 +659,37 @@ func TestFailingRetracers(t *testing.T) {
 		})
 	}
 }
+
+// unusableRetracer returns a backtrace with no named frame, as the worker
+// does: rated, with what was missing, and ErrUnusable.
+type unusableRetracer struct{}
+
+func (unusableRetracer) Retrace(ctx context.Context, dir string, log io.Writer) (Result, error) {
+	bt := "Thread 1 (LWP 7):\n#0  0x00007f00000010fc in ?? ()\n#1  0x00007f0000001234 in ?? ()\n"
+	r := RateBacktrace(bt)
+	return Result{Backtrace: bt, Rating: &r, Missing: []string{"/usr/lib64/libc.so.6 93ac61ec5a8eb1396f9fbd350e3169a558528a40"}},
+		fmt.Errorf("%w: no frame of the crashing thread has a function name", ErrUnusable)
+}
+
+// TestUnusableBacktrace: a task whose backtrace names no frame ends
+// FINISHED_FAILURE; the backtrace is kept, and the status body says the
+// rating and what was missing.
+func TestUnusableBacktrace(t *testing.T) {
+	ts := newTestServer(t, unusableRetracer{}, testConfig())
+	id, pw := ts.create(t, FormatXZ, crashXZ(t))
+	ts.waitStatus(t, id, pw, StatusFailure)
+	_, step := ts.do(t, http.MethodGet, "/"+id, pw)
+	for _, want := range []string{stepFailure, "\nBacktrace rating: 0/4 (quality 0.00: 0 of 2 frames", "\nMissing: /usr/lib64/libc.so.6 93ac61ec5a8eb1396f9fbd350e3169a558528a40"} {
+		if !strings.Contains(step, want) {
+			t.Errorf("status body %q lacks %q", step, want)
+		}
+	}
+	resp, bt := ts.do(t, http.MethodGet, "/"+id+"/backtrace", pw)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(bt, "#0  0x00007f00000010fc in ?? ()") {
+		t.Errorf("backtrace: %d %q", resp.StatusCode, bt)
+	}
+	_, logText := ts.do(t, http.MethodGet, "/"+id+"/log", pw)
+	if !strings.Contains(logText, "retrace failed: unusable backtrace") {
+		t.Errorf("log:\n%s", logText)
+	}
+}
