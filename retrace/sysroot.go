@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -86,7 +87,7 @@ var ErrSysrootDirBusy = errors.New("sysroot directory in use by another worker")
 // with the pool.
 const (
 	sysrootManifestName = ".sysroot.json"
-	sysrootLayout       = 1 // bump when the way sysroots are built changes
+	sysrootLayout       = 2 // bump when the way sysroots are built changes (2: auto-load links, aliases)
 )
 
 // sysrootKey names the sysroot of a package set: the SHA-256 of the
@@ -485,7 +486,14 @@ type sysrootPlanLink struct {
 
 // planSysroot lists every file of pkgs, the first package (in NEVRA
 // order) winning when two ship one path.
-func planSysroot(pkgs []*index.Package) *sysrootPlan {
+//
+// aliases maps paths the core names (absolute) to the paths where a
+// package ships the same file (by build-id): a library the crashed system
+// had at /usr/lib/x86_64-linux-gnu/libc.so.6 that the mirror holds as
+// /usr/lib64/libc.so.6. Each becomes a symbolic link, where no package
+// put anything, so that gdb finds every object at the path the core
+// gives, as debuginfod clients find it by build-id.
+func planSysroot(pkgs []*index.Package, aliases map[string]string) *sysrootPlan {
 	pl := &sysrootPlan{}
 	sorted := slices.Clone(pkgs)
 	slices.SortFunc(sorted, func(a, b *index.Package) int { return strings.Compare(a.NEVRA.String(), b.NEVRA.String()) })
@@ -558,8 +566,58 @@ func planSysroot(pkgs []*index.Package) *sysrootPlan {
 	for _, l := range pl.links {
 		linkTargets[l.rel] = path.Join(path.Dir(l.rel), l.target)
 	}
+	resolve := lexicalResolver(linkTargets)
+	for _, from := range slices.Sorted(maps.Keys(aliases)) {
+		rel, ok1 := sysrootRel(from)
+		to, ok2 := sysrootRel(aliases[from])
+		if !ok1 || !ok2 {
+			pl.skipped = append(pl.skipped, fmt.Sprintf("alias %q -> %q: not a clean absolute path", from, aliases[from]))
+			continue
+		}
+		// Placed through the links on its way (lib -> usr/lib), never
+		// over anything planned.
+		rel = path.Join(resolve(path.Dir(rel)), path.Base(rel))
+		if seen[rel] || linkTargets[rel] != "" || resolve(rel) == to {
+			continue
+		}
+		t, err := filepath.Rel(path.Dir(rel), to)
+		if err != nil {
+			continue
+		}
+		seen[rel] = true
+		pl.links = append(pl.links, sysrootPlanLink{rel: rel, target: t})
+		linkTargets[rel] = to
+	}
 	pl.links = append(pl.links, autoLoadLinks(pl.files, linkTargets, seen)...)
 	return pl
+}
+
+// lexicalResolver follows the planned symbolic links (link -> target,
+// both relative to the sysroot) through a path, as the sysroot will lay
+// them out: the path itself and the directories on its way (lib64 ->
+// usr/lib64), at most 16 links deep.
+func lexicalResolver(links map[string]string) func(rel string) string {
+	step := func(rel string) (string, bool) {
+		if t, ok := links[rel]; ok {
+			return t, true
+		}
+		for d := path.Dir(rel); d != "."; d = path.Dir(d) {
+			if t, ok := links[d]; ok {
+				return path.Join(t, strings.TrimPrefix(rel, d+"/")), true
+			}
+		}
+		return rel, false
+	}
+	return func(rel string) string {
+		for range 16 {
+			next, ok := step(rel)
+			if !ok {
+				break
+			}
+			rel = next
+		}
+		return rel
+	}
 }
 
 // gdb auto-load scripts, as packages ship them: for an object file
@@ -587,30 +645,7 @@ var autoLoadSuffixes = []string{"-gdb.py", "-gdb.gdb", "-gdb.scm"}
 // its target, both relative to the sysroot; taken holds every path
 // already planned, and the new links never replace one.
 func autoLoadLinks(files []sysrootPlanFile, links map[string]string, taken map[string]bool) []sysrootPlanLink {
-	// step takes one link on rel's way: rel itself, or a directory on the
-	// way (lib64 -> usr/lib64).
-	step := func(rel string) (string, bool) {
-		if t, ok := links[rel]; ok {
-			return t, true
-		}
-		for d := path.Dir(rel); d != "."; d = path.Dir(d) {
-			if t, ok := links[d]; ok {
-				return path.Join(t, strings.TrimPrefix(rel, d+"/")), true
-			}
-		}
-		return rel, false
-	}
-	// resolve follows links lexically, as the sysroot will lay them out.
-	resolve := func(rel string) string {
-		for range 16 {
-			next, ok := step(rel)
-			if !ok {
-				break
-			}
-			rel = next
-		}
-		return rel
-	}
+	resolve := lexicalResolver(links)
 	scripts := map[string][]string{} // object file -> its scripts
 	for _, f := range files {
 		rest, ok := strings.CutPrefix(f.rel, autoLoadDir)

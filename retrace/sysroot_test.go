@@ -84,7 +84,7 @@ func TestSysrootAutoLoad(t *testing.T) {
 		reg("/usr/lib64/libown.so.3-gdb.py"),
 		reg("/usr/share/gdb/auto-load/usr/lib64/libown.so.3-gdb.py"),
 	}}
-	pl := planSysroot([]*index.Package{lib})
+	pl := planSysroot([]*index.Package{lib}, nil)
 	got := map[string]string{}
 	for _, l := range pl.links {
 		got[l.rel] = l.target
@@ -106,6 +106,39 @@ func TestSysrootAutoLoad(t *testing.T) {
 		if strings.HasPrefix(rel, "usr/share/gdb/") {
 			t.Errorf("link %s inside the auto-load directory", rel)
 		}
+	}
+}
+
+// TestSysrootAliases: an object the core names at another path than its
+// package's gets a link there, placed through the sysroot's own links
+// (lib -> usr/lib), never over a file a package ships.
+func TestSysrootAliases(t *testing.T) {
+	var d blob.Digest
+	d[0] = 1
+	glibc := &index.Package{NEVRA: index.NEVRA{Name: "glibc", Version: "2.36", Release: "1", Arch: "x86_64"}, Files: []index.File{
+		{Path: "/usr/lib64/libc.so.6", Mode: 0o755, Blob: d, Size: 1},
+		{Path: "/usr/lib64/libm.so.6", Mode: 0o755, Blob: d, Size: 1},
+	}}
+	pl := planSysroot([]*index.Package{glibc}, map[string]string{
+		"/lib/x86_64-linux-gnu/libc.so.6": "/usr/lib64/libc.so.6",
+		"/usr/lib64/libm.so.6":            "/usr/lib64/libc.so.6", // shipped: kept
+		"relative/path":                   "/usr/lib64/libc.so.6",
+	})
+	got := map[string]string{}
+	for _, l := range pl.links {
+		got[l.rel] = l.target
+	}
+	if got["usr/lib/x86_64-linux-gnu/libc.so.6"] != "../../lib64/libc.so.6" {
+		t.Errorf("alias link: %v", got)
+	}
+	if _, ok := got["lib/x86_64-linux-gnu/libc.so.6"]; ok {
+		t.Error("alias placed under the lib link instead of through it")
+	}
+	if _, ok := got["usr/lib64/libm.so.6"]; ok {
+		t.Error("alias replaced a shipped file")
+	}
+	if len(pl.skipped) != 1 || !strings.Contains(pl.skipped[0], "relative/path") {
+		t.Errorf("skipped %v", pl.skipped)
 	}
 }
 
@@ -184,7 +217,7 @@ func TestSysrootAssemble(t *testing.T) {
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	pl := planSysroot(pkgs)
+	pl := planSysroot(pkgs, nil)
 	m, err := assembleSysroot(context.Background(), root, pl, pool, time.Unix(0, 0))
 	if err != nil {
 		t.Fatal(err)

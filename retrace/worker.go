@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -405,14 +406,24 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 
 	// 3. The sysroot.
 	names := make([]string, len(pkgs))
+	inSet := map[index.NEVRA]bool{}
 	for i, p := range pkgs {
 		names[i] = p.NEVRA.String()
+		inSet[p.NEVRA] = true
+	}
+	aliases, err := w.aliases(objs, inSet)
+	if err != nil {
+		return res, sl.fail(err)
+	}
+	for _, from := range slices.Sorted(maps.Keys(aliases)) {
+		sl.printf("sysroot: %s is %s (same build-id)", from, aliases[from])
+		names = append(names, "alias "+from+" "+aliases[from])
 	}
 	key := sysrootKey(names)
 	var built *sysrootManifest
 	start := time.Now()
 	lease, err := w.cache.acquire(ctx, key, func(ctx context.Context, dir string) (*sysrootManifest, error) {
-		m, err := assembleSysroot(ctx, dir, planSysroot(pkgs), w.pool, w.cfg.Now())
+		m, err := assembleSysroot(ctx, dir, planSysroot(pkgs, aliases), w.pool, w.cfg.Now())
 		built = m
 		return m, err
 	})
@@ -462,6 +473,42 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 		return res, sl.fail(fmt.Errorf("%w: no frame of the crashing thread has a function name", ErrUnusable))
 	}
 	return res, nil
+}
+
+// aliases maps each object the core names at a path where the chosen
+// packages do not ship it to the path where one of them ships the same
+// build-id (see planSysroot).
+func (w *Worker) aliases(objs []resolver.Object, inSet map[index.NEVRA]bool) (map[string]string, error) {
+	out := map[string]string{}
+	for _, o := range objs {
+		if o.BuildID.IsZero() || !strings.HasPrefix(o.Path, "/") || strings.HasSuffix(o.Path, " (deleted)") {
+			continue
+		}
+		ms, err := w.idx.Lookup(o.BuildID)
+		if errors.Is(err, index.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up %s: %w", o.Path, err)
+		}
+		var at string
+		for _, m := range ms {
+			if m.Kind != index.KindExecutable || !inSet[m.NEVRA] {
+				continue
+			}
+			if m.Path == o.Path {
+				at = ""
+				break
+			}
+			if at == "" {
+				at = m.Path
+			}
+		}
+		if at != "" {
+			out[o.Path] = at
+		}
+	}
+	return out, nil
 }
 
 // packageSet adds, to the binary and debuginfo packages of rep, the

@@ -166,8 +166,8 @@ func loadConfig(path string) (Config, error) {
 		}
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
-	if c.MinFree < 0 || c.MinFree >= 100 {
-		return c, fmt.Errorf("config %s: min_free = %g: want a percentage from 0 to 99", path, c.MinFree)
+	if c.MinFree < 0 || c.MinFree > 100 {
+		return c, fmt.Errorf("config %s: min_free = %g: want a percentage from 0 to 100", path, c.MinFree)
 	}
 	if c.MemoryLimitMB < 0 {
 		return c, fmt.Errorf("config %s: memory_limit_mb = %d: want a number of MiB, or 0 for no limit", path, c.MemoryLimitMB)
