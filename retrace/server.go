@@ -13,8 +13,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/retraced/retraced/gc/diskspace"
 )
 
 // ErrQueueFull is returned by a create when MaxQueuedTasks tasks are
@@ -43,6 +44,8 @@ type Server struct {
 
 	// abandonAfter is a field so that tests can shorten it.
 	abandonAfter time.Duration
+	// space is the free-space policy uploads are checked against.
+	space *diskspace.Policy
 
 	// wake tells a waiting worker that a task was queued.
 	wake chan struct{}
@@ -97,8 +100,11 @@ func New(dir string, r Retracer, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("open task directory: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	s := &Server{dir: dir, r: r, cfg: cfg, log: cfg.Logger, abandonAfter: abandonAfter,
+	s := &Server{dir: dir, r: r, cfg: cfg, log: cfg.Logger, abandonAfter: abandonAfter, space: cfg.Space,
 		wake: make(chan struct{}, 1), running: map[string]*liveTask{}, deleting: map[string]bool{}}
+	if s.space == nil {
+		s.space = &diskspace.Policy{Dir: dir, MinBytes: cfg.MinFreeSpace * bytesPerMiB}
+	}
 	if err := s.recover(); err != nil {
 		return nil, err
 	}
@@ -364,21 +370,14 @@ func (s *Server) newTaskDir() (task, error) {
 }
 
 // checkSpace fails with ErrNoSpace when writing n more bytes would leave
-// less than MinFreeSpace free.
+// less free than the space policy wants.
 func (s *Server) checkSpace(n int64) error {
-	if s.cfg.MinFreeSpace <= 0 {
-		return nil
+	err := s.space.Check(n)
+	if errors.Is(err, diskspace.ErrLow) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(s.dir, &st); err != nil {
+	if err != nil {
 		return fmt.Errorf("free space of %s: %w", s.dir, err)
-	}
-	free := int64(st.Bavail) * int64(st.Bsize)
-	if n < 0 {
-		n = 0
-	}
-	if free-n < s.cfg.MinFreeSpace*bytesPerMiB {
-		return fmt.Errorf("%w: %d MiB free, %d MiB must stay free", ErrNoSpace, free/bytesPerMiB, s.cfg.MinFreeSpace)
 	}
 	return nil
 }

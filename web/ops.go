@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/retraced/retraced/gc/diskspace"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/mirror"
 )
@@ -35,10 +36,9 @@ type Config struct {
 	// AdminToken, when set, is required as "Authorization: Bearer TOKEN" by
 	// every request that changes something.
 	AdminToken string
-	// DataDir and MinFreePercent: while the data directory's file system
-	// has less free space than that, syncs pause (default 10%).
-	DataDir        string
-	MinFreePercent float64
+	// Space is the free-space policy: while it says the disk is low, a
+	// sync asked for is refused and recorded as paused. Nil: never low.
+	Space *diskspace.Policy
 }
 
 // Ops serves the mirrors API and runs the syncs it starts.
@@ -73,9 +73,6 @@ func (o SyncOutcome) Result() (*mirror.Result, error) { return o.res, o.err }
 
 // NewOps returns the operations API over m.
 func NewOps(m Mirrors, cfg Config) *Ops {
-	if cfg.MinFreePercent <= 0 {
-		cfg.MinFreePercent = 10
-	}
 	return &Ops{m: m, cfg: cfg, jobs: make(chan syncJob, 64), running: map[string]bool{}, progress: map[string]mirror.Progress{},
 		sched: newScheduler(), log: slog.Default()}
 }
@@ -108,17 +105,16 @@ func (o *Ops) Run(ctx context.Context) {
 // runSync syncs one source, recording progress for the status page, then
 // compacts what it stored.
 func (o *Ops) runSync(ctx context.Context, name string) SyncOutcome {
-	if free, low := o.DiskFree(); low {
+	if paused := o.cfg.Space.Pause(); paused != nil {
 		o.mu.Lock()
 		delete(o.running, name)
 		o.mu.Unlock()
 		// Recorded as the source's last sync, for mirror list and the
 		// status page.
-		low := &DiskLowError{Free: free, MinPercent: o.cfg.MinFreePercent}
-		res, err := o.m.Refuse(name, low)
+		res, err := o.m.Refuse(name, paused)
 		if err != nil {
 			o.log.Error("sync", "source", name, "err", err)
-			res = &mirror.Result{Source: name, Err: low}
+			res = &mirror.Result{Source: name, Err: paused}
 		}
 		o.log.Warn("sync", "source", name, "err", res.Err)
 		return SyncOutcome{res: res}
@@ -176,12 +172,9 @@ func (o *Ops) reschedule() {
 func (o *Ops) NextSync() map[string]time.Time { return o.sched.next() }
 
 // DiskFree reports the data directory's free bytes and whether they are
-// below the minimum (never low when no data directory is configured).
+// below the space policy's minimum (never low without a policy).
 func (o *Ops) DiskFree() (int64, bool) {
-	if o.cfg.DataDir == "" {
-		return 0, false
-	}
-	free, low, err := DiskFree(o.cfg.DataDir, o.cfg.MinFreePercent)
+	free, low, err := o.cfg.Space.Low()
 	if err != nil {
 		o.log.Error("disk", "err", err)
 		return 0, false

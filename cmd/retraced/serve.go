@@ -164,7 +164,7 @@ func newHandler(s *store, cfg Config, rs *retrace.Server) *handler {
 	}
 	api.Register(r)
 	resolver.NewDebuginfod(s.idx, s.pool).Register(r)
-	ops := web.NewOps(s.mirror, web.Config{AdminToken: cfg.AdminToken, DataDir: s.dir, MinFreePercent: cfg.MinFree})
+	ops := web.NewOps(s.mirror, web.Config{AdminToken: cfg.AdminToken, Space: s.space})
 	ops.Register(r)
 	registerGC(r, s, ops, ops.Admin(), rs)
 	rs.Register(r)
