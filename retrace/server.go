@@ -445,10 +445,10 @@ func (s *Server) remove(id string) error {
 	return os.RemoveAll(gone)
 }
 
-// Run runs MaxRunningTasks workers, and the expiry of old tasks, until
-// ctx ends. A retrace that ctx's end interrupts leaves its task pending
-// on disk: the next server runs it again. Run must be called at most
-// once.
+// Run runs MaxRunningTasks workers until ctx ends. A retrace that ctx's
+// end interrupts leaves its task pending on disk: the next server runs it
+// again. Run must be called at most once. Old finished tasks go when the
+// caller calls Expire (serve's scheduler does, hourly) or gc runs.
 func (s *Server) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for range s.cfg.MaxRunningTasks {
@@ -462,13 +462,6 @@ func (s *Server) Run(ctx context.Context) {
 				}
 				s.work(ctx, id, lt)
 			}
-		}()
-	}
-	if s.cfg.DeleteAfter > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.expireLoop(ctx)
 		}()
 	}
 	wg.Wait()
@@ -638,22 +631,4 @@ func (s *Server) finish(t task, st state, res Result, err error, lw *taskLog) {
 		s.finished = s.finished[:min(len(s.finished), recentKept)]
 	}
 	s.mu.Unlock()
-}
-
-// expireLoop removes old finished tasks every hour (and at start).
-func (s *Server) expireLoop(ctx context.Context) {
-	tick := time.NewTicker(time.Hour)
-	defer tick.Stop()
-	for {
-		if n, err := s.Expire(); err != nil {
-			s.log.Error("retrace: expire tasks", "err", err)
-		} else if n > 0 {
-			s.log.Info("retrace: expired tasks", "removed", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
 }

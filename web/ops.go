@@ -49,8 +49,11 @@ type Ops struct {
 	// by a request outlives the request.
 	jobs chan syncJob
 
-	sched *scheduler
-	log   *slog.Logger
+	// sched runs each source's scheduled syncs (nil: none); reschedMu
+	// keeps its sync jobs following the sources one change at a time.
+	sched     *Scheduler
+	reschedMu sync.Mutex
+	log       *slog.Logger
 
 	mu       sync.Mutex
 	running  map[string]bool
@@ -71,10 +74,12 @@ type SyncOutcome struct {
 // Result returns the sync's result, or why it could not start.
 func (o SyncOutcome) Result() (*mirror.Result, error) { return o.res, o.err }
 
-// NewOps returns the operations API over m.
-func NewOps(m Mirrors, cfg Config) *Ops {
+// NewOps returns the operations API over m. It keeps one job in sched
+// per source, named "sync NAME", that queues the source's sync on its
+// schedule; sched may be nil (syncs only when asked for).
+func NewOps(m Mirrors, sched *Scheduler, cfg Config) *Ops {
 	return &Ops{m: m, cfg: cfg, jobs: make(chan syncJob, 64), running: map[string]bool{}, progress: map[string]mirror.Progress{},
-		sched: newScheduler(), log: slog.Default()}
+		sched: sched, log: slog.Default()}
 }
 
 // Run executes syncs, queued by the API and by each source's schedule,
@@ -83,8 +88,6 @@ func (o *Ops) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	o.reschedule()
-	o.sched.cron.Start()
-	defer o.sched.cron.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -154,8 +157,17 @@ func (o *Ops) Enqueue(name string, done chan SyncOutcome) bool {
 	}
 }
 
-// reschedule makes the cron entries follow the sources' schedules.
+// syncJobPrefix and a source's name name its job in the scheduler.
+const syncJobPrefix = "sync "
+
+// reschedule makes the scheduler's sync jobs follow the sources'
+// schedules.
 func (o *Ops) reschedule() {
+	if o.sched == nil {
+		return
+	}
+	o.reschedMu.Lock()
+	defer o.reschedMu.Unlock()
 	srcs, err := o.m.Sources()
 	if err != nil {
 		o.log.Error("schedule", "err", err)
@@ -165,11 +177,31 @@ func (o *Ops) reschedule() {
 	for _, s := range srcs {
 		want[s.Name] = s.Schedule
 	}
-	o.sched.sync(want, func(name string) { o.Enqueue(name, nil) }, o.log)
+	for job := range o.sched.Jobs() {
+		if name, ok := strings.CutPrefix(job, syncJobPrefix); ok && want[name] == "" {
+			o.sched.Remove(job)
+		}
+	}
+	for name, spec := range want {
+		if err := o.sched.Set(syncJobPrefix+name, spec, func(context.Context) { o.Enqueue(name, nil) }); err != nil {
+			o.log.Error("schedule", "source", name, "spec", spec, "err", err)
+		}
+	}
 }
 
 // NextSync returns when each source syncs next on its schedule.
-func (o *Ops) NextSync() map[string]time.Time { return o.sched.next() }
+func (o *Ops) NextSync() map[string]time.Time {
+	out := map[string]time.Time{}
+	if o.sched == nil {
+		return out
+	}
+	for job, next := range o.sched.Jobs() {
+		if name, ok := strings.CutPrefix(job, syncJobPrefix); ok {
+			out[name] = next
+		}
+	}
+	return out
+}
 
 // DiskFree reports the data directory's free bytes and whether they are
 // below the space policy's minimum (never low without a policy).
