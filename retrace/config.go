@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"github.com/retraced/retraced/gc/diskspace"
 )
 
 // A Retracer turns a crash directory into a backtrace.
@@ -82,6 +84,11 @@ type Config struct {
 	// directory's file system after an upload; less is 507. Default 1024,
 	// as Retrace Server's MinStorageLeft.
 	MinFreeSpace int64 `toml:"min_free_space"`
+
+	// Space, when set, is the free-space policy uploads are checked
+	// against instead of MinFreeSpace: serve passes the one its syncs
+	// pause by.
+	Space *diskspace.Policy `toml:"-"`
 
 	// TaskTimeout is the wall-clock time one retrace may take, sysroot
 	// assembly included. Default 1h: GDB on a large program with all its

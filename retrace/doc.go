@@ -50,10 +50,13 @@
 // stream whose dictionary would need more than [MaxXZDict] bytes is refused
 // before the decoder allocates it.
 //
-// The task server (server.go, api.go) imports gin, the standard library
-// and the decompressors only: package checks go through [PackageChecker]
-// and retracing through [Retracer]. The [Worker] — the Retracer serve
-// uses — reads the index and the blob pool through small interfaces
-// ([WorkerIndex], [BlobSource]) and the resolver's core reader; it never
-// reaches into the mirror.
+// The task server (server.go, api.go) imports gin, the standard library,
+// the decompressors and gc/diskspace (the free-space policy an upload is
+// checked against, [Config].Space) only: package checks go through
+// [PackageChecker] and retracing through [Retracer]. Old tasks go when
+// the caller calls [Server.Expire] (serve's scheduler does, hourly) or gc
+// plans them; [Server.Run] runs only the workers. The [Worker] — the
+// Retracer serve uses — reads the index and the blob pool through small
+// interfaces ([WorkerIndex], [BlobSource]) and the resolver's core
+// reader; it never reaches into the mirror.
 package retrace

@@ -13,8 +13,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/retraced/retraced/gc/diskspace"
 )
 
 // ErrQueueFull is returned by a create when MaxQueuedTasks tasks are
@@ -43,6 +44,8 @@ type Server struct {
 
 	// abandonAfter is a field so that tests can shorten it.
 	abandonAfter time.Duration
+	// space is the free-space policy uploads are checked against.
+	space *diskspace.Policy
 
 	// wake tells a waiting worker that a task was queued.
 	wake chan struct{}
@@ -99,8 +102,11 @@ func New(dir string, r Retracer, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("open task directory: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	s := &Server{dir: dir, r: r, cfg: cfg, log: cfg.Logger, abandonAfter: abandonAfter,
+	s := &Server{dir: dir, r: r, cfg: cfg, log: cfg.Logger, abandonAfter: abandonAfter, space: cfg.Space,
 		wake: make(chan struct{}, 1), running: map[string]*liveTask{}, deleting: map[string]bool{}}
+	if s.space == nil {
+		s.space = &diskspace.Policy{Dir: dir, MinBytes: cfg.MinFreeSpace * bytesPerMiB}
+	}
 	if err := s.recover(); err != nil {
 		return nil, err
 	}
@@ -397,21 +403,14 @@ func (s *Server) newTaskDir() (task, error) {
 }
 
 // checkSpace fails with ErrNoSpace when writing n more bytes would leave
-// less than MinFreeSpace free.
+// less free than the space policy wants.
 func (s *Server) checkSpace(n int64) error {
-	if s.cfg.MinFreeSpace <= 0 {
-		return nil
+	err := s.space.Check(n)
+	if errors.Is(err, diskspace.ErrLow) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(s.dir, &st); err != nil {
+	if err != nil {
 		return fmt.Errorf("free space of %s: %w", s.dir, err)
-	}
-	free := int64(st.Bavail) * int64(st.Bsize)
-	if n < 0 {
-		n = 0
-	}
-	if free-n < s.cfg.MinFreeSpace*bytesPerMiB {
-		return fmt.Errorf("%w: %d MiB free, %d MiB must stay free", ErrNoSpace, free/bytesPerMiB, s.cfg.MinFreeSpace)
 	}
 	return nil
 }
@@ -479,10 +478,10 @@ func (s *Server) remove(id string) error {
 	return os.RemoveAll(gone)
 }
 
-// Run runs MaxRunningTasks workers, and the expiry of old tasks, until
-// ctx ends. A retrace that ctx's end interrupts leaves its task pending
-// on disk: the next server runs it again. Run must be called at most
-// once.
+// Run runs MaxRunningTasks workers until ctx ends. A retrace that ctx's
+// end interrupts leaves its task pending on disk: the next server runs it
+// again. Run must be called at most once. Old finished tasks go when the
+// caller calls Expire (serve's scheduler does, hourly) or gc runs.
 func (s *Server) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for range s.cfg.MaxRunningTasks {
@@ -496,13 +495,6 @@ func (s *Server) Run(ctx context.Context) {
 				}
 				s.work(ctx, id, lt)
 			}
-		}()
-	}
-	if s.cfg.DeleteAfter > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.expireLoop(ctx)
 		}()
 	}
 	wg.Wait()
@@ -672,22 +664,4 @@ func (s *Server) finish(t task, st state, res Result, err error, lw *taskLog) {
 		s.finished = s.finished[:min(len(s.finished), recentKept)]
 	}
 	s.mu.Unlock()
-}
-
-// expireLoop removes old finished tasks every hour (and at start).
-func (s *Server) expireLoop(ctx context.Context) {
-	tick := time.NewTicker(time.Hour)
-	defer tick.Stop()
-	for {
-		if n, err := s.Expire(); err != nil {
-			s.log.Error("retrace: expire tasks", "err", err)
-		} else if n > 0 {
-			s.log.Info("retrace: expired tasks", "removed", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/retraced/retraced/gc/diskspace"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/mirror"
 )
@@ -35,10 +36,9 @@ type Config struct {
 	// AdminToken, when set, is required as "Authorization: Bearer TOKEN" by
 	// every request that changes something.
 	AdminToken string
-	// DataDir and MinFreePercent: while the data directory's file system
-	// has less free space than that, syncs pause (default 10%).
-	DataDir        string
-	MinFreePercent float64
+	// Space is the free-space policy: while it says the disk is low, a
+	// sync asked for is refused and recorded as paused. Nil: never low.
+	Space *diskspace.Policy
 }
 
 // Ops serves the mirrors API and runs the syncs it starts.
@@ -49,8 +49,11 @@ type Ops struct {
 	// by a request outlives the request.
 	jobs chan syncJob
 
-	sched *scheduler
-	log   *slog.Logger
+	// sched runs each source's scheduled syncs (nil: none); reschedMu
+	// keeps its sync jobs following the sources one change at a time.
+	sched     *Scheduler
+	reschedMu sync.Mutex
+	log       *slog.Logger
 
 	mu       sync.Mutex
 	running  map[string]bool
@@ -71,13 +74,12 @@ type SyncOutcome struct {
 // Result returns the sync's result, or why it could not start.
 func (o SyncOutcome) Result() (*mirror.Result, error) { return o.res, o.err }
 
-// NewOps returns the operations API over m.
-func NewOps(m Mirrors, cfg Config) *Ops {
-	if cfg.MinFreePercent <= 0 {
-		cfg.MinFreePercent = 10
-	}
+// NewOps returns the operations API over m. It keeps one job in sched
+// per source, named "sync NAME", that queues the source's sync on its
+// schedule; sched may be nil (syncs only when asked for).
+func NewOps(m Mirrors, sched *Scheduler, cfg Config) *Ops {
 	return &Ops{m: m, cfg: cfg, jobs: make(chan syncJob, 64), running: map[string]bool{}, progress: map[string]mirror.Progress{},
-		sched: newScheduler(), log: slog.Default()}
+		sched: sched, log: slog.Default()}
 }
 
 // Run executes syncs, queued by the API and by each source's schedule,
@@ -86,8 +88,6 @@ func (o *Ops) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	o.reschedule()
-	o.sched.cron.Start()
-	defer o.sched.cron.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -108,17 +108,16 @@ func (o *Ops) Run(ctx context.Context) {
 // runSync syncs one source, recording progress for the status page, then
 // compacts what it stored.
 func (o *Ops) runSync(ctx context.Context, name string) SyncOutcome {
-	if free, low := o.DiskFree(); low {
+	if paused := o.cfg.Space.Pause(); paused != nil {
 		o.mu.Lock()
 		delete(o.running, name)
 		o.mu.Unlock()
 		// Recorded as the source's last sync, for mirror list and the
 		// status page.
-		low := &DiskLowError{Free: free, MinPercent: o.cfg.MinFreePercent}
-		res, err := o.m.Refuse(name, low)
+		res, err := o.m.Refuse(name, paused)
 		if err != nil {
 			o.log.Error("sync", "source", name, "err", err)
-			res = &mirror.Result{Source: name, Err: low}
+			res = &mirror.Result{Source: name, Err: paused}
 		}
 		o.log.Warn("sync", "source", name, "err", res.Err)
 		return SyncOutcome{res: res}
@@ -158,8 +157,17 @@ func (o *Ops) Enqueue(name string, done chan SyncOutcome) bool {
 	}
 }
 
-// reschedule makes the cron entries follow the sources' schedules.
+// syncJobPrefix and a source's name name its job in the scheduler.
+const syncJobPrefix = "sync "
+
+// reschedule makes the scheduler's sync jobs follow the sources'
+// schedules.
 func (o *Ops) reschedule() {
+	if o.sched == nil {
+		return
+	}
+	o.reschedMu.Lock()
+	defer o.reschedMu.Unlock()
 	srcs, err := o.m.Sources()
 	if err != nil {
 		o.log.Error("schedule", "err", err)
@@ -169,19 +177,36 @@ func (o *Ops) reschedule() {
 	for _, s := range srcs {
 		want[s.Name] = s.Schedule
 	}
-	o.sched.sync(want, func(name string) { o.Enqueue(name, nil) }, o.log)
+	for job := range o.sched.Jobs() {
+		if name, ok := strings.CutPrefix(job, syncJobPrefix); ok && want[name] == "" {
+			o.sched.Remove(job)
+		}
+	}
+	for name, spec := range want {
+		if err := o.sched.Set(syncJobPrefix+name, spec, func(context.Context) { o.Enqueue(name, nil) }); err != nil {
+			o.log.Error("schedule", "source", name, "spec", spec, "err", err)
+		}
+	}
 }
 
 // NextSync returns when each source syncs next on its schedule.
-func (o *Ops) NextSync() map[string]time.Time { return o.sched.next() }
+func (o *Ops) NextSync() map[string]time.Time {
+	out := map[string]time.Time{}
+	if o.sched == nil {
+		return out
+	}
+	for job, next := range o.sched.Jobs() {
+		if name, ok := strings.CutPrefix(job, syncJobPrefix); ok {
+			out[name] = next
+		}
+	}
+	return out
+}
 
 // DiskFree reports the data directory's free bytes and whether they are
-// below the minimum (never low when no data directory is configured).
+// below the space policy's minimum (never low without a policy).
 func (o *Ops) DiskFree() (int64, bool) {
-	if o.cfg.DataDir == "" {
-		return 0, false
-	}
-	free, low, err := DiskFree(o.cfg.DataDir, o.cfg.MinFreePercent)
+	free, low, err := o.cfg.Space.Low()
 	if err != nil {
 		o.log.Error("disk", "err", err)
 		return 0, false

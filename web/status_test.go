@@ -16,6 +16,7 @@ import (
 
 	"github.com/retraced/retraced/fixtures"
 	"github.com/retraced/retraced/fixtures/fixturestore"
+	"github.com/retraced/retraced/gc/diskspace"
 	"github.com/retraced/retraced/mirror"
 )
 
@@ -26,10 +27,8 @@ func statusServer(t *testing.T, tasks func() *TaskSummary) string {
 	t.Helper()
 	fs := fixturestore.New(t, "repo", "repo-bad")
 	idx, m := fs.Index, fs.Mirror
-	ops := NewOps(m, Config{})
+	ops := NewOps(m, NewScheduler(nil, nil), Config{})
 	ops.reschedule()
-	ops.sched.cron.Start()
-	t.Cleanup(func() { ops.sched.cron.Stop() })
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	NewStatus(ops, idx, StatusSources{
@@ -158,7 +157,7 @@ func TestDiskLowPausesSyncs(t *testing.T) {
 	if _, err := m.Add(context.Background(), mirror.Source{Name: "fx", URL: fixtures.Path("repo")}); err != nil {
 		t.Fatal(err)
 	}
-	ops := NewOps(m, Config{DataDir: dir, MinFreePercent: 100.1})
+	ops := NewOps(m, nil, Config{Space: &diskspace.Policy{Dir: dir, MinPercent: 100.1}})
 	out := ops.runSync(context.Background(), "fx")
 	res, err := out.Result()
 	if err != nil || res.Err == nil || !strings.Contains(res.Err.Error(), "paused") {

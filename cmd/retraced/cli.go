@@ -1,11 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -78,24 +78,15 @@ func mirrorAddCmd(g *globals) *cobra.Command {
 		Short: "Register a source (kind detected when --kind is not given)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, r, err := g.backend(cmd)
+			b, err := g.openBackend(cmd)
 			if err != nil {
 				return err
 			}
+			defer b.Close()
 			src.Name, src.URL = args[0], args[1]
-			var added *mirror.Source
-			if r != nil {
-				var v mirror.SourceView
-				if err := r.do(http.MethodPost, "/api/v1/mirrors", map[string]string{"name": src.Name, "url": src.URL,
-					"kind": src.Kind, "schedule": src.Schedule, "include": src.Include, "exclude": src.Exclude}, &v); err != nil {
-					return err
-				}
-				added = &mirror.Source{Name: v.Name, Kind: v.Kind, URL: v.URL, Schedule: v.Schedule}
-			} else {
-				defer s.Close()
-				if added, err = s.mirror.Add(cmd.Context(), src); err != nil {
-					return err
-				}
+			added, err := b.Add(cmd.Context(), src)
+			if err != nil {
+				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "added %s (%s) %s, schedule %s\n", added.Name, added.Kind, added.URL, added.Schedule)
 			return nil
@@ -115,24 +106,14 @@ func mirrorListCmd(g *globals) *cobra.Command {
 		Short: "List sources with their counts and last sync",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, r, err := g.backend(cmd)
+			b, err := g.openBackend(cmd)
 			if err != nil {
 				return err
 			}
-			views := []mirror.SourceView{}
-			if r != nil {
-				if err := r.do(http.MethodGet, "/api/v1/mirrors", nil, &views); err != nil {
-					return err
-				}
-			} else {
-				defer s.Close()
-				srcs, err := s.mirror.Sources()
-				if err != nil {
-					return err
-				}
-				for _, src := range srcs {
-					views = append(views, src.View())
-				}
+			defer b.Close()
+			views, err := b.Mirrors(cmd.Context())
+			if err != nil {
+				return err
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -163,62 +144,39 @@ func mirrorSyncCmd(g *globals) *cobra.Command {
 		Use:   "sync [NAME...]",
 		Short: "Sync sources now (all when none is named)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, r, err := g.backend(cmd)
+			b, err := g.openBackend(cmd)
 			if err != nil {
 				return err
 			}
-			if r != nil {
-				return remoteSync(cmd, r, args)
-			}
-			defer s.Close()
+			defer b.Close()
+			ctx := cmd.Context()
 			names := args
 			if len(names) == 0 {
-				srcs, err := s.mirror.Sources()
+				views, err := b.Mirrors(ctx)
 				if err != nil {
 					return err
 				}
-				for _, src := range srcs {
-					names = append(names, src.Name)
+				for _, v := range views {
+					names = append(names, v.Name)
 				}
 			}
 			failed := false
-			errw := cmd.ErrOrStderr()
-			tty := isTerminal(errw)
 			for _, name := range names {
-				var bar *progressBar
-				var progress func(mirror.Progress)
-				if tty {
-					bar = &progressBar{w: errw}
-					progress = bar.update
-				}
-				res, err := s.mirror.Sync(cmd.Context(), name, progress)
-				if bar != nil {
-					bar.clear()
-				}
-				if err != nil {
-					fmt.Fprintf(errw, "%s: %v\n", name, err)
-					failed = true
-					continue
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), res.Summary())
-				for _, f := range res.Failed {
-					fmt.Fprintf(errw, "  %s\n", f.Error())
-				}
-				if !res.OK() {
-					failed = true
-				}
-				if cmd.Context().Err() != nil {
+				failed = syncOne(cmd, b, name) || failed
+				if ctx.Err() != nil {
 					break
 				}
 			}
-			if compact && cmd.Context().Err() == nil {
+			if compact && ctx.Err() == nil {
 				start := time.Now()
-				res, err := s.mirror.Compact(cmd.Context())
+				res, err := b.Compact(ctx)
 				if err != nil {
 					return fmt.Errorf("compact: %w", err)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "compacted %d files: %s -> %s in %s\n", res.Blobs,
-					mirror.HumanBytes(res.Before), mirror.HumanBytes(res.After), time.Since(start).Round(time.Millisecond))
+				if res != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "compacted %d files: %s -> %s in %s\n", res.Blobs,
+						mirror.HumanBytes(res.Before), mirror.HumanBytes(res.After), time.Since(start).Round(time.Millisecond))
+				}
 			}
 			if failed {
 				return exitCode(1)
@@ -230,23 +188,43 @@ func mirrorSyncCmd(g *globals) *cobra.Command {
 	return c
 }
 
+// syncOne syncs one source, with a progress bar on a terminal, prints
+// its summary line and its failures, and reports whether it failed.
+func syncOne(cmd *cobra.Command, b backend, name string) (failed bool) {
+	errw := cmd.ErrOrStderr()
+	var bar *progressBar
+	var progress func(mirror.Progress)
+	if isTerminal(errw) {
+		bar = &progressBar{w: errw}
+		progress = bar.update
+	}
+	rep, err := b.Sync(cmd.Context(), name, progress)
+	if bar != nil {
+		bar.clear()
+	}
+	if err != nil {
+		fmt.Fprintf(errw, "%s: %v\n", name, err)
+		return true
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), rep.Summary)
+	for _, f := range rep.Failed {
+		fmt.Fprintf(errw, "  %s\n", f)
+	}
+	return !rep.OK
+}
+
 func mirrorRemoveCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "remove NAME",
 		Short: "Stop mirroring a source (its packages stay until gc)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, r, err := g.backend(cmd)
+			b, err := g.openBackend(cmd)
 			if err != nil {
 				return err
 			}
-			if r != nil {
-				err = r.do(http.MethodDelete, "/api/v1/mirrors/"+escape(args[0]), nil, nil)
-			} else {
-				defer s.Close()
-				err = s.mirror.Remove(args[0])
-			}
-			if err != nil {
+			defer b.Close()
+			if err := b.Remove(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s; its packages stay until gc\n", args[0])
@@ -270,18 +248,12 @@ func lookupCmd(g *globals) *cobra.Command {
 				}
 				ids = append(ids, id)
 			}
-			s, r, err := g.backend(cmd)
+			b, err := g.openBackend(cmd)
 			if err != nil {
 				return err
 			}
-			var res resolverFunc
-			if r != nil {
-				res = r.resolve
-			} else {
-				defer s.Close()
-				res = s.idx.Resolve
-			}
-			return lookup(cmd.OutOrStdout(), cmd.ErrOrStderr(), res, ids, asJSON)
+			defer b.Close()
+			return lookup(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), b, ids, asJSON)
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print a JSON array of {build_id, matches}")
@@ -293,14 +265,11 @@ type lookupResult struct {
 	Matches []index.MatchView `json:"matches"`
 }
 
-// resolverFunc resolves one build-id, locally or through a server.
-type resolverFunc func(index.BuildID) ([]index.MatchView, error)
-
-func lookup(out, errw io.Writer, resolve resolverFunc, ids []index.BuildID, asJSON bool) error {
+func lookup(ctx context.Context, out, errw io.Writer, b backend, ids []index.BuildID, asJSON bool) error {
 	missing := false
 	var results []lookupResult
 	for _, id := range ids {
-		ms, err := resolve(id)
+		ms, err := b.Lookup(ctx, id)
 		if errors.Is(err, index.ErrNotFound) {
 			missing = true
 			fmt.Fprintf(errw, "%s: not found\n", id)
@@ -392,50 +361,4 @@ func (b *progressBar) clear() {
 	if b.drawn {
 		fmt.Fprint(b.w, "\r\x1b[K")
 	}
-}
-
-func (r *remote) resolve(id index.BuildID) ([]index.MatchView, error) {
-	var resp struct {
-		Matches []index.MatchView `json:"matches"`
-	}
-	err := r.do(http.MethodGet, "/api/v1/buildid/"+id.String(), nil, &resp)
-	var re *remoteError
-	if errors.As(err, &re) && re.code == http.StatusNotFound {
-		return nil, fmt.Errorf("build-id %s: %w", id, index.ErrNotFound)
-	}
-	return resp.Matches, err
-}
-
-func remoteSync(cmd *cobra.Command, r *remote, names []string) error {
-	if len(names) == 0 {
-		var views []mirror.SourceView
-		if err := r.do(http.MethodGet, "/api/v1/mirrors", nil, &views); err != nil {
-			return err
-		}
-		for _, v := range views {
-			names = append(names, v.Name)
-		}
-	}
-	failed := false
-	for _, name := range names {
-		var resp struct {
-			OK      bool     `json:"ok"`
-			Summary string   `json:"summary"`
-			Failed  []string `json:"failed"`
-		}
-		if err := r.do(http.MethodPost, "/api/v1/mirrors/"+escape(name)+"/sync?wait=true", nil, &resp); err != nil {
-			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", name, err)
-			failed = true
-			continue
-		}
-		fmt.Fprintln(cmd.OutOrStdout(), resp.Summary)
-		for _, f := range resp.Failed {
-			fmt.Fprintf(cmd.ErrOrStderr(), "  %s\n", f)
-		}
-		failed = failed || !resp.OK
-	}
-	if failed {
-		return exitCode(1)
-	}
-	return nil
 }

@@ -284,7 +284,7 @@ supported_releases = ["fedora-40-x86_64"]
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	rs.Register(e)
-	web.NewStatus(web.NewOps(s.mirror, web.Config{}), s.idx, web.StatusSources{Tasks: taskSummary(rs)}).Register(e)
+	web.NewStatus(web.NewOps(s.mirror, nil, web.Config{}), s.idx, web.StatusSources{Tasks: taskSummary(rs)}).Register(e)
 	srv := httptest.NewServer(e)
 	defer srv.Close()
 	get := func(path, password string) (*http.Response, string) {

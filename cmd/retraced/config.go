@@ -27,7 +27,9 @@ type Config struct {
 	// GCSchedule is when serve collects garbage (cron spec).
 	GCSchedule string `toml:"gc_schedule"`
 	// MinFree is the free space, in percent of the data directory's file
-	// system, below which syncs pause and new retrace tasks get 507.
+	// system, below which syncs pause and new retrace tasks get 507 (one
+	// diskspace.Policy, store.space, answers for all of them); 0 sets no
+	// minimum.
 	MinFree float64 `toml:"min_free"`
 	// MemoryLimitMB is serve's soft Go heap limit (GOMEMLIMIT wins).
 	MemoryLimitMB int64 `toml:"memory_limit_mb"`

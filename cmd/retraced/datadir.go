@@ -10,10 +10,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/retraced/retraced/gc/diskspace"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
 	"github.com/retraced/retraced/mirror"
-	"github.com/retraced/retraced/web"
 )
 
 // ErrInUse reports a data directory another process has open.
@@ -30,6 +30,9 @@ type store struct {
 	idx    *index.Store
 	pool   *blob.Pool
 	mirror *mirror.Mirror
+	// space is min_free: syncs pause, serve refuses syncs and retrace
+	// tasks, while less is free.
+	space *diskspace.Policy
 }
 
 // openStore takes the directory's lock and opens everything in it.
@@ -42,7 +45,7 @@ func openStore(cfg Config) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &store{dir: dir, lock: lock}
+	s := &store{dir: dir, lock: lock, space: &diskspace.Policy{Dir: dir, MinPercent: cfg.MinFree}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -70,7 +73,7 @@ func openStore(cfg Config) (*store, error) {
 		Crawl: cfg.Mirror.crawl(),
 		// Checked before each package: a sync that fills the disk stops
 		// at min_free, and the next goes on from there.
-		Pause: func() error { return web.CheckDisk(dir, cfg.MinFree) },
+		Pause: s.space.Pause,
 	}); err != nil {
 		return nil, err
 	}

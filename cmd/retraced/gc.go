@@ -15,7 +15,6 @@ import (
 
 	"github.com/retraced/retraced/gc"
 	"github.com/retraced/retraced/mirror"
-	"github.com/retraced/retraced/retrace"
 	"github.com/retraced/retraced/web"
 )
 
@@ -106,27 +105,12 @@ func gcCmd(g *globals) *cobra.Command {
 		Short: "Collect what no source or task needs any more; print what was removed and the bytes freed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := g.load(cmd)
+			b, err := g.openBackend(cmd)
 			if err != nil {
 				return err
 			}
-			s, r, err := g.backend(cmd)
-			if err != nil {
-				return err
-			}
-			var rep *gcReport
-			if r != nil {
-				rep = new(gcReport)
-				err = r.do(http.MethodPost, fmt.Sprintf("/api/v1/gc?dry_run=%v", dryRun), nil, rep)
-			} else {
-				defer s.Close()
-				// We hold the data directory: no sync runs, nothing to
-				// protect, and no task server has the tasks open.
-				keep, failed := cfg.retention()
-				tasks := &retrace.Tasks{Dir: filepath.Join(s.dir, "tasks"),
-					Config: retrace.Config{DeleteAfter: keep, DeleteFailedAfter: failed}}
-				rep, err = collect(cmd.Context(), s, time.Now(), dryRun, tasks, &retrace.Sysroots{Dir: filepath.Join(s.dir, "sysroots"), Budget: cfg.Retrace.SysrootBudgetMB << 20})
-			}
+			defer b.Close()
+			rep, err := b.GC(cmd.Context(), dryRun)
 			if rep != nil {
 				printGC(cmd.OutOrStdout(), rep)
 			}

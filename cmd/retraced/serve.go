@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -13,12 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/robfig/cron/v3"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/retraced/retraced/fixtures"
 	"github.com/retraced/retraced/internal/throttle"
@@ -59,9 +57,19 @@ type serverInfo struct {
 	PID int    `json:"pid"`
 }
 
-// Run is `retraced serve`: it opens the data directory, starts the HTTP
-// server and a first sync of every source, and stops them all when ctx ends.
+// Run is `retraced serve`: it opens the data directory and runs, under
+// one errgroup, the HTTP server, the scheduler (each source's syncs, gc,
+// the expiry of retrace tasks), the sync queue (which compacts after each
+// sync), the retrace workers and a first sync of every source. When one
+// of them fails (the listener breaks), the others stop and Run returns
+// its error; when ctx ends (SIGINT, SIGTERM), they all stop and Run
+// returns nil.
 func Run(ctx context.Context, cfg Config) error {
+	return runServe(ctx, cfg, net.Listen)
+}
+
+// runServe is Run with the listener made by listen, which tests replace.
+func runServe(ctx context.Context, cfg Config, listen func(network, addr string) (net.Listener, error)) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if os.Getenv("GOMEMLIMIT") == "" && cfg.MemoryLimitMB > 0 {
 		// A soft limit: the collector works harder near it instead of
@@ -81,8 +89,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer worker.Close()
-	h := newHandler(s, cfg, rs)
-	ln, err := net.Listen("tcp", cfg.Listen)
+	sched := web.NewScheduler(web.SystemClock, log)
+	h := newHandler(s, cfg, rs, sched)
+	if err := scheduleUpkeep(sched, s, cfg, h.ops, rs, log); err != nil {
+		return err
+	}
+	ln, err := listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
@@ -94,53 +106,70 @@ func Run(ctx context.Context, cfg Config) error {
 	defer os.Remove(filepath.Join(s.dir, serverFile))
 	srv := &http.Server{Handler: h.engine, ReadHeaderTimeout: 10 * time.Second}
 
-	sched := cron.New()
-	if _, err := sched.AddFunc(cfg.GCSchedule, func() {
-		rep, err := collect(ctx, s, h.ops.OldestSyncStart(), false, rs)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		log.Info("listening", "url", info.URL, "data", cfg.Data)
+		return serveHTTP(ctx, srv, ln, log)
+	})
+	g.Go(func() error { sched.Run(ctx); return nil })
+	g.Go(func() error { h.ops.Run(ctx); return nil })
+	g.Go(func() error { rs.Run(ctx); return nil })
+	g.Go(func() error { syncAll(ctx, s.mirror, h.ops, log); return nil })
+	return g.Wait()
+}
+
+// serveHTTP serves on ln until ctx ends, then shuts srv down, giving the
+// requests under way 10 seconds. A listener that fails ends it with the
+// error.
+func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		srv.Close()
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	<-errc // http.ErrServerClosed
+	return err
+}
+
+// Names of serve's own jobs in the scheduler (beside web.Ops' "sync
+// NAME" ones).
+const (
+	gcJob     = "gc"
+	expireJob = "expire tasks"
+)
+
+// scheduleUpkeep adds serve's own jobs to sched: a collection on
+// gc_schedule, and the expiry of retrace tasks past their retention every
+// hour and at start.
+func scheduleUpkeep(sched *web.Scheduler, s *store, cfg Config, ops *web.Ops, rs *retrace.Server, log *slog.Logger) error {
+	if err := sched.Set(gcJob, cfg.GCSchedule, func(ctx context.Context) {
+		rep, err := collect(ctx, s, ops.OldestSyncStart(), false, rs)
 		if err != nil {
 			log.Error("gc", "err", err)
 			return
 		}
 		log.Info("gc", "summary", rep.Summary, "freed", rep.Bytes)
 	}); err != nil {
-		ln.Close()
 		return fmt.Errorf("gc_schedule %q: %w", cfg.GCSchedule, err)
 	}
-	sched.Start()
-	defer sched.Stop()
-
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		rs.Run(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		h.ops.Run(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		syncAll(ctx, s.mirror, h.ops, log)
-	}()
-	errc := make(chan error, 1)
-	go func() {
-		log.Info("listening", "url", info.URL, "data", cfg.Data)
-		errc <- srv.Serve(ln)
-	}()
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		log.Info("shutting down")
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = srv.Shutdown(sctx)
-		cancel()
+	if err := sched.Set(expireJob, "@every 1h", func(context.Context) {
+		if n, err := rs.Expire(); err != nil {
+			log.Error("retrace: expire tasks", "err", err)
+		} else if n > 0 {
+			log.Info("retrace: expired tasks", "removed", n)
+		}
+	}); err != nil {
+		return err
 	}
-	wg.Wait()
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return err
+	sched.Trigger(expireJob)
+	return nil
 }
 
 // handler is the whole HTTP surface of serve.
@@ -149,7 +178,7 @@ type handler struct {
 	ops    *web.Ops
 }
 
-func newHandler(s *store, cfg Config, rs *retrace.Server) *handler {
+func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler) *handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.Recovery())
@@ -168,7 +197,7 @@ func newHandler(s *store, cfg Config, rs *retrace.Server) *handler {
 	}
 	api.Register(r)
 	resolver.NewDebuginfod(s.idx, s.pool).Register(r)
-	ops := web.NewOps(s.mirror, web.Config{AdminToken: cfg.AdminToken, DataDir: s.dir, MinFreePercent: cfg.MinFree})
+	ops := web.NewOps(s.mirror, sched, web.Config{AdminToken: cfg.AdminToken, Space: s.space})
 	ops.Register(r)
 	registerGC(r, s, ops, ops.Admin(), rs)
 	rs.Register(r)

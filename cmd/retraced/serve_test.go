@@ -8,11 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -405,4 +408,76 @@ func TestRetraceTaskEndToEnd(t *testing.T) {
 		}
 	}
 	t.Logf("gdb -c CORE with DEBUGINFOD_URLS=retraced: %v", gdbTimes)
+}
+
+// errListenerBroken is what a breakableListener's Accept fails with once
+// broken.
+var errListenerBroken = errors.New("listener broken")
+
+// breakableListener is a listener the test breaks, as when its socket
+// goes away under the server.
+type breakableListener struct {
+	net.Listener
+	broken atomic.Bool
+}
+
+func (l *breakableListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil && l.broken.Load() {
+		return nil, errListenerBroken
+	}
+	return c, err
+}
+
+func (l *breakableListener) breakNow() {
+	l.broken.Store(true)
+	l.Listener.Close()
+}
+
+// TestServeStopsWhenTheListenerFails: serve's components run as one: when
+// the HTTP server's listener fails, the scheduler, the sync queue and the
+// retrace workers stop too, and Run returns the listener's error within
+// seconds (no signal needed), having let go of the data directory.
+func TestServeStopsWhenTheListenerFails(t *testing.T) {
+	cfg := testConfig(t)
+	lnc := make(chan *breakableListener, 1)
+	listen := func(network, addr string) (net.Listener, error) {
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		bl := &breakableListener{Listener: ln}
+		lnc <- bl
+		return bl, nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- runServe(context.Background(), cfg, listen) }()
+	var ln *breakableListener
+	select {
+	case ln = <-lnc:
+	case err := <-done:
+		t.Fatalf("serve returned before listening: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not listen within 30s")
+	}
+	url := "http://" + ln.Addr().String()
+	pollUntil(t, 30*time.Second, "serve answers /healthz", func() bool { return getJSON(t, url+"/healthz", nil) == http.StatusOK })
+
+	ln.breakNow()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errListenerBroken) {
+			t.Fatalf("serve returned %v, want the listener's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not return within 10s of its listener failing")
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Data, serverFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("serve left %s behind (stat: %v)", serverFile, err)
+	}
+	f, err := lockDir(cfg.Data)
+	if err != nil {
+		t.Fatalf("the data directory is still locked: %v", err)
+	}
+	f.Close()
 }

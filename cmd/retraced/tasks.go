@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/retrace"
 	"github.com/retraced/retraced/web"
@@ -42,13 +40,7 @@ func startTasks(s *store, cfg Config, log *slog.Logger) (*retrace.Server, *retra
 		log.Warn("retrace: gdb runs with the host's network; set [retrace] network = \"host\" to say that is meant, or allow unprivileged user namespaces", "why", why)
 	}
 	rc := serverConfig(cfg)
-	rc.Packages, rc.Logger = packageChecker{s.idx}, log
-	var st unix.Statfs_t
-	if err := unix.Statfs(s.dir, &st); err == nil {
-		// min_free is a share of the file system; the task server
-		// counts MiB.
-		rc.MinFreeSpace = max(1, int64(float64(st.Blocks)*float64(st.Bsize)*cfg.MinFree/100)>>20)
-	}
+	rc.Packages, rc.Logger, rc.Space = packageChecker{s.idx}, log, s.space
 	rs, err := retrace.New(filepath.Join(s.dir, "tasks"), w, rc)
 	if err != nil {
 		w.Close()
