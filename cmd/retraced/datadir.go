@@ -35,6 +35,20 @@ type store struct {
 	space *diskspace.Policy
 }
 
+// indexReserve is the free space no min_free can go below. Badger writes
+// its memtables and value log through memory-mapped files: when the file
+// system fills under them the process dies of SIGBUS (reproduced on a
+// full tmpfs: serve crashed mid-sync, and the sync's caller got no
+// answer). Two memtables and a value-log file are 96 MiB; the rest is
+// room for the sync that is already writing when the check says low.
+const indexReserve = 256 << 20
+
+// storePolicy is the data directory's free-space policy: min_free
+// percent of the file system, and never less than indexReserve.
+func storePolicy(dir string, minFree float64) *diskspace.Policy {
+	return &diskspace.Policy{Dir: dir, MinPercent: minFree, MinBytes: indexReserve}
+}
+
 // openStore takes the directory's lock and opens everything in it.
 func openStore(cfg Config) (*store, error) {
 	dir := cfg.Data
@@ -45,7 +59,7 @@ func openStore(cfg Config) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &store{dir: dir, lock: lock, space: &diskspace.Policy{Dir: dir, MinPercent: cfg.MinFree}}
+	s := &store{dir: dir, lock: lock, space: storePolicy(dir, cfg.MinFree)}
 	ok := false
 	defer func() {
 		if !ok {
