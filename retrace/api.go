@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/retraced/retraced/internal/httpbound"
 )
 
 // Headers of the protocol.
@@ -150,16 +152,16 @@ func (s *Server) createTask(c *gin.Context) {
 		refuse(http.StatusRequestEntityTooLarge, fmt.Sprintf("Specified archive is too large: more than %d MiB", s.cfg.MaxPackedSize))
 		return
 	}
-	body := newRateReader(c.Request.Body, http.NewResponseController(c.Writer), time.Now(),
+	body := httpbound.NewRateReader(c.Request.Body, http.NewResponseController(c.Writer), time.Now(),
 		s.cfg.UploadTimeout, s.cfg.UploadRateWindow, s.cfg.MinUploadRate<<10)
-	if err := body.start(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	if err := body.Start(); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		s.log.Warn("retrace: upload deadline", "err", err)
 	}
 	id, password, err := s.create(body, format, c.Request.ContentLength)
 	switch {
-	case errors.Is(err, errUploadTooSlow):
+	case errors.Is(err, httpbound.ErrTooSlow):
 		refuse(http.StatusRequestTimeout, fmt.Sprintf("The upload is slower than %d KiB/s", s.cfg.MinUploadRate))
-	case errors.Is(err, os.ErrDeadlineExceeded) && body.timedOut():
+	case errors.Is(err, os.ErrDeadlineExceeded) && body.TimedOut():
 		refuse(http.StatusRequestTimeout, fmt.Sprintf("The upload took longer than %s", s.cfg.UploadTimeout))
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		refuse(http.StatusRequestTimeout, fmt.Sprintf("The upload sent nothing for %s", s.cfg.UploadRateWindow))
@@ -180,56 +182,6 @@ func (s *Server) createTask(c *gin.Context) {
 		c.Header(HeaderTaskPassword, password)
 		c.Status(http.StatusCreated)
 	}
-}
-
-// errUploadTooSlow reports an upload below the minimum rate.
-var errUploadTooSlow = errors.New("upload too slow")
-
-// rateReader reads an upload's body, cutting it when it is slower than
-// min bytes a second over any window, and at the upload's deadline. The
-// connection's read deadline moves along two windows ahead, so that a
-// client that sends nothing at all is cut too, within two windows.
-type rateReader struct {
-	r        io.Reader
-	rc       *http.ResponseController
-	end      time.Time // the whole upload's deadline
-	window   time.Duration
-	min      int64 // bytes per window
-	winStart time.Time
-	n        int64 // bytes in this window
-}
-
-func newRateReader(r io.Reader, rc *http.ResponseController, now time.Time, timeout, window time.Duration, perSecond int64) *rateReader {
-	return &rateReader{r: r, rc: rc, end: now.Add(timeout), window: window,
-		min: perSecond * int64(window) / int64(time.Second), winStart: now}
-}
-
-// start sets the first read deadline.
-func (r *rateReader) start() error { return r.rc.SetReadDeadline(r.deadline(r.winStart)) }
-
-func (r *rateReader) deadline(now time.Time) time.Time {
-	if d := now.Add(2 * r.window); d.Before(r.end) {
-		return d
-	}
-	return r.end
-}
-
-// timedOut reports whether the upload's whole deadline has passed.
-func (r *rateReader) timedOut() bool { return !time.Now().Before(r.end) }
-
-func (r *rateReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	r.n += int64(n)
-	if now := time.Now(); now.Sub(r.winStart) >= r.window {
-		if r.n < r.min {
-			return n, errUploadTooSlow
-		}
-		r.winStart, r.n = now, 0
-		if derr := r.rc.SetReadDeadline(r.deadline(now)); derr != nil && !errors.Is(derr, http.ErrNotSupported) {
-			return n, derr
-		}
-	}
-	return n, err
 }
 
 // openTask answers 404 or 403 and returns false unless the request names a

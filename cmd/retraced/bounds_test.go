@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -90,3 +93,108 @@ func TestFullDiskAnswers(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestConnectionsBounded: serve, run with only 400 file descriptors, is
+// held by 300 idle keep-alive connections and 300 whose request bodies
+// trickle in a byte at a time; debuginfod downloads and a sync still go
+// through, the idle connections are closed at idle_timeout and the slow
+// bodies are cut. Before, the connections stayed open for ever and took
+// every descriptor: accept failed, downloads answered 500 and a sync
+// failed with "too many open files".
+func TestConnectionsBounded(t *testing.T) {
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("prlimit (util-linux) not installed; CI installs it")
+	}
+	data := t.TempDir()
+	conf := writeConfig(t, `idle_timeout = "1s"`+"\n"+`body_rate_window = "500ms"`)
+	cmd := exec.Command(prlimit, "--nofile=400:400", "--", os.Args[0], "-test.run=^TestHelperCLI$")
+	cmd.Env = append(os.Environ(), "RETRACED_HELPER_ARGS="+strings.Join([]string{"--data", data, "--config", conf, "serve", "--listen", "127.0.0.1:0"}, "\x1f"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("serve's stderr:\n%s", stderr.String())
+		}
+	})
+	var url string
+	pollUntil(t, 30*time.Second, "serve up and synced", func() bool {
+		var info serverInfo
+		b, err := os.ReadFile(filepath.Join(data, serverFile))
+		if err != nil || json.Unmarshal(b, &info) != nil {
+			return false
+		}
+		url = info.URL
+		v := mirrorView(t, url, "fixtures")
+		return v != nil && v["last_sync"] != nil
+	})
+	e := fixtures.ELFFiles(t)[0]
+	addr := strings.TrimPrefix(url, "http://")
+
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		return c
+	}
+	idle := make([]net.Conn, 0, 300)
+	for range 300 {
+		c := dial()
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") // then keep it open, idle
+		idle = append(idle, c)
+	}
+	for range 300 {
+		c := dial()
+		go func() {
+			fmt.Fprintf(c, "POST /api/v1/buildids HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+			for range 100 {
+				time.Sleep(200 * time.Millisecond)
+				if _, err := c.Write([]byte(" ")); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	// Downloads and a sync go through while those are held.
+	client := &http.Client{Timeout: 20 * time.Second}
+	for i := range 20 {
+		resp, err := client.Get(url + "/buildid/" + e.BuildID + "/executable")
+		if err != nil {
+			t.Fatalf("download %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("download %d: %s", i, resp.Status)
+		}
+	}
+	code, _, body := httpDo(t, http.MethodPost, url+"/api/v1/mirrors/fixtures/sync?wait=true", nil, nil)
+	if code != http.StatusOK || !strings.Contains(body, `"ok":true`) {
+		t.Fatalf("sync while held: %d %s", code, body)
+	}
+	// The idle ones were closed by the server: reading ends (after the
+	// answer to their one request).
+	closed := 0
+	for _, c := range idle[:20] {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err == nil {
+			closed++
+		}
+	}
+	if closed != 20 {
+		t.Errorf("%d of 20 idle connections closed by the server", closed)
+	}
+}

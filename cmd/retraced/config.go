@@ -36,10 +36,20 @@ type Config struct {
 	// TaskTTL is how long gc keeps a finished retrace task, and
 	// FailedTaskTTL a failed one when that is sooner (Go durations such
 	// as "168h").
-	TaskTTL       string        `toml:"task_ttl"`
-	FailedTaskTTL string        `toml:"failed_task_ttl"`
-	Mirror        MirrorConfig  `toml:"mirror"`
-	Retrace       RetraceConfig `toml:"retrace"`
+	TaskTTL       string `toml:"task_ttl"`
+	FailedTaskTTL string `toml:"failed_task_ttl"`
+	// IdleTimeout closes a keep-alive connection idle that long (a Go
+	// duration). MinBodyRate (KiB/s) over each BodyRateWindow is the
+	// slowest a request body may arrive (the [retrace] upload keys bound
+	// /create). MaxConnections caps the connections served at once; 0
+	// derives it from the file descriptor limit (half of what is left
+	// after 64, so that downloads, blobs and gdb keep the other half).
+	IdleTimeout    string        `toml:"idle_timeout"`
+	MinBodyRate    int64         `toml:"min_body_rate"`
+	BodyRateWindow string        `toml:"body_rate_window"`
+	MaxConnections int           `toml:"max_connections"`
+	Mirror         MirrorConfig  `toml:"mirror"`
+	Retrace        RetraceConfig `toml:"retrace"`
 }
 
 // retention returns TaskTTL and FailedTaskTTL, which loadConfig checked.
@@ -130,15 +140,18 @@ func (m MirrorConfig) crawl() mirror.CrawlConfig {
 
 func defaultConfig() Config {
 	return Config{
-		Data:          "./retraced-data",
-		Listen:        "127.0.0.1:8080",
-		GCSchedule:    "@daily",
-		MinFree:       10,
-		MemoryLimitMB: 200,
-		TaskTTL:       "168h",
-		FailedTaskTTL: "24h",
-		Mirror:        defaultMirrorConfig(),
-		Retrace:       defaultRetraceConfig(),
+		Data:           "./retraced-data",
+		Listen:         "127.0.0.1:8080",
+		GCSchedule:     "@daily",
+		MinFree:        10,
+		MemoryLimitMB:  200,
+		TaskTTL:        "168h",
+		IdleTimeout:    "60s",
+		MinBodyRate:    8,
+		BodyRateWindow: "10s",
+		FailedTaskTTL:  "24h",
+		Mirror:         defaultMirrorConfig(),
+		Retrace:        defaultRetraceConfig(),
 	}
 }
 
@@ -177,7 +190,14 @@ func loadConfig(path string) (Config, error) {
 	if c.Mirror.Workers < 1 || c.Mirror.Workers > maxWorkers {
 		return c, fmt.Errorf("config %s: [mirror] workers = %d: want 1 to %d", path, c.Mirror.Workers, maxWorkers)
 	}
-	for _, v := range []struct{ key, val string }{{"task_ttl", c.TaskTTL}, {"failed_task_ttl", c.FailedTaskTTL}} {
+	if c.MinBodyRate <= 0 {
+		return c, fmt.Errorf("config %s: min_body_rate = %d: want a positive number of KiB/s", path, c.MinBodyRate)
+	}
+	if c.MaxConnections < 0 {
+		return c, fmt.Errorf("config %s: max_connections = %d: want a positive number, or 0 to derive it from the file descriptor limit", path, c.MaxConnections)
+	}
+	for _, v := range []struct{ key, val string }{{"task_ttl", c.TaskTTL}, {"failed_task_ttl", c.FailedTaskTTL},
+		{"idle_timeout", c.IdleTimeout}, {"body_rate_window", c.BodyRateWindow}} {
 		if d, err := time.ParseDuration(v.val); err != nil || d <= 0 {
 			return c, fmt.Errorf("config %s: %s = %q: want a positive duration such as \"168h\"", path, v.key, v.val)
 		}

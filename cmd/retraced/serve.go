@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/internal/httpbound"
 	"github.com/retraced/retraced/internal/throttle"
 	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/resolver"
@@ -104,7 +105,13 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 		return err
 	}
 	defer os.Remove(filepath.Join(s.dir, serverFile))
-	srv := &http.Server{Handler: h.engine, ReadHeaderTimeout: 10 * time.Second}
+	idle, _ := time.ParseDuration(cfg.IdleTimeout) // loadConfig checked it
+	srv := &http.Server{Handler: h.engine, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}
+	conns := cfg.MaxConnections
+	if conns == 0 {
+		conns = httpbound.MaxConns(httpbound.NoFile())
+	}
+	ln = httpbound.LimitListener(ln, conns)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -187,6 +194,10 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler) 
 	// Password and token guesses: 20 failures a minute, then 429 for the
 	// rest of the minute.
 	r.Use(throttle.New(20, time.Minute, nil).Middleware())
+	// Request bodies arrive at a minimum rate or are cut; /create bounds
+	// its own uploads ([retrace] min_upload_rate).
+	window, _ := time.ParseDuration(cfg.BodyRateWindow) // loadConfig checked it
+	r.Use(httpbound.BodyRate(cfg.MinBodyRate<<10, window, time.Hour, "/create"))
 	api := resolver.NewAPI(s.idx, resolver.Config{SpoolDir: filepath.Join(s.pool.Dir(), "tmp")})
 	api.OnLookup = func(hit bool) {
 		result := "miss"
