@@ -51,12 +51,17 @@
 // before the decoder allocates it.
 //
 // The task server (server.go, api.go) imports gin, the standard library,
-// the decompressors and gc/diskspace (the free-space policy an upload is
-// checked against, [Config].Space) only: package checks go through
+// the decompressors, gc/diskspace (the free-space policy an upload is
+// checked against, [Config].Space) and internal/httpbound (an upload's
+// minimum rate) only: package checks go through
 // [PackageChecker] and retracing through [Retracer]. Old tasks go when
 // the caller calls [Server.Expire] (serve's scheduler does, hourly) or gc
 // plans them; [Server.Run] runs only the workers. The [Worker] — the
 // Retracer serve uses — reads the index and the blob pool through small
 // interfaces ([WorkerIndex], [BlobSource]) and the resolver's core
-// reader; it never reaches into the mirror.
+// reader; it never reaches into the mirror. It chooses packages by
+// build-id (dwz multifiles included, see resolver.CoreToPackages), links
+// auto-load scripts and objects the core names elsewhere into the
+// sysroot, and rates what gdb prints ([RateBacktrace]): a backtrace with
+// no named frame in the crashing thread fails the task ([ErrUnusable]).
 package retrace
