@@ -2,12 +2,15 @@ package resolver
 
 import (
 	"bytes"
+	"debug/elf"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -125,6 +128,83 @@ func TestCoredump2PackagesUploads(t *testing.T) {
 			}
 			if left, _ := os.ReadDir(spool); len(left) != 0 {
 				t.Errorf("left %d files in the spool", len(left))
+			}
+		})
+	}
+}
+
+// TestReadSectionsHostile: the section reader of /buildid/ID/section/NAME
+// opens pool files through elfnote.NewFile: a file debug/elf would panic
+// on, a truncated one and one that is no ELF have no sections; a good one
+// has debug/elf's.
+func TestReadSectionsHostile(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := elf.NewFile(bytes.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Extended numbering (e_shnum 0, the count in section 0) with 0xff00
+	// null sections and a section-name table index past them: debug/elf
+	// in Go 1.26 indexes out of range.
+	const n, ehsize, shent = 0xff00, 64, 64
+	le := binary.LittleEndian
+	panics := make([]byte, ehsize+shent*n)
+	copy(panics, elf.ELFMAG)
+	panics[elf.EI_CLASS], panics[elf.EI_DATA], panics[elf.EI_VERSION] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), 1
+	le.PutUint16(panics[16:], uint16(elf.ET_EXEC))
+	le.PutUint32(panics[20:], 1)
+	le.PutUint64(panics[40:], ehsize) // e_shoff
+	le.PutUint16(panics[52:], ehsize)
+	le.PutUint16(panics[58:], shent)
+	le.PutUint16(panics[62:], uint16(elf.SHN_XINDEX)) // e_shstrndx: in section 0
+	le.PutUint64(panics[ehsize+32:], n)               // section 0's sh_size: the count
+	le.PutUint32(panics[ehsize+40:], n+5)             // section 0's sh_link: the index
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Log("debug/elf no longer panics on the crafted file")
+			}
+		}()
+		elf.NewFile(bytes.NewReader(panics))
+	}()
+
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name string
+		data []byte
+		want int
+	}{
+		{"good", good, len(ref.Sections) - 1}, // all but the unnamed section 0
+		{"debug/elf panics", panics, 0},
+		{"truncated", good[:100], 0},
+		{"not ELF", []byte("#!/bin/sh\nexit 0\n"), 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(tt.name, "/", "-"))
+			if err := os.WriteFile(p, tt.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			secs := readSections(f)
+			if len(secs) > tt.want || (tt.want > 0 && len(secs) == 0) {
+				t.Fatalf("%d sections, want %d", len(secs), tt.want)
+			}
+			for name, s := range secs {
+				rs := ref.Section(name)
+				if rs == nil || int64(rs.Offset) != s.off || int64(rs.FileSize) != s.size {
+					t.Errorf("section %s at %d+%d, debug/elf says %v", name, s.off, s.size, rs)
+				}
 			}
 		})
 	}
