@@ -188,4 +188,3 @@ func FuzzNewFile(f *testing.F) {
 		}
 	})
 }
-
