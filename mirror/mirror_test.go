@@ -1,20 +1,30 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
+
 	"github.com/retraced/retraced/fixtures"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
+	"github.com/retraced/retraced/internal/decompress"
+	"github.com/retraced/retraced/internal/decompress/decompresstest"
+	"github.com/retraced/retraced/mirror/yum"
 )
 
 // testMirror is a mirror on a fresh data directory.
@@ -532,5 +542,124 @@ func TestSyncPauses(t *testing.T) {
 	}
 	if third := m.sync(t, "fx"); third.New != 0 {
 		t.Fatalf("third sync: %s", third.Summary())
+	}
+}
+
+// hostileRepo writes a yum repository into a new directory whose
+// repomd.xml lists primary, a file named name, with its true checksum:
+// what a hostile or broken mirror serves.
+func hostileRepo(t *testing.T, name string, primary []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "repodata"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "repodata", name), primary, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(primary)
+	repomd := fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>
+<repomd xmlns="http://linux.duke.edu/metadata/repo"><revision>1</revision>
+<data type="primary"><checksum type="sha256">%x</checksum><location href="repodata/%s"/><size>%d</size></data>
+</repomd>`, sum, name, len(primary))
+	if err := os.WriteFile(filepath.Join(dir, "repodata", "repomd.xml"), []byte(repomd), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// fixturePrimary returns the fixture repository's primary.xml,
+// decompressed.
+func fixturePrimary(t *testing.T) []byte {
+	t.Helper()
+	f, err := os.Open(fixtures.Path("repo", "repodata", "repomd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	md, err := yum.ParseRepomd(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := md.Primary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz, err := os.Open(fixtures.Path("repo", filepath.FromSlash(d.Location.Href)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gz.Close()
+	zr, err := gzip.NewReader(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestHostilePrimary: a primary.xml that asks its decompressor for
+// gigabytes, up front or in a later block, or that decompresses past
+// MaxMetadataSize, fails the sync with the reason, quickly and without
+// allocating what it asks for; nothing is indexed.
+func TestHostilePrimary(t *testing.T) {
+	xml := fixturePrimary(t)
+	one := decompresstest.XZ(t, xml, 0)
+	multi := decompresstest.XZ(t, xml, 2<<10)
+	blocks := decompresstest.XZBlocks(t, multi)
+	if len(blocks) < 2 {
+		t.Fatalf("%d xz blocks, want 2 or more", len(blocks))
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(xml)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, file  string
+		primary     []byte
+		maxMetadata int64
+		want        string
+	}{
+		{"xz asking for a 4 GiB dictionary", "primary.xml.xz", decompresstest.WithXZDict(t, one, 40, 12), 0,
+			"primary repodata/primary.xml.xz: xz block at byte 12 needs a 4095 MiB dictionary, more than the 64 MiB allowed"},
+		{"xz asking for 1.5 GiB in its second block", "primary.xml.xz", decompresstest.WithXZDict(t, multi, 37, blocks[1]), 0,
+			fmt.Sprintf("xz block at byte %d needs a 1536 MiB dictionary", blocks[1])},
+		{"gzip over MaxMetadataSize", "primary.xml.gz", gz.Bytes(), int64(len(xml)) - 1,
+			fmt.Sprintf("gzip data decompresses to more than %d bytes", len(xml)-1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestMirrorConfig(t, "", Config{Workers: 2, MaxMetadataSize: tt.maxMetadata})
+			m.add(t, "hostile", hostileRepo(t, tt.file, tt.primary))
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			res := m.sync(t, "hostile")
+			runtime.ReadMemStats(&after)
+			if res.Err == nil || !strings.Contains(res.Err.Error(), tt.want) {
+				t.Fatalf("sync error = %v, want one saying %q", res.Err, tt.want)
+			}
+			if !errors.Is(res.Err, decompress.ErrTooLarge) {
+				t.Errorf("sync error %v does not match decompress.ErrTooLarge", res.Err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %s", d)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 256<<20 {
+				t.Errorf("allocated %d MiB to refuse it", alloc>>20)
+			}
+			if c, _ := m.idx.Counts(); c.Packages != 0 {
+				t.Fatalf("%d packages indexed", c.Packages)
+			}
+			src, _ := m.Source("hostile")
+			if !strings.HasPrefix(src.State.LastResult, "failed") || !strings.Contains(src.State.LastResult, tt.want) {
+				t.Errorf("last result %q, want a failure saying %q", src.State.LastResult, tt.want)
+			}
+		})
 	}
 }

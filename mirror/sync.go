@@ -309,14 +309,14 @@ func (m *Mirror) readPrimary(ctx context.Context, loc *location, d *yum.Data) ([
 	}
 	cr := &countingReader{r: io.LimitReader(rc, m.cfg.MaxMetadataSize)}
 	tee := io.TeeReader(cr, h)
-	dec, err := yum.Decompress(tee)
+	dec, err := yum.Decompress(tee, m.cfg.MaxMetadataSize)
 	if err != nil {
 		return nil, cr.n, fmt.Errorf("primary %s: %w", d.Location.Href, err)
 	}
 	defer dec.Close()
 	seen := map[index.NEVRA]bool{}
 	var wants []*want
-	perr := yum.ParsePrimary(io.LimitReader(dec, m.cfg.MaxMetadataSize), func(p *yum.Package) error {
+	perr := yum.ParsePrimary(dec, func(p *yum.Package) error {
 		if p.Arch == "src" || p.Arch == "nosrc" {
 			return nil
 		}

@@ -39,6 +39,7 @@ import (
 
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
+	"github.com/retraced/retraced/index/elfnote"
 )
 
 // DebuginfodIndex is what the debuginfod server needs of the index.
@@ -668,25 +669,22 @@ type elfSection struct {
 	nobits    bool
 }
 
-// readSections reads the section headers of an ELF file. A file that
-// does not parse has no sections: it came from a package, so it is a
-// file some tool wrote oddly (or a hostile one), not a request error.
-// Sections reaching past the end of the file are left out.
-func readSections(f *os.File) (secs elfSections) {
-	defer func() {
-		if recover() != nil { // debug/elf on hostile input: no sections
-			secs = elfSections{}
-		}
-	}()
+// readSections reads the section headers of an ELF file through
+// elfnote.NewFile, which checks the header before debug/elf reads it and
+// turns a panic of debug/elf into an error. A file that does not parse has
+// no sections: it came from a package, so it is a file some tool wrote
+// oddly (or a hostile one), not a request error. Sections reaching past
+// the end of the file are left out.
+func readSections(f *os.File) elfSections {
 	fi, err := f.Stat()
 	if err != nil {
 		return elfSections{}
 	}
-	ef, err := elf.NewFile(f)
+	ef, err := elfnote.NewFile(f)
 	if err != nil {
 		return elfSections{}
 	}
-	secs = make(elfSections, len(ef.Sections))
+	secs := make(elfSections, len(ef.Sections))
 	for _, s := range ef.Sections {
 		if _, dup := secs[s.Name]; dup || s.Name == "" {
 			continue

@@ -41,17 +41,18 @@
 // # Security
 //
 // Uploads are hostile. The body is streamed, never held in memory, through
-// the decompressor into archive/tar; the packed size, the unpacked size, the
-// number of members and each file's size are bounded while streaming, so a
-// decompression bomb fails at the limit, not after it is written. Only
-// regular files with allowed names are written, with O_EXCL, into the
-// task's own directory: links, directories other than ".", device files,
-// absolute names, "..", duplicates and unknown names are refused. An xz
-// stream whose dictionary would need more than [MaxXZDict] bytes is refused
-// before the decoder allocates it.
+// retraced's one bounded decompressor (internal/decompress) into
+// archive/tar; the packed size, the unpacked size, the number of members
+// and each file's size are bounded while streaming, so a decompression
+// bomb fails at the limit, not after it is written. Only regular files
+// with allowed names are written, with O_EXCL, into the task's own
+// directory: links, directories other than ".", device files, absolute
+// names, "..", duplicates and unknown names are refused. An xz stream any
+// of whose blocks would need a dictionary of more than [MaxXZDict] bytes
+// is refused (413) before the decoder allocates it.
 //
 // The task server (server.go, api.go) imports gin, the standard library,
-// the decompressors, gc/diskspace (the free-space policy an upload is
+// internal/decompress, gc/diskspace (the free-space policy an upload is
 // checked against, [Config].Space) and internal/httpbound (an upload's
 // minimum rate) only: package checks go through
 // [PackageChecker] and retracing through [Retracer]. Old tasks go when

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/retraced/retraced/internal/decompress/decompresstest"
 )
 
 // FuzzUnpack feeds unpack arbitrary bodies in each format. It must not
@@ -28,7 +30,7 @@ func FuzzUnpack(f *testing.F) {
 		f.Add(gzipBytes(f, b), uint8(1))
 		f.Add(xzBytes(f, b), uint8(0))
 	}
-	f.Add(withXZDict(f, xzBytes(f, good), 40), uint8(0))
+	f.Add(decompresstest.WithXZDict(f, xzBytes(f, good), 40, 12), uint8(0))
 	f.Fuzz(func(t *testing.T, body []byte, format uint8) {
 		root := t.TempDir()
 		dst := filepath.Join(root, "crash")

@@ -16,8 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/ulikunitz/xz"
+	"github.com/retraced/retraced/internal/decompress"
 )
 
 // Errors of an upload, mapped to HTTP statuses by the handler.
@@ -102,59 +101,66 @@ type unpackLimits struct {
 func unpack(body io.Reader, format, dst string, lim unpackLimits) ([]string, error) {
 	packed := &limitedReader{r: body, n: lim.packed, err: fmt.Errorf("%w: body larger than %d bytes", ErrTooLarge, lim.packed)}
 	br := bufio.NewReaderSize(packed, 64<<10)
-	var content io.Reader
+	var want decompress.Format
 	switch format {
 	case FormatGzip:
-		if err := expectMagic(br, 0, []byte{0x1f, 0x8b}, "gzip"); err != nil {
-			return nil, packed.explain(err)
-		}
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, packed.explain(fmt.Errorf("%w: gzip: %v", ErrBadArchive, err))
-		}
-		defer zr.Close()
-		content = zr
+		want = decompress.Gzip
 	case FormatXZ:
-		if err := expectMagic(br, 0, xzMagic, "xz"); err != nil {
-			return nil, packed.explain(err)
-		}
-		pr, pw := io.Pipe()
-		defer pr.Close()
-		go func() { pw.CloseWithError(checkXZ(br, pw, MaxXZDict)) }()
-		zr, err := xz.NewReader(pr)
-		if err != nil {
-			return nil, packed.explain(fmt.Errorf("%w: xz: %v", ErrBadArchive, err))
-		}
-		content = zr
+		want = decompress.XZ
 	case FormatTar:
-		if err := expectMagic(br, 257, []byte("ustar"), "tar"); err != nil {
-			return nil, packed.explain(err)
-		}
-		content = br
+		want = decompress.Raw
 	default:
 		return nil, fmt.Errorf("%w: unsupported format %q", ErrBadArchive, format)
 	}
 	// Bound the decompressed stream too: archive/tar reads little besides
 	// the files, whose sizes are checked from their headers before a byte
 	// is written.
-	unpacked := &limitedReader{r: content, n: lim.unpacked + tarSlack,
-		err: fmt.Errorf("%w: content larger than %d bytes", ErrTooLarge, lim.unpacked)}
-	names, err := untar(unpacked, dst, lim)
+	content, err := decompress.NewReader(br, decompress.Config{
+		Formats:   []decompress.Format{want},
+		MaxDict:   MaxXZDict,
+		MaxOutput: lim.unpacked + tarSlack,
+	})
+	if err != nil {
+		return nil, packed.explain(archiveErr(err, lim))
+	}
+	defer content.Close()
+	if content.Format() != want {
+		return nil, packed.explain(fmt.Errorf("%w: body is not %s data", ErrBadArchive, want))
+	}
+	if want == decompress.Raw {
+		if err := expectMagic(br, 257, []byte("ustar"), "tar"); err != nil {
+			return nil, packed.explain(err)
+		}
+	}
+	names, err := untar(content, dst, lim)
 	if err == nil {
 		// Read to the end of the compressed stream, within the limits,
 		// so that the decompressor checks its checksums: a flipped bit
 		// in the core must not pass for a good upload.
-		if _, derr := io.Copy(io.Discard, unpacked); derr != nil {
+		if _, derr := io.Copy(io.Discard, content); derr != nil {
 			err = fmt.Errorf("%w: after the tar archive: %w", ErrBadArchive, derr)
 		}
 	}
 	if err != nil {
-		return nil, unpacked.explain(packed.explain(err))
+		return nil, packed.explain(archiveErr(err, lim))
 	}
 	return names, nil
 }
 
-var xzMagic = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+// archiveErr names a decompression error: a stream over a limit is
+// ErrTooLarge, whatever it interrupted; malformed data is ErrBadArchive.
+func archiveErr(err error, lim unpackLimits) error {
+	var le *decompress.LimitError
+	switch {
+	case errors.As(err, &le) && le.What == "output":
+		return fmt.Errorf("%w: content larger than %d bytes", ErrTooLarge, lim.unpacked)
+	case errors.As(err, &le):
+		return fmt.Errorf("%w: %w", ErrTooLarge, le)
+	case errors.Is(err, decompress.ErrFormat) && !errors.Is(err, ErrBadArchive):
+		return fmt.Errorf("%w: %w", ErrBadArchive, err)
+	}
+	return err
+}
 
 // expectMagic checks that the stream has magic at offset off.
 func expectMagic(br *bufio.Reader, off int, magic []byte, what string) error {

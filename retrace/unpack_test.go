@@ -2,10 +2,8 @@ package retrace
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"errors"
-	"hash/crc32"
 	"io"
 	"net/http"
 	"os"
@@ -19,6 +17,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/internal/decompress/decompresstest"
 )
 
 // TestHostileArchives: each kind of malformed crash archive is 400, in
@@ -234,8 +233,8 @@ func TestDecompressionBombs(t *testing.T) {
 	}{
 		{"gzip", FormatGzip, gz.Bytes(), "content larger than 1048576 bytes"},
 		{"xz", FormatXZ, xzBomb, "content larger than 1048576 bytes"},
-		{"xz asking for a 4 GiB dictionary", FormatXZ, withXZDict(t, crashXZ(t), 40), "needs a 4095 MiB dictionary"},
-		{"xz asking for a 1.5 GiB dictionary", FormatXZ, withXZDict(t, crashXZ(t), 37), "needs a 1536 MiB dictionary"},
+		{"xz asking for a 4 GiB dictionary", FormatXZ, decompresstest.WithXZDict(t, crashXZ(t), 40, 12), "needs a 4095 MiB dictionary"},
+		{"xz asking for a 1.5 GiB dictionary", FormatXZ, decompresstest.WithXZDict(t, crashXZ(t), 37, 12), "needs a 1536 MiB dictionary"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -257,22 +256,6 @@ func TestDecompressionBombs(t *testing.T) {
 			}
 		})
 	}
-}
-
-// withXZDict rewrites the LZMA2 dictionary byte of the first block of a
-// one-filter xz stream and fixes the block header's CRC32.
-func withXZDict(t testing.TB, b []byte, dict byte) []byte {
-	t.Helper()
-	b = bytes.Clone(b)
-	h := b[12:]
-	size := (int(h[0]) + 1) * 4
-	if h[1] != 0 || h[2] != 0x21 || h[3] != 1 {
-		t.Fatalf("unexpected block header % x", h[:size])
-	}
-	h[4] = dict
-	crc := crc32.ChecksumIEEE(h[:size-4])
-	h[size-4], h[size-3], h[size-2], h[size-1] = byte(crc), byte(crc>>8), byte(crc>>16), byte(crc>>24)
-	return b
 }
 
 // TestUnpackLimits checks unpack directly: what is on disk after each
@@ -323,56 +306,3 @@ func TestUnpackLimits(t *testing.T) {
 		})
 	}
 }
-
-// TestCheckXZ: the xz structure check passes every stream the xz tool
-// writes through unchanged.
-func TestCheckXZ(t *testing.T) {
-	if _, err := exec.LookPath("xz"); err != nil {
-		t.Skip("xz not installed")
-	}
-	data := append(crashTar(t), bytes.Repeat([]byte("retraced "), 50000)...)
-	one := runTool(t, data, "xz", "-2", "-c")
-	tests := []struct {
-		name string
-		body []byte
-	}{
-		{"xz -0", runTool(t, data, "xz", "-0", "-c")},
-		{"xz -9e", runTool(t, data, "xz", "-9e", "-c")},
-		{"sha256 check", runTool(t, data, "xz", "--check=sha256", "-c")},
-		{"crc64 check", runTool(t, data, "xz", "--check=crc64", "-c")},
-		{"multi-block", runTool(t, data, "xz", "-T2", "--block-size=32KiB", "-c")},
-		{"x86 BCJ filter", runTool(t, data, "xz", "--x86", "--lzma2=preset=1", "-c")},
-		{"small dictionary", runTool(t, data, "xz", "--lzma2=dict=4KiB", "-c")},
-		{"uncompressible", runTool(t, fixtureCore(t), "xz", "-0", "-c")},
-		{"two streams with padding", append(append(bytes.Clone(one), 0, 0, 0, 0, 0, 0, 0, 0), one...)},
-		{"empty input", runTool(t, nil, "xz", "-c")},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var out bytes.Buffer
-			if err := checkXZ(bufioReader(tt.body), &out, MaxXZDict); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(out.Bytes(), tt.body) {
-				t.Errorf("copied %d bytes of %d, differently", out.Len(), len(tt.body))
-			}
-		})
-	}
-	for _, tt := range []struct {
-		name string
-		body []byte
-	}{
-		{"truncated", one[:len(one)-5]},
-		{"bad padding", append(bytes.Clone(one), 0, 0)},
-		{"bad magic in second stream", append(bytes.Clone(one), []byte("garbage!garbage!")...)},
-		{"dictionary too large", withXZDict(t, one, 38)},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			if err := checkXZ(bufioReader(tt.body), io.Discard, MaxXZDict); err == nil {
-				t.Error("no error")
-			}
-		})
-	}
-}
-
-func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }

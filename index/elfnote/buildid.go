@@ -60,13 +60,9 @@ func Open(name string) ([]byte, error) {
 // of the file. Other errors come from r. BuildID never panics and reads a
 // bounded amount of r (see MaxNoteBytes, MaxScanBytes, MaxSections).
 func BuildID(r io.ReaderAt) ([]byte, error) {
-	h, err := readHeader(r)
+	f, err := NewFile(r)
 	if err != nil {
 		return nil, err
-	}
-	f, err := newFile(r)
-	if err != nil {
-		return nil, h.explain(r, err)
 	}
 
 	s := scanner{r: r, order: f.ByteOrder, budget: MaxScanBytes, seen: make(map[span]bool)}
@@ -100,6 +96,30 @@ func BuildID(r io.ReaderAt) ([]byte, error) {
 		return nil, s.malformed
 	}
 	return nil, ErrNoBuildID
+}
+
+// NewFile is elf.NewFile for hostile input, in the manner of cilium/ebpf's
+// SafeELFFile: the ELF header is checked first (see readHeader and the
+// package's Security section: section count, table sizes, tables within
+// the file, no compressed section-name table), so that what debug/elf
+// reads whole stays small and present, and a panic inside debug/elf is
+// returned as a *FormatError. It returns ErrNotELF for input without the
+// ELF magic and a *FormatError with the byte offset for a malformed or
+// truncated file; other errors come from r.
+//
+// The *elf.File reads r; its sections' Data and Open are debug/elf's own
+// and not bounded here: read what a section header names from r, within
+// the file.
+func NewFile(r io.ReaderAt) (*elf.File, error) {
+	h, err := readHeader(r)
+	if err != nil {
+		return nil, err
+	}
+	f, err := newFile(r)
+	if err != nil {
+		return nil, h.explain(r, err)
+	}
+	return f, nil
 }
 
 // newFile is elf.NewFile turning a panic into a *FormatError.
@@ -159,26 +179,12 @@ func (s *scanner) scan(off, size, align uint64) ([]byte, error) {
 		s.fail(&FormatError{Off: int64(off) + int64(m), Msg: "note data ends early", Err: err})
 		return nil, nil
 	}
-	var id []byte
-	err := walkNotes(buf, s.order, align, int64(off), n < size, func(nt noteRec) bool {
-		// As libdwfl, which debuginfod indexes with, the name must be
-		// exactly "GNU\0" (namesz 4); readelf also shows namesz 3.
-		if nt.typ != ntGNUBuildID || string(nt.name) != ownerGNU {
-			return true
-		}
-		if len(nt.desc) == 0 || len(nt.desc) > MaxBuildIDBytes {
-			s.fail(formatErr(nt.off+4, "build-id of %d bytes is not 1 to %d bytes", len(nt.desc), MaxBuildIDBytes))
-			return true
-		}
-		id = bytes.Clone(nt.desc)
-		return false
-	})
+	id, bad := blobBuildID(buf, s.order, align, int64(off), n < size)
 	if id != nil {
 		return id, nil
 	}
-	var fe *FormatError
-	if errors.As(err, &fe) {
-		s.fail(fe)
+	if bad != nil {
+		s.fail(bad)
 	}
 	return nil, nil
 }
@@ -191,6 +197,31 @@ func (s *scanner) fail(e *FormatError) {
 
 func isEOF(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// ParseIdent checks the ELF identification at the start of ident (the
+// magic, then EI_CLASS and EI_DATA) and returns the class, 32 or 64 bits,
+// and the byte order. It returns ErrNotELF without the magic and a
+// *FormatError at the offending byte for a short identification or an
+// unknown class or data encoding.
+func ParseIdent(ident []byte) (elf.Class, binary.ByteOrder, error) {
+	if !IsELF(ident) {
+		return 0, nil, ErrNotELF
+	}
+	if len(ident) < elf.EI_NIDENT {
+		return 0, nil, formatErr(int64(len(ident)), "ELF identification truncated after %d bytes", len(ident))
+	}
+	class := elf.Class(ident[elf.EI_CLASS])
+	if class != elf.ELFCLASS32 && class != elf.ELFCLASS64 {
+		return 0, nil, formatErr(elf.EI_CLASS, "unknown ELF class %d", ident[elf.EI_CLASS])
+	}
+	switch elf.Data(ident[elf.EI_DATA]) {
+	case elf.ELFDATA2LSB:
+		return class, binary.LittleEndian, nil
+	case elf.ELFDATA2MSB:
+		return class, binary.BigEndian, nil
+	}
+	return 0, nil, formatErr(elf.EI_DATA, "unknown ELF data encoding %d", ident[elf.EI_DATA])
 }
 
 // header holds what readHeader learns from the ELF header: enough to check
@@ -242,29 +273,16 @@ func readHeader(r io.ReaderAt) (*header, error) {
 	if err != nil && !isEOF(err) && n < len(buf) {
 		return nil, fmt.Errorf("read ELF header: %w", err)
 	}
-	if n < len(elfMagic) || !IsELF(buf[:n]) {
-		return nil, ErrNotELF
+	class, order, err := ParseIdent(buf[:n])
+	if err != nil {
+		return nil, err
 	}
-	if n < elf.EI_NIDENT {
-		return nil, formatErr(int64(n), "ELF identification truncated after %d bytes", n)
-	}
-	h := new(header)
+	h := &header{order: order}
 	c := 0
-	switch elf.Class(buf[elf.EI_CLASS]) {
-	case elf.ELFCLASS32:
-		h.ehsize, h.wantShentsz = 52, 40
-	case elf.ELFCLASS64:
+	if class == elf.ELFCLASS64 {
 		h.ehsize, h.wantShentsz, h.is64, c = 64, 64, true, 1
-	default:
-		return nil, formatErr(elf.EI_CLASS, "unknown ELF class %d", buf[elf.EI_CLASS])
-	}
-	switch elf.Data(buf[elf.EI_DATA]) {
-	case elf.ELFDATA2LSB:
-		h.order = binary.LittleEndian
-	case elf.ELFDATA2MSB:
-		h.order = binary.BigEndian
-	default:
-		return nil, formatErr(elf.EI_DATA, "unknown ELF data encoding %d", buf[elf.EI_DATA])
+	} else {
+		h.ehsize, h.wantShentsz = 52, 40
 	}
 	if uint64(n) < h.ehsize {
 		return nil, formatErr(int64(n), "ELF header truncated after %d of %d bytes", n, h.ehsize)

@@ -3,9 +3,10 @@
 // It owns one job: given the bytes of an ELF file that came from the
 // network — an executable, a shared library, a separate debug file made by
 // find-debuginfo, eu-strip -f or objcopy --only-keep-debug, or a core file —
-// say which build-id, if any, the file carries. It imports only the
-// standard library; the index calls it, and it calls nothing else in
-// retraced.
+// say which build-id, if any, the file carries, and open it for
+// debug/elf only once its headers are checked. It imports only the
+// standard library; the mirror (for the index), the resolver and its core
+// reader call it, and it calls nothing else in retraced.
 //
 // # Vocabulary
 //
@@ -29,7 +30,14 @@
 // file has no section headers, as elfutils does; they return the first
 // well-formed build-id they find, so the ids agree with what debuginfod
 // clients compute. [ParseNotes] parses one note blob already in memory,
-// with the rules binutils and elfutils apply.
+// with the rules binutils and elfutils apply, and [BlobBuildID] finds the
+// build-id in one under the same rule as BuildID (the resolver's core
+// reader applies it to objects in a core's memory).
+//
+// [NewFile] is the one way retraced hands a file from the network to
+// debug/elf: the checks below, then elf.NewFile with its panics turned
+// into errors. [ParseIdent] checks the identification alone, for readers
+// that parse ELF structures themselves.
 //
 // # Errors
 //
@@ -57,7 +65,8 @@
 //
 // No function of this package panics on any input: a panic inside
 // debug/elf is recovered and reported as a [*FormatError], and the parsers
-// are fuzzed (FuzzBuildID, FuzzParseNotes) from the seeds in testdata.
+// are fuzzed (FuzzBuildID, FuzzNewFile, FuzzParseNotes) from the seeds in
+// testdata.
 // Descriptors returned by [ParseNotes] alias its input; the build-id
 // returned by [BuildID] is a fresh copy.
 package elfnote

@@ -3,6 +3,7 @@ package elfnote
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
 
@@ -77,6 +78,51 @@ func ParseNotes(data []byte, order binary.ByteOrder, align uint64, base int64) (
 		return true
 	})
 	return notes, err
+}
+
+// BlobBuildID returns a copy of the first GNU build-id in a note blob
+// (order, align and base as for ParseNotes), under the rule BuildID
+// applies to files, as libdwfl applies it: the descriptor of a note of
+// type NT_GNU_BUILD_ID whose owner is exactly "GNU\0" (namesz 4), of 1 to
+// MaxBuildIDBytes bytes; a build-id note of another length is passed
+// over. A malformed note ends the search, as in libdwfl. It returns
+// ErrNoBuildID when the blob has no build-id, or a *FormatError when it
+// has none and a note was malformed or a build-id of the wrong length.
+func BlobBuildID(data []byte, order binary.ByteOrder, align uint64, base int64) ([]byte, error) {
+	id, bad := blobBuildID(data, order, align, base, false)
+	switch {
+	case id != nil:
+		return id, nil
+	case bad != nil:
+		return nil, bad
+	}
+	return nil, ErrNoBuildID
+}
+
+// blobBuildID is BlobBuildID for a blob that is a prefix of a longer one
+// when cut (see walkNotes). bad is the first fault met: a build-id note of
+// the wrong length, or the malformed note that ended the walk.
+func blobBuildID(data []byte, order binary.ByteOrder, align uint64, base int64, cut bool) (id []byte, bad *FormatError) {
+	err := walkNotes(data, order, align, base, cut, func(nt noteRec) bool {
+		// As libdwfl, which debuginfod indexes with, the name must be
+		// exactly "GNU\0" (namesz 4); readelf also shows namesz 3.
+		if nt.typ != ntGNUBuildID || string(nt.name) != ownerGNU {
+			return true
+		}
+		if len(nt.desc) == 0 || len(nt.desc) > MaxBuildIDBytes {
+			if bad == nil {
+				bad = formatErr(nt.off+4, "build-id of %d bytes is not 1 to %d bytes", len(nt.desc), MaxBuildIDBytes)
+			}
+			return true
+		}
+		id = bytes.Clone(nt.desc)
+		return false
+	})
+	var fe *FormatError
+	if id == nil && bad == nil && errors.As(err, &fe) {
+		bad = fe
+	}
+	return id, bad
 }
 
 // A noteRec is a note as walkNotes finds it, its name still bytes.

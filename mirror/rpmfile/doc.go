@@ -7,7 +7,9 @@
 // payload is a cpio archive (Member) compressed with gzip, xz, zstd, bzip2
 // or lzma.
 //
-// It imports no other retraced package.
+// It imports no other retraced package but internal/decompress, which
+// detects and decodes the payload's compression (the xz decoder may be
+// liblzma or an xz process, see Options).
 //
 // # Security
 //
@@ -15,6 +17,7 @@
 // length before use; cpio member names are normalised and a member whose
 // path is absolute after the leading "./", or climbs out with "..", is a
 // *FormatError; member sizes are bounded by MaxMemberSize; decompressor
-// windows are bounded. Callers should still recover from panics per
-// package.
+// dictionaries and windows are bounded by MaxWindow, every xz block's
+// before whichever decoder reads it allocates it. Callers should still
+// recover from panics per package.
 package rpmfile

@@ -3,22 +3,17 @@ package rpmfile
 import (
 	"bufio"
 	"bytes"
-	"compress/bzip2"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/cavaliergopher/cpio"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
-	"github.com/ulikunitz/xz/lzma"
+
+	"github.com/retraced/retraced/internal/decompress"
 )
 
 // MaxWindow bounds a decompressor's dictionary or window. rpm's strongest
@@ -26,13 +21,8 @@ import (
 // without letting a hostile stream demand gigabytes.
 const MaxWindow = 256 << 20
 
-var (
-	magicGzip  = []byte{0x1f, 0x8b}
-	magicXz    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
-	magicZstd  = []byte{0x28, 0xb5, 0x2f, 0xfd}
-	magicBzip2 = []byte("BZh")
-	magicCpio  = []byte("07070")
-)
+// magicCpio starts an uncompressed payload.
+var magicCpio = []byte("07070")
 
 // Options tune Decompress.
 type Options struct {
@@ -56,6 +46,9 @@ var errClosed = errors.New("payload: read after close")
 // chosen by the stream's magic bytes; hint (the header's compressor)
 // decides only for lzma, which has none. r is wrapped in a bufio.Reader
 // unless it is one: every decompressor here is slow on unbuffered input.
+// Decoding goes through internal/decompress, which refuses an xz block
+// (whichever decoder reads it), lzma header or zstd frame asking for more
+// than MaxWindow.
 //
 // Closing the returned reader before its end is fine: with an external xz
 // the process is stopped, and every byte it took from r has been read
@@ -65,68 +58,55 @@ func Decompress(ctx context.Context, r io.Reader, hint string, o Options) (io.Re
 	if !ok {
 		br = bufio.NewReaderSize(r, 256<<10)
 	}
-	head, err := br.Peek(6)
+	head, err := br.Peek(decompress.MagicLen)
 	if err != nil && len(head) == 0 {
 		return nil, &FormatError{Off: 0, Msg: "payload: empty"}
 	}
-	switch {
-	case bytes.HasPrefix(head, magicGzip):
-		z, _ := gzipReaders.Get().(*gzip.Reader)
-		if z == nil {
-			z = new(gzip.Reader)
-		}
-		if err := z.Reset(br); err != nil {
-			return nil, &FormatError{Off: 0, Msg: "payload: gzip: " + err.Error()}
-		}
-		return named("gzip", &pooledGzip{z}), nil
-	case bytes.HasPrefix(head, magicXz):
-		if err := checkXzDict(br); err != nil {
-			return nil, err
-		}
-		switch o.XZ {
-		case XZLiblzma:
-			z, err := newLiblzma(br)
-			if err != nil {
-				return nil, err
-			}
-			return named("xz", z), nil
-		case "", XZGo:
-		default:
-			return externalXZ(ctx, br, o.XZ)
-		}
-		z, err := xz.NewReader(br)
-		if err != nil {
-			return nil, &FormatError{Off: 0, Msg: "payload: xz: " + err.Error()}
-		}
-		return named("xz", io.NopCloser(z)), nil
-	case bytes.HasPrefix(head, magicZstd):
-		z := zstdDecoder()
-		if err := z.Reset(br); err != nil {
-			return nil, &FormatError{Off: 0, Msg: "payload: zstd: " + err.Error()}
-		}
-		return named("zstd", &pooledZstd{z}), nil
-	case bytes.HasPrefix(head, magicBzip2):
-		return named("bzip2", io.NopCloser(bzip2.NewReader(br))), nil
-	case bytes.HasPrefix(head, magicCpio):
-		return io.NopCloser(br), nil
-	case hint == "lzma":
-		if head, _ := br.Peek(5); len(head) == 5 && binary.LittleEndian.Uint32(head[1:]) > MaxWindow {
-			return nil, &FormatError{Off: 1, Msg: "payload: lzma dictionary larger than 256 MiB"}
-		}
-		z, err := lzma.NewReader(br)
-		if err != nil {
-			return nil, &FormatError{Off: 0, Msg: "payload: lzma: " + err.Error()}
-		}
-		return named("lzma", io.NopCloser(z)), nil
+	c := decompress.Config{
+		Formats:   []decompress.Format{decompress.Gzip, decompress.XZ, decompress.Zstd, decompress.Bzip2},
+		MaxDict:   MaxWindow,
+		MaxWindow: MaxWindow,
 	}
-	return nil, &FormatError{Off: 0, Msg: fmt.Sprintf("payload: unknown compression (header says %q, magic % x)", hint, head)}
+	cpio := bytes.HasPrefix(head, magicCpio)
+	if hint == "lzma" && !cpio {
+		c.NoMagic = decompress.LZMA
+	}
+	switch o.XZ {
+	case XZLiblzma:
+		c.XZDecoder = newLiblzma
+	case "", XZGo:
+	default:
+		c.XZDecoder = func(r *bufio.Reader) (io.ReadCloser, error) { return externalXZ(ctx, r, o.XZ) }
+	}
+	z, err := decompress.NewReader(br, c)
+	if err != nil {
+		return nil, payloadErr(err, 0, "")
+	}
+	if z.Format() == decompress.Raw {
+		if !cpio {
+			return nil, &FormatError{Off: 0, Msg: fmt.Sprintf("payload: unknown compression (header says %q, magic % x)", hint, head)}
+		}
+		return z, nil
+	}
+	return &namedDecoder{rc: z, codec: z.Format().String()}, nil
 }
 
-// named reports a decoder's errors as *FormatError naming the codec and
-// the payload offset, except io.ErrUnexpectedEOF, which Walk turns into
-// "truncated" naming the member.
-func named(codec string, rc io.ReadCloser) io.ReadCloser { return &namedDecoder{rc: rc, codec: codec} }
+// payloadErr reports a decoder's error as a *FormatError naming the codec
+// and the payload offset, unless it is one already.
+func payloadErr(err error, off int64, codec string) error {
+	if fe := (*FormatError)(nil); errors.As(err, &fe) {
+		return fe
+	}
+	msg := err.Error() // decompress's errors name the codec
+	if !errors.Is(err, decompress.ErrFormat) && !errors.Is(err, decompress.ErrTooLarge) && codec != "" {
+		msg = codec + ": " + msg
+	}
+	return &FormatError{Off: off, Msg: "payload: " + msg}
+}
 
+// namedDecoder reports a decoder's errors as *FormatError naming the
+// codec and the payload offset, except io.ErrUnexpectedEOF, which Walk
+// turns into "truncated" naming the member.
 type namedDecoder struct {
 	rc    io.ReadCloser
 	codec string
@@ -136,58 +116,13 @@ type namedDecoder struct {
 func (d *namedDecoder) Read(p []byte) (int, error) {
 	n, err := d.rc.Read(p)
 	d.off += int64(n)
-	if err != nil && err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.As(err, new(*FormatError)) {
-		err = &FormatError{Off: d.off, Msg: "payload: " + d.codec + ": " + err.Error()}
+	if err != nil && err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) {
+		err = payloadErr(err, d.off, d.codec)
 	}
 	return n, err
 }
 
 func (d *namedDecoder) Close() error { return d.rc.Close() }
-
-// Decoders are reused across payloads: a zstd decoder allocates its
-// window (8 MiB for rpm's zstd -19) anew otherwise, and a sync decompresses
-// hundreds of payloads.
-var (
-	zstdDecoders sync.Pool
-	gzipReaders  sync.Pool
-)
-
-func zstdDecoder() *zstd.Decoder {
-	if z, ok := zstdDecoders.Get().(*zstd.Decoder); ok {
-		return z
-	}
-	z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxWindow))
-	if err != nil {
-		panic(fmt.Sprintf("zstd reader with static options: %v", err))
-	}
-	return z
-}
-
-// pooledZstd returns its decoder to the pool on Close; reading after
-// Close is the caller's bug and panics on the nil decoder.
-type pooledZstd struct{ z *zstd.Decoder }
-
-func (p *pooledZstd) Read(b []byte) (int, error) { return p.z.Read(b) }
-
-func (p *pooledZstd) Close() error {
-	if p.z != nil && p.z.Reset(nil) == nil {
-		zstdDecoders.Put(p.z)
-	}
-	p.z = nil
-	return nil
-}
-
-type pooledGzip struct{ z *gzip.Reader }
-
-func (p *pooledGzip) Read(b []byte) (int, error) { return p.z.Read(b) }
-
-func (p *pooledGzip) Close() error {
-	if p.z != nil {
-		gzipReaders.Put(p.z)
-	}
-	p.z = nil
-	return nil
-}
 
 // externalXZ pipes r through `xz -dc`. Its memory limit repeats
 // MaxWindow's bound on the dictionary.
@@ -263,50 +198,6 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 		l.b.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
-}
-
-// checkXzDict refuses an xz stream whose first block asks for a
-// dictionary over MaxWindow: the decoder allocates whatever the stream
-// asks for. rpm writes one block, or several alike when xz ran threaded.
-func checkXzDict(br *bufio.Reader) error {
-	const streamHeader = 12
-	b, _ := br.Peek(streamHeader + 1024)
-	if len(b) < streamHeader+2 {
-		return nil // too short to be anything; the decoder reports it
-	}
-	blk := b[streamHeader:]
-	if blk[0] == 0 {
-		return nil // index indicator: no blocks
-	}
-	size := (int(blk[0]) + 1) * 4
-	if size > len(blk) {
-		return nil
-	}
-	flags := blk[1]
-	p := 2
-	for _, present := range []bool{flags&0x40 != 0, flags&0x80 != 0} {
-		if present { // compressed / uncompressed size, varints
-			for p < size && blk[p]&0x80 != 0 {
-				p++
-			}
-			p++
-		}
-	}
-	for f := 0; f <= int(flags&0x03) && p+2 < size; f++ {
-		id, n := blk[p], int(blk[p+1])
-		if id == 0x21 && n == 1 && p+2 < size {
-			bits := blk[p+2]
-			if bits > 40 {
-				return &FormatError{Off: int64(streamHeader + p + 2), Msg: "payload: xz: bad dictionary size"}
-			}
-			dict := uint64(2|bits&1) << (bits/2 + 11)
-			if bits == 40 || dict > MaxWindow {
-				return &FormatError{Off: int64(streamHeader + p + 2), Msg: "payload: xz dictionary larger than 256 MiB"}
-			}
-		}
-		p += 2 + n
-	}
-	return nil
 }
 
 // Member is one cpio member of a payload.

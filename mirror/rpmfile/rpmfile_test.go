@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/internal/decompress/decompresstest"
 )
 
 func fixtureRPMs(t testing.TB) []string {
@@ -343,6 +345,53 @@ func TestHeaderSize(t *testing.T) {
 		}
 		if h.Size != fi.Size() {
 			t.Errorf("%s: header says %d bytes, file has %d", filepath.Base(p), h.Size, fi.Size())
+		}
+	}
+}
+
+// TestXZDictionaryGuard: an xz payload with a block asking for a 4 GiB
+// dictionary is refused by every xz decoder before it allocates it, the
+// first block when the payload is opened, a later one when it is reached,
+// with a *FormatError saying so.
+func TestXZDictionaryGuard(t *testing.T) {
+	xzBin, _ := exec.LookPath("xz")
+	br, h := openRPM(t, fixtureRPMs(t)[0])
+	pr, err := Decompress(context.Background(), br, h.Compressor, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpio, err := io.ReadAll(pr)
+	pr.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	multi := decompresstest.XZ(t, cpio, 4<<10)
+	blocks := decompresstest.XZBlocks(t, multi)
+	if len(blocks) < 2 {
+		t.Fatalf("%d blocks, want 2 or more", len(blocks))
+	}
+	walk := func(payload []byte, o Options) (int, error) {
+		pr, err := Decompress(context.Background(), bytes.NewReader(payload), "xz", o)
+		if err != nil {
+			return 0, err
+		}
+		defer pr.Close()
+		n := 0
+		return n, Walk(pr, func(*Member, io.Reader) error { n++; return nil })
+	}
+	for _, o := range xzDecoders(xzBin) {
+		for _, at := range []int{blocks[0], blocks[len(blocks)-1]} {
+			t.Run(fmt.Sprintf("%s/block at %d", filepath.Base(o.XZ), at), func(t *testing.T) {
+				if n, err := walk(multi, o); err != nil || n == 0 {
+					t.Fatalf("good payload: %d members, %v", n, err)
+				}
+				_, err := walk(decompresstest.WithXZDict(t, multi, 40, at), o)
+				var fe *FormatError
+				want := fmt.Sprintf("xz block at byte %d needs a 4095 MiB dictionary, more than the 256 MiB allowed", at)
+				if !errors.As(err, &fe) || !strings.Contains(err.Error(), want) {
+					t.Fatalf("err = %v, want a *FormatError saying %q", err, want)
+				}
+			})
 		}
 	}
 }

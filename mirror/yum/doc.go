@@ -2,12 +2,15 @@
 // primary.xml it points to, compressed with gzip, xz, zstd or bzip2.
 //
 // It only parses; fetching and verifying bytes is the mirror's job. It
-// imports no other retraced package.
+// imports no other retraced package but internal/decompress.
 //
 // # Security
 //
 // Metadata comes from the network. Parsing is streaming (a primary.xml of
 // any size is decoded one <package> at a time), every element is bounded by
 // the caller's reader limits, and malformed XML is an error naming the
-// byte offset where decoding stopped.
+// byte offset where decoding stopped. Decompression goes through
+// internal/decompress: the output is bounded by the caller, and a stream
+// asking for a larger xz dictionary or zstd window than its defaults is
+// refused before the decoder allocates it.
 package yum

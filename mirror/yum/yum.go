@@ -2,8 +2,6 @@ package yum
 
 import (
 	"bufio"
-	"bytes"
-	"compress/bzip2"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -15,9 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	"github.com/retraced/retraced/internal/decompress"
 )
 
 // ErrFormat is wrapped by every metadata parse error.
@@ -134,7 +130,7 @@ func ParsePrimary(r io.Reader, fn func(*Package) error) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%w: primary.xml at byte %d: %v", ErrFormat, d.InputOffset(), err)
+			return parseErr("primary.xml", d.InputOffset(), err)
 		}
 		se, ok := tok.(xml.StartElement)
 		if !ok {
@@ -150,7 +146,7 @@ func ParsePrimary(r io.Reader, fn func(*Package) error) error {
 			var p Package
 			off := d.InputOffset()
 			if err := d.DecodeElement(&p, &se); err != nil {
-				return fmt.Errorf("%w: primary.xml package at byte %d: %v", ErrFormat, off, err)
+				return parseErr("primary.xml package", off, err)
 			}
 			if p.Name == "" || p.Arch == "" || p.Version.Ver == "" || p.Version.Rel == "" || p.Location.Href == "" {
 				return fmt.Errorf("%w: primary.xml package at byte %d: missing name, arch, version or location", ErrFormat, off)
@@ -166,32 +162,32 @@ func ParsePrimary(r io.Reader, fn func(*Package) error) error {
 	}
 }
 
-// Decompress opens compressed metadata by its magic bytes (gzip, xz,
-// zstd, bzip2), or returns it as is when it starts like XML.
-func Decompress(r io.Reader) (io.ReadCloser, error) {
-	br := bufio.NewReaderSize(r, 128<<10)
-	head, _ := br.Peek(6)
-	switch {
-	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
-		z, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("%w: gzip: %v", ErrFormat, err)
-		}
-		return z, nil
-	case bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		z, err := xz.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("%w: xz: %v", ErrFormat, err)
-		}
-		return io.NopCloser(z), nil
-	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, fmt.Errorf("%w: zstd: %v", ErrFormat, err)
-		}
-		return z.IOReadCloser(), nil
-	case bytes.HasPrefix(head, []byte("BZh")):
-		return io.NopCloser(bzip2.NewReader(br)), nil
+// parseErr names an error of the XML decoder at off: malformed XML, or
+// malformed compressed data beneath it, is ErrFormat; a stream over a
+// decompression limit is not malformed and is passed on.
+func parseErr(what string, off int64, err error) error {
+	if errors.Is(err, decompress.ErrTooLarge) {
+		return fmt.Errorf("%s at byte %d: %w", what, off, err)
 	}
-	return io.NopCloser(br), nil
+	return fmt.Errorf("%w: %s at byte %d: %v", ErrFormat, what, off, err)
+}
+
+// Decompress opens metadata by its magic bytes: gzip, xz, zstd or bzip2,
+// or as it is (XML). At most max decompressed bytes are read (0: no
+// bound); more, or a stream asking for a larger xz dictionary or zstd
+// window than decompress's defaults, fails with an error matching
+// decompress.ErrTooLarge, before the decoder allocates anything for it.
+// Malformed compressed data wraps ErrFormat.
+func Decompress(r io.Reader, max int64) (io.ReadCloser, error) {
+	z, err := decompress.NewReader(bufio.NewReaderSize(r, 128<<10), decompress.Config{
+		Formats:   []decompress.Format{decompress.Gzip, decompress.XZ, decompress.Zstd, decompress.Bzip2},
+		MaxOutput: max,
+	})
+	if errors.Is(err, decompress.ErrFormat) {
+		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return z, nil
 }

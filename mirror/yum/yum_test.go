@@ -35,7 +35,7 @@ func primaryOf(t testing.TB, repo string) []byte {
 }
 
 func TestParseFixturePrimary(t *testing.T) {
-	dec, err := Decompress(bytes.NewReader(primaryOf(t, "repo")))
+	dec, err := Decompress(bytes.NewReader(primaryOf(t, "repo")), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func FuzzParsePrimary(f *testing.F) {
-	dec, err := Decompress(bytes.NewReader(primaryOf(f, "repo")))
+	dec, err := Decompress(bytes.NewReader(primaryOf(f, "repo")), 0)
 	if err != nil {
 		f.Fatal(err)
 	}

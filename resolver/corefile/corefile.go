@@ -277,26 +277,17 @@ func (l layout) readProg(b []byte) prog {
 }
 
 // parseIdent checks the ELF identification in b (at least EI_NIDENT
-// bytes) and returns the class and layout; off locates b for errors.
-func parseIdent(b []byte, off uint64) (elf.Class, layout, error) {
-	var l layout
-	class := elf.Class(b[elf.EI_CLASS])
-	switch class {
-	case elf.ELFCLASS32:
-	case elf.ELFCLASS64:
-		l.is64 = true
-	default:
-		return 0, l, formatErr(off+elf.EI_CLASS, "unknown ELF class %d", b[elf.EI_CLASS])
+// bytes, starting with the magic) with elfnote's check and returns the
+// class and layout.
+func parseIdent(b []byte) (elf.Class, layout, error) {
+	class, order, err := elfnote.ParseIdent(b)
+	if fe := (*elfnote.FormatError)(nil); errors.As(err, &fe) {
+		return 0, layout{}, &FormatError{Off: fe.Off, Msg: fe.Msg}
 	}
-	switch elf.Data(b[elf.EI_DATA]) {
-	case elf.ELFDATA2LSB:
-		l.order = binary.LittleEndian
-	case elf.ELFDATA2MSB:
-		l.order = binary.BigEndian
-	default:
-		return 0, l, formatErr(off+elf.EI_DATA, "unknown ELF data encoding %d", b[elf.EI_DATA])
+	if err != nil {
+		return 0, layout{}, err
 	}
-	return class, l, nil
+	return class, layout{order: order, is64: class == elf.ELFCLASS64}, nil
 }
 
 // parser reads the core file's own structures: header, program headers,
@@ -349,7 +340,7 @@ func (p *parser) header() error {
 	if n < elf.EI_NIDENT {
 		return &FormatError{Off: int64(n), Msg: fmt.Sprintf("ELF identification truncated after %d bytes", n), Err: io.ErrUnexpectedEOF}
 	}
-	class, l, err := parseIdent(buf[:], 0)
+	class, l, err := parseIdent(buf[:])
 	if err != nil {
 		return err
 	}

@@ -3,9 +3,13 @@
 // That is the list `eu-unstrip -n --core` prints, and what the resolver's
 // coredump2packages needs to answer "which packages does this core need?".
 //
-// It imports the standard library and index/elfnote (note parsing, the
-// build-id rules), nothing else of retraced; the resolver and the retrace
-// worker call it.
+// It imports the standard library and index/elfnote (the identification
+// check, note parsing, the build-id rule), nothing else of retraced; the
+// resolver and the retrace worker call it. It reads the core's headers
+// itself rather than through elfnote.NewFile and debug/elf: a core may
+// have a million program headers (56 MiB, Fedora's vm.max_map_count), more
+// than NewFile lets debug/elf read whole, and corefile reads only the
+// tables it needs, bounded by MaxSegments.
 //
 // # Vocabulary
 //
@@ -33,9 +37,9 @@
 // every file-backed mapping that starts with an ELF header (coredump_filter
 // bit 4, on by default) and gdb's gcore does likewise. The object's
 // PT_LOAD holding file offset 0 gives the load bias; its PT_NOTE segments,
-// read at p_vaddr plus the bias, give the GNU build-id, under the rules
-// the index uses for files ([elfnote.BuildID]: owner "GNU\0", 1 to 64
-// bytes). The vdso is read the same way from AT_SYSINFO_EHDR and named by
+// read at p_vaddr plus the bias, give the GNU build-id, under the rule
+// the index uses for files ([elfnote.BlobBuildID]: owner "GNU\0", 1 to
+// [elfnote.MaxBuildIDBytes] bytes). The vdso is read the same way from AT_SYSINFO_EHDR and named by
 // its DT_SONAME ("linux-vdso.so.1"), as eu-unstrip names it. A core
 // without NT_FILE (Linux before 3.7) is scanned instead, as libdwfl does:
 // each dumped segment starting with an ELF header is a module without a

@@ -1,17 +1,11 @@
 package corefile
 
 import (
-	"bytes"
 	"debug/elf"
 	"errors"
 	"sort"
 
 	"github.com/retraced/retraced/index/elfnote"
-)
-
-const (
-	ntGNUBuildID = 3 // NT_GNU_BUILD_ID, owner "GNU"
-	ownerGNU     = "GNU"
 )
 
 // findModules lists the modules: the runs of NT_FILE mappings, the vdso,
@@ -165,7 +159,7 @@ func readObject(m *memory, start uint64, wantSoname bool) (object, error) {
 	if !elfnote.IsELF(ident) {
 		return o, nil
 	}
-	_, l, err := parseIdent(ident, 0)
+	_, l, err := parseIdent(ident)
 	if err != nil {
 		return o, nil
 	}
@@ -241,22 +235,16 @@ func readObject(m *memory, start uint64, wantSoname bool) (object, error) {
 	return o, nil
 }
 
-// findBuildID returns a copy of the first GNU build-id in a note blob, as
-// libdwfl takes it: owner name exactly "GNU\0", 1 to
-// elfnote.MaxBuildIDBytes bytes (the index's rule; libdwfl wants 3 or
-// more). Notes after a malformed one are not seen, as in libdwfl.
+// findBuildID returns a copy of the first GNU build-id in a note blob,
+// under the index's rule (elfnote.BlobBuildID: owner name exactly
+// "GNU\0", 1 to elfnote.MaxBuildIDBytes bytes; libdwfl wants 3 or more),
+// or nil. Notes after a malformed one are not seen, as in libdwfl.
 func findBuildID(data []byte, l layout, align uint64) []byte {
-	notes, _ := elfnote.ParseNotes(data, l.order, align, 0)
-	for _, n := range notes {
-		if n.Type != ntGNUBuildID || n.Name != ownerGNU || len(n.Desc) == 0 || len(n.Desc) > elfnote.MaxBuildIDBytes {
-			continue
-		}
-		if namesz := l.order.Uint32(data[n.Off:]); namesz != 4 {
-			continue
-		}
-		return bytes.Clone(n.Desc)
+	id, err := elfnote.BlobBuildID(data, l.order, align, 0)
+	if err != nil {
+		return nil // none, or malformed: the module has no build-id
 	}
-	return nil
+	return id
 }
 
 // Dynamic section tags.

@@ -287,6 +287,9 @@ var (
 	synthVdsoID = bytes.Repeat([]byte{0x33}, 20)
 )
 
+// ntGNUBuildID is NT_GNU_BUILD_ID, a note type of owner "GNU".
+const ntGNUBuildID = 3
+
 // Addresses of the synthetic process; they fit 32 bits.
 const (
 	synthExe    = 0x00400000
