@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/retraced/retraced/gc/diskspace"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/resolver/corefile"
 )
@@ -45,6 +47,8 @@ type API struct {
 	bodies *cache[bodyKey, []byte]
 	// OnLookup, if set, is told whether each lookup found the id.
 	OnLookup func(hit bool)
+	// spools holds a token per upload being spooled.
+	spools chan struct{}
 }
 
 // Config tunes the API.
@@ -54,6 +58,12 @@ type Config struct {
 	SpoolDir string
 	// MaxCoreSize bounds an uploaded core, compressed or not (default 4 GiB).
 	MaxCoreSize int64
+	// MaxSpools bounds the uploads spooled at once (default 4); one more
+	// is answered 503 with Retry-After, before its body is read.
+	MaxSpools int
+	// Space is the free-space policy a spooled core is written under
+	// (nil: none): below it the upload is 507.
+	Space *diskspace.Policy
 }
 
 // Store is the index as the API uses it.
@@ -67,7 +77,10 @@ func NewAPI(idx Store, cfg Config) *API {
 	if cfg.MaxCoreSize <= 0 {
 		cfg.MaxCoreSize = 4 << 30
 	}
-	return &API{idx: idx, pkg: idx, cfg: cfg, bodies: newCache[bodyKey, []byte](bodyBudget, 16)}
+	if cfg.MaxSpools <= 0 {
+		cfg.MaxSpools = 4
+	}
+	return &API{idx: idx, pkg: idx, cfg: cfg, bodies: newCache[bodyKey, []byte](bodyBudget, 16), spools: make(chan struct{}, cfg.MaxSpools)}
 }
 
 // bodyBudget bounds the cached answers' bytes.
@@ -100,8 +113,21 @@ func (a *API) coredump2packages(c *gin.Context) {
 		apiError(c, http.StatusRequestEntityTooLarge, "core larger than the limit")
 		return
 	}
-	path, err := SpoolCore(c.Request.Body, a.cfg.SpoolDir, a.cfg.MaxCoreSize)
+	select {
+	case a.spools <- struct{}{}:
+		defer func() { <-a.spools }()
+	default:
+		c.Header("Connection", "close") // the body is not read
+		c.Header("Retry-After", "10")
+		apiError(c, http.StatusServiceUnavailable, fmt.Sprintf("%d cores are being uploaded already; try again shortly", a.cfg.MaxSpools))
+		return
+	}
+	path, err := SpoolCore(c.Request.Body, a.cfg.SpoolDir, a.cfg.MaxCoreSize, a.cfg.Space)
 	switch {
+	case errors.Is(err, diskspace.ErrLow):
+		c.Header("Connection", "close")
+		apiError(c, http.StatusInsufficientStorage, "not enough storage space on the server: "+err.Error())
+		return
 	case errors.Is(err, ErrTooLarge):
 		apiError(c, http.StatusRequestEntityTooLarge, err.Error())
 		return

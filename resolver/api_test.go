@@ -21,6 +21,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/gc/diskspace"
 	"github.com/retraced/retraced/internal/decompress/decompresstest"
 )
 
@@ -207,5 +208,77 @@ func TestReadSectionsHostile(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCoredump2PackagesBounded: uploads spooled at once are bounded (one
+// more is 503 with Retry-After while the others stream), and a core that
+// would take the spool's file system below the free-space minimum is 507,
+// leaving nothing in the spool; before, each request could spool up to
+// 4 GiB with no check and no limit.
+func TestCoredump2PackagesBounded(t *testing.T) {
+	idx, _ := newFixtureStore(t)
+	spool := t.TempDir()
+	gin.SetMode(gin.TestMode)
+	r := gin.New()
+	NewAPI(idx, Config{SpoolDir: spool, MaxSpools: 2}).Register(r)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+
+	var writers []*io.PipeWriter
+	done := make(chan int, 2)
+	for range 2 {
+		pr, pw := io.Pipe()
+		writers = append(writers, pw)
+		go func() {
+			resp, err := http.Post(srv.URL+"/api/v1/coredump2packages", "application/octet-stream", pr)
+			if err != nil {
+				done <- 0
+				return
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+		pw.Write([]byte("\x7fELF")) // started, then held
+	}
+	time.Sleep(200 * time.Millisecond)
+	resp, err := http.Post(srv.URL+"/api/v1/coredump2packages", "application/octet-stream", strings.NewReader("\x7fELF"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("a third upload while two stream: %d %s, want 503 with Retry-After", resp.StatusCode, b)
+	}
+	for _, w := range writers {
+		w.Close()
+	}
+	for range 2 {
+		if code := <-done; code != http.StatusBadRequest {
+			t.Errorf("a held upload ended %d, want 400 (a 4-byte core)", code)
+		}
+	}
+
+	// A minimum no disk has: 507, nothing left in the spool.
+	r = gin.New()
+	NewAPI(idx, Config{SpoolDir: spool, Space: &diskspace.Policy{Dir: spool, MinBytes: 1 << 62}}).Register(r)
+	srv2 := httptest.NewServer(r)
+	t.Cleanup(srv2.Close)
+	core, err := os.ReadFile(fixtures.CoreFile(t, fixtures.Cores(t)[0].File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Post(srv2.URL+"/api/v1/coredump2packages", "application/octet-stream", bytes.NewReader(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInsufficientStorage || !strings.Contains(string(b), "minimum") {
+		t.Errorf("upload below the minimum: %d %s, want 507", resp.StatusCode, b)
+	}
+	if left, _ := os.ReadDir(spool); len(left) != 0 {
+		t.Errorf("spool holds %v", left)
 	}
 }

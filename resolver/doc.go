@@ -12,6 +12,8 @@
 // It reads the index and the blob pool through small interfaces declared
 // here and never reaches into the mirror. Input is hostile: uploaded cores
 // are decompressed through internal/decompress (bounded dictionary,
-// window and size) and stored ELF files are opened with elfnote.NewFile,
-// never with debug/elf directly.
+// window and size), spooled with zeros as holes under the data
+// directory's free-space policy (gc/diskspace: 507 below it) and at most
+// Config.MaxSpools at once (503 beyond), and stored ELF files are opened
+// with elfnote.NewFile, never with debug/elf directly.
 package resolver

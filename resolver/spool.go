@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/retraced/retraced/gc/diskspace"
 	"github.com/retraced/retraced/internal/decompress"
 )
 
@@ -20,9 +21,11 @@ var ErrBadUpload = errors.New("bad upload")
 // (detected by magic) — into a new temp file in dir and returns its path.
 // At most max bytes are accepted, compressed or not; nothing is held in
 // memory. An xz dictionary or zstd window over decompress's defaults is
-// ErrTooLarge, refused before it is allocated. The caller removes the
-// file.
-func SpoolCore(r io.Reader, dir string, max int64) (path string, err error) {
+// ErrTooLarge, refused before it is allocated. Zeros are left as holes,
+// and space is asked before and while it writes (a nil space asks
+// nothing): an upload that would take the disk below it fails with
+// diskspace.ErrLow. The caller removes the file.
+func SpoolCore(r io.Reader, dir string, max int64, space *diskspace.Policy) (path string, err error) {
 	br := bufio.NewReaderSize(io.LimitReader(r, max+1), 256<<10)
 	src, err := decompress.NewReader(br, decompress.Config{
 		Formats:   []decompress.Format{decompress.Gzip, decompress.XZ, decompress.Zstd},
@@ -42,10 +45,10 @@ func SpoolCore(r io.Reader, dir string, max int64) (path string, err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	if _, err := io.Copy(f, src); err != nil {
+	if _, err := space.Copy(f, src); err != nil {
 		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return "", err // the write failed
+		if errors.As(err, &pe) || errors.Is(err, diskspace.ErrLow) {
+			return "", err // the write failed, or would leave too little free
 		}
 		return "", uploadErr(err)
 	}

@@ -344,7 +344,7 @@ func (s *Server) create(body io.Reader, format string, contentLength int64) (id,
 	if err := os.Mkdir(t.crashDir(), 0o750); err != nil {
 		return "", "", diskErr(err)
 	}
-	lim := unpackLimits{packed: s.cfg.MaxPackedSize * bytesPerMiB, unpacked: s.cfg.MaxUnpackedSize * bytesPerMiB, files: s.cfg.MaxFiles}
+	lim := unpackLimits{packed: s.cfg.MaxPackedSize * bytesPerMiB, unpacked: s.cfg.MaxUnpackedSize * bytesPerMiB, files: s.cfg.MaxFiles, space: s.space}
 	if _, err := unpack(body, format, t.crashDir(), lim); err != nil {
 		return "", "", err
 	}

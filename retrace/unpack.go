@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/retraced/retraced/gc/diskspace"
 	"github.com/retraced/retraced/internal/decompress"
 )
 
@@ -92,6 +93,9 @@ type unpackLimits struct {
 	packed   int64 // request body bytes
 	unpacked int64 // sum of file sizes
 	files    int   // archive members
+	// space is asked as the files are written (nil: not at all): what an
+	// upload costs on disk is what unpacking writes, not its packed size.
+	space *diskspace.Policy
 }
 
 // unpack streams an archive of format from body into the empty directory
@@ -209,7 +213,7 @@ func untar(r io.Reader, dst string, lim unpackLimits) ([]string, error) {
 		if total > lim.unpacked {
 			return nil, fmt.Errorf("%w: content larger than %d bytes", ErrTooLarge, lim.unpacked)
 		}
-		if err := writeMember(filepath.Join(dst, name), tr, h.Size); err != nil {
+		if err := writeMember(filepath.Join(dst, name), tr, h.Size, lim.space); err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		names = append(names, name)
@@ -266,21 +270,23 @@ func memberName(h *tar.Header) (name string, skip bool, err error) {
 	return clean, false, nil
 }
 
-// writeMember creates path, which must not exist, with the n bytes of r.
-func writeMember(path string, r io.Reader, n int64) error {
+// writeMember creates path, which must not exist, with the n bytes of r,
+// zeros as holes (a sparse member, a core's untouched pages), asking
+// space as it writes.
+func writeMember(path string, r io.Reader, n int64, space *diskspace.Policy) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return diskErr(err)
 	}
-	written, err := io.Copy(f, io.LimitReader(r, n))
+	written, err := space.Copy(f, io.LimitReader(r, n))
 	if err == nil && written != n {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
 		f.Close()
 		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return diskErr(err) // the write failed
+		if errors.As(err, &pe) || errors.Is(err, diskspace.ErrLow) {
+			return diskErr(err) // the write failed, or would leave too little free
 		}
 		return fmt.Errorf("%w: %w", ErrBadArchive, err) // the read failed
 	}
@@ -293,7 +299,7 @@ func writeMember(path string, r io.Reader, n int64) error {
 
 // diskErr marks an error of a full disk or quota as ErrNoSpace.
 func diskErr(err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, diskspace.ErrLow) {
 		return fmt.Errorf("%w: %w", ErrNoSpace, err)
 	}
 	return err

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -304,5 +305,34 @@ func TestUnpackLimits(t *testing.T) {
 				t.Errorf("dst holds %q, want %q", got, tt.wantLS)
 			}
 		})
+	}
+}
+
+// TestUnpackKeepsHoles: a gzip of 128 MiB of zeros (a core's untouched
+// pages, or a bomb within the limits) lands as a sparse file: its blocks
+// on disk are a small fraction of its size (before: all of it was
+// written out).
+func TestUnpackKeepsHoles(t *testing.T) {
+	var raw bytes.Buffer
+	zw := gzip.NewWriter(&raw)
+	bombTar(t, zw, 128<<20)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "crash")
+	if err := os.Mkdir(dst, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unpack(bytes.NewReader(raw.Bytes()), FormatGzip, dst, unpackLimits{packed: 8 << 20, unpacked: 256 << 20, files: 4}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dst, "coredump"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk := fi.Sys().(*syscall.Stat_t).Blocks * 512
+	t.Logf("%d bytes packed, %d bytes unpacked, %d on disk", raw.Len(), fi.Size(), onDisk)
+	if fi.Size() != 128<<20 || onDisk > 1<<20 {
+		t.Errorf("coredump of %d bytes takes %d on disk", fi.Size(), onDisk)
 	}
 }

@@ -198,7 +198,7 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler) 
 	// its own uploads ([retrace] min_upload_rate).
 	window, _ := time.ParseDuration(cfg.BodyRateWindow) // loadConfig checked it
 	r.Use(httpbound.BodyRate(cfg.MinBodyRate<<10, window, time.Hour, "/create"))
-	api := resolver.NewAPI(s.idx, resolver.Config{SpoolDir: filepath.Join(s.pool.Dir(), "tmp")})
+	api := resolver.NewAPI(s.idx, resolver.Config{SpoolDir: filepath.Join(s.pool.Dir(), "tmp"), Space: s.space})
 	api.OnLookup = func(hit bool) {
 		result := "miss"
 		if hit {
