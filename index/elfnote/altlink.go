@@ -32,13 +32,9 @@ type AltLink struct {
 // is as for [BuildID]: ErrNotELF, a *FormatError for malformed headers, and
 // a bounded read (MaxAltLinkBytes of the section).
 func DebugAltLink(r io.ReaderAt) (*AltLink, error) {
-	h, err := readHeader(r)
+	f, err := NewFile(r)
 	if err != nil {
 		return nil, err
-	}
-	f, err := newFile(r)
-	if err != nil {
-		return nil, h.explain(r, err)
 	}
 	sec := f.Section(".gnu_debugaltlink")
 	if sec == nil || sec.Type == elf.SHT_NOBITS {
