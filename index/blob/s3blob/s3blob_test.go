@@ -1,0 +1,191 @@
+package s3blob
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/retraced/retraced/fixtures/servers"
+	"github.com/retraced/retraced/index/blob"
+)
+
+func TestParseURL(t *testing.T) {
+	t.Setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:7070")
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "eu-west-1")
+	t.Setenv("AWS_ACCESS_KEY_ID", "key")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	c, err := ParseURL("s3://debug/retraced/blobs/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Bucket: "debug", Prefix: "retraced/blobs/", Endpoint: "http://127.0.0.1:7070", Region: "eu-west-1", AccessKey: "key", SecretKey: "secret"}
+	if c != want {
+		t.Errorf("ParseURL = %+v, want %+v", c, want)
+	}
+	if c, err := ParseURL("s3://bucket"); err != nil || c.Prefix != "" || c.Bucket != "bucket" {
+		t.Errorf("no prefix: %+v %v", c, err)
+	}
+	for _, bad := range []string{"", "/var/lib/retraced", "http://bucket/x", "s3:///x", "s3://b/x?y=1", "s3://u:p@b/x"} {
+		if _, err := ParseURL(bad); err == nil {
+			t.Errorf("ParseURL(%q) accepted", bad)
+		}
+	}
+}
+
+// newStore opens a store on a fresh versitygw with its bucket made.
+func newStore(t *testing.T, prefix string, transport http.RoundTripper, retries int) *Store {
+	t.Helper()
+	srv := servers.S3(t)
+	s, err := Open(Config{Bucket: "blobs", Prefix: prefix, Endpoint: srv.Endpoint, Region: srv.Region,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Transport: transport, MaxRetries: retries})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureBucket(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestRoundTrip: against a real S3 server, blobs are put under
+// PREFIX/sha256/XX/<hex>, read back byte for byte, listed (and only
+// they), sized, removed; a missing one is ErrNotExist.
+func TestRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, "mirror/", nil, 0)
+	blobs := map[blob.Digest][]byte{}
+	for _, content := range []string{"a", "bb", strings.Repeat("retraced ", 1<<19)} {
+		b := []byte(content)
+		blobs[blob.Sum(b)] = b
+	}
+	for d, b := range blobs {
+		if err := s.Put(ctx, d, bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not blobs: ignored by Walk.
+	for _, k := range []string{"mirror/sha256/zz/notablob", "mirror/other/x", "elsewhere/sha256/aa/" + strings.Repeat("a", 64)} {
+		if _, err := s.c.PutObject(ctx, "blobs", k, strings.NewReader("x"), 1, minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for d, b := range blobs {
+		if !strings.HasPrefix(s.Key(d), "mirror/sha256/"+d.String()[:2]+"/") {
+			t.Errorf("key %s", s.Key(d))
+		}
+		rc, size, err := s.Open(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, b) || size != int64(len(b)) {
+			t.Errorf("Open %s: %d bytes (size %d), %v", d, len(got), size, err)
+		}
+		if ok, err := s.Has(ctx, d); !ok || err != nil {
+			t.Errorf("Has %s = %v, %v", d, ok, err)
+		}
+	}
+	seen := 0
+	if err := s.Walk(ctx, func(d blob.Digest, size int64, _ time.Time) error {
+		if b, ok := blobs[d]; !ok || size != int64(len(b)) {
+			t.Errorf("Walk: %s of %d bytes", d, size)
+		}
+		seen++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if seen != len(blobs) {
+		t.Errorf("Walk saw %d blobs, want %d", seen, len(blobs))
+	}
+	for d := range blobs {
+		if err := s.Remove(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Open(ctx, d); !errors.Is(err, ErrNotExist) {
+			t.Errorf("Open of a removed blob: %v, want ErrNotExist", err)
+		}
+		if ok, err := s.Has(ctx, d); ok || err != nil {
+			t.Errorf("Has of a removed blob = %v, %v", ok, err)
+		}
+	}
+}
+
+// failing answers 503 (as an overloaded store does) to the first n
+// requests, then lets them through to the real server.
+type failing struct {
+	n     atomic.Int32
+	tries atomic.Int32
+}
+
+func (f *failing) RoundTrip(r *http.Request) (*http.Response, error) {
+	f.tries.Add(1)
+	if f.n.Add(-1) >= 0 {
+		if r.Body != nil {
+			io.Copy(io.Discard, r.Body)
+			r.Body.Close()
+		}
+		body := "<Error><Code>SlowDown</Code><Message>overloaded</Message></Error>"
+		return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable", Proto: "HTTP/1.1",
+			ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{"Content-Type": {"application/xml"}},
+			Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestRetries: a store answering 503 a few times is retried with backoff
+// and the blob lands whole; one that keeps failing gives an error after
+// the bounded tries, with nothing stored.
+func TestRetries(t *testing.T) {
+	ctx := context.Background()
+	f := &failing{}
+	s := newStore(t, "", f, 4)
+	b := bytes.Repeat([]byte{7}, 100<<10)
+	d := blob.Sum(b)
+
+	f.n.Store(2)
+	f.tries.Store(0)
+	if err := s.Put(ctx, d, bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatalf("Put through two 503s: %v", err)
+	}
+	if tries := f.tries.Load(); tries < 3 {
+		t.Errorf("%d tries for a Put behind two 503s", tries)
+	}
+	rc, _, err := s.Open(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, b) {
+		t.Fatal("the retried blob reads back different")
+	}
+
+	other := blob.Sum([]byte("other"))
+	f.n.Store(1000)
+	f.tries.Store(0)
+	start := time.Now()
+	err = s.Put(ctx, other, strings.NewReader("other"), 5)
+	var er minio.ErrorResponse
+	if !errors.As(err, &er) || er.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("Put against a store that keeps failing: %v", err)
+	}
+	if tries := f.tries.Load(); tries != 4 {
+		t.Errorf("%d tries, want MaxRetries = 4", tries)
+	}
+	t.Logf("gave up after %s", time.Since(start))
+	f.n.Store(0)
+	if ok, err := s.Has(ctx, other); ok || err != nil {
+		t.Errorf("a failed Put left %v, %v", ok, err)
+	}
+}
