@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"sync"
 
@@ -53,9 +54,19 @@ func (m *Mirror) Compact(ctx context.Context) (*CompactResult, error) {
 			}
 		}()
 	}
-	for _, d := range todo {
+	var paused error
+	for i, d := range todo {
 		if ctx.Err() != nil {
 			break
+		}
+		// Each blob is rewritten beside itself before the old one goes:
+		// on a disk short of space compaction stops, as a sync does,
+		// rather than fill it (every 64 blobs: a statfs each is cheap,
+		// but not free).
+		if m.cfg.Pause != nil && i%64 == 0 {
+			if paused = m.cfg.Pause(); paused != nil {
+				break
+			}
 		}
 		jobs <- d
 	}
@@ -63,6 +74,9 @@ func (m *Mirror) Compact(ctx context.Context) (*CompactResult, error) {
 	wg.Wait()
 	if firstErr == nil {
 		firstErr = ctx.Err()
+	}
+	if firstErr == nil && paused != nil {
+		firstErr = fmt.Errorf("compaction %w", paused)
 	}
 	if err := m.recountStored(); err != nil && firstErr == nil {
 		firstErr = err
