@@ -2,8 +2,7 @@ package resolver
 
 import (
 	"errors"
-	"fmt"
-	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -30,28 +29,6 @@ type Object struct {
 	BuildID index.BuildID
 }
 
-// Unresolved is an object whose build-id the index does not know.
-type Unresolved struct {
-	BuildID string `json:"build_id"`
-	Path    string `json:"path"`
-}
-
-// Report is coredump2packages' answer.
-type Report struct {
-	// CrashPackage owns the crashing executable; "" when unknown.
-	CrashPackage string `json:"crash_package"`
-	// Packages are the binary packages of the resolved objects.
-	Packages []string `json:"packages"`
-	// DebuginfoPackages hold the debug files for those objects.
-	DebuginfoPackages []string     `json:"debuginfo_packages"`
-	Unresolved        []Unresolved `json:"unresolved"`
-	// UnresolvedAltLinks are dwz multifiles that chosen debug files need
-	// (their .gnu_debugaltlink) and the index does not have: build_id is
-	// the multifile's, path the debug file that needs it. Without them a
-	// debugger drops those debug files whole.
-	UnresolvedAltLinks []Unresolved `json:"unresolved_altlinks"`
-}
-
 // CoreToPackages resolves a core's objects to the packages needed to
 // retrace it. exe is the crashing executable's path.
 //
@@ -60,7 +37,7 @@ type Report struct {
 // a program and its libraries come from one build of a source package far
 // more often than not. Ties go to the newest.
 func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
-	rep := &Report{Packages: []string{}, DebuginfoPackages: []string{}, Unresolved: []Unresolved{}, UnresolvedAltLinks: []Unresolved{}}
+	rep := &Report{Packages: []index.NEVRA{}, DebuginfoPackages: []index.NEVRA{}, Unresolved: []Unresolved{}, UnresolvedAltLinks: []Unresolved{}}
 	type candidates struct {
 		obj  Object
 		exec []index.Match // executable-kind matches
@@ -105,7 +82,7 @@ func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
 		}
 		found = append(found, c)
 	}
-	pkgs, dbgs := map[string]bool{}, map[string]bool{}
+	pkgs, dbgs := map[index.NEVRA]bool{}, map[index.NEVRA]bool{}
 	var alts []index.Match // chosen debug files that point at a dwz multifile
 	for _, c := range found {
 		pick := func(ms []index.Match) *index.Match {
@@ -120,9 +97,10 @@ func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
 		var bin *index.NEVRA
 		if m := pick(c.exec); m != nil {
 			bin = &m.NEVRA
-			pkgs[m.NEVRA.String()] = true
+			pkgs[m.NEVRA] = true
 			if c.obj.Path == exe {
-				rep.CrashPackage = m.NEVRA.String()
+				crash := m.NEVRA
+				rep.CrashPackage = &crash
 			}
 		}
 		// The debug file: the one of the chosen binary's version, else the
@@ -140,7 +118,7 @@ func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
 			dbg = pick(c.dbg)
 		}
 		if dbg != nil {
-			dbgs[dbg.NEVRA.String()] = true
+			dbgs[dbg.NEVRA] = true
 			if !dbg.AltLink.IsZero() {
 				alts = append(alts, *dbg)
 			}
@@ -150,7 +128,7 @@ func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
 			if ok, err := idx.HasPackage(guess); err != nil {
 				return nil, err
 			} else if ok {
-				dbgs[guess.String()] = true
+				dbgs[guess] = true
 			}
 		}
 	}
@@ -171,17 +149,11 @@ func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
 			return nil, err
 		}
 		if m := multifile(ms, d.NEVRA); m != nil {
-			dbgs[m.NEVRA.String()] = true
+			dbgs[m.NEVRA] = true
 		}
 	}
-	for k := range pkgs {
-		rep.Packages = append(rep.Packages, k)
-	}
-	for k := range dbgs {
-		rep.DebuginfoPackages = append(rep.DebuginfoPackages, k)
-	}
-	sort.Strings(rep.Packages)
-	sort.Strings(rep.DebuginfoPackages)
+	rep.Packages = append(rep.Packages, sortedNEVRAs(pkgs)...)
+	rep.DebuginfoPackages = append(rep.DebuginfoPackages, sortedNEVRAs(dbgs)...)
 	sort.Slice(rep.Unresolved, func(i, j int) bool { return rep.Unresolved[i].Path < rep.Unresolved[j].Path })
 	sort.Slice(rep.UnresolvedAltLinks, func(i, j int) bool { return rep.UnresolvedAltLinks[i].Path < rep.UnresolvedAltLinks[j].Path })
 	return rep, nil
@@ -212,29 +184,15 @@ func multifile(ms []index.Match, of index.NEVRA) *index.Match {
 
 func evrArch(n index.NEVRA) string { return n.EVR() + "." + n.Arch }
 
-// WriteText writes the report as Retrace Server prints it: the crash
-// package (or "-"), a blank line, every package needed (debuginfo
-// included) one a line, sorted, a blank line, then "PATH BUILDID" for each
-// object the index does not know.
-func (r *Report) WriteText(w io.Writer) error {
-	var b strings.Builder
-	crash := r.CrashPackage
-	if crash == "" {
-		crash = "-"
-	}
-	b.WriteString(crash + "\n\n")
-	all := slices.Concat(r.Packages, r.DebuginfoPackages)
-	sort.Strings(all)
-	for _, p := range all {
-		b.WriteString(p + "\n")
-	}
-	b.WriteString("\n")
-	for _, u := range r.Unresolved {
-		fmt.Fprintf(&b, "%s %s\n", u.Path, u.BuildID)
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+// sortedNEVRAs lists the set's NEVRAs in the order of their string
+// forms, the order the text and JSON outputs have always had.
+func sortedNEVRAs(set map[index.NEVRA]bool) []index.NEVRA {
+	out := slices.Collect(maps.Keys(set))
+	slices.SortFunc(out, compareNEVRAStrings)
+	return out
 }
+
+func compareNEVRAStrings(a, b index.NEVRA) int { return strings.Compare(a.String(), b.String()) }
 
 // ObjectsOf turns a parsed core into the objects coredump2packages looks
 // up, and names its executable.

@@ -389,17 +389,17 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 		return res, sl.fail(fmt.Errorf("%w: %s is not mapped in the core", ErrExecutableUnknown, exe))
 	case exeObj.BuildID.IsZero():
 		return res, sl.fail(fmt.Errorf("%w: the core holds no build-id for %s", ErrExecutableUnknown, exe))
-	case rep.CrashPackage == "":
+	case rep.CrashPackage == nil:
 		return res, sl.fail(fmt.Errorf("%w: %s, build-id %s; unresolved build-ids: %s",
 			ErrExecutableUnknown, exe, exeObj.BuildID, strings.Join(missing, ", ")))
 	}
 	sl.printf("resolve packages: crash package %s; packages %s; debuginfo %s; %d unresolved",
-		rep.CrashPackage, strings.Join(rep.Packages, " "), orDash(strings.Join(rep.DebuginfoPackages, " ")), len(rep.Unresolved))
+		rep.CrashPackage.String(), joinNEVRAs(rep.Packages), orDash(joinNEVRAs(rep.DebuginfoPackages)), len(rep.Unresolved))
 	pkgs, err := w.packageSet(rep, sl)
 	if err != nil {
 		return res, sl.fail(err)
 	}
-	exePath, err := w.packagePath(exeObj.BuildID, rep.CrashPackage)
+	exePath, err := w.packagePath(exeObj.BuildID, *rep.CrashPackage)
 	if err != nil {
 		return res, sl.fail(err)
 	}
@@ -529,11 +529,7 @@ func (w *Worker) packageSet(rep *resolver.Report, sl *stepLog) ([]*index.Package
 		return p, nil
 	}
 	var bins []*index.Package
-	for i, s := range slices.Concat(rep.Packages, rep.DebuginfoPackages) {
-		n, err := index.ParseNEVRA(s)
-		if err != nil {
-			return nil, err
-		}
+	for i, n := range slices.Concat(rep.Packages, rep.DebuginfoPackages) {
 		p, err := get(n)
 		if err != nil {
 			return nil, err
@@ -599,13 +595,13 @@ func srpmName(file string) string {
 
 // packagePath is where package nevra ships the executable with build-id
 // id.
-func (w *Worker) packagePath(id index.BuildID, nevra string) (string, error) {
+func (w *Worker) packagePath(id index.BuildID, nevra index.NEVRA) (string, error) {
 	ms, err := w.idx.Lookup(id)
 	if err != nil {
 		return "", fmt.Errorf("look up the executable: %w", err)
 	}
 	for _, m := range ms {
-		if m.Kind == index.KindExecutable && m.NEVRA.String() == nevra {
+		if m.Kind == index.KindExecutable && m.NEVRA == nevra {
 			return m.Path, nil
 		}
 	}
@@ -748,6 +744,18 @@ func isVDSO(path string) bool {
 		return true
 	}
 	return false
+}
+
+// joinNEVRAs writes ns separated by spaces.
+func joinNEVRAs(ns []index.NEVRA) string {
+	var b strings.Builder
+	for i, n := range ns {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(n.String())
+	}
+	return b.String()
 }
 
 func orDash(s string) string {
