@@ -1,4 +1,4 @@
-package retrace
+package worker
 
 import (
 	"bufio"
@@ -22,16 +22,13 @@ import (
 	"github.com/retraced/retraced/index/blob"
 	"github.com/retraced/retraced/resolver"
 	"github.com/retraced/retraced/resolver/corefile"
+	"github.com/retraced/retraced/retrace"
 )
 
 // ErrExecutableUnknown reports a core whose crashing executable the
 // mirror does not have (or that names none): without it GDB cannot
 // retrace, so it is not run.
 var ErrExecutableUnknown = errors.New("the crashing executable is not in the mirror")
-
-// ErrUnusable reports a backtrace that says nothing about the crash (see
-// [Rating.Usable]); the Result still carries it.
-var ErrUnusable = errors.New("unusable backtrace")
 
 // errSysrootUnreachable reports a sysroot directory that GDB's
 // unprivileged user cannot reach by path: a directory above it is not
@@ -47,8 +44,8 @@ const (
 	fdRun     = "/proc/self/fd/4"
 )
 
-// WorkerIndex is what the worker needs of the index ([index.Store]).
-type WorkerIndex interface {
+// Index is what the worker needs of the index ([index.Store]).
+type Index interface {
 	// Lookup and HasPackage, as coredump2packages uses them.
 	resolver.Packager
 	// Package returns the package n with its files, or an error wrapping
@@ -66,13 +63,13 @@ type BlobSource interface {
 }
 
 var (
-	_ WorkerIndex = (*index.Store)(nil)
-	_ BlobSource  = (*blob.Pool)(nil)
+	_ Index      = (*index.Store)(nil)
+	_ BlobSource = (*blob.Pool)(nil)
 )
 
-// WorkerConfig tunes a Worker. The zero value of a field means its
+// Config tunes a Worker. The zero value of a field means its
 // default.
-type WorkerConfig struct {
+type Config struct {
 	// SysrootDir holds the assembled sysroots and GDB's run directories
 	// (required). It should be on the blob pool's file system, so that
 	// sysroots are hard links. When a directory above it is closed to
@@ -98,7 +95,7 @@ type WorkerConfig struct {
 	User string
 	// Network is "none" (GDB gets its own network namespace with no
 	// interface up; a worker that is not root needs unprivileged user
-	// namespaces for it, and NewWorker fails without them) or "host".
+	// namespaces for it, and New fails without them) or "host".
 	// Default: "none" when root or when the kernel lets this user create
 	// a user namespace (probed once), else "host", which
 	// NetworkWarning and every task's log then explain.
@@ -107,7 +104,7 @@ type WorkerConfig struct {
 	Now func() time.Time
 }
 
-// Defaults of WorkerConfig.
+// Defaults of Config.
 const (
 	DefaultSysrootBudget = 10 << 30
 	DefaultGDBTimeout    = 60 * time.Second
@@ -115,7 +112,7 @@ const (
 	DefaultGDBOutput     = 16 << 20
 )
 
-func (c WorkerConfig) withDefaults() WorkerConfig {
+func (c Config) withDefaults() Config {
 	if c.SysrootBudget <= 0 {
 		c.SysrootBudget = DefaultSysrootBudget
 	}
@@ -169,9 +166,9 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 // reads only the sysroot (0444 files, 0755 directories) and a private run
 // directory (0700, owned by GDB's user) holding a copy of the core.
 type Worker struct {
-	idx   WorkerIndex
+	idx   Index
 	pool  BlobSource
-	cfg   WorkerConfig
+	cfg   Config
 	gdb   string
 	sb    *sandbox
 	cache *sysrootCache
@@ -183,9 +180,9 @@ type Worker struct {
 	byFD bool
 }
 
-// NewWorker checks the configuration (GDB found, sandbox user known,
+// New checks the configuration (GDB found, sandbox user known,
 // sysroot directory usable by that user) and opens the sysroot cache.
-func NewWorker(idx WorkerIndex, pool BlobSource, cfg WorkerConfig) (*Worker, error) {
+func New(idx Index, pool BlobSource, cfg Config) (*Worker, error) {
 	cfg = cfg.withDefaults()
 	if cfg.SysrootDir == "" {
 		return nil, errors.New("retrace worker: no sysroot directory")
@@ -263,10 +260,10 @@ func searchableBy(dir string, uid, gid int) error {
 	}
 }
 
-// Retrace implements [Retracer]: it retraces crashDir/coredump. The
+// Retrace implements [retrace.Retracer]: it retraces crashDir/coredump. The
 // crash directory's executable file names the crashing program when the
 // core does not; its package and os_release files are logged.
-func (w *Worker) Retrace(ctx context.Context, crashDir string, log io.Writer) (Result, error) {
+func (w *Worker) Retrace(ctx context.Context, crashDir string, log io.Writer) (retrace.Result, error) {
 	sl := w.newStepLog(log)
 	// A task's log and error are for its client: they name the crash
 	// directory and the sysroots by role, not by the server's paths.
@@ -290,7 +287,7 @@ func (w *Worker) Retrace(ctx context.Context, crashDir string, log io.Writer) (R
 // CORE [--executable PATH]` does: executable, when not "", names the
 // crashing program's path as the core maps it, overriding what the core
 // says. It returns the backtrace and writes the steps to log.
-func (w *Worker) RetraceCore(ctx context.Context, corePath, executable string, log io.Writer) (Result, error) {
+func (w *Worker) RetraceCore(ctx context.Context, corePath, executable string, log io.Writer) (retrace.Result, error) {
 	return w.retrace(ctx, w.newStepLog(log), corePath, executable, "")
 }
 
@@ -321,8 +318,8 @@ var (
 	unknownFrameRE = regexp.MustCompile(`(?m)^#\d+ .* in \?\? \(`)
 )
 
-func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride, exeHint string) (Result, error) {
-	var res Result
+func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride, exeHint string) (retrace.Result, error) {
+	var res retrace.Result
 	// 1. The core: mapped objects and their build-ids.
 	core, err := corefile.Open(corePath)
 	if err != nil {
@@ -464,13 +461,13 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 	}
 	res.Backtrace = bt
 	r := RateBacktrace(bt)
-	res.Rating = &r
+	res.Rating = r
 	sl.printf("backtrace rating: %s", r)
 	if len(res.Missing) > 0 {
 		sl.printf("missing from the mirror: %s", strings.Join(res.Missing, ", "))
 	}
 	if !r.Usable() {
-		return res, sl.fail(fmt.Errorf("%w: no frame of the crashing thread has a function name", ErrUnusable))
+		return res, sl.fail(fmt.Errorf("%w: no frame of the crashing thread has a function name", retrace.ErrUnusable))
 	}
 	return res, nil
 }
@@ -827,4 +824,4 @@ func (l *stepLog) fail(err error) error {
 	return err
 }
 
-var _ Retracer = (*Worker)(nil)
+var _ retrace.Retracer = (*Worker)(nil)

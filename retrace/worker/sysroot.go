@@ -1,4 +1,4 @@
-package retrace
+package worker
 
 import (
 	"context"
@@ -80,7 +80,7 @@ var ErrSysrootDirBusy = errors.New("sysroot directory in use by another worker")
 // when their sizes add up to more than the budget; a sysroot in use by a
 // retrace is never evicted (the budget may be exceeded while it is).
 // The worker evicts as retraces end; gc sees the same plan through the
-// task server (Server.Plan asks its Worker), and `retraced gc` without a
+// Worker, a gc owner (serve registers it), and `retraced gc` without a
 // server through [Sysroots], which also collects a dead worker's
 // leftovers.
 // Sizes count the bytes of the regular files, as if they were not shared

@@ -1,4 +1,4 @@
-package retrace
+package worker
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"github.com/retraced/retraced/gc"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
+	"github.com/retraced/retraced/retrace"
 )
 
 func TestSysrootPaths(t *testing.T) {
@@ -680,14 +681,14 @@ func TestSysrootsOwner(t *testing.T) {
 	}
 }
 
-// TestServerCollectsSysroots: with the Worker as its Retracer, the task
-// server is gc's owner of the sysroots too: a real collection plans the
-// idle ones beyond the budget, never one a retrace holds, and removes
-// them on execution.
-func TestServerCollectsSysroots(t *testing.T) {
+// TestWorkerCollectsSysroots: the Worker, the task server's Retracer, is
+// gc's owner of the sysroots beside the server (serve registers both): a
+// real collection plans the idle ones beyond the budget, as the Worker's,
+// never one a retrace holds, and removes them on execution.
+func TestWorkerCollectsSysroots(t *testing.T) {
 	workerNeedsGDB(t)
 	st := fixturestore.New(t, "repo")
-	w := newTestWorker(t, st.Index, st.Pool, WorkerConfig{})
+	w := newTestWorker(t, st.Index, st.Pool, Config{})
 	keys := map[string]string{}
 	for _, name := range []string{"crashme-1.0.core.zst", "counter-1.1.core.zst"} {
 		var log bytes.Buffer
@@ -696,11 +697,11 @@ func TestServerCollectsSysroots(t *testing.T) {
 		}
 		keys[name] = workerSysrootKey(t, w, log.String())
 	}
-	s, err := New(filepath.Join(t.TempDir(), "tasks"), w, testConfig())
+	s, err := retrace.New(filepath.Join(t.TempDir(), "tasks"), w, retrace.Config{MinFreeSpace: -1, DeleteAfter: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	col := gc.New(st.Index, st.Pool, func() ([]string, error) { return []string{"repo"}, nil }, gc.Config{}, s)
+	col := gc.New(st.Index, st.Pool, func() ([]string, error) { return []string{"repo"}, nil }, gc.Config{}, s, w)
 	sysroots := func(p *gc.Plan) []string {
 		var names []string
 		for _, it := range p.Items {
@@ -733,8 +734,8 @@ func TestServerCollectsSysroots(t *testing.T) {
 		t.Fatalf("gc plans sysroots %v, want only crashme's %s", got, keys["crashme-1.0.core.zst"])
 	}
 	for _, it := range plan.Items {
-		if it.Kind == KindSysroot && (it.Owner != s || it.Bytes <= 0) {
-			t.Errorf("item %+v: want the server as owner and the sysroot's bytes", it)
+		if it.Kind == KindSysroot && (it.Owner != w || it.Bytes <= 0) {
+			t.Errorf("item %+v: want the worker as owner and the sysroot's bytes", it)
 		}
 	}
 	if _, err := col.Execute(context.Background(), plan); err != nil {
