@@ -1,19 +1,15 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
+	"regexp"
 	"strings"
-	"sync"
-	"syscall"
-	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrGDBTimeout reports a GDB run killed at the worker's time limit.
@@ -23,305 +19,190 @@ var ErrGDBTimeout = errors.New("gdb ran out of time")
 // crashed, hit its memory limit, or could not read the core.
 var ErrGDBFailed = errors.New("gdb gave no backtrace")
 
-// sandbox runs one program (GDB, or a probe in tests) confined:
-//
-//   - in its own process group, killed as a group (SIGKILL) when its
-//     context ends, and by the kernel should the worker die (Pdeathsig);
-//   - as an unprivileged user (cred) when the worker runs as root;
-//   - in its own, empty network namespace (only a down loopback) when
-//     netns is set; a worker that is not root gets it inside a user
-//     namespace that maps only its own uid and gid, when the kernel lets
-//     it create one (userNamespaces), else the host's network (hostWhy
-//     says why);
-//   - with RLIMIT_AS (address space), RLIMIT_CORE 0 and RLIMIT_FSIZE set
-//     before the program starts: util-linux's prlimit (or, without it,
-//     sh's ulimit) sets them on itself, already as the sandbox user, and
-//     execs the program. (Setting them from outside with prlimit(2)
-//     would need CAP_SYS_RESOURCE for a process of another user, and
-//     leaves the program unlimited for its first instants.)
-//   - with a minimal environment (no DEBUGINFOD_URLS, HOME and TMPDIR in a
-//     private run directory) and /dev/null as stdin;
-//   - with stdout kept up to maxOutput bytes and stderr up to maxStderr,
-//     the rest counted and dropped.
-type sandbox struct {
-	cred      *syscall.Credential // nil: run as the worker's own user
-	uid, gid  int                 // whom the program runs as
-	userName  string
-	netns     bool
-	userns    bool   // netns needs a user namespace (not root)
-	hostWhy   string // why the network is the host's when none was wanted
-	memLimit  int64  // RLIMIT_AS in bytes; 0: none
-	maxOutput int64
-	maxStderr int64
-	prlimit   string // util-linux prlimit, "" to use sh's ulimit
-}
-
-// Limits of the sandbox beyond the configurable ones.
+// GDB reaches the sysroot and its run directory through these descriptors
+// when it cannot by path: /proc/self/fd/N of an inherited directory
+// resolves without searching the directories above it.
 const (
-	sandboxFileSizeLimit = 64 << 20 // RLIMIT_FSIZE: GDB writes no files
-	sandboxKillGrace     = 2 * time.Second
+	fdSysroot = "/proc/self/fd/3"
+	fdRun     = "/proc/self/fd/4"
 )
 
-// newSandbox resolves the user and checks what isolation is possible.
-// userName "" means "nobody" when the worker is root, else the worker's
-// own user. network is "none" (fail when gdb cannot get a network
-// namespace), "host", or "": none when possible, else the host's network
-// with hostWhy saying why.
-func newSandbox(userName, network string, memLimit, maxOutput int64) (*sandbox, error) {
-	s := &sandbox{uid: os.Getuid(), gid: os.Getgid(), memLimit: memLimit, maxOutput: maxOutput, maxStderr: 1 << 20}
-	root := os.Geteuid() == 0
-	if userName == "" && root {
-		userName = "nobody"
+// What GDB's backtrace is made of: "Thread N (...):" heads, frames "#N ",
+// frames without a function name "#N  0xADDR in ?? ()".
+var (
+	threadRE       = regexp.MustCompile(`(?m)^Thread \d+ `)
+	frameRE        = regexp.MustCompile(`(?m)^#0 `)
+	anyFrameRE     = regexp.MustCompile(`(?m)^#\d+ `)
+	unknownFrameRE = regexp.MustCompile(`(?m)^#\d+ .* in \?\? \(`)
+)
+
+// runGDB is step 5 of a retrace: it runs GDB on the core with the
+// sysroot, in a private run directory, and returns the backtrace: what GDB printed, paths inside
+// the sysroot shown as the crashed system saw them.
+func (w *Worker) runGDB(ctx context.Context, sl *stepLog, sysroot, exe, corePath string) (string, error) {
+	run, err := w.prepareRun(sl, sysroot, exe, corePath)
+	if err != nil {
+		return "", err
 	}
-	if userName != "" {
-		u, err := lookupSandboxUser(userName)
+	defer run.cleanup(sl)
+	gctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+	defer cancel()
+	sl.printf("gdb: running %s %s", w.gdb, run.how)
+	res, err := w.sb.runFiles(gctx, run.wd, run.env, run.files, w.gdb, run.script.args()...)
+	if err != nil {
+		return "", fmt.Errorf("gdb: %w", err)
+	}
+	if err := w.gdbOutcome(ctx, sl, run.script, res); err != nil {
+		return "", err
+	}
+	logBacktraceCounts(sl, res.Stdout)
+	return strings.ReplaceAll(string(res.Stdout), run.script.sysroot+"/", "/"), nil
+}
+
+// gdbRun is one GDB run: its private run directory and how GDB starts
+// there.
+type gdbRun struct {
+	dir    string // the run directory: the core, a link to the executable, GDB's HOME
+	script gdbScript
+	wd     string     // GDB's working directory
+	env    []string   // GDB's environment
+	files  []*os.File // inherited as fd 3 and 4 when GDB reaches the sysroot and dir by descriptor
+	how    string     // how GDB runs, for the log
+}
+
+// prepareRun makes the run directory of one GDB run in the sysroot
+// directory: the core (GDB's user's own copy, or a link when GDB runs as
+// the worker's user) and a link to the executable exe, inside sysroot.
+// When GDB cannot reach them by path, the sysroot and the run directory
+// are opened for it to inherit. cleanup undoes it.
+func (w *Worker) prepareRun(sl *stepLog, sysroot, exe, corePath string) (_ *gdbRun, err error) {
+	dir, err := os.MkdirTemp(w.cfg.SysrootDir, ".run-")
+	if err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	run := &gdbRun{dir: dir}
+	defer func() {
+		if err != nil {
+			run.cleanup(sl)
+		}
+	}()
+	core := filepath.Join(dir, "core")
+	if w.sb.cred != nil {
+		// GDB's user gets its own copy of the core, readable by it alone.
+		if err := os.Chown(dir, w.sb.uid, w.sb.gid); err != nil {
+			return nil, fmt.Errorf("run directory: %w", err)
+		}
+		if err := copyCoreFor(corePath, core, w.sb.uid, w.sb.gid); err != nil {
+			return nil, fmt.Errorf("copy the core: %w", err)
+		}
+	} else {
+		abs, err := filepath.Abs(corePath)
 		if err != nil {
 			return nil, err
 		}
-		uid, err1 := strconv.Atoi(u.Uid)
-		gid, err2 := strconv.Atoi(u.Gid)
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("sandbox user %q: uid %q gid %q are not numbers", userName, u.Uid, u.Gid)
+		if err := os.Symlink(abs, core); err != nil {
+			return nil, fmt.Errorf("run directory: %w", err)
 		}
-		if uid != os.Geteuid() || gid != os.Getegid() {
-			if !root {
-				return nil, fmt.Errorf("sandbox user %q: only root can run gdb as another user", userName)
-			}
-			s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
-		}
-		s.uid, s.gid, s.userName = uid, gid, u.Username
 	}
-	switch network {
-	case "", "none":
-		if root {
-			s.netns = true
+	run.script = gdbScript{sysroot: sysroot, exe: filepath.Join(dir, "exe"), core: core, extra: w.gdbExtra}
+	run.wd, run.env, run.how = dir, w.sb.env(dir), w.sb.describe()
+	if w.byFD {
+		rel, err := filepath.Rel(sysroot, exe)
+		if err != nil || !filepath.IsLocal(rel) {
+			return nil, fmt.Errorf("executable %s is not in the sysroot", exe)
+		}
+		exe = fdSysroot + "/" + rel
+		run.script = gdbScript{sysroot: fdSysroot, exe: fdRun + "/exe", core: fdRun + "/core", extra: w.gdbExtra}
+		for _, d := range []string{sysroot, dir} { // fd 3, fd 4
+			f, err := os.Open(d)
+			if err != nil {
+				return nil, fmt.Errorf("run directory: %w", err)
+			}
+			run.files = append(run.files, f)
+		}
+		run.wd, run.env = "/", w.sb.env(fdRun)
+		run.how += ", sysroot and run directory as descriptors (their parents are closed to it)"
+	}
+	if err := os.Symlink(exe, filepath.Join(dir, "exe")); err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	return run, nil
+}
+
+// cleanup closes the inherited directories and removes the run
+// directory; a failure to remove it is logged.
+func (r *gdbRun) cleanup(sl *stepLog) {
+	for _, f := range r.files {
+		f.Close() // a directory, read-only
+	}
+	if err := os.RemoveAll(r.dir); err != nil {
+		sl.printf("remove run directory: %v", err)
+	}
+}
+
+// gdbOutcome logs how GDB ended (its stderr, exit, time and output) and
+// says whether it gave a backtrace: killed at the time limit is
+// ErrGDBTimeout, at ctx's end ctx's cause, no frame ErrGDBFailed.
+func (w *Worker) gdbOutcome(ctx context.Context, sl *stepLog, script gdbScript, res *sandboxResult) error {
+	logGDBStderr(sl, []byte(strings.ReplaceAll(string(res.Stderr), script.sysroot+"/", "/")))
+	how := fmt.Sprintf("exit status %d", res.ExitCode)
+	switch {
+	case res.TimedOut && ctx.Err() == nil:
+		how = fmt.Sprintf("killed (%s) at the %s time limit", unix.SignalName(res.Signal), w.cfg.Timeout)
+	case res.TimedOut:
+		how = fmt.Sprintf("killed (%s): %v", unix.SignalName(res.Signal), context.Cause(ctx))
+	case res.Signal != 0:
+		how = "killed by " + unix.SignalName(res.Signal)
+	}
+	sl.printf("gdb: %s after %.3fs, %s of output", how, res.Elapsed.Seconds(), gdbSize(int64(len(res.Stdout))+res.StdoutDropped))
+	if res.StdoutDropped > 0 {
+		sl.printf("gdb: output cut at %s: %s dropped", gdbSize(w.cfg.MaxOutput), gdbSize(res.StdoutDropped))
+	}
+	switch {
+	case res.TimedOut && ctx.Err() != nil:
+		return fmt.Errorf("gdb: %w", context.Cause(ctx))
+	case res.TimedOut:
+		return fmt.Errorf("%w: killed after %s", ErrGDBTimeout, w.cfg.Timeout)
+	case !frameRE.Match(res.Stdout):
+		return fmt.Errorf("%w (%s)", ErrGDBFailed, how)
+	}
+	return nil
+}
+
+// logBacktraceCounts logs the threads and frames of GDB's output, and
+// the frames without a function name: those of the threads' backtraces,
+// not the frame GDB shows when it loads the core.
+func logBacktraceCounts(sl *stepLog, out []byte) {
+	threads, frames, unknown := 0, 0, 0
+	if loc := threadRE.FindIndex(out); loc != nil {
+		all := out[loc[0]:]
+		threads = len(threadRE.FindAllIndex(all, -1))
+		frames = len(anyFrameRE.FindAllIndex(all, -1))
+		unknown = len(unknownFrameRE.FindAllIndex(all, -1))
+	}
+	sl.printf("backtrace: %d threads, %d frames, %d without a function name", threads, frames, unknown)
+}
+
+// copyCoreFor copies the core to dst (0400, owned by uid:gid).
+func copyCoreFor(src, dst string, uid, gid int) error {
+	return copyNew(src, dst, 0o400, func(out *os.File) error { return out.Chown(uid, gid) })
+}
+
+// logGDBStderr copies GDB's warnings into the log, a bounded number of
+// lines.
+func logGDBStderr(sl *stepLog, stderr []byte) {
+	lines := strings.Split(strings.TrimRight(string(stderr), "\n"), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		return
+	}
+	const most = 200
+	for i, l := range lines {
+		if i == most {
+			sl.printf("gdb: %d more lines on stderr", len(lines)-most)
 			break
 		}
-		switch err := userNamespaces(); {
-		case err == nil:
-			s.netns, s.userns = true, true
-		case network == "none":
-			return nil, fmt.Errorf("sandbox network none: gdb cannot get its own network namespace: %w; configure the network as host to run gdb with the host's", err)
-		default:
-			s.hostWhy = fmt.Sprintf("not isolated: %v", err)
-		}
-	case "host":
-	default:
-		return nil, fmt.Errorf("sandbox network %q: want none or host", network)
+		sl.printf("gdb: %s", l)
 	}
-	if s.userns && s.cred != nil {
-		return nil, errors.New("sandbox: a user namespace and a user switch do not mix")
-	}
-	if p, err := exec.LookPath("prlimit"); err == nil {
-		s.prlimit = p
-	} else if _, err := os.Stat("/bin/sh"); err != nil {
-		return nil, errors.New("sandbox: neither prlimit nor /bin/sh to set the limits with")
-	}
-	return s, nil
-}
-
-// userNSProbe is the outcome of the one probe for userNamespaces.
-var userNSProbe struct {
-	once sync.Once
-	err  error
-}
-
-// userNamespaces reports whether this process may create a user
-// namespace with a network namespace in it, as a worker that is not root
-// needs to isolate gdb's network: kernels may forbid it to unprivileged
-// users (a sysctl, max_user_namespaces = 0, a seccomp or LSM policy). It
-// probes once, starting /bin/sh there.
-func userNamespaces() error {
-	userNSProbe.once.Do(func() {
-		cmd := exec.Command("/bin/sh", "-c", "exit 0")
-		cmd.SysProcAttr = &syscall.SysProcAttr{
-			Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
-			UidMappings: []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}},
-			GidMappings: []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}},
-		}
-		out, err := cmd.CombinedOutput()
-		why := ""
-		switch {
-		case errors.Is(err, syscall.ENOSPC):
-			why = ": the user namespace limit (max_user_namespaces) is reached"
-		case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
-			why = ": forbidden to unprivileged users (sysctl or security policy)"
-		}
-		if err != nil {
-			userNSProbe.err = fmt.Errorf("this user may not create a user namespace%s (%v%s)", why, err, strings.TrimSpace(" "+string(out)))
-		}
-	})
-	return userNSProbe.err
-}
-
-func lookupSandboxUser(name string) (*user.User, error) {
-	u, err := user.Lookup(name)
-	if err == nil {
-		return u, nil
-	}
-	if _, nerr := strconv.Atoi(name); nerr == nil {
-		if u, ierr := user.LookupId(name); ierr == nil {
-			return u, nil
-		}
-	}
-	return nil, fmt.Errorf("sandbox user %q: %w", name, err)
-}
-
-// sandboxResult is how a sandboxed run ended.
-type sandboxResult struct {
-	Stdout        []byte
-	Stderr        []byte
-	StdoutDropped int64 // bytes of stdout beyond maxOutput
-	ExitCode      int   // -1 when killed by a signal
-	Signal        syscall.Signal
-	TimedOut      bool // killed because ctx ended
-	Elapsed       time.Duration
-}
-
-// run runs name with args in dir under the sandbox until it exits or ctx
-// ends; then the whole process group is killed. The error is for a
-// program that could not be started; how it ended is in the result.
-func (s *sandbox) run(ctx context.Context, dir string, env []string, name string, args ...string) (*sandboxResult, error) {
-	return s.runFiles(ctx, dir, env, nil, name, args...)
-}
-
-// runFiles is run with files open in the program as descriptors 3, 4, ...
-func (s *sandbox) runFiles(ctx context.Context, dir string, env []string, files []*os.File, name string, args ...string) (*sandboxResult, error) {
-	argv := append(s.limitArgs(), name)
-	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], args...)...)
-	cmd.Dir = dir
-	cmd.Env = env
-	cmd.ExtraFiles = files
-	stdout := &boundedBuffer{max: s.maxOutput}
-	stderr := &boundedBuffer{max: s.maxStderr}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: s.cred}
-	if s.netns {
-		attr.Cloneflags |= syscall.CLONE_NEWNET
-	}
-	if s.userns {
-		attr.Cloneflags |= syscall.CLONE_NEWUSER
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: s.uid, HostID: os.Getuid(), Size: 1}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: s.gid, HostID: os.Getgid(), Size: 1}}
-	}
-	cmd.SysProcAttr = attr
-	cmd.Cancel = func() error {
-		// The negative pid names the process group: GDB and whatever it
-		// started (shell commands, python subprocesses).
-		if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return err
-		}
-		return nil
-	}
-	cmd.WaitDelay = sandboxKillGrace
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", filepath.Base(name), err)
-	}
-	res := &sandboxResult{}
-	werr := cmd.Wait()
-	res.Elapsed = time.Since(start)
-	res.Stdout, res.Stderr, res.StdoutDropped = stdout.buf.Bytes(), stderr.buf.Bytes(), stdout.dropped
-	res.TimedOut = ctx.Err() != nil
-	res.ExitCode = -1
-	if ps := cmd.ProcessState; ps != nil {
-		res.ExitCode = ps.ExitCode()
-		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			res.Signal = ws.Signal()
-		}
-	}
-	var ee *exec.ExitError
-	if werr != nil && !errors.As(werr, &ee) && !errors.Is(werr, exec.ErrWaitDelay) && !res.TimedOut {
-		return res, fmt.Errorf("wait for %s: %w", filepath.Base(name), werr)
-	}
-	return res, nil
-}
-
-// limitArgs is the command that sets the limits and execs the program
-// named after it.
-func (s *sandbox) limitArgs() []string {
-	if s.prlimit != "" {
-		a := []string{s.prlimit, "--core=0", fmt.Sprintf("--fsize=%d", sandboxFileSizeLimit)}
-		if s.memLimit > 0 {
-			a = append(a, fmt.Sprintf("--as=%d", s.memLimit))
-		}
-		return append(a, "--")
-	}
-	// ulimit counts -v in KiB and -f in 512-byte blocks.
-	script := fmt.Sprintf("ulimit -c 0 && ulimit -f %d", sandboxFileSizeLimit/512)
-	if s.memLimit > 0 {
-		script += fmt.Sprintf(" && ulimit -v %d", s.memLimit/1024)
-	}
-	return []string{"/bin/sh", "-c", script + ` && exec "$0" "$@"`}
-}
-
-// env is the whole environment of a sandboxed program: no variable of the
-// worker's leaks in (DEBUGINFOD_URLS, proxies, credentials).
-func (s *sandbox) env(runDir string) []string {
-	return []string{
-		"PATH=/usr/local/bin:/usr/bin:/bin",
-		"HOME=" + runDir,
-		"TMPDIR=" + runDir,
-		"LC_ALL=C",
-		"TERM=dumb",
-		"SHELL=/bin/sh",
-	}
-}
-
-// describe says in words how programs run, for the log.
-func (s *sandbox) describe() string {
-	var parts []string
-	if s.cred != nil {
-		parts = append(parts, fmt.Sprintf("as %s (uid %d)", s.userName, s.uid))
-	} else {
-		parts = append(parts, fmt.Sprintf("as uid %d", s.uid))
-	}
-	switch {
-	case s.netns:
-		parts = append(parts, "no network")
-	case s.hostWhy != "":
-		parts = append(parts, "host network ("+s.hostWhy+")")
-	default:
-		parts = append(parts, "host network")
-	}
-	if s.memLimit > 0 {
-		parts = append(parts, "address space "+gdbSize(s.memLimit))
-	}
-	return strings.Join(parts, ", ")
-}
-
-// boundedBuffer keeps the first max bytes written and counts the rest.
-type boundedBuffer struct {
-	buf     bytes.Buffer
-	max     int64
-	dropped int64
-}
-
-func (b *boundedBuffer) Write(p []byte) (int, error) {
-	room := b.max - int64(b.buf.Len())
-	if room < 0 {
-		room = 0
-	}
-	if int64(len(p)) <= room {
-		b.buf.Write(p)
-		return len(p), nil
-	}
-	b.buf.Write(p[:room])
-	b.dropped += int64(len(p)) - room
-	return len(p), nil
-}
-
-// gdbSize writes a byte count for people.
-func gdbSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // gdbScript is what GDB is told to do for one core.
@@ -381,4 +262,17 @@ func gdbSafePath(p string) bool {
 		}
 	}
 	return true
+}
+
+// gdbSize writes a byte count for people.
+func gdbSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
