@@ -17,55 +17,83 @@ import (
 )
 
 // assembleSysroot lays pl out in the empty directory root, taking file
-// contents from pool.
+// contents from pool: directories first, then the regular files, then
+// the symbolic links.
 func assembleSysroot(ctx context.Context, root string, pl *sysrootPlan, pool BlobSource, now time.Time) (*sysrootManifest, error) {
-	m := &sysrootManifest{Packages: pl.packages, Skipped: slices.Clone(pl.skipped), Built: now.UTC()}
-	made := map[string]bool{".": true}
-	var mkdir func(rel string) error
-	mkdir = func(rel string) error {
-		if made[rel] {
-			return nil
-		}
-		if err := mkdir(path.Dir(rel)); err != nil {
-			return err
-		}
-		p := filepath.Join(root, rel)
-		if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		// 0755 whatever the umask: GDB may run as another user.
-		if err := os.Chmod(p, 0o755); err != nil {
-			return err
-		}
-		made[rel] = true
+	a := &assembly{root: root, made: map[string]bool{".": true},
+		m: &sysrootManifest{Packages: pl.packages, Skipped: slices.Clone(pl.skipped), Built: now.UTC()}}
+	files, links, err := a.mkdirs(pl)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.placeFiles(ctx, pool, files); err != nil {
+		return nil, err
+	}
+	if err := a.symlinks(links); err != nil {
+		return nil, err
+	}
+	return a.m, nil
+}
+
+// assembly is one sysroot being laid out.
+type assembly struct {
+	root string
+	m    *sysrootManifest
+	made map[string]bool // directories made, relative to root
+}
+
+// mkdir makes the directory rel and those above it, 0755.
+func (a *assembly) mkdir(rel string) error {
+	if a.made[rel] {
 		return nil
 	}
-	// A path that is a file in one package and a directory in another
-	// cannot be both: directories are made first, and the file is
-	// skipped.
-	skip := func(rel string, err error) error {
-		switch {
-		case errors.Is(err, fs.ErrExist):
-			m.Skipped = append(m.Skipped, fmt.Sprintf("/%s: another package's directory or file is there", rel))
-		case errors.Is(err, syscall.ENOTDIR):
-			m.Skipped = append(m.Skipped, fmt.Sprintf("/%s: another package's file is where its directory goes", rel))
-		default:
-			return fmt.Errorf("assemble sysroot: /%s: %w", rel, err)
-		}
-		return nil
+	if err := a.mkdir(path.Dir(rel)); err != nil {
+		return err
 	}
+	p := filepath.Join(a.root, rel)
+	if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	// 0755 whatever the umask: GDB may run as another user.
+	if err := os.Chmod(p, 0o755); err != nil {
+		return err
+	}
+	a.made[rel] = true
+	return nil
+}
+
+// skip records in the manifest that entry rel could not be placed
+// because err says another package's entry is in the way; any other
+// error ends the assembly. A path that is a file in one package and a
+// directory in another cannot be both: directories are made first, and
+// the file is skipped.
+func (a *assembly) skip(rel string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		a.m.Skipped = append(a.m.Skipped, fmt.Sprintf("/%s: another package's directory or file is there", rel))
+	case errors.Is(err, syscall.ENOTDIR):
+		a.m.Skipped = append(a.m.Skipped, fmt.Sprintf("/%s: another package's file is where its directory goes", rel))
+	default:
+		return fmt.Errorf("assemble sysroot: /%s: %w", rel, err)
+	}
+	return nil
+}
+
+// mkdirs makes the planned directories and those the files and links go
+// in. It returns the files and links whose directory it could make.
+func (a *assembly) mkdirs(pl *sysrootPlan) ([]sysrootPlanFile, []sysrootPlanLink, error) {
 	for _, d := range pl.dirs {
-		if err := mkdir(d); err != nil {
-			if err := skip(d, err); err != nil {
-				return nil, err
+		if err := a.mkdir(d); err != nil {
+			if err := a.skip(d, err); err != nil {
+				return nil, nil, err
 			}
 		}
 	}
 	var files []sysrootPlanFile
 	for _, f := range pl.files {
-		if err := mkdir(path.Dir(f.rel)); err != nil {
-			if err := skip(f.rel, err); err != nil {
-				return nil, err
+		if err := a.mkdir(path.Dir(f.rel)); err != nil {
+			if err := a.skip(f.rel, err); err != nil {
+				return nil, nil, err
 			}
 			continue
 		}
@@ -73,19 +101,23 @@ func assembleSysroot(ctx context.Context, root string, pl *sysrootPlan, pool Blo
 	}
 	var links []sysrootPlanLink
 	for _, l := range pl.links {
-		if err := mkdir(path.Dir(l.rel)); err != nil {
-			if err := skip(l.rel, err); err != nil {
-				return nil, err
+		if err := a.mkdir(path.Dir(l.rel)); err != nil {
+			if err := a.skip(l.rel, err); err != nil {
+				return nil, nil, err
 			}
 			continue
 		}
 		links = append(links, l)
 	}
+	return files, links, nil
+}
 
-	// Regular files, in parallel: a plain copy made on first use is a
-	// decompression.
+// placeFiles places the regular files, in parallel: a plain copy made on
+// first use is a decompression. It stops at the first error that is not
+// a skip, or when ctx ends.
+func (a *assembly) placeFiles(ctx context.Context, pool BlobSource, files []sysrootPlanFile) error {
 	var (
-		mu       sync.Mutex
+		mu       sync.Mutex // guards a.m and firstErr
 		firstErr error
 		wg       sync.WaitGroup
 	)
@@ -94,18 +126,18 @@ func assembleSysroot(ctx context.Context, root string, pl *sysrootPlan, pool Blo
 	for range workers {
 		wg.Go(func() {
 			for f := range jobs {
-				copied, err := placeSysrootFile(pool, f, filepath.Join(root, f.rel))
+				copied, err := placeSysrootFile(pool, f, filepath.Join(a.root, f.rel))
 				mu.Lock()
 				switch {
 				case err != nil:
-					if err := skip(f.rel, err); err != nil && firstErr == nil {
+					if err := a.skip(f.rel, err); err != nil && firstErr == nil {
 						firstErr = err
 					}
 				default:
-					m.Files++
-					m.Bytes += f.size
+					a.m.Files++
+					a.m.Bytes += f.size
 					if copied {
-						m.Copied++
+						a.m.Copied++
 					}
 				}
 				mu.Unlock()
@@ -124,21 +156,23 @@ func assembleSysroot(ctx context.Context, root string, pl *sysrootPlan, pool Blo
 	close(jobs)
 	wg.Wait()
 	if firstErr != nil {
-		return nil, firstErr
+		return firstErr
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
+	return ctx.Err()
+}
+
+// symlinks makes the symbolic links.
+func (a *assembly) symlinks(links []sysrootPlanLink) error {
 	for _, l := range links {
-		if err := os.Symlink(l.target, filepath.Join(root, l.rel)); err != nil {
-			if err := skip(l.rel, err); err != nil {
-				return nil, err
+		if err := os.Symlink(l.target, filepath.Join(a.root, l.rel)); err != nil {
+			if err := a.skip(l.rel, err); err != nil {
+				return err
 			}
 			continue
 		}
-		m.Links++
+		a.m.Links++
 	}
-	return m, nil
+	return nil
 }
 
 // placeSysrootFile hard-links the plain copy of f to dst, or copies it
