@@ -113,7 +113,7 @@ func TestCoredump2PackagesUploads(t *testing.T) {
 			}
 			if tt.status == http.StatusOK {
 				var rep Report
-				if err := json.Unmarshal(b, &rep); err != nil || rep.CrashPackage != c.NEVRA {
+				if err := json.Unmarshal(b, &rep); err != nil || crashOf(&rep) != c.NEVRA {
 					t.Fatalf("answer %s (%v), want crash package %s", b, err, c.NEVRA)
 				}
 				return

@@ -2,8 +2,7 @@ package resolver
 
 import (
 	"errors"
-	"fmt"
-	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -30,28 +29,6 @@ type Object struct {
 	BuildID index.BuildID
 }
 
-// Unresolved is an object whose build-id the index does not know.
-type Unresolved struct {
-	BuildID string `json:"build_id"`
-	Path    string `json:"path"`
-}
-
-// Report is coredump2packages' answer.
-type Report struct {
-	// CrashPackage owns the crashing executable; "" when unknown.
-	CrashPackage string `json:"crash_package"`
-	// Packages are the binary packages of the resolved objects.
-	Packages []string `json:"packages"`
-	// DebuginfoPackages hold the debug files for those objects.
-	DebuginfoPackages []string     `json:"debuginfo_packages"`
-	Unresolved        []Unresolved `json:"unresolved"`
-	// UnresolvedAltLinks are dwz multifiles that chosen debug files need
-	// (their .gnu_debugaltlink) and the index does not have: build_id is
-	// the multifile's, path the debug file that needs it. Without them a
-	// debugger drops those debug files whole.
-	UnresolvedAltLinks []Unresolved `json:"unresolved_altlinks"`
-}
-
 // CoreToPackages resolves a core's objects to the packages needed to
 // retrace it. exe is the crashing executable's path.
 //
@@ -60,14 +37,69 @@ type Report struct {
 // a program and its libraries come from one build of a source package far
 // more often than not. Ties go to the newest.
 func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
-	rep := &Report{Packages: []string{}, DebuginfoPackages: []string{}, Unresolved: []Unresolved{}, UnresolvedAltLinks: []Unresolved{}}
-	type candidates struct {
-		obj  Object
-		exec []index.Match // executable-kind matches
-		dbg  []index.Match // debuginfo-kind matches
+	rep := &Report{Packages: []index.NEVRA{}, DebuginfoPackages: []index.NEVRA{}, Unresolved: []Unresolved{}, UnresolvedAltLinks: []Unresolved{}}
+	found, v, err := lookUpObjects(idx, objs, rep)
+	if err != nil {
+		return nil, err
 	}
+	pkgs, dbgs := map[index.NEVRA]bool{}, map[index.NEVRA]bool{}
+	var alts []index.Match // chosen debug files that point at a dwz multifile
+	for _, c := range found {
+		bin := v.pick(c.exec)
+		if bin != nil {
+			pkgs[bin.NEVRA] = true
+			if c.obj.Path == exe {
+				crash := bin.NEVRA
+				rep.CrashPackage = &crash
+			}
+		}
+		switch dbg := v.debugFile(c, bin); {
+		case dbg != nil:
+			dbgs[dbg.NEVRA] = true
+			if !dbg.AltLink.IsZero() {
+				alts = append(alts, *dbg)
+			}
+		case bin != nil:
+			guess := bin.NEVRA
+			guess.Name += "-debuginfo"
+			ok, err := idx.HasPackage(guess)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				dbgs[guess] = true
+			}
+		}
+	}
+	if err := addMultifiles(idx, alts, dbgs, rep); err != nil {
+		return nil, err
+	}
+	rep.Packages = append(rep.Packages, sortedNEVRAs(pkgs)...)
+	rep.DebuginfoPackages = append(rep.DebuginfoPackages, sortedNEVRAs(dbgs)...)
+	sort.Slice(rep.Unresolved, func(i, j int) bool { return rep.Unresolved[i].Path < rep.Unresolved[j].Path })
+	sort.Slice(rep.UnresolvedAltLinks, func(i, j int) bool { return rep.UnresolvedAltLinks[i].Path < rep.UnresolvedAltLinks[j].Path })
+	return rep, nil
+}
+
+// candidates are the files of the index that carry one object's
+// build-id, newest package first.
+type candidates struct {
+	obj  Object
+	exec []index.Match // executable-kind matches
+	dbg  []index.Match // debuginfo-kind matches
+}
+
+// votes counts, for each EVR.arch, how many of the core's objects a
+// build of that version and arch carries.
+type votes map[string]int
+
+// lookUpObjects looks up each object's build-id: those the index does not
+// know go to rep.Unresolved, the others come back with their candidates,
+// and each version that carries one gets its vote (by its binary
+// packages, or by its debug files when only those carry it).
+func lookUpObjects(idx Packager, objs []Object, rep *Report) ([]candidates, votes, error) {
 	var found []candidates
-	votes := map[string]int{} // EVR.arch -> how many objects offer it
+	v := votes{}
 	for _, o := range objs {
 		if o.BuildID.IsZero() {
 			continue
@@ -78,7 +110,7 @@ func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		c := candidates{obj: o}
 		seen := map[string]bool{}
@@ -90,7 +122,7 @@ func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
 			c.exec = append(c.exec, m)
 			if k := evrArch(m.NEVRA); !seen[k] {
 				seen[k] = true
-				votes[k]++
+				v[k]++
 			}
 		}
 		if len(c.exec) == 0 {
@@ -99,64 +131,48 @@ func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
 			for _, m := range c.dbg {
 				if k := evrArch(m.NEVRA); !seen[k] {
 					seen[k] = true
-					votes[k]++
+					v[k]++
 				}
 			}
 		}
 		found = append(found, c)
 	}
-	pkgs, dbgs := map[string]bool{}, map[string]bool{}
-	var alts []index.Match // chosen debug files that point at a dwz multifile
-	for _, c := range found {
-		pick := func(ms []index.Match) *index.Match {
-			var best *index.Match
-			for i := range ms { // newest first, so ties keep the newest
-				if best == nil || votes[evrArch(ms[i].NEVRA)] > votes[evrArch(best.NEVRA)] {
-					best = &ms[i]
-				}
-			}
-			return best
+	return found, v, nil
+}
+
+// pick returns the match of the version most objects agree on, nil when
+// there is none. ms is newest first, so ties keep the newest.
+func (v votes) pick(ms []index.Match) *index.Match {
+	var best *index.Match
+	for i := range ms {
+		if best == nil || v[evrArch(ms[i].NEVRA)] > v[evrArch(best.NEVRA)] {
+			best = &ms[i]
 		}
-		var bin *index.NEVRA
-		if m := pick(c.exec); m != nil {
-			bin = &m.NEVRA
-			pkgs[m.NEVRA.String()] = true
-			if c.obj.Path == exe {
-				rep.CrashPackage = m.NEVRA.String()
-			}
-		}
-		// The debug file: the one of the chosen binary's version, else the
-		// best-agreed one.
-		var dbg *index.Match
+	}
+	return best
+}
+
+// debugFile chooses c's debug file: the one of the chosen binary bin's
+// version, else the best-agreed one; nil when the index has none.
+func (v votes) debugFile(c candidates, bin *index.Match) *index.Match {
+	if bin != nil {
 		for i := range c.dbg {
-			if bin != nil && evrArch(c.dbg[i].NEVRA) == evrArch(*bin) {
-				dbg = &c.dbg[i]
-				break
-			}
-		}
-		if dbg == nil {
-			// Another build's debug file with the same build-id (an
-			// identical rebuild) fits the binary as well.
-			dbg = pick(c.dbg)
-		}
-		if dbg != nil {
-			dbgs[dbg.NEVRA.String()] = true
-			if !dbg.AltLink.IsZero() {
-				alts = append(alts, *dbg)
-			}
-		} else if bin != nil {
-			guess := *bin
-			guess.Name += "-debuginfo"
-			if ok, err := idx.HasPackage(guess); err != nil {
-				return nil, err
-			} else if ok {
-				dbgs[guess.String()] = true
+			if evrArch(c.dbg[i].NEVRA) == evrArch(bin.NEVRA) {
+				return &c.dbg[i]
 			}
 		}
 	}
-	// The dwz multifiles: by build-id, whatever package ships them (with
-	// _debuginfo_subpackages, the main NAME-debuginfo, which no object of
-	// the core may need otherwise).
+	// Another build's debug file with the same build-id (an identical
+	// rebuild) fits the binary as well.
+	return v.pick(c.dbg)
+}
+
+// addMultifiles adds to dbgs the packages of the dwz multifiles that the
+// chosen debug files alts point at: by build-id, whatever package ships
+// them (with _debuginfo_subpackages, the main NAME-debuginfo, which no
+// object of the core may need otherwise). Those the index lacks go to
+// rep.UnresolvedAltLinks, once each.
+func addMultifiles(idx Packager, alts []index.Match, dbgs map[index.NEVRA]bool, rep *Report) error {
 	missing := map[index.BuildID]bool{}
 	for _, d := range alts {
 		ms, err := idx.Lookup(d.AltLink)
@@ -168,23 +184,13 @@ func CoreToPackages(idx Packager, exe string, objs []Object) (*Report, error) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if m := multifile(ms, d.NEVRA); m != nil {
-			dbgs[m.NEVRA.String()] = true
+			dbgs[m.NEVRA] = true
 		}
 	}
-	for k := range pkgs {
-		rep.Packages = append(rep.Packages, k)
-	}
-	for k := range dbgs {
-		rep.DebuginfoPackages = append(rep.DebuginfoPackages, k)
-	}
-	sort.Strings(rep.Packages)
-	sort.Strings(rep.DebuginfoPackages)
-	sort.Slice(rep.Unresolved, func(i, j int) bool { return rep.Unresolved[i].Path < rep.Unresolved[j].Path })
-	sort.Slice(rep.UnresolvedAltLinks, func(i, j int) bool { return rep.UnresolvedAltLinks[i].Path < rep.UnresolvedAltLinks[j].Path })
-	return rep, nil
+	return nil
 }
 
 // multifile picks, among the matches of a multifile's build-id, the file
@@ -212,29 +218,15 @@ func multifile(ms []index.Match, of index.NEVRA) *index.Match {
 
 func evrArch(n index.NEVRA) string { return n.EVR() + "." + n.Arch }
 
-// WriteText writes the report as Retrace Server prints it: the crash
-// package (or "-"), a blank line, every package needed (debuginfo
-// included) one a line, sorted, a blank line, then "PATH BUILDID" for each
-// object the index does not know.
-func (r *Report) WriteText(w io.Writer) error {
-	var b strings.Builder
-	crash := r.CrashPackage
-	if crash == "" {
-		crash = "-"
-	}
-	b.WriteString(crash + "\n\n")
-	all := slices.Concat(r.Packages, r.DebuginfoPackages)
-	sort.Strings(all)
-	for _, p := range all {
-		b.WriteString(p + "\n")
-	}
-	b.WriteString("\n")
-	for _, u := range r.Unresolved {
-		fmt.Fprintf(&b, "%s %s\n", u.Path, u.BuildID)
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+// sortedNEVRAs lists the set's NEVRAs in the order of their string
+// forms, the order the text and JSON outputs have always had.
+func sortedNEVRAs(set map[index.NEVRA]bool) []index.NEVRA {
+	out := slices.Collect(maps.Keys(set))
+	slices.SortFunc(out, compareNEVRAStrings)
+	return out
 }
+
+func compareNEVRAStrings(a, b index.NEVRA) int { return strings.Compare(a.String(), b.String()) }
 
 // ObjectsOf turns a parsed core into the objects coredump2packages looks
 // up, and names its executable.

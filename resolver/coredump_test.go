@@ -43,10 +43,10 @@ func TestCoreToPackagesFixtures(t *testing.T) {
 			}
 			dbg := n
 			dbg.Name += "-debuginfo"
-			if rep.CrashPackage != c.NEVRA {
-				t.Errorf("crash package %q, want %q", rep.CrashPackage, c.NEVRA)
+			if crashOf(rep) != c.NEVRA {
+				t.Errorf("crash package %q, want %q", crashOf(rep), c.NEVRA)
 			}
-			if strings.Join(rep.Packages, " ") != c.NEVRA || strings.Join(rep.DebuginfoPackages, " ") != dbg.String() {
+			if joinNEVRAs(rep.Packages) != c.NEVRA || joinNEVRAs(rep.DebuginfoPackages) != dbg.String() {
 				t.Errorf("packages %v + %v, want [%s] + [%s]", rep.Packages, rep.DebuginfoPackages, c.NEVRA, dbg)
 			}
 			if len(rep.Unresolved) != unknown {
@@ -87,15 +87,15 @@ func TestCoreToPackagesPicksAgreedVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(rep.Packages, " ") != "app-1.0-1.x86_64" || rep.CrashPackage != "app-1.0-1.x86_64" {
+	if joinNEVRAs(rep.Packages) != "app-1.0-1.x86_64" || crashOf(rep) != "app-1.0-1.x86_64" {
 		t.Fatalf("report %+v: the library should come from the executable's release", rep)
 	}
-	if strings.Join(rep.DebuginfoPackages, " ") != "app-debuginfo-1.0-1.x86_64" {
+	if joinNEVRAs(rep.DebuginfoPackages) != "app-debuginfo-1.0-1.x86_64" {
 		t.Fatalf("debuginfo %v", rep.DebuginfoPackages)
 	}
 	// Alone, the library resolves to the newest build.
 	rep, err = CoreToPackages(idx, "/usr/bin/other", []Object{{Path: "/usr/lib64/libapp.so.1", BuildID: lib}})
-	if err != nil || strings.Join(rep.Packages, " ") != "app-1.0-2.x86_64" || rep.CrashPackage != "" {
+	if err != nil || joinNEVRAs(rep.Packages) != "app-1.0-2.x86_64" || crashOf(rep) != "" {
 		t.Fatalf("lone library: %+v %v", rep, err)
 	}
 }
@@ -138,7 +138,7 @@ func TestCoreToPackagesMultifile(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "tb-debuginfo-2.0-1.x86_64 tb-extra-debuginfo-2.0-1.x86_64 tb-libs-debuginfo-2.0-1.x86_64"
-	if got := strings.Join(rep.DebuginfoPackages, " "); got != want {
+	if got := joinNEVRAs(rep.DebuginfoPackages); got != want {
 		t.Errorf("debuginfo %s, want %s", got, want)
 	}
 	if len(rep.UnresolvedAltLinks) != 0 {

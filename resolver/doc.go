@@ -16,4 +16,12 @@
 // directory's free-space policy (gc/diskspace: 507 below it) and at most
 // Config.MaxSpools at once (503 beyond), and stored ELF files are opened
 // with elfnote.NewFile, never with debug/elf directly.
+//
+// coredump2packages' answer, a [Report], names packages as index.NEVRA
+// values, which the retrace worker uses as they are; its JSON and text
+// forms (report.go) are the strings SPEC fixes.
+//
+// Imports: the standard library, gin, golang.org/x/sync/singleflight,
+// index, index/blob, index/elfnote, internal/decompress, gc/diskspace and
+// its own corefile; never the mirror, retrace or web.
 package resolver

@@ -1,53 +1,11 @@
 package retrace
 
 import (
-	"context"
-	"io"
 	"log/slog"
 	"time"
 
 	"github.com/retraced/retraced/gc/diskspace"
 )
-
-// A Retracer turns a crash directory into a backtrace.
-//
-// crashDir holds coredump and whichever of the other [AllowedFiles] the
-// client sent; the Retracer must treat them as hostile and must not write
-// there. It writes progress lines, each with a timestamp, to log, which is
-// served as the task's log while it runs. It returns the backtrace as GDB
-// prints it with its rating and what was missing, or an error saying why
-// there is no usable backtrace.
-//
-// Retrace must return soon after ctx ends: ctx carries the task's timeout
-// and the server's shutdown. A Retracer that does not is abandoned a short
-// while later and its task fails, but its goroutine leaks.
-type Retracer interface {
-	Retrace(ctx context.Context, crashDir string, log io.Writer) (Result, error)
-}
-
-// Result is what a retrace produced. With an error, Backtrace may still
-// hold what GDB printed (a backtrace too poor to use): it is kept with
-// the task.
-type Result struct {
-	Backtrace string
-	// Rating rates Backtrace; nil when the Retracer does not rate.
-	Rating *Rating
-	// Missing lists what the mirror lacks for this core, one
-	// "PATH BUILDID" each: mapped objects whose build-id no package
-	// ships, and dwz multifiles that debug files point at.
-	Missing []string
-}
-
-// A PackageChecker answers GET /checkpackage: does the mirror hold the
-// package a crash came from?
-type PackageChecker interface {
-	// HasNVRArch reports whether the package nvr ("name-version-release",
-	// possibly with "epoch:" before the version, as ABRT's package file
-	// holds it) is known for arch. The handler asks again with "noarch"
-	// when arch is not found. An error is a failure of the store, not a
-	// miss.
-	HasNVRArch(nvr, arch string) (bool, error)
-}
 
 // Config tunes a Server. The zero value of a field means its default.
 type Config struct {

@@ -4,7 +4,7 @@
 // its backtrace or log. It owns the tasks on disk, the queue and the pool
 // of workers that run them; the retracing itself (assembling a sysroot
 // from the mirror and running GDB) is a [Retracer] that the caller passes
-// in.
+// in: serve passes the Worker of package retrace/worker.
 //
 // # Vocabulary
 //
@@ -20,7 +20,11 @@
 //     salted SHA-256 of it and compares in constant time.
 //   - A worker is one of the MaxRunningTasks goroutines of [Server.Run]; it
 //     takes the oldest pending task and calls the Retracer with the task's
-//     wall-clock timeout.
+//     wall-clock timeout. (retrace/worker's Worker is the Retracer they
+//     share.)
+//   - A result ([Result]) is what a Retracer returns: the backtrace, its
+//     rating in words and what the mirror lacked; with [ErrUnusable] the
+//     task fails and keeps the backtrace.
 //
 // # On disk
 //
@@ -51,18 +55,17 @@
 // of whose blocks would need a dictionary of more than [MaxXZDict] bytes
 // is refused (413) before the decoder allocates it.
 //
-// The task server (server.go, api.go) imports gin, the standard library,
-// internal/decompress, gc/diskspace (the free-space policy an upload is
-// checked against, [Config].Space) and internal/httpbound (an upload's
-// minimum rate) only: package checks go through
-// [PackageChecker] and retracing through [Retracer]. Old tasks go when
-// the caller calls [Server.Expire] (serve's scheduler does, hourly) or gc
-// plans them; [Server.Run] runs only the workers. The [Worker] — the
-// Retracer serve uses — reads the index and the blob pool through small
-// interfaces ([WorkerIndex], [BlobSource]) and the resolver's core
-// reader; it never reaches into the mirror. It chooses packages by
-// build-id (dwz multifiles included, see resolver.CoreToPackages), links
-// auto-load scripts and objects the core names elsewhere into the
-// sysroot, and rates what gdb prints ([RateBacktrace]): a backtrace with
-// no named frame in the crashing thread fails the task ([ErrUnusable]).
+// # Imports
+//
+// retrace may import the standard library, gin, internal/decompress,
+// internal/httpbound (an upload's minimum rate), gc (the Owner interface
+// that [Server] and [Tasks] implement for expired tasks) and gc/diskspace
+// (the free-space policy an upload is checked against, [Config].Space):
+// nothing of the index, the blob pool, the resolver, the mirror or
+// retrace/worker. Package checks go through [PackageChecker] and
+// retracing through [Retracer], both declared here. Old tasks go when the
+// caller calls [Server.Expire] (serve's scheduler does, hourly) or gc
+// plans them; [Server.Run] runs only the workers. What a Retracer keeps
+// (retrace/worker's sysroots) it gives to gc itself, as an owner of its
+// own.
 package retrace

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/retraced/retraced/gc"
@@ -71,39 +70,22 @@ func treeSize(dir string) int64 {
 }
 
 // Plan lists the finished tasks past their retention, by the server's
-// clock, and what the Retracer plans when it is a gc.Owner too (the
-// Worker's sysroots): the server is the retrace service's one owner.
+// clock (gc.Owner).
 func (s *Server) Plan(ctx context.Context, _ time.Time) ([]gc.Item, error) {
-	items, err := expired(s.dir, s.cfg, s.cfg.Now(), s)
-	if err != nil {
-		return nil, err
-	}
-	if o, ok := s.r.(gc.Owner); ok {
-		more, err := o.Plan(ctx, s.cfg.Now())
-		if err != nil {
-			return nil, err
-		}
-		items = append(items, more...)
-	}
-	return items, nil
+	return expired(s.dir, s.cfg, s.cfg.Now(), s)
 }
 
-// Delete removes planned tasks (one already gone is not an error) and
-// hands the other items to the Retracer.
+// Delete removes planned tasks; one already gone is not an error, and
+// items of other kinds are not the server's.
 func (s *Server) Delete(ctx context.Context, items []gc.Item) error {
 	var errs []error
-	var others []gc.Item
 	for _, it := range items {
 		if it.Kind != KindTask {
-			others = append(others, it)
 			continue
 		}
 		if err := s.remove(it.Name); err != nil && !errors.Is(err, ErrNotFound) {
 			errs = append(errs, err)
 		}
-	}
-	if o, ok := s.r.(gc.Owner); ok && len(others) > 0 {
-		errs = append(errs, o.Delete(ctx, others))
 	}
 	return errors.Join(errs...)
 }
@@ -150,94 +132,5 @@ func (t *Tasks) Delete(ctx context.Context, items []gc.Item) error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
-}
-
-// KindSysroot is the gc item kind of a cached sysroot, or of what a dead
-// worker left in the sysroot directory.
-const KindSysroot = "sysroot"
-
-var (
-	_ gc.Owner = (*Worker)(nil)
-	_ gc.Owner = (*Sysroots)(nil)
-)
-
-// Plan lists the cached sysroots not in use beyond the budget, least
-// recently used first (gc.Owner). The worker evicts those itself when a
-// retrace releases its sysroot, so this is usually empty.
-func (w *Worker) Plan(ctx context.Context, _ time.Time) ([]gc.Item, error) {
-	return w.cache.collectable(), nil
-}
-
-// Delete removes planned sysroots; one in use again, or already gone, is
-// left alone.
-func (w *Worker) Delete(ctx context.Context, items []gc.Item) error {
-	return w.cache.collect(sysrootKeys(items))
-}
-
-func sysrootKeys(items []gc.Item) []string {
-	var keys []string
-	for _, it := range items {
-		if it.Kind == KindSysroot && isSysrootKey(it.Name) {
-			keys = append(keys, it.Name)
-		}
-	}
-	return keys
-}
-
-// Sysroots is a sysroot directory that no Worker has open (retraced gc
-// while serve is not running): it plans the sysroots beyond Budget and
-// what a dead worker left, as a Worker opening the directory would
-// remove them, and deletes them. Each call takes the directory's lock,
-// failing with ErrSysrootDirBusy while a Worker has it.
-type Sysroots struct {
-	Dir string
-	// Budget bounds the sysroots' bytes (default DefaultSysrootBudget).
-	Budget int64
-}
-
-func (s *Sysroots) open() (*sysrootCache, []string, error) {
-	budget := s.Budget
-	if budget <= 0 {
-		budget = DefaultSysrootBudget
-	}
-	return loadSysrootCache(s.Dir, budget, time.Now)
-}
-
-// Plan lists what a dead worker left, then the sysroots beyond the
-// budget, least recently used first. A missing directory holds nothing.
-func (s *Sysroots) Plan(ctx context.Context, _ time.Time) ([]gc.Item, error) {
-	if _, err := os.Stat(s.Dir); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	c, stale, err := s.open()
-	if err != nil {
-		return nil, err
-	}
-	var items []gc.Item
-	for _, name := range stale {
-		items = append(items, gc.Item{Kind: KindSysroot, Name: name, Bytes: treeSize(filepath.Join(s.Dir, name))})
-	}
-	items = append(items, c.collectable()...)
-	return items, c.Close()
-}
-
-// Delete removes planned sysroots and leftovers; what is gone already is
-// not an error.
-func (s *Sysroots) Delete(ctx context.Context, items []gc.Item) error {
-	if _, err := os.Stat(s.Dir); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	c, stale, err := s.open()
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, it := range items {
-		if it.Kind == KindSysroot && slices.Contains(stale, it.Name) {
-			errs = append(errs, os.RemoveAll(filepath.Join(s.Dir, it.Name)))
-		}
-	}
-	errs = append(errs, c.collect(sysrootKeys(items)), c.Close())
 	return errors.Join(errs...)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/retraced/retraced/fixtures/fixturestore"
 	"github.com/retraced/retraced/retrace"
 	"github.com/retraced/retraced/retrace/taskclient"
+	"github.com/retraced/retraced/retrace/worker"
 )
 
 // coreRetracer is the test Retracer: it reads the coredump's ELF header
@@ -486,7 +487,7 @@ func TestBatchRealWorker(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	w, err := retrace.NewWorker(st.Index, st.Pool, retrace.WorkerConfig{SysrootDir: filepath.Join(dir, "sysroots")})
+	w, err := worker.New(st.Index, st.Pool, worker.Config{SysrootDir: filepath.Join(dir, "sysroots")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/retraced/retraced/fixtures"
 	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/retrace"
+	"github.com/retraced/retraced/retrace/worker"
 	"github.com/retraced/retraced/web"
 )
 
@@ -369,7 +370,7 @@ supported_releases = ["fedora-40-x86_64"]
 	if rc := serverConfig(cfg); rc.MaxRunningTasks != retrace.DefaultMaxRunningTasks || rc.MaxPackedSize != retrace.DefaultMaxPackedSize || rc.TaskTimeout != retrace.DefaultTaskTimeout {
 		t.Errorf("defaults: %+v", rc)
 	}
-	if wc := workerConfig(dir, cfg.Retrace); wc.MemoryLimit >= 0 || wc.Timeout != retrace.DefaultGDBTimeout || wc.Network != "" {
+	if wc := workerConfig(dir, cfg.Retrace); wc.MemoryLimit >= 0 || wc.Timeout != worker.DefaultGDBTimeout || wc.Network != "" {
 		t.Errorf("worker defaults: %+v", wc)
 	}
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/retrace"
+	"github.com/retraced/retraced/retrace/worker"
 )
 
 // Config is retraced's whole configuration: defaults, then the TOML file,
@@ -261,9 +262,9 @@ func defaultRetraceConfig() RetraceConfig {
 		MinUploadRate:    retrace.DefaultMinUploadRate,
 		UploadRateWindow: retrace.DefaultUploadRateWindow.String(),
 		MaxUploads:       4 * retrace.DefaultMaxQueuedTasks,
-		GDBTimeout:       retrace.DefaultGDBTimeout.String(),
-		GDBMemoryMB:      retrace.DefaultGDBMemory >> 20,
-		SysrootBudgetMB:  retrace.DefaultSysrootBudget >> 20,
+		GDBTimeout:       worker.DefaultGDBTimeout.String(),
+		GDBMemoryMB:      worker.DefaultGDBMemory >> 20,
+		SysrootBudgetMB:  worker.DefaultSysrootBudget >> 20,
 	}
 }
 

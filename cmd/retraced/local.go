@@ -10,6 +10,7 @@ import (
 	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/resolver"
 	"github.com/retraced/retraced/retrace"
+	"github.com/retraced/retraced/retrace/worker"
 )
 
 // local is the backend of a data directory this process holds.
@@ -73,7 +74,7 @@ func (l *local) GC(ctx context.Context, dryRun bool) (*gcReport, error) {
 	keep, failed := l.cfg.retention()
 	tasks := &retrace.Tasks{Dir: filepath.Join(l.s.dir, "tasks"),
 		Config: retrace.Config{DeleteAfter: keep, DeleteFailedAfter: failed}}
-	sysroots := &retrace.Sysroots{Dir: filepath.Join(l.s.dir, "sysroots"), Budget: l.cfg.Retrace.SysrootBudgetMB << 20}
+	sysroots := &worker.Sysroots{Dir: filepath.Join(l.s.dir, "sysroots"), Budget: l.cfg.Retrace.SysrootBudgetMB << 20}
 	return collect(ctx, l.s, time.Now(), dryRun, tasks, sysroots)
 }
 

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/gc"
 	"github.com/retraced/retraced/internal/httpbound"
 	"github.com/retraced/retraced/internal/throttle"
 	"github.com/retraced/retraced/mirror"
@@ -85,14 +86,15 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 	if err := addEmbeddedDefault(ctx, s, log); err != nil {
 		return err
 	}
-	rs, worker, err := startTasks(s, cfg, log)
+	rs, rw, err := startTasks(s, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer worker.Close()
+	defer rw.Close()
+	owners := []gc.Owner{rs, rw} // expired tasks, idle sysroots
 	sched := web.NewScheduler(web.SystemClock, log)
-	h := newHandler(s, cfg, rs, sched)
-	if err := scheduleUpkeep(sched, s, cfg, h.ops, rs, log); err != nil {
+	h := newHandler(s, cfg, rs, sched, owners)
+	if err := scheduleUpkeep(sched, s, cfg, h.ops, rs, owners, log); err != nil {
 		return err
 	}
 	ln, err := listen("tcp", cfg.Listen)
@@ -153,11 +155,11 @@ const (
 )
 
 // scheduleUpkeep adds serve's own jobs to sched: a collection on
-// gc_schedule, and the expiry of retrace tasks past their retention every
-// hour and at start.
-func scheduleUpkeep(sched *web.Scheduler, s *store, cfg Config, ops *web.Ops, rs *retrace.Server, log *slog.Logger) error {
+// gc_schedule (with the owners' items), and the expiry of retrace tasks
+// past their retention every hour and at start.
+func scheduleUpkeep(sched *web.Scheduler, s *store, cfg Config, ops *web.Ops, rs *retrace.Server, owners []gc.Owner, log *slog.Logger) error {
 	if err := sched.Set(gcJob, cfg.GCSchedule, func(ctx context.Context) {
-		rep, err := collect(ctx, s, ops.OldestSyncStart(), false, rs)
+		rep, err := collect(ctx, s, ops.OldestSyncStart(), false, owners...)
 		if err != nil {
 			log.Error("gc", "err", err)
 			return
@@ -185,7 +187,9 @@ type handler struct {
 	ops    *web.Ops
 }
 
-func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler) *handler {
+// newHandler builds serve's routes; owners are what POST /api/v1/gc
+// collects beside the store.
+func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler, owners []gc.Owner) *handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.Recovery())
@@ -210,7 +214,7 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler) 
 	resolver.NewDebuginfod(s.idx, s.pool).Register(r)
 	ops := web.NewOps(s.mirror, sched, web.Config{AdminToken: cfg.AdminToken, Space: s.space})
 	ops.Register(r)
-	registerGC(r, s, ops, ops.Admin(), rs)
+	registerGC(r, s, ops, ops.Admin(), owners...)
 	rs.Register(r)
 	web.NewStatus(ops, s.idx, web.StatusSources{
 		GC:       func() *web.GCSummary { return lastGC(s.dir) },

@@ -9,6 +9,7 @@ import (
 
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/retrace"
+	"github.com/retraced/retraced/retrace/worker"
 	"github.com/retraced/retraced/web"
 )
 
@@ -30,8 +31,10 @@ func (p packageChecker) HasNVRArch(nvr, arch string) (bool, error) {
 }
 
 // startTasks builds the retrace service: the worker (sysroots under
-// DATA/sysroots) and the task server (DATA/tasks).
-func startTasks(s *store, cfg Config, log *slog.Logger) (*retrace.Server, *retrace.Worker, error) {
+// DATA/sysroots) and the task server (DATA/tasks), whose Retracer it is.
+// Both are gc owners: the server of expired tasks, the worker of idle
+// sysroots.
+func startTasks(s *store, cfg Config, log *slog.Logger) (*retrace.Server, *worker.Worker, error) {
 	w, err := openWorker(s, cfg)
 	if err != nil {
 		return nil, nil, err
@@ -69,8 +72,8 @@ func serverConfig(cfg Config) retrace.Config {
 
 // workerConfig is the worker's part of cfg's [retrace], sysroots under
 // DATA/sysroots.
-func workerConfig(dir string, r RetraceConfig) retrace.WorkerConfig {
-	wc := retrace.WorkerConfig{
+func workerConfig(dir string, r RetraceConfig) worker.Config {
+	wc := worker.Config{
 		SysrootDir:    filepath.Join(dir, "sysroots"),
 		SysrootBudget: r.SysrootBudgetMB << 20,
 		MemoryLimit:   r.GDBMemoryMB << 20,
@@ -85,9 +88,9 @@ func workerConfig(dir string, r RetraceConfig) retrace.WorkerConfig {
 
 // openWorker makes the retrace worker over the store, as cfg's [retrace]
 // says.
-func openWorker(s *store, cfg Config) (*retrace.Worker, error) {
+func openWorker(s *store, cfg Config) (*worker.Worker, error) {
 	wc := workerConfig(s.dir, cfg.Retrace)
-	w, err := retrace.NewWorker(s.idx, s.pool, wc)
+	w, err := worker.New(s.idx, s.pool, wc)
 	if err != nil {
 		return nil, fmt.Errorf("retrace worker: %w", err)
 	}

@@ -1,4 +1,4 @@
-package retrace
+package worker
 
 import (
 	"bytes"
@@ -52,12 +52,12 @@ func workerStore(t testing.TB, repos ...string) (*index.Store, *blob.Pool) {
 }
 
 // newTestWorker opens a Worker on a fresh sysroot directory.
-func newTestWorker(t testing.TB, idx WorkerIndex, pool BlobSource, cfg WorkerConfig) *Worker {
+func newTestWorker(t testing.TB, idx Index, pool BlobSource, cfg Config) *Worker {
 	t.Helper()
 	if cfg.SysrootDir == "" {
 		cfg.SysrootDir = filepath.Join(workerDir(t), "sysroots")
 	}
-	w, err := NewWorker(idx, pool, cfg)
+	w, err := New(idx, pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ var workerLogLineRE = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+\d+\
 func TestWorkerRetraceFixtureCores(t *testing.T) {
 	workerNeedsGDB(t)
 	idx, pool := workerStore(t, "repo")
-	w := newTestWorker(t, idx, pool, WorkerConfig{})
+	w := newTestWorker(t, idx, pool, Config{})
 	for _, c := range fixtures.Cores(t) {
 		t.Run(c.File, func(t *testing.T) {
 			var log bytes.Buffer
@@ -185,7 +185,7 @@ func workerHasLine(text, want string) bool {
 func TestWorkerRetraceCore(t *testing.T) {
 	workerNeedsGDB(t)
 	idx, pool := workerStore(t, "repo")
-	w := newTestWorker(t, idx, pool, WorkerConfig{})
+	w := newTestWorker(t, idx, pool, Config{})
 	c := workerCore(t, "counter-1.1.core.zst")
 	core := fixtures.CoreFile(t, c.File)
 	res, err := w.RetraceCore(context.Background(), core, "", nil)
@@ -230,7 +230,7 @@ func TestWorkerDisassemblyWithoutSymbols(t *testing.T) {
 	if res, err := st.Mirror.Sync(context.Background(), src.Name, nil); err != nil || !res.OK() {
 		t.Fatalf("sync: %v %v", res, err)
 	}
-	w := newTestWorker(t, st.Index, st.Pool, WorkerConfig{})
+	w := newTestWorker(t, st.Index, st.Pool, Config{})
 	var log bytes.Buffer
 	res, err := w.Retrace(context.Background(), workerCrashDir(t, c), &log)
 	bt := res.Backtrace
@@ -248,7 +248,7 @@ func TestWorkerDisassemblyWithoutSymbols(t *testing.T) {
 	}
 
 	idx, pool := workerStore(t, "repo")
-	w = newTestWorker(t, idx, pool, WorkerConfig{})
+	w = newTestWorker(t, idx, pool, Config{})
 	if res, err = w.Retrace(context.Background(), workerCrashDir(t, c), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestWorkerExecutableNotMirrored(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			idx, pool := workerStore(t, tc.repos...)
 			gdb, marker := workerMarkerGDB(t)
-			w := newTestWorker(t, idx, pool, WorkerConfig{GDB: gdb})
+			w := newTestWorker(t, idx, pool, Config{GDB: gdb})
 			var log bytes.Buffer
 			start := time.Now()
 			_, err := w.Retrace(context.Background(), workerCrashDir(t, c), &log)
@@ -322,7 +322,7 @@ func TestWorkerExecutableNotMirrored(t *testing.T) {
 func TestWorkerGDBHangs(t *testing.T) {
 	workerNeedsGDB(t)
 	idx, pool := workerStore(t, "repo")
-	w := newTestWorker(t, idx, pool, WorkerConfig{Timeout: time.Second})
+	w := newTestWorker(t, idx, pool, Config{Timeout: time.Second})
 	pidDir := workerDir(t)
 	if err := os.Chmod(pidDir, 0o777); err != nil {
 		t.Fatal(err)
@@ -362,7 +362,7 @@ func TestWorkerGDBHangs(t *testing.T) {
 func TestWorkerGDBMemoryLimit(t *testing.T) {
 	workerNeedsGDB(t)
 	idx, pool := workerStore(t, "repo")
-	w := newTestWorker(t, idx, pool, WorkerConfig{MemoryLimit: 16 << 20})
+	w := newTestWorker(t, idx, pool, Config{MemoryLimit: 16 << 20})
 	var log bytes.Buffer
 	_, err := w.Retrace(context.Background(), workerCrashDir(t, workerCore(t, "crashme-1.0.core.zst")), &log)
 	t.Logf("%v\n%s", err, log.String())
@@ -388,7 +388,7 @@ func TestWorkerSysrootUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	idx, pool := workerStore(t, "repo")
-	w := newTestWorker(t, idx, pool, WorkerConfig{SysrootDir: filepath.Join(private, "sysroots")})
+	w := newTestWorker(t, idx, pool, Config{SysrootDir: filepath.Join(private, "sysroots")})
 	w.gdbExtra = []string{"list crashme_dispatch", "shell id -u"}
 	c := workerCore(t, "crashme-1.0.core.zst")
 	var log bytes.Buffer
@@ -414,7 +414,7 @@ func TestWorkerSysrootUnreachable(t *testing.T) {
 func TestWorkerConcurrent(t *testing.T) {
 	workerNeedsGDB(t)
 	idx, pool := workerStore(t, "repo")
-	w := newTestWorker(t, idx, pool, WorkerConfig{})
+	w := newTestWorker(t, idx, pool, Config{})
 	dirs := []string{
 		workerCrashDir(t, workerCore(t, "crashme-1.0.core.zst")),
 		workerCrashDir(t, workerCore(t, "counter-1.1.core.zst")),
@@ -445,7 +445,7 @@ func TestWorkerSandbox(t *testing.T) {
 	}
 	t.Setenv("DEBUGINFOD_URLS", "http://debuginfod.invalid")
 	idx, pool := workerStore(t, "repo")
-	w := newTestWorker(t, idx, pool, WorkerConfig{})
+	w := newTestWorker(t, idx, pool, Config{})
 	w.gdbExtra = []string{
 		"echo --net--\\n", "shell cat /proc/net/dev",
 		"echo --id--\\n", "shell id -u; id -g; id -G",
@@ -498,7 +498,7 @@ func TestWorkerSandbox(t *testing.T) {
 func TestWorkerSysrootReused(t *testing.T) {
 	workerNeedsGDB(t)
 	idx, pool := workerStore(t, "repo")
-	w := newTestWorker(t, idx, pool, WorkerConfig{})
+	w := newTestWorker(t, idx, pool, Config{})
 	c := workerCore(t, "greeter-1.0.core.zst")
 	dir := workerCrashDir(t, c)
 	var log1, log2 bytes.Buffer
@@ -544,7 +544,7 @@ func TestWorkerSysrootReused(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	w2, err := NewWorker(idx, pool, w.cfg)
+	w2, err := New(idx, pool, w.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -579,7 +579,7 @@ func workerSysrootKey(t testing.TB, w *Worker, log string) string {
 func TestWorkerSysrootEvicted(t *testing.T) {
 	workerNeedsGDB(t)
 	idx, pool := workerStore(t, "repo")
-	w := newTestWorker(t, idx, pool, WorkerConfig{SysrootBudget: 1})
+	w := newTestWorker(t, idx, pool, Config{SysrootBudget: 1})
 	for _, name := range []string{"crashme-1.0.core.zst", "counter-1.1.core.zst"} {
 		if _, err := w.Retrace(context.Background(), workerCrashDir(t, workerCore(t, name)), nil); err != nil {
 			t.Fatal(err)
@@ -618,7 +618,7 @@ func TestWorkerTiming(t *testing.T) {
 		if err := os.RemoveAll(filepath.Join(pool.Dir(), "plain")); err != nil {
 			t.Fatal(err)
 		}
-		w, err := NewWorker(idx, pool, WorkerConfig{SysrootDir: filepath.Join(workerDir(t), "sysroots")})
+		w, err := New(idx, pool, Config{SysrootDir: filepath.Join(workerDir(t), "sysroots")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -632,7 +632,7 @@ func TestWorkerTiming(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	w := newTestWorker(t, idx, pool, WorkerConfig{})
+	w := newTestWorker(t, idx, pool, Config{})
 	if _, err := w.Retrace(context.Background(), dir, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -652,7 +652,7 @@ func TestWorkerTiming(t *testing.T) {
 func BenchmarkWorkerRetrace(b *testing.B) {
 	workerNeedsGDB(b)
 	idx, pool := workerStore(b, "repo")
-	w := newTestWorker(b, idx, pool, WorkerConfig{})
+	w := newTestWorker(b, idx, pool, Config{})
 	dir := workerCrashDir(b, workerCore(b, "crashme-1.0.core.zst"))
 	for b.Loop() {
 		if _, err := w.Retrace(context.Background(), dir, nil); err != nil {

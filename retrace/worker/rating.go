@@ -1,4 +1,4 @@
-package retrace
+package worker
 
 import (
 	"fmt"

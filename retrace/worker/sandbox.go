@@ -1,4 +1,4 @@
-package retrace
+package worker
 
 import (
 	"bytes"
@@ -15,13 +15,6 @@ import (
 	"syscall"
 	"time"
 )
-
-// ErrGDBTimeout reports a GDB run killed at the worker's time limit.
-var ErrGDBTimeout = errors.New("gdb ran out of time")
-
-// ErrGDBFailed reports a GDB run that ended without a backtrace: it
-// crashed, hit its memory limit, or could not read the core.
-var ErrGDBFailed = errors.New("gdb gave no backtrace")
 
 // sandbox runs one program (GDB, or a probe in tests) confined:
 //
@@ -309,76 +302,4 @@ func (b *boundedBuffer) Write(p []byte) (int, error) {
 	b.buf.Write(p[:room])
 	b.dropped += int64(len(p)) - room
 	return len(p), nil
-}
-
-// gdbSize writes a byte count for people.
-func gdbSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
-// gdbScript is what GDB is told to do for one core.
-type gdbScript struct {
-	sysroot string // absolute, made of gdbSafePath characters
-	exe     string // the executable, inside the run directory
-	core    string // the core, inside the run directory
-	extra   []string
-}
-
-// args builds GDB's command line. Settings that must hold before any file
-// loads go in -iex; the rest run in order with -ex. In batch mode an
-// error in one -ex command is printed and the next one runs.
-func (g gdbScript) args() []string {
-	debugDir := g.sysroot + "/usr/lib/debug"
-	a := []string{
-		"-nx", "-batch",
-		"-iex", "set debuginfod enabled off",
-		"-iex", "set auto-load safe-path " + g.sysroot,
-		"-iex", "set auto-load scripts-directory " + debugDir + ":" + g.sysroot + "/usr/share/gdb/auto-load",
-		"-iex", "set sysroot " + g.sysroot,
-		"-iex", "set debug-file-directory " + debugDir,
-		"-iex", "set width 0",
-		"-iex", "set height 0",
-		"-ex", "set substitute-path /usr/src/debug " + g.sysroot + "/usr/src/debug",
-		"-ex", "file " + g.exe,
-		"-ex", "core-file " + g.core,
-	}
-	for _, e := range g.extra {
-		a = append(a, "-ex", e)
-	}
-	return append(a,
-		"-ex", "thread apply all -ascending backtrace full 1024",
-		"-ex", "info sharedlibrary",
-		"-ex", "info registers",
-		// The function around the pc, when gdb knows one (symbols)...
-		"-ex", "disassemble",
-		// ...and, in any case, the instructions from the pc on.
-		"-ex", "echo \\nInstructions from the pc:\\n",
-		"-ex", "x/16i $pc",
-	)
-}
-
-// gdbSafePath reports whether p can go on a GDB command line unquoted:
-// GDB splits some arguments at blanks, expands ~ and treats ':' as a
-// list separator in debug-file-directory.
-func gdbSafePath(p string) bool {
-	if p == "" {
-		return false
-	}
-	for _, c := range p {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.ContainsRune("/._-+@,=", c):
-		default:
-			return false
-		}
-	}
-	return true
 }

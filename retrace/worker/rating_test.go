@@ -1,4 +1,4 @@
-package retrace
+package worker
 
 import (
 	"math"
@@ -51,6 +51,26 @@ Thread 2 (LWP 11):
 			if r.Score != tt.score || math.Abs(r.Quality-tt.quality) > 1e-9 || r.Frames != tt.frames || r.Named != tt.named || r.Usable() != tt.usable {
 				t.Errorf("RateBacktrace = %+v (usable %v), want score %d quality %.4f frames %d named %d usable %v",
 					r, r.Usable(), tt.score, tt.quality, tt.frames, tt.named, tt.usable)
+			}
+		})
+	}
+}
+
+// TestRatingString: the rating in the words the task status shows after
+// "Backtrace rating: " (retrace's TestUnusableBacktrace expects the first).
+func TestRatingString(t *testing.T) {
+	tests := []struct {
+		name, out, want string
+	}{
+		{"nothing named", "Thread 1 (LWP 7):\n#0  0x00007f00000010fc in ?? ()\n#1  0x00007f0000001234 in ?? ()\n",
+			"0/4 (quality 0.00: 0 of 2 frames of the crashing thread have a function name)"},
+		{"other threads", "[Current thread is 2 (LWP 11)]\nThread 1 (LWP 10):\n#0  0x1 in ?? ()\n#1  0x2 in ?? ()\nThread 2 (LWP 11):\n#0  f () at a.c:1\n#1  main () at a.c:2\n",
+			"1/4 (quality 0.60: 2 of 2 frames of the crashing thread have a function name, 0 of 2 in the 1 other threads)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := RateBacktrace(tt.out).String(); got != tt.want {
+				t.Errorf("String() = %q, want %q", got, tt.want)
 			}
 		})
 	}
