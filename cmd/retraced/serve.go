@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/fixtures/bundled"
 	"github.com/retraced/retraced/internal/httpbound"
 	"github.com/retraced/retraced/internal/throttle"
 	"github.com/retraced/retraced/mirror"
@@ -262,7 +262,7 @@ func addEmbeddedDefault(ctx context.Context, s *store, log *slog.Logger) error {
 		return err
 	}
 	dir := filepath.Join(s.dir, "fixtures-repo")
-	if err := unpackFS(fixtures.Repo(), dir); err != nil {
+	if err := unpackFS(bundled.Repo(), dir); err != nil {
 		return fmt.Errorf("unpack the bundled fixture repository: %w", err)
 	}
 	src, err := s.mirror.Add(ctx, mirror.Source{Name: "fixtures", Kind: mirror.KindYum, URL: dir})
