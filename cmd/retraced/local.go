@@ -70,9 +70,8 @@ func (l *local) Compact(ctx context.Context) (*mirror.CompactResult, error) {
 // so nothing new is protected, and no task server has the tasks or the
 // sysroots open.
 func (l *local) GC(ctx context.Context, dryRun bool) (*gcReport, error) {
-	keep, failed := l.cfg.retention()
 	tasks := &retrace.Tasks{Dir: filepath.Join(l.s.dir, "tasks"),
-		Config: retrace.Config{DeleteAfter: keep, DeleteFailedAfter: failed}}
+		Config: retrace.Config{DeleteAfter: l.cfg.TaskTTL.Duration, DeleteFailedAfter: l.cfg.FailedTaskTTL.Duration}}
 	sysroots := &retrace.Sysroots{Dir: filepath.Join(l.s.dir, "sysroots"), Budget: l.cfg.Retrace.SysrootBudgetMB << 20}
 	return collect(ctx, l.s, time.Now(), dryRun, tasks, sysroots)
 }

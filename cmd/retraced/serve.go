@@ -105,8 +105,7 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 		return err
 	}
 	defer os.Remove(filepath.Join(s.dir, serverFile))
-	idle, _ := time.ParseDuration(cfg.IdleTimeout) // loadConfig checked it
-	srv := &http.Server{Handler: h.engine, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}
+	srv := &http.Server{Handler: h.engine, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: cfg.IdleTimeout.Duration}
 	conns := cfg.MaxConnections
 	if conns == 0 {
 		conns = httpbound.MaxConns(httpbound.NoFile())
@@ -196,8 +195,7 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler) 
 	r.Use(throttle.New(20, time.Minute, nil).Middleware())
 	// Request bodies arrive at a minimum rate or are cut; /create bounds
 	// its own uploads ([retrace] min_upload_rate).
-	window, _ := time.ParseDuration(cfg.BodyRateWindow) // loadConfig checked it
-	r.Use(httpbound.BodyRate(cfg.MinBodyRate<<10, window, time.Hour, "/create"))
+	r.Use(httpbound.BodyRate(cfg.MinBodyRate<<10, cfg.BodyRateWindow.Duration, time.Hour, "/create"))
 	api := resolver.NewAPI(s.idx, resolver.Config{SpoolDir: filepath.Join(s.pool.Dir(), "tmp")})
 	api.OnLookup = func(hit bool) {
 		result := "miss"
