@@ -172,10 +172,11 @@ func (s *Store) Quiesce() (release func()) {
 // derived from the index can keep it while Generation is unchanged.
 func (s *Store) Generation() uint64 { return s.gen.Load() }
 
-// sourcesOf returns the sources listing package n, from a small cache
-// valid for one generation (Resolve needs them for every match; decoding
-// the package record each time would dominate a lookup).
-func (s *Store) sourcesOf(n NEVRA) ([]string, error) {
+// SourcesOf returns the sources listing package n, from a small cache
+// valid for one generation (the resolver needs them for every match;
+// decoding the package record each time would dominate a lookup). The
+// slice is shared with other callers: do not modify it.
+func (s *Store) SourcesOf(n NEVRA) ([]string, error) {
 	gen := s.gen.Load()
 	s.srcMu.RLock()
 	if s.srcGen == gen {
