@@ -10,4 +10,8 @@
 // Nothing in use is collected: blobs written after the protection cutoff
 // (the start of the oldest running sync) are kept even when unreferenced,
 // since a running sync references its blobs only when it commits.
+//
+// Of retraced, it may import only index and index/blob. The owners it asks
+// to delete (retrace's tasks and sysroots) implement [Owner], so gc imports
+// none of them.
 package gc

@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -24,13 +21,16 @@ type Index interface {
 	Quiesce() (release func())
 }
 
-// Pool is what gc needs of the blob pool.
+// Pool is what gc needs of the blob pool. The pool plans the cleanup of
+// its uncompressed copies and temp files itself (PlanPlain, StaleTemps):
+// gc knows nothing of its layout.
 type Pool interface {
-	Dir() string
 	WalkInfo(fn func(d blob.Digest, fi fs.FileInfo) error) error
-	Path(d blob.Digest) string
 	Remove(d blob.Digest) error
 	RemovePlain(d blob.Digest) error
+	PlanPlain(budget int64, wanted func(blob.Digest) bool) (*blob.PlainPlan, error)
+	StaleTemps(cutoff time.Time) ([]blob.Temp, error)
+	RemoveTemp(path string) error
 }
 
 var (
@@ -45,9 +45,22 @@ type Owner interface {
 	Delete(ctx context.Context, items []Item) error
 }
 
+// Kind says what an Item is, and so who deletes it and how. An Owner
+// names its own kinds ("task", "sysroot").
+type Kind string
+
+// The kinds gc plans itself.
+const (
+	KindPackage   Kind = "package"    // a package no live source lists; Name is its NEVRA
+	KindBlob      Kind = "blob"       // a stored file no package references; Name is its digest
+	KindBlobPlain Kind = "blob+plain" // such a blob that has an uncompressed copy too
+	KindPlain     Kind = "plain"      // an uncompressed copy beyond the budget; Name is its digest
+	KindTemp      Kind = "temp"       // what an interrupted write left in the pool; Name is its path
+)
+
 // Item is one thing a collection removes.
 type Item struct {
-	Kind  string // package, blob, plain, temp, or an owner's kind
+	Kind  Kind
 	Name  string
 	Bytes int64
 	// Owner is who deletes it (nil: gc itself).
@@ -89,18 +102,18 @@ func (p *Plan) Bytes() int64 {
 
 // Summary counts the items by kind: "2 packages, 5 blobs".
 func (p *Plan) Summary() string {
-	by := map[string]int{}
+	by := map[Kind]int{}
 	for _, it := range p.Items {
 		by[it.Kind]++
 	}
 	if len(by) == 0 {
 		return "nothing to collect"
 	}
-	var kinds []string
+	var kinds []Kind
 	for k := range by {
 		kinds = append(kinds, k)
 	}
-	sort.Strings(kinds)
+	slices.Sort(kinds)
 	var parts []string
 	for _, k := range kinds {
 		parts = append(parts, fmt.Sprintf("%d %s", by[k], plural(k, by[k])))
@@ -108,11 +121,11 @@ func (p *Plan) Summary() string {
 	return strings.Join(parts, ", ")
 }
 
-func plural(s string, n int) string {
+func plural(k Kind, n int) string {
 	if n == 1 {
-		return s
+		return string(k)
 	}
-	return s + "s"
+	return string(k) + "s"
 }
 
 // Collector plans and executes collections.
@@ -157,7 +170,7 @@ func (c *Collector) Plan(ctx context.Context, cutoff time.Time) (*Plan, error) {
 			keep = keep || live[s]
 		}
 		if !keep {
-			plan.Items = append(plan.Items, Item{Kind: "package", Name: p.NEVRA.String()})
+			plan.Items = append(plan.Items, Item{Kind: KindPackage, Name: p.NEVRA.String()})
 			return nil
 		}
 		for _, f := range p.Files {
@@ -170,7 +183,7 @@ func (c *Collector) Plan(ctx context.Context, cutoff time.Time) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	plain, hasPlain, err := c.planPlain(referenced)
+	plain, err := c.pool.PlanPlain(c.cfg.PlainBudget, func(d blob.Digest) bool { return referenced[d] })
 	if err != nil {
 		return nil, err
 	}
@@ -182,9 +195,9 @@ func (c *Collector) Plan(ctx context.Context, cutoff time.Time) (*Plan, error) {
 			plan.Protected++
 			return nil
 		}
-		kind := "blob"
-		if hasPlain[d] {
-			kind = "blob+plain"
+		kind := KindBlob
+		if plain.Unwanted[d] {
+			kind = KindBlobPlain
 		}
 		plan.Items = append(plan.Items, Item{Kind: kind, Name: d.String(), Bytes: fi.Size()})
 		return ctx.Err()
@@ -192,18 +205,15 @@ func (c *Collector) Plan(ctx context.Context, cutoff time.Time) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan.Items = append(plan.Items, plain...)
-	tmpDir := filepath.Join(c.pool.Dir(), "tmp")
-	ents, err := os.ReadDir(tmpDir)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, cp := range plain.Evict {
+		plan.Items = append(plan.Items, Item{Kind: KindPlain, Name: cp.Digest.String(), Bytes: cp.Size})
+	}
+	temps, err := c.pool.StaleTemps(now.Add(-c.cfg.TempAge))
+	if err != nil {
 		return nil, err
 	}
-	for _, e := range ents {
-		fi, err := e.Info()
-		if err != nil || now.Sub(fi.ModTime()) < c.cfg.TempAge {
-			continue
-		}
-		plan.Items = append(plan.Items, Item{Kind: "temp", Name: filepath.Join(tmpDir, e.Name()), Bytes: fi.Size()})
+	for _, t := range temps {
+		plan.Items = append(plan.Items, Item{Kind: KindTemp, Name: t.Path, Bytes: t.Size})
 	}
 	for _, o := range c.owners {
 		items, err := o.Plan(ctx, now)
@@ -216,57 +226,6 @@ func (c *Collector) Plan(ctx context.Context, cutoff time.Time) (*Plan, error) {
 		plan.Items = append(plan.Items, items...)
 	}
 	return plan, nil
-}
-
-// planPlain removes copies of unreferenced blobs, then the least recently
-// used beyond the budget.
-func (c *Collector) planPlain(referenced map[blob.Digest]bool) ([]Item, map[blob.Digest]bool, error) {
-	type copy struct {
-		d     blob.Digest
-		size  int64
-		atime time.Time
-	}
-	var copies []copy
-	var total int64
-	root := filepath.Join(c.pool.Dir(), "plain")
-	err := filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil || e.IsDir() {
-			return err
-		}
-		d, perr := blob.ParseDigest(e.Name())
-		if perr != nil {
-			return nil
-		}
-		fi, err := e.Info()
-		if err != nil {
-			return nil
-		}
-		copies = append(copies, copy{d: d, size: fi.Size(), atime: accessTime(fi)})
-		total += fi.Size()
-		return nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	has := make(map[blob.Digest]bool, len(copies))
-	for _, cp := range copies {
-		has[cp.d] = true
-	}
-	var items []Item
-	sort.Slice(copies, func(i, j int) bool { return copies[i].atime.Before(copies[j].atime) })
-	for _, cp := range copies {
-		switch {
-		case !referenced[cp.d]:
-			// removed with its blob ("blob+plain")
-		case total > c.cfg.PlainBudget:
-			items = append(items, Item{Kind: "plain", Name: cp.d.String(), Bytes: cp.size})
-			total -= cp.size
-		}
-	}
-	return items, has, nil
 }
 
 // Execute deletes what plan lists and is still collectable, and returns
@@ -300,10 +259,10 @@ func (c *Collector) Execute(ctx context.Context, plan *Plan) (int64, error) {
 // without its plain copy.
 func itemKey(it Item) string {
 	kind := it.Kind
-	if kind == "blob+plain" {
-		kind = "blob"
+	if kind == KindBlobPlain {
+		kind = KindBlob
 	}
-	return kind + " " + it.Name
+	return string(kind) + " " + it.Name
 }
 
 func (c *Collector) execute(ctx context.Context, plan *Plan) (int64, error) {
@@ -314,7 +273,7 @@ func (c *Collector) execute(ctx context.Context, plan *Plan) (int64, error) {
 	// once they are gone from the index.
 	var pkgs []index.NEVRA
 	for _, it := range plan.Items {
-		if it.Kind == "package" && it.Owner == nil {
+		if it.Kind == KindPackage && it.Owner == nil {
 			n, err := index.ParseNEVRA(it.Name)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("package %s: %w", it.Name, err))
@@ -335,23 +294,23 @@ func (c *Collector) execute(ctx context.Context, plan *Plan) (int64, error) {
 		case it.Owner != nil:
 			byOwner[it.Owner] = append(byOwner[it.Owner], it)
 			continue
-		case it.Kind == "package":
+		case it.Kind == KindPackage:
 			// deleted above
-		case it.Kind == "blob", it.Kind == "blob+plain":
+		case it.Kind == KindBlob, it.Kind == KindBlobPlain:
 			var d blob.Digest
-			if d, err = blob.ParseDigest(it.Name); err == nil && it.Kind == "blob+plain" {
+			if d, err = blob.ParseDigest(it.Name); err == nil && it.Kind == KindBlobPlain {
 				err = c.pool.RemovePlain(d)
 			}
 			if err == nil {
 				err = c.pool.Remove(d)
 			}
-		case it.Kind == "plain":
+		case it.Kind == KindPlain:
 			var d blob.Digest
 			if d, err = blob.ParseDigest(it.Name); err == nil {
 				err = c.pool.RemovePlain(d)
 			}
-		case it.Kind == "temp":
-			err = os.RemoveAll(it.Name)
+		case it.Kind == KindTemp:
+			err = c.pool.RemoveTemp(it.Name)
 		}
 		if err != nil && !errors.Is(err, index.ErrNotFound) {
 			errs = append(errs, fmt.Errorf("%s %s: %w", it.Kind, it.Name, err))

@@ -161,7 +161,10 @@ func TestRunningSyncProtected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []struct{ kind, name string }{{"blob", d.String()}, {"temp", tmp.Name()}, {"plain", referenced.String()}} {
+	for _, want := range []struct {
+		kind Kind
+		name string
+	}{{"blob", d.String()}, {"temp", tmp.Name()}, {"plain", referenced.String()}} {
 		if !hasItem(plan, want.kind, want.name) {
 			t.Errorf("plan lacks %s %s: %+v", want.kind, want.name, plan.Items)
 		}
@@ -177,7 +180,7 @@ func TestRunningSyncProtected(t *testing.T) {
 	}
 }
 
-func hasItem(p *Plan, kind, name string) bool {
+func hasItem(p *Plan, kind Kind, name string) bool {
 	for _, it := range p.Items {
 		if it.Kind == kind && it.Name == name {
 			return true

@@ -16,7 +16,7 @@
 //     blob; index records only digests.
 //
 // Everything persistent sits in one Badger database behind Store; keys are
-// built and parsed in keys.go only. index imports nothing of retraced but
-// its own sub-packages (blob, elfnote); mirror writes into it, resolver,
-// retrace, gc and web read it.
+// built and parsed in keys.go only. Of retraced, index may import only
+// index/blob and index/elfnote: its own sub-packages. mirror writes into
+// it; resolver, retrace, gc and web read it.
 package index

@@ -95,6 +95,19 @@ func (n NEVRA) String() string {
 	return b.String()
 }
 
+// MarshalText writes the NEVRA as its string form.
+func (n NEVRA) MarshalText() ([]byte, error) { return []byte(n.String()), nil }
+
+// UnmarshalText parses the string form.
+func (n *NEVRA) UnmarshalText(b []byte) error {
+	v, err := ParseNEVRA(string(b))
+	if err != nil {
+		return err
+	}
+	*n = v
+	return nil
+}
+
 // EVR returns [epoch:]version-release.
 func (n NEVRA) EVR() string {
 	if n.Epoch != 0 {

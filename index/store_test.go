@@ -102,7 +102,7 @@ func TestPutPackageTwiceMergesSources(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	views, err := s.Resolve(id)
+	views, err := resolve(s, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestReposKey(t *testing.T) {
 	n := mustNEVRA(t, "y-1-1.x86_64")
 	repos := func() string {
 		t.Helper()
-		views, err := s.Resolve(id)
+		views, err := resolve(s, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -399,4 +399,28 @@ func TestInBatches(t *testing.T) {
 	if !errors.Is(err, badger.ErrTxnTooBig) {
 		t.Fatalf("an item too big alone: err = %v", err)
 	}
+}
+
+// sourcedMatch is a match with the sources of its package, as the
+// resolver's Resolve pairs them.
+type sourcedMatch struct {
+	Match
+	Repos []string
+}
+
+// resolve looks id up and adds the sources of each match's package.
+func resolve(s *Store, id BuildID) ([]sourcedMatch, error) {
+	ms, err := s.Lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	var out []sourcedMatch
+	for _, m := range ms {
+		r, err := s.SourcesOf(m.NEVRA)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sourcedMatch{Match: m, Repos: r})
+	}
+	return out, nil
 }

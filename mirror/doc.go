@@ -11,9 +11,11 @@
 //     keep policy wants — into the blob pool and one index transaction.
 //   - policy: which files of a package are kept (Policy).
 //
-// Data flows one way: mirror writes the index (index, index/blob); it
-// parses formats with its sub-packages yum and rpmfile; nothing in
-// retraced reaches into mirror's internals.
+// Data flows one way: mirror writes the index (index, index/blob), reads
+// build-ids with index/elfnote and parses formats with its sub-packages
+// yum and rpmfile; nothing in retraced reaches into mirror's internals.
+// Of retraced, it may import only index, index/blob, index/elfnote,
+// mirror/rpmfile and mirror/yum.
 //
 // A package is committed to the index only after its blobs are on disk and
 // its checksum has been verified, so an interrupted sync leaves at most

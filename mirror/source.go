@@ -351,37 +351,3 @@ func (m *Mirror) Add(ctx context.Context, s Source) (*Source, error) {
 	}
 	return &s, nil
 }
-
-// SourceView is a source as `mirror list --json` and GET /api/v1/mirrors
-// show it.
-type SourceView struct {
-	Name         string     `json:"name"`
-	Kind         string     `json:"kind"`
-	URL          string     `json:"url"`
-	Schedule     string     `json:"schedule"`
-	Packages     int        `json:"packages"`
-	Versions     int        `json:"versions"`
-	BytesFetched int64      `json:"bytes_fetched"`
-	BytesStored  int64      `json:"bytes_stored"`
-	LastSync     *time.Time `json:"last_sync"`
-	LastResult   string     `json:"last_result"`
-	Errors       []string   `json:"errors"`
-}
-
-// View returns the source as the API shows it.
-func (s *Source) View() SourceView {
-	v := SourceView{
-		Name: s.Name, Kind: s.Kind, URL: s.URL, Schedule: s.Schedule,
-		Packages: s.State.Packages, Versions: s.State.Versions,
-		BytesFetched: s.State.BytesFetched, BytesStored: s.State.BytesStored,
-		LastResult: s.State.LastResult, Errors: s.State.Errors,
-	}
-	if !s.State.LastSync.IsZero() {
-		t := s.State.LastSync
-		v.LastSync = &t
-	}
-	if v.Errors == nil {
-		v.Errors = []string{}
-	}
-	return v
-}

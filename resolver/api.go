@@ -25,9 +25,12 @@ const maxBatchBody = MaxBatch * 140
 
 // Index is what the resolver needs of the index.
 type Index interface {
-	// Resolve returns the matches of id, newest package first, or an
+	// Lookup returns every file carrying id, newest package first, or an
 	// error wrapping index.ErrNotFound.
-	Resolve(id index.BuildID) ([]index.MatchView, error)
+	Lookup(id index.BuildID) ([]index.Match, error)
+	// SourcesOf returns the sources that list package n; the caller
+	// must not modify the slice.
+	SourcesOf(n index.NEVRA) ([]string, error)
 	// Generation changes whenever the index does.
 	Generation() uint64
 }
@@ -91,8 +94,8 @@ type bodyKey struct {
 	id  index.BuildID
 }
 
-func (a *API) resolve(id index.BuildID) ([]index.MatchView, error) {
-	ms, err := a.idx.Resolve(id)
+func (a *API) resolve(id index.BuildID) ([]MatchView, error) {
+	ms, err := Resolve(a.idx, id)
 	if a.OnLookup != nil && (err == nil || errors.Is(err, index.ErrNotFound)) {
 		a.OnLookup(err == nil)
 	}
@@ -156,8 +159,8 @@ func apiError(c *gin.Context, code int, msg string) {
 }
 
 type buildIDResponse struct {
-	BuildID string            `json:"build_id"`
-	Matches []index.MatchView `json:"matches"`
+	BuildID string      `json:"build_id"`
+	Matches []MatchView `json:"matches"`
 }
 
 func (a *API) buildID(c *gin.Context) {
@@ -197,8 +200,8 @@ type batchRequest struct {
 }
 
 type batchResponse struct {
-	Results    map[string][]index.MatchView `json:"results"`
-	Unresolved []string                     `json:"unresolved"`
+	Results    map[string][]MatchView `json:"results"`
+	Unresolved []string               `json:"unresolved"`
 }
 
 // decodeBatch reads one JSON object with a build_ids array and nothing
@@ -244,7 +247,7 @@ func (a *API) buildIDs(c *gin.Context) {
 		apiError(c, http.StatusRequestEntityTooLarge, "more than 10000 build-ids")
 		return
 	}
-	resp := batchResponse{Results: map[string][]index.MatchView{}, Unresolved: []string{}}
+	resp := batchResponse{Results: map[string][]MatchView{}, Unresolved: []string{}}
 	for _, s := range req.BuildIDs {
 		id, err := index.ParseBuildID(strings.ToLower(s))
 		if err != nil {

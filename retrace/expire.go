@@ -12,7 +12,7 @@ import (
 )
 
 // KindTask is the gc item kind of an expired task.
-const KindTask = "task"
+const KindTask gc.Kind = "task"
 
 var (
 	_ gc.Owner = (*Server)(nil)

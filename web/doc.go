@@ -8,5 +8,6 @@
 // It uses the mirror and index through their exported API only, and never
 // writes to the index itself: syncs run through the mirror, in the
 // background goroutine Ops.Run owns. Whether the disk has room for a sync
-// is gc/diskspace's Policy, shared with the rest of serve.
+// is gc/diskspace's Policy, shared with the rest of serve. Of retraced, it
+// may import only gc/diskspace, index and mirror.
 package web

@@ -277,9 +277,9 @@ func (o *Ops) list(c *gin.Context) {
 		apiError(c, http.StatusInternalServerError, err.Error())
 		return
 	}
-	views := make([]mirror.SourceView, 0, len(srcs))
+	views := make([]SourceView, 0, len(srcs))
 	for _, s := range srcs {
-		views = append(views, s.View())
+		views = append(views, ViewSource(s))
 	}
 	c.JSON(http.StatusOK, views)
 }
@@ -311,7 +311,7 @@ func (o *Ops) add(c *gin.Context) {
 		apiError(c, http.StatusBadGateway, err.Error()) // kind detection could not reach the URL
 	default:
 		o.reschedule()
-		c.JSON(http.StatusCreated, s.View())
+		c.JSON(http.StatusCreated, ViewSource(s))
 	}
 }
 

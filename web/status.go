@@ -77,7 +77,7 @@ func NewStatus(ops *Ops, idx Counter, extra StatusSources) *Status {
 func (s *Status) Register(r gin.IRouter) { r.GET("/", s.page) }
 
 type sourceRow struct {
-	mirror.SourceView
+	SourceView
 	LastSync, NextSync    string
 	BytesFetched          string
 	BytesStored           string
@@ -114,7 +114,7 @@ func (s *Status) page(c *gin.Context) {
 	progress, next := s.ops.Progress(), s.ops.NextSync()
 	var fetched, stored int64
 	for _, src := range srcs {
-		v := src.View()
+		v := ViewSource(src)
 		fetched += v.BytesFetched
 		stored += v.BytesStored
 		row := sourceRow{SourceView: v, LastSync: "never", NextSync: "not scheduled",

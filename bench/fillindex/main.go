@@ -2,6 +2,7 @@
 // directory, for scale tests of lookups (bench/serve.sh): N/10 packages of
 // ten shared libraries each, every one with its own build-id. It also
 // writes DIR/ids.txt, a sample of the ids in random order, one a line.
+// Of retraced, it may import only index.
 //
 //	go run ./bench/fillindex -data /var/tmp/scale-1m -n 1000000
 package main

@@ -13,6 +13,8 @@
 // (a full queue answers 503); batch prints its progress on stderr and the
 // backtrace on stdout, also for -d (abrt-retrace-client saves it into the
 // crash directory instead).
+//
+// Of retraced, it may import only retrace/taskclient.
 package main
 
 import (

@@ -17,6 +17,7 @@ import (
 	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/resolver"
 	"github.com/retraced/retraced/retrace"
+	"github.com/retraced/retraced/web"
 )
 
 // backend is what the CLI commands need of a data directory. Two
@@ -27,14 +28,14 @@ import (
 type backend interface {
 	// Lookup returns the files that carry build-id id, newest package
 	// first; an error matching index.ErrNotFound when none does.
-	Lookup(ctx context.Context, id index.BuildID) ([]index.MatchView, error)
+	Lookup(ctx context.Context, id index.BuildID) ([]resolver.MatchView, error)
 	// CoreToPackages reads the core file at path and names the packages
 	// needed to retrace it.
 	CoreToPackages(ctx context.Context, path string) (*resolver.Report, error)
 	// Mirrors lists the sources.
-	Mirrors(ctx context.Context) ([]mirror.SourceView, error)
+	Mirrors(ctx context.Context) ([]web.SourceView, error)
 	// Add registers a source, detecting its kind when src.Kind is "".
-	Add(ctx context.Context, src mirror.Source) (mirror.SourceView, error)
+	Add(ctx context.Context, src mirror.Source) (web.SourceView, error)
 	// Remove stops mirroring a source; its packages stay until gc.
 	Remove(ctx context.Context, name string) error
 	// Sync syncs one source now and waits for it. progress, if not nil,

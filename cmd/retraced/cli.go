@@ -17,6 +17,7 @@ import (
 
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/mirror"
+	"github.com/retraced/retraced/resolver"
 )
 
 // globals are the flags every command shares.
@@ -261,8 +262,8 @@ func lookupCmd(g *globals) *cobra.Command {
 }
 
 type lookupResult struct {
-	BuildID string            `json:"build_id"`
-	Matches []index.MatchView `json:"matches"`
+	BuildID string               `json:"build_id"`
+	Matches []resolver.MatchView `json:"matches"`
 }
 
 func lookup(ctx context.Context, out, errw io.Writer, b backend, ids []index.BuildID, asJSON bool) error {
@@ -273,7 +274,7 @@ func lookup(ctx context.Context, out, errw io.Writer, b backend, ids []index.Bui
 		if errors.Is(err, index.ErrNotFound) {
 			missing = true
 			fmt.Fprintf(errw, "%s: not found\n", id)
-			ms = []index.MatchView{}
+			ms = []resolver.MatchView{}
 		} else if err != nil {
 			return err
 		}

@@ -233,6 +233,51 @@ func TestConfigFile(t *testing.T) {
 	}
 }
 
+// TestDurationKeys: every duration key is parsed once into its typed
+// field, and a value that is no Go duration (a typo, a number without a
+// unit) is refused naming the key and quoting the value.
+func TestDurationKeys(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "retraced.toml")
+	for _, k := range []struct {
+		table, key string
+		field      func(Config) time.Duration
+	}{
+		{"", "task_ttl", func(c Config) time.Duration { return c.TaskTTL.Duration }},
+		{"", "failed_task_ttl", func(c Config) time.Duration { return c.FailedTaskTTL.Duration }},
+		{"", "idle_timeout", func(c Config) time.Duration { return c.IdleTimeout.Duration }},
+		{"", "body_rate_window", func(c Config) time.Duration { return c.BodyRateWindow.Duration }},
+		{"mirror", "crawl_delay", func(c Config) time.Duration { return c.Mirror.CrawlDelay.Duration }},
+		{"mirror", "crawl_listing_timeout", func(c Config) time.Duration { return c.Mirror.CrawlListingTimeout.Duration }},
+		{"retrace", "task_timeout", func(c Config) time.Duration { return c.Retrace.TaskTimeout.Duration }},
+		{"retrace", "upload_timeout", func(c Config) time.Duration { return c.Retrace.UploadTimeout.Duration }},
+		{"retrace", "gdb_timeout", func(c Config) time.Duration { return c.Retrace.GDBTimeout.Duration }},
+		{"retrace", "upload_rate_window", func(c Config) time.Duration { return c.Retrace.UploadRateWindow.Duration }},
+	} {
+		t.Run(k.key, func(t *testing.T) {
+			load := func(val string) (Config, error) {
+				t.Helper()
+				body := k.key + " = " + val + "\n"
+				if k.table != "" {
+					body = "[" + k.table + "]\n" + body
+				}
+				if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return loadConfig(p)
+			}
+			c, err := load(`"1m"`) // within every key's range: crawl_delay's at most, gdb_timeout's default
+			if err != nil || k.field(c) != time.Minute {
+				t.Errorf("%s = \"1m\": %v, %v", k.key, k.field(c), err)
+			}
+			for _, bad := range []string{`"7 s"`, `7`} {
+				if _, err := load(bad); err == nil || !strings.Contains(err.Error(), k.key+` = "`+strings.Trim(bad, `"`)+`"`) {
+					t.Errorf("%s = %s: err = %v, want it to name the key and the value", k.key, bad, err)
+				}
+			}
+		})
+	}
+}
+
 // TestRetraceConfig: the [retrace] table reaches the task server (its
 // /settings, over HTTP) and the worker; values the server would quietly
 // replace with a default are refused at load, naming the key.

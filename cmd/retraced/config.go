@@ -37,27 +37,51 @@ type Config struct {
 	// TaskTTL is how long gc keeps a finished retrace task, and
 	// FailedTaskTTL a failed one when that is sooner (Go durations such
 	// as "168h").
-	TaskTTL       string `toml:"task_ttl"`
-	FailedTaskTTL string `toml:"failed_task_ttl"`
+	TaskTTL       Duration `toml:"task_ttl"`
+	FailedTaskTTL Duration `toml:"failed_task_ttl"`
 	// IdleTimeout closes a keep-alive connection idle that long (a Go
 	// duration). MinBodyRate (KiB/s) over each BodyRateWindow is the
 	// slowest a request body may arrive (the [retrace] upload keys bound
 	// /create). MaxConnections caps the connections served at once; 0
 	// derives it from the file descriptor limit (half of what is left
 	// after 64, so that downloads, blobs and gdb keep the other half).
-	IdleTimeout    string        `toml:"idle_timeout"`
+	IdleTimeout    Duration      `toml:"idle_timeout"`
 	MinBodyRate    int64         `toml:"min_body_rate"`
-	BodyRateWindow string        `toml:"body_rate_window"`
+	BodyRateWindow Duration      `toml:"body_rate_window"`
 	MaxConnections int           `toml:"max_connections"`
 	Mirror         MirrorConfig  `toml:"mirror"`
 	Retrace        RetraceConfig `toml:"retrace"`
 }
 
-// retention returns TaskTTL and FailedTaskTTL, which loadConfig checked.
-func (c Config) retention() (keep, failed time.Duration) {
-	keep, _ = time.ParseDuration(c.TaskTTL)
-	failed, _ = time.ParseDuration(c.FailedTaskTTL)
-	return keep, failed
+// Duration is the value of a duration key: a Go duration in the file
+// ("168h", "500ms"), parsed once, when go-toml calls UnmarshalText. A
+// value that does not parse is kept, with the parse error, for the key's
+// check to report ([Duration.positive], or checkCrawl's range): go-toml's
+// own error would name neither the key nor what is wanted. text is the
+// value as the file wrote it, for those messages.
+type Duration struct {
+	time.Duration
+	text string
+	err  error
+}
+
+// duration is d as a default value.
+func duration(d time.Duration) Duration { return Duration{Duration: d, text: d.String()} }
+
+// UnmarshalText implements encoding.TextUnmarshaler; see [Duration] for
+// why it returns no error.
+func (d *Duration) UnmarshalText(b []byte) error {
+	d.text = string(b)
+	d.Duration, d.err = time.ParseDuration(d.text)
+	return nil
+}
+
+// positive returns an error naming key unless d parsed and is above zero.
+func (d Duration) positive(key, example string) error {
+	if d.err != nil || d.Duration <= 0 {
+		return fmt.Errorf("%s = %q: want a positive duration such as %q", key, d.text, example)
+	}
+	return nil
 }
 
 // MirrorConfig is the [mirror] table.
@@ -77,19 +101,19 @@ type MirrorConfig struct {
 	// takes after a listing (a Go duration; with crawl_parallelism = 1,
 	// the gap between two requests, as robots.txt's Crawl-delay), and
 	// how long one listing may take, body included.
-	CrawlMaxDepth       int    `toml:"crawl_max_depth"`
-	CrawlMaxListings    int    `toml:"crawl_max_listings"`
-	CrawlParallelism    int    `toml:"crawl_parallelism"`
-	CrawlDelay          string `toml:"crawl_delay"`
-	CrawlListingTimeout string `toml:"crawl_listing_timeout"`
+	CrawlMaxDepth       int      `toml:"crawl_max_depth"`
+	CrawlMaxListings    int      `toml:"crawl_max_listings"`
+	CrawlParallelism    int      `toml:"crawl_parallelism"`
+	CrawlDelay          Duration `toml:"crawl_delay"`
+	CrawlListingTimeout Duration `toml:"crawl_listing_timeout"`
 }
 
 func defaultMirrorConfig() MirrorConfig {
 	return MirrorConfig{
 		Workers: runtime.NumCPU() + 1, Compression: "s2",
 		CrawlMaxDepth: mirror.DefaultCrawl.MaxDepth, CrawlMaxListings: mirror.DefaultCrawl.MaxListings,
-		CrawlParallelism: mirror.DefaultCrawl.Parallelism, CrawlDelay: mirror.DefaultCrawl.Delay.String(),
-		CrawlListingTimeout: mirror.DefaultCrawl.ListingTimeout.String(),
+		CrawlParallelism: mirror.DefaultCrawl.Parallelism, CrawlDelay: duration(mirror.DefaultCrawl.Delay),
+		CrawlListingTimeout: duration(mirror.DefaultCrawl.ListingTimeout),
 	}
 }
 
@@ -119,23 +143,17 @@ func (m MirrorConfig) checkCrawl() error {
 			return fmt.Errorf("%s = %d: want 1 to %d", v.key, v.val, v.max)
 		}
 	}
-	if d, err := time.ParseDuration(m.CrawlDelay); err != nil || d < 0 || d > maxCrawlDelay {
-		return fmt.Errorf("crawl_delay = %q: want a duration from \"0s\" to %q, such as \"500ms\"", m.CrawlDelay, maxCrawlDelay)
+	if d := m.CrawlDelay; d.err != nil || d.Duration < 0 || d.Duration > maxCrawlDelay {
+		return fmt.Errorf("crawl_delay = %q: want a duration from \"0s\" to %q, such as \"500ms\"", d.text, maxCrawlDelay)
 	}
-	if d, err := time.ParseDuration(m.CrawlListingTimeout); err != nil || d <= 0 {
-		return fmt.Errorf("crawl_listing_timeout = %q: want a positive duration such as \"5m\"", m.CrawlListingTimeout)
-	}
-	return nil
+	return m.CrawlListingTimeout.positive("crawl_listing_timeout", "5m")
 }
 
-// crawl returns the crawl keys as the mirror takes them (checkCrawl
-// checked them).
+// crawl returns the crawl keys as the mirror takes them.
 func (m MirrorConfig) crawl() mirror.CrawlConfig {
-	delay, _ := time.ParseDuration(m.CrawlDelay)
-	timeout, _ := time.ParseDuration(m.CrawlListingTimeout)
 	return mirror.CrawlConfig{
 		MaxDepth: m.CrawlMaxDepth, MaxListings: m.CrawlMaxListings,
-		Parallelism: m.CrawlParallelism, Delay: delay, ListingTimeout: timeout,
+		Parallelism: m.CrawlParallelism, Delay: m.CrawlDelay.Duration, ListingTimeout: m.CrawlListingTimeout.Duration,
 	}
 }
 
@@ -146,11 +164,11 @@ func defaultConfig() Config {
 		GCSchedule:     "@daily",
 		MinFree:        10,
 		MemoryLimitMB:  200,
-		TaskTTL:        "168h",
-		IdleTimeout:    "60s",
+		TaskTTL:        duration(168 * time.Hour),
+		IdleTimeout:    duration(60 * time.Second),
 		MinBodyRate:    8,
-		BodyRateWindow: "10s",
-		FailedTaskTTL:  "24h",
+		BodyRateWindow: duration(10 * time.Second),
+		FailedTaskTTL:  duration(24 * time.Hour),
 		Mirror:         defaultMirrorConfig(),
 		Retrace:        defaultRetraceConfig(),
 	}
@@ -197,10 +215,13 @@ func loadConfig(path string) (Config, error) {
 	if c.MaxConnections < 0 {
 		return c, fmt.Errorf("config %s: max_connections = %d: want a positive number, or 0 to derive it from the file descriptor limit", path, c.MaxConnections)
 	}
-	for _, v := range []struct{ key, val string }{{"task_ttl", c.TaskTTL}, {"failed_task_ttl", c.FailedTaskTTL},
+	for _, v := range []struct {
+		key string
+		val Duration
+	}{{"task_ttl", c.TaskTTL}, {"failed_task_ttl", c.FailedTaskTTL},
 		{"idle_timeout", c.IdleTimeout}, {"body_rate_window", c.BodyRateWindow}} {
-		if d, err := time.ParseDuration(v.val); err != nil || d <= 0 {
-			return c, fmt.Errorf("config %s: %s = %q: want a positive duration such as \"168h\"", path, v.key, v.val)
+		if err := v.val.positive(v.key, "168h"); err != nil {
+			return c, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
 	if err := c.Mirror.checkCrawl(); err != nil {
@@ -228,15 +249,15 @@ type RetraceConfig struct {
 	MaxUnpackedSize int64 `toml:"max_unpacked_size"`
 	// TaskTimeout bounds one retrace, sysroot assembly included;
 	// UploadTimeout one upload; GDBTimeout the gdb run (Go durations).
-	TaskTimeout   string `toml:"task_timeout"`
-	UploadTimeout string `toml:"upload_timeout"`
-	GDBTimeout    string `toml:"gdb_timeout"`
+	TaskTimeout   Duration `toml:"task_timeout"`
+	UploadTimeout Duration `toml:"upload_timeout"`
+	GDBTimeout    Duration `toml:"gdb_timeout"`
 	// MinUploadRate (KiB/s) over each UploadRateWindow (a Go duration)
 	// is the slowest an upload may go; MaxUploads bounds the uploads
 	// streaming at once (they take no queue slot until they arrive).
-	MinUploadRate    int64  `toml:"min_upload_rate"`
-	UploadRateWindow string `toml:"upload_rate_window"`
-	MaxUploads       int    `toml:"max_uploads"`
+	MinUploadRate    int64    `toml:"min_upload_rate"`
+	UploadRateWindow Duration `toml:"upload_rate_window"`
+	MaxUploads       int      `toml:"max_uploads"`
 	// GDBMemoryMB is gdb's address-space limit in MiB; 0 means none.
 	GDBMemoryMB int64 `toml:"gdb_memory_mb"`
 	// SysrootBudgetMB bounds the cached sysroots; the least recently used
@@ -257,12 +278,12 @@ func defaultRetraceConfig() RetraceConfig {
 		MaxQueuedTasks:   retrace.DefaultMaxQueuedTasks,
 		MaxPackedSize:    retrace.DefaultMaxPackedSize,
 		MaxUnpackedSize:  retrace.DefaultMaxUnpackedSize,
-		TaskTimeout:      retrace.DefaultTaskTimeout.String(),
-		UploadTimeout:    retrace.DefaultUploadTimeout.String(),
+		TaskTimeout:      duration(retrace.DefaultTaskTimeout),
+		UploadTimeout:    duration(retrace.DefaultUploadTimeout),
 		MinUploadRate:    retrace.DefaultMinUploadRate,
-		UploadRateWindow: retrace.DefaultUploadRateWindow.String(),
+		UploadRateWindow: duration(retrace.DefaultUploadRateWindow),
 		MaxUploads:       4 * retrace.DefaultMaxQueuedTasks,
-		GDBTimeout:       worker.DefaultGDBTimeout.String(),
+		GDBTimeout:       duration(worker.DefaultGDBTimeout),
 		GDBMemoryMB:      worker.DefaultGDBMemory >> 20,
 		SysrootBudgetMB:  worker.DefaultSysrootBudget >> 20,
 	}
@@ -293,26 +314,19 @@ func (r RetraceConfig) check() error {
 	if r.GDBMemoryMB < 0 {
 		return fmt.Errorf("gdb_memory_mb = %d: want a number of MiB, or 0 for no limit", r.GDBMemoryMB)
 	}
-	for _, v := range []struct{ key, val string }{{"task_timeout", r.TaskTimeout}, {"upload_timeout", r.UploadTimeout}, {"gdb_timeout", r.GDBTimeout}, {"upload_rate_window", r.UploadRateWindow}} {
-		if d, err := time.ParseDuration(v.val); err != nil || d <= 0 {
-			return fmt.Errorf("%s = %q: want a positive duration such as \"10m\"", v.key, v.val)
+	for _, v := range []struct {
+		key string
+		val Duration
+	}{{"task_timeout", r.TaskTimeout}, {"upload_timeout", r.UploadTimeout}, {"gdb_timeout", r.GDBTimeout}, {"upload_rate_window", r.UploadRateWindow}} {
+		if err := v.val.positive(v.key, "10m"); err != nil {
+			return err
 		}
 	}
-	task, _, gdb := r.durations()
-	if gdb > task {
-		return fmt.Errorf("gdb_timeout = %q exceeds task_timeout = %q: the task would be killed first", r.GDBTimeout, r.TaskTimeout)
+	if r.GDBTimeout.Duration > r.TaskTimeout.Duration {
+		return fmt.Errorf("gdb_timeout = %q exceeds task_timeout = %q: the task would be killed first", r.GDBTimeout.text, r.TaskTimeout.text)
 	}
 	if r.Network != "" && r.Network != "none" && r.Network != "host" {
 		return fmt.Errorf("network = %q: want \"none\" (no network for gdb) or \"host\"", r.Network)
 	}
 	return nil
-}
-
-// durations returns TaskTimeout, UploadTimeout and GDBTimeout, which
-// check checked.
-func (r RetraceConfig) durations() (task, upload, gdb time.Duration) {
-	task, _ = time.ParseDuration(r.TaskTimeout)
-	upload, _ = time.ParseDuration(r.UploadTimeout)
-	gdb, _ = time.ParseDuration(r.GDBTimeout)
-	return task, upload, gdb
 }

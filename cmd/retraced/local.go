@@ -11,6 +11,7 @@ import (
 	"github.com/retraced/retraced/resolver"
 	"github.com/retraced/retraced/retrace"
 	"github.com/retraced/retraced/retrace/worker"
+	"github.com/retraced/retraced/web"
 )
 
 // local is the backend of a data directory this process holds.
@@ -21,32 +22,32 @@ type local struct {
 
 func (l *local) Close() error { return l.s.Close() }
 
-func (l *local) Lookup(_ context.Context, id index.BuildID) ([]index.MatchView, error) {
-	return l.s.idx.Resolve(id)
+func (l *local) Lookup(_ context.Context, id index.BuildID) ([]resolver.MatchView, error) {
+	return resolver.Resolve(l.s.idx, id)
 }
 
 func (l *local) CoreToPackages(_ context.Context, path string) (*resolver.Report, error) {
 	return resolver.CoreFileToPackages(l.s.idx, path)
 }
 
-func (l *local) Mirrors(context.Context) ([]mirror.SourceView, error) {
+func (l *local) Mirrors(context.Context) ([]web.SourceView, error) {
 	srcs, err := l.s.mirror.Sources()
 	if err != nil {
 		return nil, err
 	}
-	views := make([]mirror.SourceView, 0, len(srcs))
+	views := make([]web.SourceView, 0, len(srcs))
 	for _, src := range srcs {
-		views = append(views, src.View())
+		views = append(views, web.ViewSource(src))
 	}
 	return views, nil
 }
 
-func (l *local) Add(ctx context.Context, src mirror.Source) (mirror.SourceView, error) {
+func (l *local) Add(ctx context.Context, src mirror.Source) (web.SourceView, error) {
 	added, err := l.s.mirror.Add(ctx, src)
 	if err != nil {
-		return mirror.SourceView{}, err
+		return web.SourceView{}, err
 	}
-	return added.View(), nil
+	return web.ViewSource(added), nil
 }
 
 func (l *local) Remove(_ context.Context, name string) error { return l.s.mirror.Remove(name) }
@@ -71,9 +72,8 @@ func (l *local) Compact(ctx context.Context) (*mirror.CompactResult, error) {
 // so nothing new is protected, and no task server has the tasks or the
 // sysroots open.
 func (l *local) GC(ctx context.Context, dryRun bool) (*gcReport, error) {
-	keep, failed := l.cfg.retention()
 	tasks := &retrace.Tasks{Dir: filepath.Join(l.s.dir, "tasks"),
-		Config: retrace.Config{DeleteAfter: keep, DeleteFailedAfter: failed}}
+		Config: retrace.Config{DeleteAfter: l.cfg.TaskTTL.Duration, DeleteFailedAfter: l.cfg.FailedTaskTTL.Duration}}
 	sysroots := &worker.Sysroots{Dir: filepath.Join(l.s.dir, "sysroots"), Budget: l.cfg.Retrace.SysrootBudgetMB << 20}
 	return collect(ctx, l.s, time.Now(), dryRun, tasks, sysroots)
 }

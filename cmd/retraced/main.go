@@ -1,6 +1,12 @@
 // Command retraced mirrors RPM repositories, indexes every ELF build-id to
 // the package that ships it, and answers lookups. See SPEC.md for the
 // commands and README.md for a first run.
+//
+// Of retraced, it may import only fixtures/bundled, gc, gc/diskspace,
+// index, index/blob, internal/httpbound, internal/throttle, mirror,
+// resolver, retrace, retrace/taskclient and web. It wires them into one
+// service; package fixtures is not among them, since the binary must not
+// link test code (TestNoTestCodeLinked).
 package main
 
 import (

@@ -19,6 +19,7 @@ import (
 	"github.com/retraced/retraced/resolver"
 	"github.com/retraced/retraced/retrace"
 	"github.com/retraced/retraced/retrace/taskclient"
+	"github.com/retraced/retraced/web"
 )
 
 // remote is the backend of a data directory a running `retraced serve`
@@ -95,9 +96,9 @@ func (e *remoteError) Error() string { return fmt.Sprintf("server: %s (HTTP %d)"
 
 func escape(s string) string { return url.PathEscape(s) }
 
-func (r *remote) Lookup(ctx context.Context, id index.BuildID) ([]index.MatchView, error) {
+func (r *remote) Lookup(ctx context.Context, id index.BuildID) ([]resolver.MatchView, error) {
 	var resp struct {
-		Matches []index.MatchView `json:"matches"`
+		Matches []resolver.MatchView `json:"matches"`
 	}
 	err := r.do(ctx, http.MethodGet, "/api/v1/buildid/"+id.String(), nil, &resp)
 	var re *remoteError
@@ -121,13 +122,13 @@ func (r *remote) CoreToPackages(ctx context.Context, path string) (*resolver.Rep
 	return rep, nil
 }
 
-func (r *remote) Mirrors(ctx context.Context) ([]mirror.SourceView, error) {
-	views := []mirror.SourceView{}
+func (r *remote) Mirrors(ctx context.Context) ([]web.SourceView, error) {
+	views := []web.SourceView{}
 	return views, r.do(ctx, http.MethodGet, "/api/v1/mirrors", nil, &views)
 }
 
-func (r *remote) Add(ctx context.Context, src mirror.Source) (mirror.SourceView, error) {
-	var v mirror.SourceView
+func (r *remote) Add(ctx context.Context, src mirror.Source) (web.SourceView, error) {
+	var v web.SourceView
 	err := r.do(ctx, http.MethodPost, "/api/v1/mirrors", map[string]string{"name": src.Name, "url": src.URL,
 		"kind": src.Kind, "schedule": src.Schedule, "include": src.Include, "exclude": src.Exclude}, &v)
 	return v, err

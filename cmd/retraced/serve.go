@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/fixtures/bundled"
 	"github.com/retraced/retraced/gc"
 	"github.com/retraced/retraced/internal/httpbound"
 	"github.com/retraced/retraced/internal/throttle"
@@ -107,8 +107,7 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 		return err
 	}
 	defer os.Remove(filepath.Join(s.dir, serverFile))
-	idle, _ := time.ParseDuration(cfg.IdleTimeout) // loadConfig checked it
-	srv := &http.Server{Handler: h.engine, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}
+	srv := &http.Server{Handler: h.engine, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: cfg.IdleTimeout.Duration}
 	conns := cfg.MaxConnections
 	if conns == 0 {
 		conns = httpbound.MaxConns(httpbound.NoFile())
@@ -200,8 +199,7 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler, 
 	r.Use(throttle.New(20, time.Minute, nil).Middleware())
 	// Request bodies arrive at a minimum rate or are cut; /create bounds
 	// its own uploads ([retrace] min_upload_rate).
-	window, _ := time.ParseDuration(cfg.BodyRateWindow) // loadConfig checked it
-	r.Use(httpbound.BodyRate(cfg.MinBodyRate<<10, window, time.Hour, "/create"))
+	r.Use(httpbound.BodyRate(cfg.MinBodyRate<<10, cfg.BodyRateWindow.Duration, time.Hour, "/create"))
 	api := resolver.NewAPI(s.idx, resolver.Config{SpoolDir: filepath.Join(s.pool.Dir(), "tmp"), Space: s.space})
 	api.OnLookup = func(hit bool) {
 		result := "miss"
@@ -266,7 +264,7 @@ func addEmbeddedDefault(ctx context.Context, s *store, log *slog.Logger) error {
 		return err
 	}
 	dir := filepath.Join(s.dir, "fixtures-repo")
-	if err := unpackFS(fixtures.Repo(), dir); err != nil {
+	if err := unpackFS(bundled.Repo(), dir); err != nil {
 		return fmt.Errorf("unpack the bundled fixture repository: %w", err)
 	}
 	src, err := s.mirror.Add(ctx, mirror.Source{Name: "fixtures", Kind: mirror.KindYum, URL: dir})

@@ -63,10 +63,10 @@ func serverConfig(cfg Config) retrace.Config {
 		MaxUnpackedSize:   r.MaxUnpackedSize,
 		SupportedReleases: r.SupportedReleases,
 	}
-	rc.TaskTimeout, rc.UploadTimeout, _ = r.durations()
+	rc.TaskTimeout, rc.UploadTimeout = r.TaskTimeout.Duration, r.UploadTimeout.Duration
 	rc.MinUploadRate, rc.MaxUploads = r.MinUploadRate, r.MaxUploads
-	rc.UploadRateWindow, _ = time.ParseDuration(r.UploadRateWindow) // check checked it
-	rc.DeleteAfter, rc.DeleteFailedAfter = cfg.retention()
+	rc.UploadRateWindow = r.UploadRateWindow.Duration
+	rc.DeleteAfter, rc.DeleteFailedAfter = cfg.TaskTTL.Duration, cfg.FailedTaskTTL.Duration
 	return rc
 }
 
@@ -82,7 +82,7 @@ func workerConfig(dir string, r RetraceConfig) worker.Config {
 	if r.GDBMemoryMB == 0 {
 		wc.MemoryLimit = -1 // none
 	}
-	_, _, wc.Timeout = r.durations()
+	wc.Timeout = r.GDBTimeout.Duration
 	return wc
 }
 

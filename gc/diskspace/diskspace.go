@@ -6,7 +6,7 @@
 // answer is no). What frees space again is gc.
 //
 // It imports the standard library and golang.org/x/sys/unix only, so
-// that any package may consult it.
+// that any package may consult it: of retraced, it may import nothing.
 package diskspace
 
 import (

@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func testPool(t *testing.T) *Pool {
@@ -371,5 +374,88 @@ func TestCompactLowPriority(t *testing.T) {
 	}
 	if err := readBlob(p, d); err != nil {
 		t.Fatalf("compacted blob: %v", err)
+	}
+}
+
+// TestPlanCleanup: PlanPlain marks the copies of unwanted blobs and evicts
+// the least recently used wanted ones beyond the budget; StaleTemps lists
+// only old entries of tmp/, and RemoveTemp removes nothing outside it.
+func TestPlanCleanup(t *testing.T) {
+	p := testPool(t)
+	var ds []Digest
+	for i := range 3 {
+		d, _ := putRaw(t, p, content(1000+i))
+		path, err := p.Plain(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		used := time.Now().Add(time.Duration(i-10) * time.Hour) // ds[0] least recently used
+		if err := os.Chtimes(path, used, used); err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	wantAll := func(Digest) bool { return true }
+	for _, tc := range []struct {
+		name     string
+		budget   int64
+		wanted   func(Digest) bool
+		evict    []Digest
+		unwanted []Digest
+	}{
+		{"within budget", 1 << 20, wantAll, nil, nil},
+		{"over budget", 2500, wantAll, []Digest{ds[0]}, nil},
+		{"no budget", 0, wantAll, ds, nil},
+		{"unwanted count but stay", 2500, func(d Digest) bool { return d != ds[0] }, []Digest{ds[1]}, []Digest{ds[0]}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := p.PlanPlain(tc.budget, tc.wanted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var evict, unwanted []Digest
+			for _, c := range plan.Evict {
+				evict = append(evict, c.Digest)
+			}
+			for _, d := range ds {
+				if plan.Unwanted[d] {
+					unwanted = append(unwanted, d)
+				}
+			}
+			if !slices.Equal(evict, tc.evict) || !slices.Equal(unwanted, tc.unwanted) {
+				t.Errorf("evict %v unwanted %v, want %v %v", evict, unwanted, tc.evict, tc.unwanted)
+			}
+		})
+	}
+
+	old, err := p.TempFile("old-*.tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	fresh, err := p.TempFile("fresh-*.tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh.Close()
+	cutoff := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(old.Name(), cutoff, cutoff); err != nil {
+		t.Fatal(err)
+	}
+	temps, err := p.StaleTemps(cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(temps) != 1 || temps[0].Path != old.Name() {
+		t.Fatalf("stale temps %+v, want only %s", temps, old.Name())
+	}
+	if err := p.RemoveTemp(p.Path(ds[0])); err == nil || !p.Has(ds[0]) {
+		t.Fatalf("RemoveTemp of a blob: %v", err)
+	}
+	if err := p.RemoveTemp(temps[0].Path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old.Name()); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("stale temp still there: %v", err)
 	}
 }

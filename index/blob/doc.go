@@ -10,7 +10,10 @@
 //
 // A blob is written to tmp/, fsynced and renamed into place, so a blob that
 // exists is whole. The pool does not know who references a blob: the index
-// does, and gc asks the pool to delete what the index no longer names.
+// does, and gc asks the pool to delete what the index no longer names. The
+// pool plans the cleanup of its own plain/ and tmp/ (PlanPlain,
+// StaleTemps), so that gc need not know this layout. Of retraced, it may
+// import nothing.
 //
 // # Security
 //

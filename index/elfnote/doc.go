@@ -5,8 +5,8 @@
 // find-debuginfo, eu-strip -f or objcopy --only-keep-debug, or a core file —
 // say which build-id, if any, the file carries, and open it for
 // debug/elf only once its headers are checked. It imports only the
-// standard library; the mirror (for the index), the resolver and its core
-// reader call it, and it calls nothing else in retraced.
+// standard library: of retraced, it may import nothing. The mirror (for
+// the index), the resolver and its core reader call it.
 //
 // # Vocabulary
 //

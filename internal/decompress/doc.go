@@ -8,7 +8,8 @@
 // mirror/rpmfile, mirror/yum, resolver and retrace share, which is why it
 // lives under internal/ rather than inside one of them (none of those
 // may reach into another's internals). It imports the standard library and
-// the decoders (klauspost/compress, ulikunitz/xz) only.
+// the decoders (klauspost/compress, ulikunitz/xz) only: of retraced, it may
+// import nothing.
 //
 // # Errors
 //

@@ -2,8 +2,8 @@
 // bodies slower than a minimum rate are cut, and the connections served at
 // once are capped below the process's file descriptor limit, so that a
 // crowd of idle or trickling connections cannot starve downloads, syncs
-// and gdb of descriptors. It imports nothing of retraced; serve and the
-// retrace task protocol use it.
+// and gdb of descriptors. Of retraced, it may import nothing. Its users
+// are serve and the retrace task protocol.
 package httpbound
 
 import (

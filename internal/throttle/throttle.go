@@ -1,7 +1,7 @@
 // Package throttle slows down guessing: it counts each client's failed
 // attempts (a wrong task password, a wrong admin token) and refuses the
-// client for a while once they pass a limit. It imports nothing of
-// retraced; serve puts its Middleware in front of every route.
+// client for a while once they pass a limit. Of retraced, it may import
+// nothing. serve puts its Middleware in front of every route.
 package throttle
 
 import (

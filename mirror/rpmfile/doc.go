@@ -7,7 +7,7 @@
 // payload is a cpio archive (Member) compressed with gzip, xz, zstd, bzip2
 // or lzma.
 //
-// It imports no other retraced package but internal/decompress, which
+// Of retraced, it may import only internal/decompress. That package
 // detects and decodes the payload's compression (the xz decoder may be
 // liblzma or an xz process, see Options).
 //

@@ -1,8 +1,8 @@
 // Package yum parses yum (rpm-md) repository metadata: repomd.xml and the
 // primary.xml it points to, compressed with gzip, xz, zstd or bzip2.
 //
-// It only parses; fetching and verifying bytes is the mirror's job. It
-// imports no other retraced package but internal/decompress.
+// It only parses; fetching and verifying bytes is the mirror's job. Of
+// retraced, it may import only internal/decompress.
 //
 // # Security
 //

@@ -3,9 +3,9 @@
 // That is the list `eu-unstrip -n --core` prints, and what the resolver's
 // coredump2packages needs to answer "which packages does this core need?".
 //
-// It imports the standard library and index/elfnote (the identification
-// check, note parsing, the build-id rule), nothing else of retraced; the
-// resolver and the retrace worker call it. It reads the core's headers
+// Of retraced, it may import only index/elfnote. It takes the
+// identification check, note parsing and the build-id rule from there;
+// the resolver and the retrace worker call it. It reads the core's headers
 // itself rather than through elfnote.NewFile and debug/elf: a core may
 // have a million program headers (56 MiB, Fedora's vm.max_map_count), more
 // than NewFile lets debug/elf read whole, and corefile reads only the

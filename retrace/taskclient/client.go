@@ -1,6 +1,7 @@
 // Package taskclient speaks the Retrace Server task protocol as a client
 // (retrace-client, and retraced retrace through a running server) and
-// packs crash directories for it.
+// packs crash directories for it. Of retraced, it may import only
+// resolver/corefile: CoreCrashDir reads a bare core's executable with it.
 package taskclient
 
 import (

@@ -14,7 +14,7 @@ import (
 
 // KindSysroot is the gc item kind of a cached sysroot, or of what a dead
 // worker left in the sysroot directory.
-const KindSysroot = "sysroot"
+const KindSysroot gc.Kind = "sysroot"
 
 var (
 	_ gc.Owner = (*Worker)(nil)

@@ -255,7 +255,7 @@ func sysrootItemNames(items []gc.Item) []string {
 		if k, ok := byKey[n]; ok {
 			n = k
 		}
-		names = append(names, it.Kind+" "+n)
+		names = append(names, string(it.Kind)+" "+n)
 	}
 	return names
 }

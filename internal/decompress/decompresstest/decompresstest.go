@@ -1,6 +1,6 @@
 // Package decompresstest makes hostile compressed streams for tests: xz
 // whose blocks ask for any dictionary, as a crafted upload or mirror
-// would send.
+// would send. Of retraced, it may import nothing.
 package decompresstest
 
 import (

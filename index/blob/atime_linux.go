@@ -1,4 +1,4 @@
-package gc
+package blob
 
 import (
 	"io/fs"
