@@ -11,7 +11,7 @@
 //
 // It reads the index and the blob pool through small interfaces declared
 // here and never reaches into the mirror: of retraced, it may import only
-// index, index/blob, index/elfnote, internal/decompress and
+// gc/diskspace, index, index/blob, index/elfnote, internal/decompress and
 // resolver/corefile. Input is hostile: uploaded cores
 // are decompressed through internal/decompress (bounded dictionary,
 // window and size), spooled with zeros as holes under the data
@@ -22,8 +22,6 @@
 // coredump2packages' answer, a [Report], names packages as index.NEVRA
 // values, which the retrace worker uses as they are; its JSON and text
 // forms (report.go) are the strings SPEC fixes.
-//
-// Imports: the standard library, gin, golang.org/x/sync/singleflight,
-// index, index/blob, index/elfnote, internal/decompress, gc/diskspace and
-// its own corefile; never the mirror, retrace or web.
+// Besides, it imports the standard library, gin and
+// golang.org/x/sync/singleflight; never the mirror, retrace or web.
 package resolver

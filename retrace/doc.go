@@ -57,11 +57,12 @@
 //
 // # Imports
 //
-// retrace may import the standard library, gin, internal/decompress,
-// internal/httpbound (an upload's minimum rate), gc (the Owner interface
-// that [Server] and [Tasks] implement for expired tasks) and gc/diskspace
-// (the free-space policy an upload is checked against, [Config].Space):
-// nothing of the index, the blob pool, the resolver, the mirror or
+// Of retraced, retrace may import only internal/decompress,
+// internal/httpbound, gc and gc/diskspace: the bounded decompressor, an
+// upload's minimum rate, the Owner interface that [Server] and [Tasks]
+// implement for expired tasks, and the free-space policy an upload is
+// checked against ([Config].Space); besides, the standard library and
+// gin. Nothing of the index, the blob pool, the resolver, the mirror or
 // retrace/worker. Package checks go through [PackageChecker] and
 // retracing through [Retracer], both declared here. Old tasks go when the
 // caller calls [Server.Expire] (serve's scheduler does, hourly) or gc

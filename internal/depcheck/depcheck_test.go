@@ -22,9 +22,7 @@ const module = "github.com/retraced/retraced"
 // exempt lists the packages whose comment does not state their imports in
 // the checked form yet, and why. An entry for a package that no longer
 // exists fails the test, so that the list only shrinks.
-var exempt = map[string]string{
-	"retrace": "being split in two by another change; its doc.go states the rule per file (task server vs worker)",
-}
+var exempt = map[string]string{}
 
 // rule is the sentence a package comment states its imports in (see the
 // package comment): the list of paths ends at a '.', ':' or ';'.

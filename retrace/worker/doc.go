@@ -37,10 +37,11 @@
 //
 // # Imports
 //
-// worker may import the standard library, golang.org/x/sys/unix, retrace
-// (the Retracer contract: Result, ErrUnusable), index and index/blob (the
-// index and the blob pool, through the small interfaces [Index] and
-// [BlobSource]), resolver and resolver/corefile (the core reader and
-// CoreToPackages) and gc (the Owner interface). It never reaches into the
+// Of retraced, worker may import only retrace, index, index/blob,
+// resolver, resolver/corefile and gc: the Retracer contract (Result,
+// ErrUnusable), the index and the blob pool (through the small
+// interfaces [Index] and [BlobSource]), the core reader and
+// CoreToPackages, and the Owner interface; besides, the standard library
+// and golang.org/x/sys/unix. It never reaches into the
 // mirror, web or cmd; nothing but cmd imports it.
 package worker

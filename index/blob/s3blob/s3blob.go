@@ -10,8 +10,8 @@
 // retries 5xx answers and network errors with backoff itself.
 //
 // Vocabulary as in index/blob: a blob is the content of one kept file,
-// named by the SHA-256 of its uncompressed bytes (blob.Digest). s3blob
-// imports index/blob for that name only.
+// named by the SHA-256 of its uncompressed bytes (blob.Digest). Of
+// retraced, it may import only index/blob: for that name.
 package s3blob
 
 import (
