@@ -51,6 +51,7 @@ type Config struct {
 	MaxConnections int           `toml:"max_connections"`
 	Mirror         MirrorConfig  `toml:"mirror"`
 	Retrace        RetraceConfig `toml:"retrace"`
+	Storage        StorageConfig `toml:"storage"`
 }
 
 // Duration is the value of a duration key: a Go duration in the file
@@ -329,4 +330,13 @@ func (r RetraceConfig) check() error {
 		return fmt.Errorf("network = %q: want \"none\" (no network for gdb) or \"host\"", r.Network)
 	}
 	return nil
+}
+
+// StorageConfig is the [storage] table: where the blobs live. Blobs is
+// "" (the data directory's blobs/, the default) or "s3://BUCKET/PREFIX"
+// (an S3-compatible object store; endpoint, region and credentials from
+// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, as every S3 tool reads them).
+type StorageConfig struct {
+	Blobs string `toml:"blobs"`
 }

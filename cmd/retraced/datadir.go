@@ -1,18 +1,21 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/retraced/retraced/gc/diskspace"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
+	"github.com/retraced/retraced/index/blob/s3blob"
 	"github.com/retraced/retraced/mirror"
 )
 
@@ -71,6 +74,11 @@ func openStore(cfg Config) (*store, error) {
 		return nil, err
 	}
 	bc.NoSync = cfg.Mirror.Fsync != nil && !*cfg.Mirror.Fsync
+	if cfg.Storage.Blobs != "" {
+		if bc.Remote, err = openObjectStore(cfg.Storage.Blobs); err != nil {
+			return nil, err
+		}
+	}
 	if s.pool, err = blob.Open(filepath.Join(dir, "blobs"), bc); err != nil {
 		return nil, err
 	}
@@ -149,4 +157,23 @@ func parseCompression(s string) (blob.Config, error) {
 		return blob.Config{Level: blob.LevelBest}, nil
 	}
 	return blob.Config{}, fmt.Errorf("mirror.compression %q: want s2, fastest, default, better or best", s)
+}
+
+// openObjectStore connects to the [storage] blobs object store, creating
+// its bucket when it has none.
+func openObjectStore(raw string) (*s3blob.Store, error) {
+	c, err := s3blob.ParseURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("[storage] %w", err)
+	}
+	st, err := s3blob.Open(c)
+	if err != nil {
+		return nil, fmt.Errorf("[storage] blobs: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := st.EnsureBucket(ctx); err != nil {
+		return nil, fmt.Errorf("[storage] blobs: %w", err)
+	}
+	return st, nil
 }

@@ -2,7 +2,7 @@
 // the package that ships it, and answers lookups. See SPEC.md for the
 // commands and README.md for a first run.
 //
-// Of retraced, it may import only fixtures/bundled, gc, gc/diskspace,
+// Of retraced, it may import only fixtures/bundled, gc, gc/diskspace, index/blob/s3blob,
 // index, index/blob, internal/httpbound, internal/throttle, mirror,
 // resolver, retrace, retrace/taskclient, retrace/worker and web. It wires them into one
 // service; package fixtures is not among them, since the binary must not

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -86,14 +87,18 @@ type Config struct {
 	// NoSync skips fsync of new blobs (tests and benchmarks only: a power
 	// loss may then leave a torn blob).
 	NoSync bool
+	// Remote, when set, holds the blobs instead of the local sha256/
+	// directory (see remote.go).
+	Remote Remote
 }
 
 // Pool is a directory of blobs. It is safe for concurrent use; two pools
 // (or processes) writing the same digest at once both succeed.
 type Pool struct {
-	dir  string
-	cfg  Config
-	encs sync.Pool
+	dir   string
+	cfg   Config
+	encs  sync.Pool
+	known present // with a Remote: digests it holds
 }
 
 // Open opens (creating as needed) the pool under dir.
@@ -121,12 +126,19 @@ func (p *Pool) Path(d Digest) string {
 
 // Has reports whether the blob d is stored.
 func (p *Pool) Has(d Digest) bool {
+	if p.cfg.Remote != nil {
+		_, err := p.remoteSize(d)
+		return err == nil
+	}
 	_, err := os.Stat(p.Path(d))
 	return err == nil
 }
 
 // StoredSize returns the on-disk (compressed) size of blob d.
 func (p *Pool) StoredSize(d Digest) (int64, error) {
+	if p.cfg.Remote != nil {
+		return p.remoteSize(d)
+	}
 	fi, err := os.Stat(p.Path(d))
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("%w: %s", ErrNotFound, d)
@@ -262,6 +274,13 @@ func (w *Writer) Commit(d Digest) (stored int64, err error) {
 	if w.p.Has(d) {
 		return 0, nil
 	}
+	if w.p.cfg.Remote != nil {
+		n, err := w.p.upload(d, w.tmp)
+		if err != nil {
+			return 0, fmt.Errorf("put blob %s: %w", d, err)
+		}
+		return n, nil // the deferred Abort removes the temp file
+	}
 	if err := w.tmp.Chmod(modeFresh); err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
@@ -313,6 +332,9 @@ func (p *Pool) encoder(w io.Writer) encoder {
 // Open returns a reader of blob d's uncompressed content. The reader
 // reports ErrCorrupt if the stored frame does not decode.
 func (p *Pool) Open(d Digest) (io.ReadCloser, error) {
+	if p.cfg.Remote != nil {
+		return p.openRemote(d)
+	}
 	f, err := os.Open(p.Path(d))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, d)
@@ -330,7 +352,7 @@ func (p *Pool) Open(d Digest) (io.ReadCloser, error) {
 
 type reader struct {
 	d   Digest
-	f   *os.File
+	f   io.Closer // the stored bytes: a file, or an object store's stream
 	dec io.ReadCloser
 }
 
@@ -349,6 +371,13 @@ func (r *reader) Close() error {
 
 // Remove deletes blob d. Removing a missing blob is not an error.
 func (p *Pool) Remove(d Digest) error {
+	if p.cfg.Remote != nil {
+		p.known.forget(d)
+		if err := p.cfg.Remote.Remove(context.Background(), d); err != nil {
+			return fmt.Errorf("remove blob %s: %w", d, err)
+		}
+		return nil
+	}
 	if err := os.Remove(p.Path(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove blob %s: %w", d, err)
 	}
@@ -362,6 +391,11 @@ func (p *Pool) Walk(fn func(d Digest, size int64) error) error {
 
 // WalkInfo calls fn for every stored blob with its file information.
 func (p *Pool) WalkInfo(fn func(d Digest, fi fs.FileInfo) error) error {
+	if p.cfg.Remote != nil {
+		return p.cfg.Remote.Walk(context.Background(), func(d Digest, size int64, mod time.Time) error {
+			return fn(d, remoteInfo{name: d.String(), size: size, mod: mod})
+		})
+	}
 	root := filepath.Join(p.dir, "sha256")
 	return filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -408,6 +442,9 @@ const (
 
 // IsCompacted reports whether blob d has been recompressed by Compact.
 func (p *Pool) IsCompacted(d Digest) (bool, error) {
+	if p.cfg.Remote != nil {
+		return true, nil // see remote.go
+	}
 	fi, err := os.Stat(p.Path(d))
 	if err != nil {
 		return false, err
@@ -421,6 +458,10 @@ func (p *Pool) IsCompacted(d Digest) (bool, error) {
 // blob (atomically; open readers keep the old file). It returns the sizes
 // before and after; a blob already compacted is left alone.
 func (p *Pool) Compact(ctx context.Context, d Digest, zstdCmd string) (before, after int64, err error) {
+	if p.cfg.Remote != nil {
+		n, err := p.remoteSize(d)
+		return n, n, err // see remote.go: not against an object store yet
+	}
 	final := p.Path(d)
 	fi, err := os.Stat(final)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,8 +32,11 @@ import (
 	"github.com/retraced/retraced/index/blob"
 )
 
-// ErrNotExist reports a blob the store does not hold.
-var ErrNotExist = errors.New("blob not in the object store")
+// ErrNotExist reports a blob the store does not hold; it matches
+// fs.ErrNotExist, as blob.Remote asks.
+var ErrNotExist = fmt.Errorf("blob not in the object store: %w", fs.ErrNotExist)
+
+var _ blob.Remote = (*Store)(nil)
 
 // Config says where the blobs live and how to reach them.
 type Config struct {

@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -187,5 +190,86 @@ func TestRetries(t *testing.T) {
 	f.n.Store(0)
 	if ok, err := s.Has(ctx, other); ok || err != nil {
 		t.Errorf("a failed Put left %v, %v", ok, err)
+	}
+}
+
+// TestPoolOnS3: a blob.Pool whose Remote is the store writes its blobs
+// there and nowhere else (no compressed copy on local disk), reads them
+// back, makes plain copies from them, lists and removes them.
+func TestPoolOnS3(t *testing.T) {
+	s := newStore(t, "pool/", nil, 0)
+	dir := t.TempDir()
+	p, err := blob.Open(dir, blob.Config{Remote: s, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := bytes.Repeat([]byte("debuginfo "), 50000)
+	d := blob.Sum(content)
+	stored, err := p.Put(d, bytes.NewReader(content))
+	if err != nil || stored <= 0 {
+		t.Fatalf("Put = %d, %v", stored, err)
+	}
+	if again, err := p.Put(d, bytes.NewReader(content)); err != nil || again != 0 {
+		t.Fatalf("second Put = %d, %v; want 0 (already stored)", again, err)
+	}
+	if n, err := s.Size(context.Background(), d); err != nil || n != stored {
+		t.Fatalf("the object store holds %d bytes (%v), the pool said %d", n, err, stored)
+	}
+	var local []string
+	filepathWalk(t, dir, func(p string) { local = append(local, p) })
+	for _, f := range local {
+		if strings.Contains(f, "/sha256/") {
+			t.Errorf("a compressed copy on local disk: %s", f)
+		}
+	}
+	if !p.Has(d) {
+		t.Fatal("Has = false")
+	}
+	rc, err := p.Open(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("Open read %d bytes, %v", len(got), err)
+	}
+	plain, err := p.Plain(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(plain); err != nil || !bytes.Equal(b, content) {
+		t.Fatalf("plain copy: %v", err)
+	}
+	n := 0
+	if err := p.Walk(func(got blob.Digest, size int64) error {
+		if got != d || size != stored {
+			t.Errorf("Walk: %s %d", got, size)
+		}
+		n++
+		return nil
+	}); err != nil || n != 1 {
+		t.Fatalf("Walk: %d blobs, %v", n, err)
+	}
+	if err := p.Remove(d); err != nil {
+		t.Fatal(err)
+	}
+	if p.Has(d) {
+		t.Error("Has after Remove")
+	}
+	if _, err := p.Open(d); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("Open after Remove: %v, want ErrNotFound", err)
+	}
+}
+
+func filepathWalk(t *testing.T, dir string, fn func(string)) {
+	t.Helper()
+	if err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			fn(p)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
