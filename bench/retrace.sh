@@ -67,12 +67,17 @@ if [[ -z $BIN ]]; then
 	(cd "$ROOT" && go build -tags liblzma -o "$BIN" ./cmd/retraced)
 fi
 
+# Both fixture repositories: Debian's layout (repo/) and Fedora's
+# (repo-dist/, whose cores need its glibc and libstdc++).
+"$BIN" --data "$WORK/data" mirror add fixtures "$ROOT/fixtures/repo" >/dev/null
+"$BIN" --data "$WORK/data" mirror add dist "$ROOT/fixtures/repo-dist" >/dev/null
 PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
 "$BIN" serve --data "$WORK/data" --listen "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 600); do
-	if curl -fsS "$URL/api/v1/mirrors" 2>/dev/null | grep -q '"last_sync": *"'; then
+	if curl -fsS "$URL/api/v1/mirrors" 2>/dev/null | grep -q '"last_sync": *"' &&
+		! curl -fsS "$URL/api/v1/mirrors" 2>/dev/null | grep -q '"last_sync": *null'; then
 		break
 	fi
 	kill -0 "$SERVER" 2>/dev/null || { cat "$WORK/serve.log" >&2; exit 1; }
@@ -89,7 +94,7 @@ for z in "$ROOT"/fixtures/cores/*.core.zst; do
 	d=$WORK/cores/$name
 	mkdir -p "$d"
 	zstd -qdc "$z" >"$d/coredump"
-	exe=$(awk -v f="$name.core.zst" '$1 == f { print $3 }' "$ROOT/fixtures/cores/cores.txt")
+	exe=$(cat "$ROOT"/fixtures/cores/cores*.txt | awk -v f="$name.core.zst" '$1 == f { print $3 }')
 	printf '%s' "$exe" >"$d/executable"
 	tar -C "$d" -cf "$d/crash.tar" coredump executable
 	chmod -R a+rX "$d"
