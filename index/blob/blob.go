@@ -275,7 +275,7 @@ func (w *Writer) Commit(d Digest) (stored int64, err error) {
 		return 0, nil
 	}
 	if w.p.cfg.Remote != nil {
-		n, err := w.p.upload(d, w.tmp)
+		n, err := w.p.upload(d, w.tmp, false)
 		if err != nil {
 			return 0, fmt.Errorf("put blob %s: %w", d, err)
 		}
@@ -443,7 +443,8 @@ const (
 // IsCompacted reports whether blob d has been recompressed by Compact.
 func (p *Pool) IsCompacted(d Digest) (bool, error) {
 	if p.cfg.Remote != nil {
-		return true, nil // see remote.go
+		st, err := p.remoteStat(d)
+		return st.Compacted, err
 	}
 	fi, err := os.Stat(p.Path(d))
 	if err != nil {
@@ -459,8 +460,7 @@ func (p *Pool) IsCompacted(d Digest) (bool, error) {
 // before and after; a blob already compacted is left alone.
 func (p *Pool) Compact(ctx context.Context, d Digest, zstdCmd string) (before, after int64, err error) {
 	if p.cfg.Remote != nil {
-		n, err := p.remoteSize(d)
-		return n, n, err // see remote.go: not against an object store yet
+		return p.compactRemote(ctx, d, zstdCmd)
 	}
 	final := p.Path(d)
 	fi, err := os.Stat(final)
@@ -476,7 +476,7 @@ func (p *Pool) Compact(ctx context.Context, d Digest, zstdCmd string) (before, a
 		return before, before, err
 	}
 	defer src.Close()
-	tmp, err := p.TempFile("compact-*.tmp")
+	tmp, err := p.recompress(ctx, d, src, zstdCmd)
 	if err != nil {
 		return before, before, err
 	}
@@ -487,43 +487,6 @@ func (p *Pool) Compact(ctx context.Context, d Digest, zstdCmd string) (before, a
 			os.Remove(tmp.Name())
 		}
 	}()
-	if zstdCmd != "" {
-		cmd := exec.CommandContext(ctx, zstdCmd, "-19", "-q", "-c", "--no-progress", "-T1")
-		cmd.Stdin = src
-		cmd.Stdout = tmp
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		err := cmd.Start()
-		if err == nil {
-			// Compaction is background work (serve runs it after each
-			// sync): the lowest priority, so that requests come first.
-			// Best effort; zstd runs either way.
-			_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, 19)
-			err = cmd.Wait()
-		}
-		if err != nil {
-			return before, before, fmt.Errorf("compact %s: zstd: %v: %s", d, err, strings.TrimSpace(stderr.String()))
-		}
-	} else {
-		bw := bufio.NewWriterSize(tmp, 256<<10)
-		enc, err := zstd.NewWriter(bw, zstd.WithEncoderLevel(LevelBest), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true))
-		if err != nil {
-			return before, before, err
-		}
-		if _, err := io.Copy(enc, src); err != nil {
-			enc.Close()
-			return before, before, fmt.Errorf("compact %s: %w", d, err)
-		}
-		if err := enc.Close(); err != nil {
-			return before, before, err
-		}
-		if err := bw.Flush(); err != nil {
-			return before, before, err
-		}
-	}
-	if err := p.verifyFile(tmp, d); err != nil {
-		return before, before, fmt.Errorf("compact %s: %w", d, err)
-	}
 	nfi, err := tmp.Stat()
 	if err != nil {
 		return before, before, err
@@ -547,6 +510,62 @@ func (p *Pool) Compact(ctx context.Context, d Digest, zstdCmd string) (before, a
 	}
 	keep = true
 	return before, nfi.Size(), nil
+}
+
+// recompress writes the content read from src (blob d, uncompressed) to
+// a new temp file at the strongest level and checks it decodes to d. The
+// caller removes the file.
+func (p *Pool) recompress(ctx context.Context, d Digest, src io.Reader, zstdCmd string) (*os.File, error) {
+	tmp, err := p.TempFile("compact-*.tmp")
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if zstdCmd != "" {
+		cmd := exec.CommandContext(ctx, zstdCmd, "-19", "-q", "-c", "--no-progress", "-T1")
+		cmd.Stdin = src
+		cmd.Stdout = tmp
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Start()
+		if err == nil {
+			// Compaction is background work (serve runs it after each
+			// sync): the lowest priority, so that requests come first.
+			// Best effort; zstd runs either way.
+			_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, 19)
+			err = cmd.Wait()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("compact %s: zstd: %v: %s", d, err, strings.TrimSpace(stderr.String()))
+		}
+	} else {
+		bw := bufio.NewWriterSize(tmp, 256<<10)
+		enc, err := zstd.NewWriter(bw, zstd.WithEncoderLevel(LevelBest), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := io.Copy(enc, src); err != nil {
+			enc.Close()
+			return nil, fmt.Errorf("compact %s: %w", d, err)
+		}
+		if err := enc.Close(); err != nil {
+			return nil, err
+		}
+		if err := bw.Flush(); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.verifyFile(tmp, d); err != nil {
+		return nil, fmt.Errorf("compact %s: %w", d, err)
+	}
+	ok = true
+	return tmp, nil
 }
 
 // verifyFile decodes a compressed file and checks its digest.

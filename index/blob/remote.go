@@ -17,46 +17,55 @@ import (
 // objects are the same compressed bytes, named by digest; a Put appears
 // whole or not at all. An error for a missing blob matches fs.ErrNotExist.
 type Remote interface {
-	Put(ctx context.Context, d Digest, r io.Reader, size int64) error
+	// Put stores the compressed blob d (size bytes from r), replacing
+	// what is there; compacted marks it as Compact's final form (the
+	// local pool marks that with the file mode).
+	Put(ctx context.Context, d Digest, r io.Reader, size int64, compacted bool) error
 	Open(ctx context.Context, d Digest) (io.ReadCloser, int64, error)
-	Size(ctx context.Context, d Digest) (int64, error)
+	Stat(ctx context.Context, d Digest) (RemoteStat, error)
 	Remove(ctx context.Context, d Digest) error
 	Walk(ctx context.Context, fn func(d Digest, size int64, modified time.Time) error) error
+}
+
+// RemoteStat is what a Remote knows of one stored blob.
+type RemoteStat struct {
+	Size      int64
+	Compacted bool
 }
 
 // With a Remote (Config.Remote) the pool keeps no compressed copies of
 // its own: a new blob is written to tmp/ as always, then uploaded, and
 // the temp file goes; reads stream from the object store, and plain/
 // (uncompressed copies for sysroots, Range requests and sections, bounded
-// by gc's plain budget) is the local cache. Compaction does not run
-// against an object store yet: IsCompacted says true, so syncs should
-// write at the level they mean to keep (mirror.compression).
+// by gc's plain budget) is the local cache. Compaction downloads a blob,
+// recompresses it and uploads the result (or the old bytes, when that is
+// no smaller) marked compacted.
 
 // present remembers digests the remote is known to hold, so that a sync
 // asks the store once per blob, not once per package that ships it. Only
 // Remove forgets one: nothing else deletes blobs.
 type present struct {
 	mu sync.RWMutex
-	m  map[Digest]int64 // stored size
+	m  map[Digest]RemoteStat
 }
 
-func (p *present) get(d Digest) (int64, bool) {
+func (p *present) get(d Digest) (RemoteStat, bool) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	n, ok := p.m[d]
-	return n, ok
+	st, ok := p.m[d]
+	return st, ok
 }
 
-func (p *present) set(d Digest, n int64) {
+func (p *present) set(d Digest, st RemoteStat) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.m == nil {
-		p.m = map[Digest]int64{}
+		p.m = map[Digest]RemoteStat{}
 	}
 	if len(p.m) >= 1<<20 {
 		clear(p.m) // a bound on memory; a miss only costs a HEAD
 	}
-	p.m[d] = n
+	p.m[d] = st
 }
 
 func (p *present) forget(d Digest) {
@@ -65,25 +74,31 @@ func (p *present) forget(d Digest) {
 	delete(p.m, d)
 }
 
-// remoteSize returns the stored size of d in the remote, or ErrNotFound.
-func (p *Pool) remoteSize(d Digest) (int64, error) {
-	if n, ok := p.known.get(d); ok {
-		return n, nil
+// remoteStat returns what the remote knows of d, or ErrNotFound.
+func (p *Pool) remoteStat(d Digest) (RemoteStat, error) {
+	if st, ok := p.known.get(d); ok {
+		return st, nil
 	}
-	n, err := p.cfg.Remote.Size(context.Background(), d)
+	st, err := p.cfg.Remote.Stat(context.Background(), d)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("%w: %s", ErrNotFound, d)
+		return st, fmt.Errorf("%w: %s", ErrNotFound, d)
 	}
 	if err != nil {
-		return 0, err
+		return st, err
 	}
-	p.known.set(d, n)
-	return n, nil
+	p.known.set(d, st)
+	return st, nil
+}
+
+// remoteSize returns the stored size of d in the remote, or ErrNotFound.
+func (p *Pool) remoteSize(d Digest) (int64, error) {
+	st, err := p.remoteStat(d)
+	return st.Size, err
 }
 
 // upload sends the finished temp file f (the compressed blob d) to the
 // remote; the object exists once it returns nil.
-func (p *Pool) upload(d Digest, f *os.File) (int64, error) {
+func (p *Pool) upload(d Digest, f *os.File, compacted bool) (int64, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return 0, err
@@ -91,11 +106,70 @@ func (p *Pool) upload(d Digest, f *os.File) (int64, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return 0, err
 	}
-	if err := p.cfg.Remote.Put(context.Background(), d, bufio.NewReaderSize(f, 256<<10), fi.Size()); err != nil {
+	if err := p.cfg.Remote.Put(context.Background(), d, bufio.NewReaderSize(f, 256<<10), fi.Size(), compacted); err != nil {
 		return 0, err
 	}
-	p.known.set(d, fi.Size())
+	p.known.set(d, RemoteStat{Size: fi.Size(), Compacted: compacted})
 	return fi.Size(), nil
+}
+
+// compactRemote is Compact for a remote blob: download the stored bytes,
+// recompress them, upload the smaller of the two marked compacted.
+func (p *Pool) compactRemote(ctx context.Context, d Digest, zstdCmd string) (before, after int64, err error) {
+	p.known.forget(d) // ask the store: another node may have compacted it
+	st, err := p.remoteStat(d)
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact %s: %w", d, err)
+	}
+	before = st.Size
+	if st.Compacted {
+		return before, before, nil
+	}
+	rc, _, err := p.cfg.Remote.Open(ctx, d)
+	if err != nil {
+		return before, before, fmt.Errorf("compact %s: %w", d, err)
+	}
+	raw, err := p.TempFile("fetch-*.tmp")
+	if err != nil {
+		rc.Close()
+		return before, before, err
+	}
+	defer func() {
+		raw.Close()
+		os.Remove(raw.Name())
+	}()
+	_, err = io.Copy(raw, rc)
+	rc.Close()
+	if err != nil {
+		return before, before, fmt.Errorf("compact %s: fetch: %w", d, err)
+	}
+	if _, err := raw.Seek(0, io.SeekStart); err != nil {
+		return before, before, err
+	}
+	dec, err := decode(bufio.NewReaderSize(raw, 128<<10))
+	if err != nil {
+		return before, before, fmt.Errorf("compact %s: %w: %v", d, ErrCorrupt, err)
+	}
+	tmp, err := p.recompress(ctx, d, dec, zstdCmd)
+	dec.Close()
+	if err != nil {
+		return before, before, err
+	}
+	defer func() {
+		tmp.Close()
+		os.Remove(tmp.Name())
+	}()
+	best := tmp
+	if fi, err := tmp.Stat(); err != nil {
+		return before, before, err
+	} else if fi.Size() >= before { // not worth it: the old bytes, marked final
+		best = raw
+	}
+	after, err = p.upload(d, best, true)
+	if err != nil {
+		return before, before, fmt.Errorf("compact %s: %w", d, err)
+	}
+	return before, after, nil
 }
 
 // openRemote streams blob d's uncompressed content from the remote.

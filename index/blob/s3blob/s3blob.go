@@ -122,14 +122,21 @@ func (s *Store) Key(d blob.Digest) string {
 	return s.cfg.Prefix + "sha256/" + h[:2] + "/" + h
 }
 
+// compactedKey is the user metadata that marks a blob compacted
+// (x-amz-meta-retraced-compacted: 1), as the local pool marks it with
+// mode 0444.
+const compactedKey = "Retraced-Compacted"
+
 // Put stores the compressed blob d, size bytes read from r, in one PUT
 // (a multipart upload beyond 64 MiB; either way the object appears only
-// once complete). The caller vouches for d.
-func (s *Store) Put(ctx context.Context, d blob.Digest, r io.Reader, size int64) error {
-	_, err := s.c.PutObject(ctx, s.cfg.Bucket, s.Key(d), r, size, minio.PutObjectOptions{
-		ContentType: "application/octet-stream", PartSize: 64 << 20, DisableContentSha256: true,
-	})
-	if err != nil {
+// once complete), replacing what was there. compacted marks it final.
+// The caller vouches for d.
+func (s *Store) Put(ctx context.Context, d blob.Digest, r io.Reader, size int64, compacted bool) error {
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", PartSize: 64 << 20, DisableContentSha256: true}
+	if compacted {
+		opts.UserMetadata = map[string]string{compactedKey: "1"}
+	}
+	if _, err := s.c.PutObject(ctx, s.cfg.Bucket, s.Key(d), r, size, opts); err != nil {
 		return fmt.Errorf("put blob %s: %w", d, err)
 	}
 	return nil
@@ -150,19 +157,19 @@ func (s *Store) Open(ctx context.Context, d blob.Digest) (io.ReadCloser, int64, 
 	return obj, st.Size, nil
 }
 
-// Size returns the stored (compressed) size of blob d, or an error
-// wrapping ErrNotExist.
-func (s *Store) Size(ctx context.Context, d blob.Digest) (int64, error) {
+// Stat returns blob d's stored (compressed) size and whether it is
+// compacted, or an error wrapping ErrNotExist.
+func (s *Store) Stat(ctx context.Context, d blob.Digest) (blob.RemoteStat, error) {
 	st, err := s.c.StatObject(ctx, s.cfg.Bucket, s.Key(d), minio.StatObjectOptions{})
 	if err != nil {
-		return 0, s.err("stat", d, err)
+		return blob.RemoteStat{}, s.err("stat", d, err)
 	}
-	return st.Size, nil
+	return blob.RemoteStat{Size: st.Size, Compacted: st.UserMetadata[compactedKey] == "1"}, nil
 }
 
 // Has reports whether blob d is stored.
 func (s *Store) Has(ctx context.Context, d blob.Digest) (bool, error) {
-	_, err := s.Size(ctx, d)
+	_, err := s.Stat(ctx, d)
 	if errors.Is(err, ErrNotExist) {
 		return false, nil
 	}

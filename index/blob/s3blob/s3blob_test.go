@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -71,7 +72,7 @@ func TestRoundTrip(t *testing.T) {
 		blobs[blob.Sum(b)] = b
 	}
 	for d, b := range blobs {
-		if err := s.Put(ctx, d, bytes.NewReader(b), int64(len(b))); err != nil {
+		if err := s.Put(ctx, d, bytes.NewReader(b), int64(len(b)), false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -158,7 +159,7 @@ func TestRetries(t *testing.T) {
 
 	f.n.Store(2)
 	f.tries.Store(0)
-	if err := s.Put(ctx, d, bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := s.Put(ctx, d, bytes.NewReader(b), int64(len(b)), false); err != nil {
 		t.Fatalf("Put through two 503s: %v", err)
 	}
 	if tries := f.tries.Load(); tries < 3 {
@@ -178,7 +179,7 @@ func TestRetries(t *testing.T) {
 	f.n.Store(1000)
 	f.tries.Store(0)
 	start := time.Now()
-	err = s.Put(ctx, other, strings.NewReader("other"), 5)
+	err = s.Put(ctx, other, strings.NewReader("other"), 5, false)
 	var er minio.ErrorResponse
 	if !errors.As(err, &er) || er.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("Put against a store that keeps failing: %v", err)
@@ -212,8 +213,8 @@ func TestPoolOnS3(t *testing.T) {
 	if again, err := p.Put(d, bytes.NewReader(content)); err != nil || again != 0 {
 		t.Fatalf("second Put = %d, %v; want 0 (already stored)", again, err)
 	}
-	if n, err := s.Size(context.Background(), d); err != nil || n != stored {
-		t.Fatalf("the object store holds %d bytes (%v), the pool said %d", n, err, stored)
+	if st, err := s.Stat(context.Background(), d); err != nil || st.Size != stored || st.Compacted {
+		t.Fatalf("the object store holds %+v (%v), the pool said %d bytes, fresh", st, err, stored)
 	}
 	var local []string
 	filepathWalk(t, dir, func(p string) { local = append(local, p) })
@@ -272,4 +273,53 @@ func filepathWalk(t *testing.T, dir string, fn func(string)) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestPoolCompactOnS3: a blob written fast (S2) is recompressed in the
+// object store, smaller, marked compacted in its metadata (a second pool
+// with nothing cached sees the mark), and reads back the same.
+func TestPoolCompactOnS3(t *testing.T) {
+	s := newStore(t, "", nil, 0)
+	p, err := blob.Open(t.TempDir(), blob.Config{Remote: s, NoSync: true, Codec: blob.CodecS2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var content []byte
+	for i := range 200000 {
+		content = append(content, fmt.Sprintf("frame %d at 0x%x\n", i%977, i*16)...)
+	}
+	d := blob.Sum(content)
+	if _, err := p.Put(d, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := p.IsCompacted(d); err != nil || done {
+		t.Fatalf("IsCompacted of a fresh blob = %v, %v", done, err)
+	}
+	before, after, err := p.Compact(context.Background(), d, "")
+	if err != nil || after <= 0 || after >= before {
+		t.Fatalf("Compact = %d -> %d, %v; want smaller", before, after, err)
+	}
+	fresh, err := blob.Open(t.TempDir(), blob.Config{Remote: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done, err := fresh.IsCompacted(d); err != nil || !done {
+		t.Fatalf("another pool sees IsCompacted = %v, %v", done, err)
+	}
+	if n, err := fresh.StoredSize(d); err != nil || n != after {
+		t.Fatalf("StoredSize = %d, %v; want %d", n, err, after)
+	}
+	rc, err := fresh.Open(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("compacted blob reads %d bytes, %v", len(got), err)
+	}
+	if b2, a2, err := fresh.Compact(context.Background(), d, ""); err != nil || b2 != after || a2 != after {
+		t.Errorf("compacting again = %d -> %d, %v; want nothing done", b2, a2, err)
+	}
+	t.Logf("S2 %d bytes -> zstd %d bytes in the object store", before, after)
 }
