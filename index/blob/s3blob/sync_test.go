@@ -1,0 +1,97 @@
+package s3blob
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/index/blob"
+	"github.com/retraced/retraced/mirror"
+)
+
+// down answers every request with a connection error while on.
+type down struct{ on atomic.Bool }
+
+func (d *down) RoundTrip(r *http.Request) (*http.Response, error) {
+	if d.on.Load() {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, &netErr{}
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+type netErr struct{}
+
+func (*netErr) Error() string   { return "connect: connection refused (the object store is down)" }
+func (*netErr) Timeout() bool   { return false }
+func (*netErr) Temporary() bool { return true }
+
+// TestSyncWithStoreDown: a sync while the object store is unreachable
+// fails its packages, saying why, and indexes none of them (no index
+// entry ever names a blob the store lacks); once the store is back the
+// next sync brings them all, and every blob the index names is there.
+func TestSyncWithStoreDown(t *testing.T) {
+	tr := &down{}
+	s := newStore(t, "", tr, 2)
+	dir := t.TempDir()
+	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{Remote: s, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mirror.New(idx, pool, mirror.Config{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := m.Add(ctx, mirror.Source{Name: "fx", URL: fixtures.Path("repo")}); err != nil {
+		t.Fatal(err)
+	}
+	tr.on.Store(true)
+	res, err := m.Sync(ctx, "fx", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK() || len(res.Failed) == 0 || !strings.Contains(res.Failed[0].Error(), "object store is down") {
+		t.Fatalf("sync with the store down: %s %v", res.Summary(), res.Failed)
+	}
+	if c, err := idx.Counts(); err != nil || c.Packages != 0 {
+		t.Fatalf("%d packages indexed while the store was down (%v)", c.Packages, err)
+	}
+	tr.on.Store(false)
+	res, err = m.Sync(ctx, "fx", nil)
+	if err != nil || !res.OK() {
+		t.Fatalf("sync with the store back: %v %s %v", err, res.Summary(), res.Failed)
+	}
+	want := len(fixtures.Packages(t))
+	if c, err := idx.Counts(); err != nil || int(c.Packages) != want {
+		t.Fatalf("%d packages indexed, want %d (%v)", c.Packages, want, err)
+	}
+	missing := 0
+	if err := idx.Packages(func(p *index.Package) error {
+		for _, f := range p.Files {
+			if !f.Blob.IsZero() {
+				if ok, err := s.Has(ctx, f.Blob); err != nil || !ok {
+					missing++
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if missing != 0 {
+		t.Errorf("%d blobs the index names are not in the object store", missing)
+	}
+}
