@@ -7,8 +7,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/retraced/retraced/fixtures"
+	"github.com/retraced/retraced/gc"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
 	"github.com/retraced/retraced/mirror"
@@ -94,4 +96,69 @@ func TestSyncWithStoreDown(t *testing.T) {
 	if missing != 0 {
 		t.Errorf("%d blobs the index names are not in the object store", missing)
 	}
+}
+
+// TestGCOnStore: once no source lists the packages, gc removes their
+// blobs from the object store (its plan lists them from the store), and
+// nothing else.
+func TestGCOnStore(t *testing.T) {
+	s := newStore(t, "", nil, 0)
+	dir := t.TempDir()
+	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{Remote: s, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mirror.New(idx, pool, mirror.Config{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, r := range []string{"repo-v1", "repo-v2"} {
+		if _, err := m.Add(ctx, mirror.Source{Name: r, URL: fixtures.Path(r)}); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := m.Sync(ctx, r, nil); err != nil || !res.OK() {
+			t.Fatalf("sync %s: %v %v", r, err, res)
+		}
+	}
+	count := func() int {
+		n := 0
+		if err := s.Walk(ctx, func(blob.Digest, int64, time.Time) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	all := count()
+	if err := m.Remove("repo-v1"); err != nil {
+		t.Fatal(err)
+	}
+	c := gc.New(idx, pool, func() ([]string, error) { return []string{"repo-v2"}, nil }, gc.Config{})
+	plan, err := c.Plan(ctx, time.Now().Add(time.Hour)) // nothing is too fresh
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Execute(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
+	left := count()
+	if left == 0 || left >= all {
+		t.Fatalf("%d of %d blobs left in the store after gc of repo-v1's packages", left, all)
+	}
+	// What repo-v2's packages name is all still there.
+	if err := idx.Packages(func(p *index.Package) error {
+		for _, f := range p.Files {
+			if ok, err := s.Has(ctx, f.Blob); !f.Blob.IsZero() && (err != nil || !ok) {
+				t.Errorf("%s %s: blob gone", p.NEVRA, f.Path)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("gc removed %d of %d blobs from the object store", all-left, all)
 }
