@@ -562,3 +562,40 @@ func TestWatchRealWorker(t *testing.T) {
 		t.Errorf("the idle watcher used %d clock ticks of CPU in 3s", idle)
 	}
 }
+
+// TestPurge: finished items older than purge.age are deleted; younger
+// ones and failed ones stay.
+func TestPurge(t *testing.T) {
+	spool := t.TempDir()
+	now := time.Date(2025, 1, 10, 0, 0, 0, 0, time.UTC)
+	for _, it := range []*item{
+		{ID: "old", State: stateFinished, Finished: now.Add(-48 * time.Hour)},
+		{ID: "young", State: stateFinished, Finished: now.Add(-time.Hour)},
+		{ID: "failed", State: stateFailed, Finished: now.Add(-48 * time.Hour)},
+	} {
+		if err := os.MkdirAll(itemDir(spool, it.ID), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := it.save(spool); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := defaultWatchConfig()
+	cfg.Purge.Age.Duration = 24 * time.Hour
+	w := newWatcher(spool, "", false, cfg, io.Discard)
+	w.now = func() time.Time { return now }
+	w.rescan()
+	w.purge()
+	items, err := loadItems(spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, it := range items {
+		left = append(left, it.ID)
+	}
+	slices.Sort(left)
+	if strings.Join(left, " ") != "failed young" {
+		t.Errorf("left %v, want failed young", left)
+	}
+}
