@@ -81,6 +81,7 @@ func newRoot() *cobra.Command {
 		&cobra.Command{Use: "batch", Short: "Upload a crash, wait, print the backtrace (or the log when it failed)", Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error { return o.runBatch(cmd) }},
 	)
+	root.AddCommand(o.spoolCommands()...)
 	return root
 }
 

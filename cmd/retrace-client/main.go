@@ -7,6 +7,15 @@
 //	retrace-client status|log|backtrace -t ID -p PASSWORD
 //	retrace-client batch -d CRASHDIR | -c COREFILE
 //
+// It also collects: watch keeps a spool of cores (written there by the
+// kernel's core_pattern, or by core-handler for a piped core_pattern),
+// sends each to a server and keeps its backtrace, surviving a kill at any
+// point (see spool.go); list and retry show and requeue its items:
+//
+//	retrace-client watch --spool DIR [--url URL] [--config FILE]
+//	retrace-client core-handler --spool DIR %e %p %t < core
+//	retrace-client list|retry ID --spool DIR
+//
 // Where it differs: the archive is streamed as it is packed (no temporary
 // file, so no Content-Length and no upload percentage); create does not
 // refuse up front when every worker is busy, since retraced queues tasks

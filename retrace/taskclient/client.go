@@ -95,9 +95,26 @@ func (c *Client) get(ctx context.Context, headers map[string]string, segments ..
 	return c.do(req)
 }
 
+// StatusError is an answer the client cannot use, with its HTTP status,
+// so that a caller can tell a busy or full server (503, 507), worth
+// asking again, from a refusal.
+type StatusError struct {
+	Code int
+	Body string
+	msg  string
+}
+
+func (e *StatusError) Error() string { return e.msg }
+
+// Temporary reports whether the server may accept the same request later:
+// it is overloaded, out of space, or failed internally.
+func (e *StatusError) Temporary() bool {
+	return e.Code >= 500 || e.Code == http.StatusTooManyRequests || e.Code == http.StatusRequestTimeout
+}
+
 // unexpected is abrt-retrace-client's error for an answer it cannot use.
 func unexpected(a *answer) error {
-	return fmt.Errorf("Unexpected HTTP response from server: %d\n%s", a.code, a.body)
+	return &StatusError{Code: a.code, Body: a.body, msg: fmt.Sprintf("Unexpected HTTP response from server: %d\n%s", a.code, a.body)}
 }
 
 // Settings is GET /settings.
@@ -195,7 +212,7 @@ func (c *Client) Create(ctx context.Context, body io.Reader, contentType string,
 	switch a.code {
 	case http.StatusCreated:
 	case http.StatusInternalServerError, http.StatusInsufficientStorage:
-		return "", "", errors.New(a.body)
+		return "", "", &StatusError{Code: a.code, Body: a.body, msg: a.body}
 	case http.StatusForbidden:
 		return "", "", fmt.Errorf("Your problem directory is corrupted and can not be processed by the Retrace server.\n" +
 			"The archive contains malicious files (such as symlinks) and thus can not be processed.")

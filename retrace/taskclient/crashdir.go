@@ -134,13 +134,9 @@ func CoreCrashDir(core string) (dir string, cleanup func() error, err error) {
 	if !fi.Mode().IsRegular() {
 		return "", nil, fmt.Errorf("%s: not a regular file", core)
 	}
-	c, err := corefile.Open(abs)
+	exe, err := CoreExecutable(abs)
 	if errors.Is(err, corefile.ErrNotCore) {
 		return "", nil, fmt.Errorf("%s: not an ELF core file", core)
-	}
-	exe := ""
-	if err == nil {
-		exe = c.Executable
 	}
 	// A core the reader cannot make out is still sent: the server says
 	// what is wrong with it.
@@ -150,11 +146,27 @@ func CoreCrashDir(core string) (dir string, cleanup func() error, err error) {
 	}
 	cleanup = func() error { return os.RemoveAll(dir) }
 	err = os.Symlink(abs, filepath.Join(dir, "coredump"))
-	if err == nil && exe != "" && len(exe) <= maxExecutable && !strings.ContainsRune(exe, '\n') {
+	if err == nil && exe != "" {
 		err = os.WriteFile(filepath.Join(dir, "executable"), []byte(exe), 0o644)
 	}
 	if err != nil {
 		return "", nil, errors.Join(err, cleanup())
 	}
 	return dir, cleanup, nil
+}
+
+// CoreExecutable returns the program's path as the core file records it;
+// "" with no error when the core names none the server would take (too
+// long, or with a newline). An error wrapping corefile.ErrNotCore means
+// the file is no ELF core.
+func CoreExecutable(core string) (string, error) {
+	c, err := corefile.Open(core)
+	if err != nil {
+		return "", err
+	}
+	exe := c.Executable
+	if len(exe) > maxExecutable || strings.ContainsRune(exe, '\n') {
+		return "", nil
+	}
+	return exe, nil
 }

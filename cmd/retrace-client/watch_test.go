@@ -1,0 +1,601 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/retraced/retraced/fixtures/fixturestore"
+	"github.com/retraced/retraced/retrace/worker"
+)
+
+// TestHelperProcess is retrace-client run as a subprocess of the test
+// binary (so that a test can kill -9 it): the arguments follow "--".
+func TestHelperProcess(t *testing.T) {
+	if os.Getenv("RETRACE_CLIENT_HELPER") != "1" {
+		t.Skip("a helper for the other tests")
+	}
+	args := os.Args[slices.Index(os.Args, "--")+1:]
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	root := newRoot()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "retrace-client:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// syncBuffer collects a subprocess's stderr across restarts.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// helper returns retrace-client args as a subprocess.
+func helper(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestHelperProcess$", "--"}, args...)...)
+	cmd.Env = append(os.Environ(), "RETRACE_CLIENT_HELPER=1")
+	return cmd
+}
+
+// startWatch runs `retrace-client watch` as a subprocess, its stderr into
+// logs; it is killed at the test's end.
+func startWatch(t *testing.T, spool, serverURL, config string, logs io.Writer) *exec.Cmd {
+	t.Helper()
+	cmd := helper("watch", "--spool", spool, "--url", serverURL, "--config", config)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return cmd
+}
+
+func kill(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+}
+
+// writeConfig writes a watch config with short delays, and extra.
+func writeConfig(t *testing.T, extra string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "watch.toml")
+	cfg := "settle = \"150ms\"\n" + extra + "\n[submit]\nattempts = 4\nbackoff = \"100ms\"\nmax_backoff = \"400ms\"\n"
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// front is a proxy before a retrace server that counts the uploads by
+// their content and answers the first ones with the given failures: a
+// status code, or 0 for a connection closed without an answer.
+type front struct {
+	*httptest.Server
+	mu       sync.Mutex
+	creates  map[[32]byte]int
+	failures []int
+	refused  int
+}
+
+func newFront(t *testing.T, backend string, failures ...int) *front {
+	t.Helper()
+	target, err := url.Parse(backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	f := &front{creates: map[[32]byte]int{}, failures: failures}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/create" {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			fail := -1
+			if len(f.failures) > 0 {
+				fail, f.failures = f.failures[0], f.failures[1:]
+				f.refused++
+			} else {
+				f.creates[sha256.Sum256(body)]++
+			}
+			f.mu.Unlock()
+			switch fail {
+			case -1:
+			case 0:
+				conn, _, err := w.(http.Hijacker).Hijack()
+				if err == nil {
+					conn.Close()
+				}
+				return
+			default:
+				http.Error(w, "busy", fail)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+// counts returns the uploads that reached the server and how many of
+// them were the same archive again.
+func (f *front) counts() (total, dup int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, n := range f.creates {
+		total += n
+		dup += n - 1
+	}
+	return total, dup
+}
+
+func (f *front) setFailures(failures ...int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failures = failures
+}
+
+// writeSlowly writes data to path in chunks, as the kernel writes a core.
+func writeSlowly(t *testing.T, path string, data []byte, chunk int, pause time.Duration) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	for off := 0; off < len(data); off += chunk {
+		if _, err := f.Write(data[off:min(off+chunk, len(data))]); err != nil {
+			t.Error(err)
+			break
+		}
+		time.Sleep(pause)
+	}
+	if err := f.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
+// waitItems waits until the spool holds n items in final states, and
+// returns them.
+func waitItems(t *testing.T, spool string, n int, timeout time.Duration, logs fmt.Stringer) []*item {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		items, _ := loadItems(spool)
+		done := 0
+		for _, it := range items {
+			if terminal(it.State) {
+				done++
+			}
+		}
+		if done >= n {
+			return items
+		}
+		if time.Now().After(deadline) {
+			for _, it := range items {
+				t.Logf("%s %s %s", it.ID, it.State, it.Reason)
+			}
+			t.Fatalf("%d of %d items final after %s; log:\n%s", done, n, timeout, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestWatchSurvivesKill: cores written slowly into the spool while watch
+// is killed (SIGKILL) at random points and restarted: every core ends
+// finished with its backtrace, none is lost, and the server got each once
+// — or twice only where the watcher was killed during the upload, which
+// it says on restart (the protocol gives no way to ask the server).
+func TestWatchSurvivesKill(t *testing.T) {
+	hs := startServer(t, coreRetracer{}, false)
+	fr := newFront(t, hs.URL)
+	corePath, info := fixtureCore(t)
+	core, err := os.ReadFile(corePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool, config := t.TempDir(), writeConfig(t, "")
+	logs := &syncBuffer{}
+	const cores = 6
+	writer := make(chan struct{})
+	go func() {
+		defer close(writer)
+		for i := range cores {
+			name := fmt.Sprintf("core_crashme_%d_%d", 1000+i, 1700000000+i)
+			// Each core a little longer, so that the server side tells
+			// their uploads apart.
+			writeSlowly(t, filepath.Join(spool, name), append(slices.Clip(core), make([]byte, 512*(i+1))...), 16<<10, 3*time.Millisecond)
+			time.Sleep(time.Duration(rand.IntN(100)) * time.Millisecond)
+		}
+	}()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	seed := time.Now().UnixNano()
+	t.Logf("kill times from seed %d", seed)
+	for range 10 {
+		cmd := startWatch(t, spool, fr.URL, config, logs)
+		time.Sleep(time.Duration(20+rng.IntN(300)) * time.Millisecond)
+		kill(t, cmd)
+	}
+	<-writer
+	startWatch(t, spool, fr.URL, config, logs)
+	items := waitItems(t, spool, cores, 60*time.Second, logs)
+	if len(items) != cores {
+		t.Fatalf("%d items, want %d", len(items), cores)
+	}
+	for _, it := range items {
+		if it.State != stateFinished {
+			t.Errorf("%s: %s (%s)", it.ID, it.State, it.Reason)
+			continue
+		}
+		bt, err := os.ReadFile(filepath.Join(itemDir(spool, it.ID), "backtrace"))
+		if err != nil || !strings.Contains(string(bt), "core ET_CORE EM_X86_64\nexecutable "+info.Executable+"\n") {
+			t.Errorf("%s: backtrace %q %v", it.ID, bt, err)
+		}
+		if it.Executable != info.Executable || it.Size <= int64(len(core)) || it.TaskID == "" {
+			t.Errorf("%s: %+v", it.ID, it)
+		}
+	}
+	total, dup := fr.counts()
+	resubmitted := strings.Count(logs.String(), "stopped while submitting")
+	t.Logf("%d uploads for %d cores, %d the same archive again; %d restarts during an upload", total, cores, dup, resubmitted)
+	if total-dup != cores || dup > resubmitted {
+		t.Errorf("%d uploads, %d repeated, %d restarts during an upload: want %d distinct, repeats only from those restarts\n%s",
+			total, dup, resubmitted, cores, logs)
+	}
+	out, _, err := runClient(t, "list", "--spool", spool)
+	if err != nil || strings.Count(out, " finished ") != cores {
+		t.Errorf("list: %v\n%s", err, out)
+	}
+}
+
+// TestWatchRetries: an unreachable server, 503 and 507 are retried; a
+// core refused again and again fails after submit.attempts with the
+// reason, keeping its files, and `retry` sends it again.
+func TestWatchRetries(t *testing.T) {
+	hs := startServer(t, coreRetracer{}, false)
+	fr := newFront(t, hs.URL, 0, 503, 507)
+	corePath, _ := fixtureCore(t)
+	core, err := os.ReadFile(corePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool, config := t.TempDir(), writeConfig(t, "")
+	logs := &syncBuffer{}
+	startWatch(t, spool, fr.URL, config, logs)
+	writeSlowly(t, filepath.Join(spool, "core_crashme_1_1700000001"), core, 64<<10, time.Millisecond)
+	items := waitItems(t, spool, 1, 30*time.Second, logs)
+	if it := items[0]; it.State != stateFinished || it.Attempts != 0 {
+		t.Fatalf("%+v\n%s", it, logs)
+	}
+	for _, want := range []string{"attempt 1 failed", "attempt 2 failed, next in 200ms: Unexpected HTTP response from server: 503", "attempt 3 failed, next in 400ms: busy"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+
+	// Always busy: failed after 4 attempts, files kept.
+	fr.setFailures(503, 503, 503, 503, 503, 503)
+	writeSlowly(t, filepath.Join(spool, "core_crashme_2_1700000002"), core, 64<<10, time.Millisecond)
+	items = waitItems(t, spool, 2, 30*time.Second, logs)
+	it, err := loadItem(spool, "core_crashme_2_1700000002")
+	if err != nil || it.State != stateFailed || !strings.Contains(it.Reason, "gave up after 4 attempts: Unexpected HTTP response from server: 503") {
+		t.Fatalf("%+v %v\n%s", it, err, logs)
+	}
+	for _, f := range []string{"coredump", archive, "executable"} {
+		if _, err := os.Stat(filepath.Join(itemDir(spool, it.ID), f)); err != nil {
+			t.Errorf("failed item lost %s: %v", f, err)
+		}
+	}
+	out, _, err := runClient(t, "list", "--spool", spool)
+	if err != nil || !strings.Contains(out, "failed") || !strings.Contains(out, "gave up after 4 attempts") {
+		t.Errorf("list: %v\n%s", err, out)
+	}
+	fr.setFailures()
+	if out, _, err := runClient(t, "retry", "core_crashme_2_1700000002", "--spool", spool); err != nil || out != "core_crashme_2_1700000002: queued again\n" {
+		t.Fatalf("retry: %q %v", out, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for it.State != stateFinished && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		it, _ = loadItem(spool, it.ID)
+	}
+	if it.State != stateFinished {
+		t.Fatalf("after retry: %+v\n%s", it, logs)
+	}
+	if _, _, err := runClient(t, "retry", it.ID, "--spool", spool); err == nil || !strings.Contains(err.Error(), "only a failed item") {
+		t.Errorf("retry of a finished item: %v", err)
+	}
+	if total, dup := fr.counts(); total != 2 || dup != 0 {
+		t.Errorf("%d uploads reached the server, %d repeated; want 2, 0", total, dup)
+	}
+}
+
+// TestWatchRoutes: the first [[route]] whose regex matches the
+// executable wins; the rest go to --url.
+func TestWatchRoutes(t *testing.T) {
+	hs := startServer(t, coreRetracer{}, false)
+	def, routed := newFront(t, hs.URL), newFront(t, hs.URL)
+	corePath, info := fixtureCore(t)
+	core, err := os.ReadFile(corePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool := t.TempDir()
+	config := writeConfig(t, fmt.Sprintf("[[route]]\nexecutable = %q\nurl = %q\n[[route]]\nexecutable = \".\"\nurl = \"http://127.0.0.1:1\"\n",
+		"^"+info.Executable+"$", routed.URL))
+	logs := &syncBuffer{}
+	startWatch(t, spool, def.URL, config, logs)
+	writeSlowly(t, filepath.Join(spool, "core_crashme_1_1700000001"), core, 64<<10, 0)
+	items := waitItems(t, spool, 1, 30*time.Second, logs)
+	if items[0].State != stateFinished || items[0].URL != routed.URL {
+		t.Errorf("%+v", items[0])
+	}
+	if n, _ := routed.counts(); n != 1 {
+		t.Errorf("routed server got %d uploads", n)
+	}
+	if n, _ := def.counts(); n != 0 {
+		t.Errorf("default server got %d uploads", n)
+	}
+}
+
+// TestCoreHandlerAndQuota: core-handler writes a piped core into the
+// spool, which watch takes; on a full file system (a small tmpfs) both
+// refuse new cores.
+func TestCoreHandlerAndQuota(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	hs := startServer(t, coreRetracer{}, false)
+	corePath, _ := fixtureCore(t)
+	core, err := os.ReadFile(corePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", spool).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", spool).CombinedOutput(); err != nil {
+			t.Errorf("umount: %v %s", err, out)
+		}
+	})
+	config := writeConfig(t, "[dump]\nquota = 25\nmax_size = 4000000\n")
+	handler := func(args ...string) (string, error) {
+		cmd := helper(append([]string{"core-handler", "--spool", spool, "--config", config}, args...)...)
+		cmd.Stdin = bytes.NewReader(core)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	logs := &syncBuffer{}
+	startWatch(t, spool, hs.URL, config, logs)
+	if out, err := handler("crash/me", "42", "1700000042"); err != nil {
+		t.Fatalf("core-handler: %v %s", err, out)
+	}
+	items := waitItems(t, spool, 1, 30*time.Second, logs)
+	if it := items[0]; it.ID != "core_crash-me_42_1700000042" || it.State != stateFinished || it.PID != 42 || it.Size != int64(len(core)) {
+		t.Errorf("%+v", it)
+	}
+
+	// Fill the file system to under 25% free.
+	filler := filepath.Join(spool, ".filler")
+	if err := os.WriteFile(filler, make([]byte, 6<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := handler("crashme", "43", "1700000043")
+	if err == nil || !strings.Contains(out, "below dump.quota 25%") {
+		t.Errorf("core-handler on a full spool: %v %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(spool, "core_crashme_43_1700000043")); !os.IsNotExist(err) {
+		t.Errorf("refused core written: %v", err)
+	}
+	// A core written straight by the kernel is deleted.
+	if err := os.WriteFile(filepath.Join(spool, "core_crashme_44_1700000044"), core, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "core_crashme_44_1700000044: refused") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(spool, "core_crashme_44_1700000044")); !os.IsNotExist(err) {
+		t.Errorf("core over the quota kept: %v\n%s", err, logs)
+	}
+	// max_size bounds what core-handler reads.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	big := helper("core-handler", "--spool", spool, "--config", config, "big", "45", "1700000045")
+	big.Stdin = bytes.NewReader(make([]byte, 5000000))
+	if out, err := big.CombinedOutput(); err == nil || !strings.Contains(string(out), "larger than dump.max_size") {
+		t.Errorf("core-handler of a core over max_size: %v %s", err, out)
+	}
+	entries, _ := os.ReadDir(spool)
+	for _, e := range entries {
+		if e.Name() != itemsDir {
+			t.Errorf("left in the spool: %s", e.Name())
+		}
+	}
+}
+
+func TestParseCoreName(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		comm string
+		pid  int
+		ok   bool
+	}{
+		{"core_crashme_12_1700000000", "crashme", 12, true},
+		{"core_my_prog_12_1700000000", "my_prog", 12, true},
+		{"core.1234", "", 0, false},
+		{"core_x_y_z", "", 0, false},
+	} {
+		comm, pid, _, ok := parseCoreName(tt.name)
+		if comm != tt.comm || pid != tt.pid || ok != tt.ok {
+			t.Errorf("%s: %q %d %v", tt.name, comm, pid, ok)
+		}
+	}
+}
+
+// procCPU returns a process's utime+stime in clock ticks.
+func procCPU(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	u, _ := strconv.Atoi(f[11])
+	s, _ := strconv.Atoi(f[12])
+	return u + s
+}
+
+// TestWatchRealWorker: cores through a server with the real worker (the
+// fixture repository, the real gdb); logs the median time from a core
+// written into the spool to its backtrace saved, and checks that the
+// idle watcher uses no CPU.
+func TestWatchRealWorker(t *testing.T) {
+	if _, err := exec.LookPath("gdb"); err != nil {
+		t.Skip("gdb not installed (CI installs it)")
+	}
+	st := fixturestore.New(t, "repo")
+	dir := t.TempDir()
+	for _, p := range []string{filepath.Dir(dir), dir} { // gdb may run as nobody
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := worker.New(st.Index, st.Pool, worker.Config{SysrootDir: filepath.Join(dir, "sysroots")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	hs := startServer(t, w, false)
+	corePath, _ := fixtureCore(t)
+	core, err := os.ReadFile(corePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool := t.TempDir()
+	config := writeConfig(t, "")
+	logs := &syncBuffer{}
+	watch := startWatch(t, spool, hs.URL, config, logs)
+	const runs = 5
+	var took []time.Duration
+	for i := range runs {
+		name := fmt.Sprintf("core_crashme_%d_%d", 100+i, 1700000100+i)
+		start := time.Now()
+		writeSlowly(t, filepath.Join(spool, name), core, 64<<10, 0)
+		bt := filepath.Join(itemDir(spool, name), "backtrace")
+		for {
+			if it, err := loadItem(spool, name); err == nil && terminal(it.State) {
+				if it.State != stateFinished {
+					t.Fatalf("%+v\n%s", it, logs)
+				}
+				break
+			}
+			if time.Since(start) > 60*time.Second {
+				t.Fatalf("no backtrace after 60s\n%s", logs)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		took = append(took, time.Since(start))
+		b, err := os.ReadFile(bt)
+		if err != nil || !strings.Contains(string(b), "crashme_dispatch") {
+			t.Errorf("backtrace: %v\n%s", err, b)
+		}
+	}
+	slices.Sort(took)
+	t.Logf("core written -> backtrace saved, real worker, settle 150ms: median %s over %d runs (min %s, max %s)",
+		took[runs/2].Round(time.Millisecond), runs, took[0].Round(time.Millisecond), took[runs-1].Round(time.Millisecond))
+
+	before := procCPU(t, watch.Process.Pid)
+	time.Sleep(3 * time.Second)
+	idle := procCPU(t, watch.Process.Pid) - before
+	t.Logf("idle watcher: %d clock ticks of CPU in 3s", idle)
+	if idle > 1 {
+		t.Errorf("the idle watcher used %d clock ticks of CPU in 3s", idle)
+	}
+}
+
+// TestPurge: finished items older than purge.age are deleted; younger
+// ones and failed ones stay.
+func TestPurge(t *testing.T) {
+	spool := t.TempDir()
+	now := time.Date(2025, 1, 10, 0, 0, 0, 0, time.UTC)
+	for _, it := range []*item{
+		{ID: "old", State: stateFinished, Finished: now.Add(-48 * time.Hour)},
+		{ID: "young", State: stateFinished, Finished: now.Add(-time.Hour)},
+		{ID: "failed", State: stateFailed, Finished: now.Add(-48 * time.Hour)},
+	} {
+		if err := os.MkdirAll(itemDir(spool, it.ID), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := it.save(spool); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := defaultWatchConfig()
+	cfg.Purge.Age.Duration = 24 * time.Hour
+	w := newWatcher(spool, "", false, cfg, io.Discard)
+	w.now = func() time.Time { return now }
+	w.rescan()
+	w.purge()
+	items, err := loadItems(spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, it := range items {
+		left = append(left, it.ID)
+	}
+	slices.Sort(left)
+	if strings.Join(left, " ") != "failed young" {
+		t.Errorf("left %v, want failed young", left)
+	}
+}
