@@ -21,10 +21,18 @@ import (
 const (
 	HeaderTaskID       = "X-Task-Id"
 	HeaderTaskPassword = "X-Task-Password"
-	HeaderTaskStatus   = "X-Task-Status"
-	HeaderPackageNVR   = "X-Package-NVR"
-	HeaderPackageArch  = "X-Package-Arch"
-	HeaderOSRelease    = "X-OS-Release"
+	// HeaderTaskKey, on POST /create, is a client's own name for the task
+	// it creates (PasswordLength characters of [0-9A-Za-z], random, kept
+	// secret: it becomes the task's password). A create repeated with the
+	// same key answers with the task the first one made, so a client that
+	// cannot tell whether its upload arrived may send it again without
+	// making a second task. Retrace Server has no such header; a client
+	// without it gets what Retrace Server gives.
+	HeaderTaskKey     = "X-Task-Key"
+	HeaderTaskStatus  = "X-Task-Status"
+	HeaderPackageNVR  = "X-Package-NVR"
+	HeaderPackageArch = "X-Package-Arch"
+	HeaderOSRelease   = "X-OS-Release"
 )
 
 // Register adds the task protocol's routes to r:
@@ -152,12 +160,17 @@ func (s *Server) createTask(c *gin.Context) {
 		refuse(http.StatusRequestEntityTooLarge, fmt.Sprintf("Specified archive is too large: more than %d MiB", s.cfg.MaxPackedSize))
 		return
 	}
+	key := c.GetHeader(HeaderTaskKey)
+	if key != "" && !ValidTaskKey(key) {
+		refuse(http.StatusBadRequest, fmt.Sprintf("%s must be %d characters of [0-9A-Za-z]", HeaderTaskKey, PasswordLength))
+		return
+	}
 	body := httpbound.NewRateReader(c.Request.Body, http.NewResponseController(c.Writer), time.Now(),
 		s.cfg.UploadTimeout, s.cfg.UploadRateWindow, s.cfg.MinUploadRate<<10)
 	if err := body.Start(); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		s.log.Warn("retrace: upload deadline", "err", err)
 	}
-	id, password, err := s.create(body, format, c.Request.ContentLength)
+	id, password, existing, err := s.create(body, format, c.Request.ContentLength, key)
 	switch {
 	case errors.Is(err, httpbound.ErrTooSlow):
 		refuse(http.StatusRequestTimeout, fmt.Sprintf("The upload is slower than %d KiB/s", s.cfg.MinUploadRate))
@@ -178,6 +191,11 @@ func (s *Server) createTask(c *gin.Context) {
 		s.log.Error("retrace: create task", "err", err)
 		refuse(http.StatusInternalServerError, "Unable to create new task")
 	default:
+		if existing {
+			// A repeated keyed create: the task it made already, its
+			// body not read.
+			c.Header("Connection", "close")
+		}
 		c.Header(HeaderTaskID, id)
 		c.Header(HeaderTaskPassword, password)
 		c.Status(http.StatusCreated)

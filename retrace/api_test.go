@@ -604,7 +604,7 @@ func TestRetracerNotStopping(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.abandonAfter = 100 * time.Millisecond
-	id, _, err := s.create(bytes.NewReader(crashTar(t)), FormatTar, -1)
+	id, _, _, err := s.create(bytes.NewReader(crashTar(t)), FormatTar, -1, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,7 +157,7 @@ func TestRecoverAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	mk := func(status Status, attempts int) (string, string) {
-		id, pw, err := s.create(bytes.NewReader(crashTar(t)), FormatTar, -1)
+		id, pw, _, err := s.create(bytes.NewReader(crashTar(t)), FormatTar, -1, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -267,7 +267,7 @@ func TestRunStopsWithContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.create(bytes.NewReader(crashTar(t)), FormatTar, -1); err != nil {
+	if _, _, _, err := s.create(bytes.NewReader(crashTar(t)), FormatTar, -1, ""); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -483,4 +483,66 @@ func TestRecent(t *testing.T) {
 		{okID, StatusSuccess, stepSuccess},
 	})
 	close(hold)
+}
+
+// TestCreateKeyed: a create with X-Task-Key makes a task whose password
+// is the key; the same create again (a client that could not tell its
+// upload arrived) answers with that task, body unread, also after a
+// restart of the server; another key makes another task; a malformed key
+// is 400.
+func TestCreateKeyed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tasks")
+	ts := startServer(t, dir, &elfRetracer{}, testConfig())
+	body := crashXZ(t)
+	post := func(ts *testServer, key string, body io.Reader) (*http.Response, string) {
+		req, err := http.NewRequest(http.MethodPost, ts.url+"/create", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", FormatXZ)
+		req.Header.Set(HeaderTaskKey, key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, readBody(t, resp)
+	}
+	key := strings.Repeat("aZ09", 8)
+	resp, msg := post(ts, key, bytes.NewReader(body))
+	id := resp.Header.Get(HeaderTaskID)
+	if resp.StatusCode != http.StatusCreated || id == "" || resp.Header.Get(HeaderTaskPassword) != key {
+		t.Fatalf("keyed create: %d %s, id %q, password %q", resp.StatusCode, msg, id, resp.Header.Get(HeaderTaskPassword))
+	}
+	// Again: the same task; the body is not even read (garbage would
+	// otherwise be 400).
+	resp, msg = post(ts, key, strings.NewReader("not an archive"))
+	if resp.StatusCode != http.StatusCreated || resp.Header.Get(HeaderTaskID) != id {
+		t.Fatalf("repeated keyed create: %d %s, id %q, want %s", resp.StatusCode, msg, resp.Header.Get(HeaderTaskID), id)
+	}
+	ts.waitStatus(t, id, key, StatusSuccess)
+	other := strings.Repeat("b", 32)
+	if resp, _ := post(ts, other, bytes.NewReader(body)); resp.Header.Get(HeaderTaskID) == id || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("another key: %d, id %q", resp.StatusCode, resp.Header.Get(HeaderTaskID))
+	}
+	if resp, msg := post(ts, "short", bytes.NewReader(body)); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("malformed key: %d %s", resp.StatusCode, msg)
+	}
+	ts.stop()
+	ts = startServer(t, dir, &elfRetracer{}, testConfig())
+	if resp, msg := post(ts, key, strings.NewReader("not an archive")); resp.Header.Get(HeaderTaskID) != id {
+		t.Fatalf("keyed create after a restart: %d %s, id %q, want %s", resp.StatusCode, msg, resp.Header.Get(HeaderTaskID), id)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if validID(e.Name()) {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d tasks on disk, want 2", n)
+	}
 }

@@ -2,6 +2,8 @@ package retrace
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -56,6 +58,7 @@ type Server struct {
 	uploads  int                  // creates whose body streams (no queue slot yet)
 	admitted int                  // creates past their upload, holding a queue slot
 	deleting map[string]bool      // ids being deleted
+	keys     map[string]string    // hex SHA-256 of a client's task key -> task id
 	finished []TaskInfo           // the recentKept last finished tasks, newest first
 }
 
@@ -103,7 +106,7 @@ func New(dir string, r Retracer, cfg Config) (*Server, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Server{dir: dir, r: r, cfg: cfg, log: cfg.Logger, abandonAfter: abandonAfter, space: cfg.Space,
-		wake: make(chan struct{}, 1), running: map[string]*liveTask{}, deleting: map[string]bool{}}
+		wake: make(chan struct{}, 1), running: map[string]*liveTask{}, deleting: map[string]bool{}, keys: map[string]string{}}
 	if s.space == nil {
 		s.space = &diskspace.Policy{Dir: dir, MinBytes: cfg.MinFreeSpace * bytesPerMiB}
 	}
@@ -139,6 +142,11 @@ func (s *Server) recover() error {
 		}
 		t := s.task(name)
 		st, err := t.readState()
+		if err == nil {
+			if h, kerr := os.ReadFile(t.path(keyFile)); kerr == nil {
+				s.keys[string(h)] = name
+			}
+		}
 		if errors.Is(err, ErrNotFound) {
 			// An upload the last server did not finish.
 			if err := os.RemoveAll(t.dir); err != nil {
@@ -318,9 +326,57 @@ func (s *Server) position(id string) int {
 	return -1
 }
 
+// keyed returns the task a client created with key, if it still exists.
+func (s *Server) keyed(h string) (string, bool) {
+	s.mu.Lock()
+	id, ok := s.keys[h]
+	s.mu.Unlock()
+	if !ok {
+		return "", false
+	}
+	if _, err := s.task(id).readState(); err != nil {
+		s.mu.Lock()
+		delete(s.keys, h)
+		s.mu.Unlock()
+		return "", false
+	}
+	return id, true
+}
+
+func keyHash(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:])
+}
+
 // create makes a task of the archive body in format, which the caller has
-// checked. It returns the task's id and password.
-func (s *Server) create(body io.Reader, format string, contentLength int64) (id, password string, err error) {
+// checked. It returns the task's id and password. A client that names
+// the task with a key (X-Task-Key, see [ValidTaskKey]) gets the key as the
+// password, and the same task again, without its body being read, when
+// it repeats a create it cannot tell arrived (it was killed, or the
+// answer was lost): existing is then true.
+func (s *Server) create(body io.Reader, format string, contentLength int64, key string) (id, password string, existing bool, err error) {
+	var kh string
+	if key != "" {
+		kh = keyHash(key)
+		if id, ok := s.keyed(kh); ok {
+			return id, key, true, nil
+		}
+	}
+	id, password, err = s.createNew(body, format, contentLength, key, kh)
+	var dup *duplicateError
+	if errors.As(err, &dup) {
+		return dup.id, key, true, nil
+	}
+	return id, password, false, err
+}
+
+// duplicateError is a keyed create that lost the race to another with
+// the same key, which made task id.
+type duplicateError struct{ id string }
+
+func (e *duplicateError) Error() string { return "task " + e.id + " has this key" }
+
+func (s *Server) createNew(body io.Reader, format string, contentLength int64, key, kh string) (id, password string, err error) {
 	if err := s.checkSpace(contentLength); err != nil {
 		return "", "", err
 	}
@@ -357,9 +413,31 @@ func (s *Server) create(body io.Reader, format string, contentLength int64) (id,
 	if err := s.checkSpace(0); err != nil {
 		return "", "", err
 	}
-	password, err = newPassword()
-	if err != nil {
-		return "", "", err
+	password = key
+	if key == "" {
+		if password, err = newPassword(); err != nil {
+			return "", "", err
+		}
+	} else {
+		s.mu.Lock()
+		other, taken := s.keys[kh]
+		if !taken {
+			s.keys[kh] = t.id
+		}
+		s.mu.Unlock()
+		if taken {
+			return "", "", &duplicateError{other}
+		}
+		defer func() {
+			if err != nil {
+				s.mu.Lock()
+				delete(s.keys, kh)
+				s.mu.Unlock()
+			}
+		}()
+		if err := writeFileAtomic(t.path(keyFile), []byte(kh)); err != nil {
+			return "", "", diskErr(err)
+		}
 	}
 	hash, err := hashPassword(password)
 	if err != nil {

@@ -44,6 +44,7 @@ var ErrBadPassword = errors.New("invalid password")
 const (
 	crashDirName  = "crash"
 	passwordFile  = "password"
+	keyFile       = "key" // hex SHA-256 of the client's X-Task-Key
 	stateFile     = "task.json"
 	logFile       = "log"
 	backtraceFile = "backtrace"
@@ -58,6 +59,20 @@ const IDLength = 9
 const PasswordLength = 32
 
 const passwordAlphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+// ValidTaskKey reports whether key can name a task (X-Task-Key): exactly
+// PasswordLength characters of [0-9A-Za-z], as a password is.
+func ValidTaskKey(key string) bool {
+	if len(key) != PasswordLength {
+		return false
+	}
+	for i := range len(key) {
+		if !strings.ContainsRune(passwordAlphabet, rune(key[i])) {
+			return false
+		}
+	}
+	return true
+}
 
 // validID reports whether id looks like a task id: digits, not too many.
 func validID(id string) bool {

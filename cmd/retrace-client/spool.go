@@ -50,11 +50,15 @@ type item struct {
 	Time       time.Time `json:"time"` // of the crash, from the core's name, else when it was found
 	Size       int64     `json:"size"` // of the core
 	URL        string    `json:"url,omitempty"`
-	TaskID     string    `json:"task_id,omitempty"`
-	Password   string    `json:"task_password,omitempty"`
-	Attempts   int       `json:"attempts,omitempty"` // failed submissions since the last success or retry
-	Reason     string    `json:"reason,omitempty"`   // the last error, or why it failed
-	Finished   time.Time `json:"finished,omitzero"`
+	// Key names the task on the server (X-Task-Key), chosen before the
+	// first upload and kept: an upload repeated after a kill or a lost
+	// answer gets the same task back, never a second one.
+	Key      string    `json:"task_key,omitempty"`
+	TaskID   string    `json:"task_id,omitempty"`
+	Password string    `json:"task_password,omitempty"`
+	Attempts int       `json:"attempts,omitempty"` // failed submissions since the last success or retry
+	Reason   string    `json:"reason,omitempty"`   // the last error, or why it failed
+	Finished time.Time `json:"finished,omitzero"`
 
 	// due is when the watcher next works on the item (in memory only: a
 	// restart works on everything at once).

@@ -140,7 +140,8 @@ func (s *spoolOptions) runRetry(cmd *cobra.Command, id string) error {
 	if it.State != stateFailed {
 		return fmt.Errorf("%s is %s: only a failed item is retried", id, it.State)
 	}
-	it.State, it.Attempts, it.Reason, it.TaskID, it.Password, it.Finished = stateFound, 0, "", "", "", time.Time{}
+	// A new key: the task the old one named (if any) failed; retry makes another.
+	it.State, it.Attempts, it.Reason, it.TaskID, it.Password, it.Key, it.Finished = stateFound, 0, "", "", "", "", time.Time{}
 	if err := it.save(s.spool); err != nil {
 		return err
 	}

@@ -406,12 +406,17 @@ func (w *watcher) submit(ctx context.Context, it *item) error {
 	if err != nil {
 		return err
 	}
+	if it.Key == "" {
+		if it.Key, err = taskclient.NewKey(); err != nil {
+			return err
+		}
+	}
 	it.State = stateSubmitting
-	if err := it.save(w.spool); err != nil {
+	if err := it.save(w.spool); err != nil { // the key is saved before the upload starts
 		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-	id, password, err := c.Create(cctx, f, "application/x-xz-compressed-tar", fi.Size())
+	id, password, err := c.CreateKeyed(cctx, f, "application/x-xz-compressed-tar", fi.Size(), it.Key)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {

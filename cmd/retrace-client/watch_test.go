@@ -115,6 +115,7 @@ type front struct {
 	*httptest.Server
 	mu       sync.Mutex
 	creates  map[[32]byte]int
+	tasks    map[string]int // task id -> creates answered with it
 	failures []int
 	refused  int
 }
@@ -126,7 +127,15 @@ func newFront(t *testing.T, backend string, failures ...int) *front {
 		t.Fatal(err)
 	}
 	proxy := httputil.NewSingleHostReverseProxy(target)
-	f := &front{creates: map[[32]byte]int{}, failures: failures}
+	f := &front{creates: map[[32]byte]int{}, failures: failures, tasks: map[string]int{}}
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.URL.Path == "/create" && resp.StatusCode == http.StatusCreated {
+			f.mu.Lock()
+			f.tasks[resp.Header.Get("X-Task-Id")]++
+			f.mu.Unlock()
+		}
+		return nil
+	}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/create" {
 			body, err := io.ReadAll(r.Body)
@@ -229,9 +238,10 @@ func waitItems(t *testing.T, spool string, n int, timeout time.Duration, logs fm
 
 // TestWatchSurvivesKill: cores written slowly into the spool while watch
 // is killed (SIGKILL) at random points and restarted: every core ends
-// finished with its backtrace, none is lost, and the server got each once
-// — or twice only where the watcher was killed during the upload, which
-// it says on restart (the protocol gives no way to ask the server).
+// finished with its backtrace, none is lost, and the server made one task
+// for each: an upload repeated after a kill during it (the watcher says so
+// on restart) carries the item's X-Task-Key, and the server answers with
+// the task the first one made.
 func TestWatchSurvivesKill(t *testing.T) {
 	hs := startServer(t, coreRetracer{}, false)
 	fr := newFront(t, hs.URL)
@@ -283,10 +293,23 @@ func TestWatchSurvivesKill(t *testing.T) {
 	}
 	total, dup := fr.counts()
 	resubmitted := strings.Count(logs.String(), "stopped while submitting")
-	t.Logf("%d uploads for %d cores, %d the same archive again; %d restarts during an upload", total, cores, dup, resubmitted)
+	fr.mu.Lock()
+	tasks := len(fr.tasks)
+	fr.mu.Unlock()
+	t.Logf("%d uploads for %d cores, %d the same archive again (%d restarts during an upload); %d tasks on the server", total, cores, dup, resubmitted, tasks)
 	if total-dup != cores || dup > resubmitted {
 		t.Errorf("%d uploads, %d repeated, %d restarts during an upload: want %d distinct, repeats only from those restarts\n%s",
 			total, dup, resubmitted, cores, logs)
+	}
+	// A repeated upload carries the item's task key: the server answers
+	// with the task the first one made. One task per core, never two.
+	if tasks != cores {
+		t.Errorf("the server made %d tasks for %d cores\n%s", tasks, cores, logs)
+	}
+	for _, it := range items {
+		if fr.tasks[it.TaskID] == 0 {
+			t.Errorf("%s: task %s is not one the server made", it.ID, it.TaskID)
+		}
 	}
 	out, _, err := runClient(t, "list", "--spool", spool)
 	if err != nil || strings.Count(out, " finished ") != cores {

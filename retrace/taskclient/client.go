@@ -6,6 +6,7 @@ package taskclient
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -191,9 +192,21 @@ func (c *Client) CheckPackage(ctx context.Context, nvr, arch string) (bool, erro
 // and size bytes; a size below 0 streams it chunked, which a Retrace
 // Server behind mod_wsgi may refuse.
 func (c *Client) Create(ctx context.Context, body io.Reader, contentType string, size int64) (id, password string, err error) {
+	return c.CreateKeyed(ctx, body, contentType, size, "")
+}
+
+// CreateKeyed is Create naming the task with key (see NewKey; "" for
+// none): retraced answers a repeated create with the same key with the
+// task the first one made, so a client that cannot tell whether an upload
+// arrived sends it again without making a second task. The key becomes
+// the task's password.
+func (c *Client) CreateKeyed(ctx context.Context, body io.Reader, contentType string, size int64, key string) (id, password string, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url("create"), body)
 	if err != nil {
 		return "", "", err
+	}
+	if key != "" {
+		req.Header.Set("X-Task-Key", key)
 	}
 	if size >= 0 {
 		req.ContentLength = size
@@ -287,4 +300,23 @@ func (c *Client) Delete(ctx context.Context, id, password string) error {
 		return unexpected(a)
 	}
 	return nil
+}
+
+// NewKey returns a random task key: 32 characters of [0-9A-Za-z], as
+// X-Task-Key wants (190 bits: it becomes the task's password).
+func NewKey() (string, error) {
+	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	out := make([]byte, 0, 32)
+	buf := make([]byte, 64)
+	for len(out) < 32 {
+		if _, err := rand.Read(buf); err != nil {
+			return "", err
+		}
+		for _, b := range buf {
+			if int(b) < 256-256%len(alphabet) && len(out) < 32 {
+				out = append(out, alphabet[int(b)%len(alphabet)])
+			}
+		}
+	}
+	return string(out), nil
 }
