@@ -471,12 +471,11 @@ func TestCreateSendsLength(t *testing.T) {
 	}
 }
 
-// TestBatchRealWorker: batch against a server whose worker is the real
-// one (the fixture repository mirrored, the real gdb). The fixture core's
-// libc and ld.so are Debian's, in no package of the mirror: the client's
-// output says the backtrace's rating and names each missing object with
-// its build-id, as the status and the log do.
-func TestBatchRealWorker(t *testing.T) {
+// realWorkerServer is a task server whose Retracer is the real worker
+// over the mirrored fixture repository (skipping without gdb, which CI
+// installs).
+func realWorkerServer(t *testing.T) *httptest.Server {
+	t.Helper()
 	if _, err := exec.LookPath("gdb"); err != nil {
 		t.Skip("gdb not installed (CI installs it)")
 	}
@@ -493,6 +492,16 @@ func TestBatchRealWorker(t *testing.T) {
 	}
 	t.Cleanup(func() { w.Close() })
 	hs := startServer(t, w, false)
+	return hs
+}
+
+// TestBatchRealWorker: batch against a server whose worker is the real
+// one (the fixture repository mirrored, the real gdb). The fixture core's
+// libc and ld.so are Debian's, in no package of the mirror: the client's
+// output says the backtrace's rating and names each missing object with
+// its build-id, as the status and the log do.
+func TestBatchRealWorker(t *testing.T) {
+	hs := realWorkerServer(t)
 	corePath, info := fixtureCore(t)
 	out, errOut, err := runClient(t, "batch", "--url", hs.URL, "-c", corePath)
 	if err != nil {

@@ -22,9 +22,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/retraced/retraced/fixtures/fixturestore"
-	"github.com/retraced/retraced/retrace/worker"
 )
 
 // TestHelperProcess is retrace-client run as a subprocess of the test
@@ -523,22 +520,7 @@ func procCPU(t *testing.T, pid int) int {
 // written into the spool to its backtrace saved, and checks that the
 // idle watcher uses no CPU.
 func TestWatchRealWorker(t *testing.T) {
-	if _, err := exec.LookPath("gdb"); err != nil {
-		t.Skip("gdb not installed (CI installs it)")
-	}
-	st := fixturestore.New(t, "repo")
-	dir := t.TempDir()
-	for _, p := range []string{filepath.Dir(dir), dir} { // gdb may run as nobody
-		if err := os.Chmod(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w, err := worker.New(st.Index, st.Pool, worker.Config{SysrootDir: filepath.Join(dir, "sysroots")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
-	hs := startServer(t, w, false)
+	hs := realWorkerServer(t)
 	corePath, _ := fixtureCore(t)
 	core, err := os.ReadFile(corePath)
 	if err != nil {

@@ -42,20 +42,7 @@ func (*netErr) Temporary() bool { return true }
 func TestSyncWithStoreDown(t *testing.T) {
 	tr := &down{}
 	s := newStore(t, "", tr, 2)
-	dir := t.TempDir()
-	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idx.Close()
-	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{Remote: s, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := mirror.New(idx, pool, mirror.Config{Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	idx, _, m := storeMirror(t, s)
 	ctx := context.Background()
 	if _, err := m.Add(ctx, mirror.Source{Name: "fx", URL: fixtures.Path("repo")}); err != nil {
 		t.Fatal(err)
@@ -103,20 +90,7 @@ func TestSyncWithStoreDown(t *testing.T) {
 // nothing else.
 func TestGCOnStore(t *testing.T) {
 	s := newStore(t, "", nil, 0)
-	dir := t.TempDir()
-	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idx.Close()
-	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{Remote: s, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := mirror.New(idx, pool, mirror.Config{Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	idx, pool, m := storeMirror(t, s)
 	ctx := context.Background()
 	for _, r := range []string{"repo-v1", "repo-v2"} {
 		if _, err := m.Add(ctx, mirror.Source{Name: r, URL: fixtures.Path(r)}); err != nil {
@@ -161,4 +135,24 @@ func TestGCOnStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("gc removed %d of %d blobs from the object store", all-left, all)
+}
+
+// storeMirror is a mirror on a fresh index whose pool keeps its blobs in s.
+func storeMirror(t *testing.T, s *Store) (*index.Store, *blob.Pool, *mirror.Mirror) {
+	t.Helper()
+	dir := t.TempDir()
+	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { idx.Close() })
+	pool, err := blob.Open(filepath.Join(dir, "blobs"), blob.Config{Remote: s, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mirror.New(idx, pool, mirror.Config{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return idx, pool, m
 }
