@@ -1,5 +1,5 @@
 // Command retraced mirrors RPM repositories, indexes every ELF build-id to
-// the package that ships it, and answers lookups. See SPEC.md for the
+// the package that ships it, and answers lookups. See docs/spec.md for the
 // commands and README.md for a first run.
 //
 // Of retraced, it may import only fixtures/bundled, gc, gc/diskspace, index/blob/s3blob,
