@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -328,4 +329,19 @@ func (c *Collector) execute(ctx context.Context, plan *Plan) (int64, error) {
 		}
 	}
 	return freed, errors.Join(errs...)
+}
+
+// TreeSize is the bytes of the regular files below dir, for an owner's
+// Item.Bytes; what it cannot read counts 0.
+func TreeSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }

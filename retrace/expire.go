@@ -49,24 +49,10 @@ func expired(dir string, cfg Config, now time.Time, owner gc.Owner) ([]gc.Item, 
 			continue
 		}
 		if st.Finished.Before(cutoff) || (st.Status == StatusFailure && st.Finished.Before(failedCutoff)) {
-			items = append(items, gc.Item{Kind: KindTask, Name: t.id, Bytes: treeSize(t.dir), Owner: owner})
+			items = append(items, gc.Item{Kind: KindTask, Name: t.id, Bytes: gc.TreeSize(t.dir), Owner: owner})
 		}
 	}
 	return items, nil
-}
-
-// treeSize sums the sizes of the regular files under dir.
-func treeSize(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
 
 // Plan lists the finished tasks past their retention, by the server's

@@ -75,7 +75,7 @@ func (s *Sysroots) Plan(ctx context.Context, _ time.Time) ([]gc.Item, error) {
 	}
 	var items []gc.Item
 	for _, name := range stale {
-		items = append(items, gc.Item{Kind: KindSysroot, Name: name, Bytes: treeSize(filepath.Join(s.Dir, name))})
+		items = append(items, gc.Item{Kind: KindSysroot, Name: name, Bytes: gc.TreeSize(filepath.Join(s.Dir, name))})
 	}
 	items = append(items, c.collectable()...)
 	return items, c.Close()
@@ -99,18 +99,4 @@ func (s *Sysroots) Delete(ctx context.Context, items []gc.Item) error {
 	}
 	errs = append(errs, c.collect(sysrootKeys(items)), c.Close())
 	return errors.Join(errs...)
-}
-
-// treeSize sums the sizes of the regular files under dir.
-func treeSize(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
