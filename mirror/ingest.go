@@ -408,24 +408,24 @@ func (m *Mirror) buildIDFromStored(f *index.File, bw *blob.Writer) error {
 }
 
 // setBuildID sets f.BuildID from the ELF file r, and for a debug file
-// (under /usr/lib/debug) f.AltLink from its .gnu_debugaltlink; a file
-// without them is fine, a malformed one is an error.
+// (under /usr/lib/debug) f.AltLink from its .gnu_debugaltlink, in one
+// parse; a file without them is fine, a malformed one is an error.
 func setBuildID(f *index.File, r io.ReaderAt) error {
-	id, err := elfnote.BuildID(r)
+	var id []byte
+	var al *elfnote.AltLink
+	var err error
+	if strings.HasPrefix(f.Path, "/usr/lib/debug/") {
+		id, al, err = elfnote.DebugFile(r)
+	} else {
+		id, err = elfnote.BuildID(r)
+	}
 	switch {
-	case err == nil:
-		if f.BuildID, err = index.BuildIDFromBytes(id); err != nil {
-			return fmt.Errorf("%s: %w", f.Path, err)
-		}
 	case errors.Is(err, elfnote.ErrNoBuildID):
-	default:
+		return nil
+	case err != nil:
 		return fmt.Errorf("%s: %w", f.Path, err)
 	}
-	if f.BuildID.IsZero() || !strings.HasPrefix(f.Path, "/usr/lib/debug/") {
-		return nil
-	}
-	al, err := elfnote.DebugAltLink(r)
-	if err != nil {
+	if f.BuildID, err = index.BuildIDFromBytes(id); err != nil {
 		return fmt.Errorf("%s: %w", f.Path, err)
 	}
 	if al != nil {

@@ -36,6 +36,29 @@ func DebugAltLink(r io.ReaderAt) (*AltLink, error) {
 	if err != nil {
 		return nil, err
 	}
+	return debugAltLink(r, f)
+}
+
+// DebugFile returns the build-id and the .gnu_debugaltlink reference of a
+// separate debug file in one parse of its headers: BuildID and
+// DebugAltLink together, for the mirror's ingest, which reads both of
+// every .debug file. A file without a build-id is ErrNoBuildID and its
+// altlink is not read.
+func DebugFile(r io.ReaderAt) (id []byte, alt *AltLink, err error) {
+	f, err := NewFile(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if id, err = buildID(r, f); err != nil {
+		return nil, nil, err
+	}
+	if alt, err = debugAltLink(r, f); err != nil {
+		return nil, nil, err
+	}
+	return id, alt, nil
+}
+
+func debugAltLink(r io.ReaderAt, f *elf.File) (*AltLink, error) {
 	sec := f.Section(".gnu_debugaltlink")
 	if sec == nil || sec.Type == elf.SHT_NOBITS {
 		return nil, nil

@@ -64,7 +64,11 @@ func BuildID(r io.ReaderAt) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return buildID(r, f)
+}
 
+// buildID is BuildID over the file f already opened on r.
+func buildID(r io.ReaderAt, f *elf.File) ([]byte, error) {
 	s := scanner{r: r, order: f.ByteOrder, budget: MaxScanBytes, seen: make(map[span]bool)}
 	var preferred, others []*elf.Section
 	for _, sec := range f.Sections {
