@@ -102,6 +102,18 @@ func (r *runs) quiet(t *testing.T, what string) {
 	}
 }
 
+// idle waits until job name's run has returned: a run signals the test
+// before it returns, and a clock advanced before then finds it running
+// and skips the run that came due.
+func idle(t *testing.T, s *Scheduler, name string) {
+	t.Helper()
+	waitFor(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return !s.jobs[name].running
+	})
+}
+
 // startScheduler runs s until the test ends, and checks that Run returns
 // when its context does.
 func startScheduler(t *testing.T, s *Scheduler) {
@@ -140,9 +152,11 @@ func TestSchedulerRunsJobsWhenDue(t *testing.T) {
 	s.Trigger("expire tasks")
 	startScheduler(t, s)
 	expire.await(t, "the triggered expiry")
+	idle(t, s, "expire tasks")
 
 	clock.advance(time.Hour)
 	expire.await(t, "the hourly expiry")
+	idle(t, s, "expire tasks")
 	gc.quiet(t, "gc")
 	clock.advance(22 * time.Hour) // 23:30
 	expire.await(t, "the expiry at 23:30")
@@ -174,11 +188,7 @@ func TestSchedulerSkipsARunningJob(t *testing.T) {
 	clock.advance(time.Minute)
 	slow.quiet(t, "a second run while the first runs")
 	slow.gate <- struct{}{}
-	waitFor(t, func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return !s.jobs["slow"].running
-	})
+	idle(t, s, "slow")
 	clock.advance(time.Minute)
 	slow.await(t, "the run after the first finished")
 	if n := slow.count(); n != 2 {
