@@ -107,7 +107,11 @@ func (m *Mirror) open(ctx context.Context, target string) (io.ReadCloser, int64,
 			return nil, 0, err
 		}
 		req.Header.Set("User-Agent", "retraced")
-		resp, err := m.cfg.Client.Do(req)
+		client := m.cfg.Client
+		if isPublicOnly(ctx) {
+			client = m.public
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			cancel(nil)
 			return nil, 0, fmt.Errorf("GET %s: %w", target, err)
@@ -122,6 +126,9 @@ func (m *Mirror) open(ctx context.Context, target string) (io.ReadCloser, int64,
 			return nil, 0, err
 		}
 		return newIdleBody(ctx, resp.Body, target, m.cfg.IdleTimeout, cancel), resp.ContentLength, nil
+	}
+	if isPublicOnly(ctx) {
+		return nil, 0, fmt.Errorf("%w: %s is a local file", ErrPrivateAddress, target)
 	}
 	f, err := os.Open(target)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -41,6 +41,10 @@ type want struct {
 	location string       // as the metadata names it
 	checksum yum.Checksum // Type "" when the source gives none
 	size     int64        // from the metadata; 0 if unknown
+	// keys, when not nil, are the source's trusted OpenPGP keys: the
+	// package must carry a header signature by one of them, and its
+	// payload must match the signed header's payload digest.
+	keys *rpmfile.Keyring
 	// done is set to the NEVRA ingested, once committed.
 	done string
 }
@@ -105,11 +109,22 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (pkg *in
 	if err := got.Validate(); err != nil {
 		return nil, err
 	}
-	// The payload digest is needed only when there is no whole-file
-	// checksum; computing it anyway would hash every byte twice.
+	// A package refused for its signature is refused before any of its
+	// payload is read: nothing of it reaches the pool.
+	if w.keys != nil {
+		if _, err := hdr.VerifySignature(w.keys, m.cfg.Now()); err != nil {
+			return nil, err
+		}
+	}
+	// The payload digest is needed when there is no whole-file checksum,
+	// and under gpgcheck, where it is what ties the payload to the
+	// signed header; otherwise computing it would hash every byte twice.
 	var ph hash.Hash = nopHash{}
-	if w.checksum.Type == "" {
+	checkPayload := w.checksum.Type == "" || w.keys != nil
+	if checkPayload {
 		ph = sha256.New()
+	}
+	if w.checksum.Type == "" {
 		checked, err := hdr.VerifyHeader()
 		if err != nil {
 			return nil, err
@@ -133,6 +148,15 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (pkg *in
 		}
 		files, stored, err := m.walkPayload(ctx, payload, hdr, pl)
 		if err != nil {
+			if w.keys != nil {
+				// A payload altered after signing explains its parse
+				// error better than the parse error does.
+				if _, derr := io.Copy(io.Discard, payload); derr == nil {
+					if derr := verifyPayload(cr.n, limit, hdr, ph.Sum(nil)); errors.Is(derr, ErrPayloadDigest) {
+						return nil, fmt.Errorf("%w (and so: %v)", derr, err)
+					}
+				}
+			}
 			return m.failAfterDrain(payload, cr, w, err)
 		}
 		pkg.Files, pkg.Stored = files, stored
@@ -147,10 +171,12 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (pkg *in
 	if _, err := io.Copy(io.Discard, payload); err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}
-	if w.checksum.Type == "" {
+	if checkPayload {
 		if err := verifyPayload(cr.n, limit, hdr, ph.Sum(nil)); err != nil {
 			return nil, err
 		}
+	}
+	if w.checksum.Type == "" {
 		pkg.Checksum = "sha256:" + hex.EncodeToString(ph.Sum(nil)) + " (payload)"
 	} else {
 		if err := verify(cr.n, limit, w, h.Sum(nil)); err != nil {
@@ -175,20 +201,26 @@ func (m *Mirror) failAfterDrain(br *bufio.Reader, cr *countingReader, w *want, c
 	return nil, cause
 }
 
-// verifyPayload checks a download against the RPM's own size and payload
-// digest.
+// ErrPayloadDigest reports a payload that does not match its header's
+// payload digest: a corrupt download or, when the header is signed, a
+// payload altered after signing.
+var ErrPayloadDigest = fmt.Errorf("payload digest: %w", ErrChecksum)
+
+// verifyPayload checks a download against the RPM's own payload digest
+// and size. The digest comes first: it is in the header (signed, when
+// there is a signature), while the size is in the unsigned signature
+// header.
 func verifyPayload(n, limit int64, hdr *rpmfile.Header, sum []byte) error {
 	if n > limit {
 		return fmt.Errorf("larger than %d bytes", limit)
 	}
+	if hdr.PayloadSHA256 != "" { // an old rpm has none; its header digest was checked
+		if got := hex.EncodeToString(sum); got != hdr.PayloadSHA256 {
+			return fmt.Errorf("%w: payload is %s, header says %s: altered (after signing, if signed), truncated or corrupt", ErrPayloadDigest, got, hdr.PayloadSHA256)
+		}
+	}
 	if hdr.Size > 0 && n != hdr.Size {
 		return fmt.Errorf("%w: size %d, the RPM's signature says %d: truncated or corrupt download", ErrChecksum, n, hdr.Size)
-	}
-	if hdr.PayloadSHA256 == "" {
-		return nil // the header digest was checked; an old rpm has no payload digest
-	}
-	if got := hex.EncodeToString(sum); got != hdr.PayloadSHA256 {
-		return fmt.Errorf("%w: payload is %s, header says %s: truncated or corrupt download", ErrChecksum, got, hdr.PayloadSHA256)
 	}
 	return nil
 }

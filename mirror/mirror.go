@@ -141,6 +141,9 @@ type Mirror struct {
 	cfg    Config
 	policy *Policy
 
+	// public fetches for sources marked PublicOnly.
+	public *http.Client
+
 	syncMu  sync.Mutex
 	syncing map[string]bool
 }
@@ -152,5 +155,5 @@ func New(idx *index.Store, pool *blob.Pool, cfg Config) (*Mirror, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Mirror{idx: idx, pool: pool, cfg: cfg, policy: p, syncing: map[string]bool{}}, nil
+	return &Mirror{idx: idx, pool: pool, cfg: cfg, policy: p, public: publicOnlyClient(), syncing: map[string]bool{}}, nil
 }

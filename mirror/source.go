@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/mirror/rpmfile"
 	"github.com/robfig/cron/v3"
 )
 
@@ -37,14 +38,40 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // Source is a repository the mirror follows, and what it knows of it.
 type Source struct {
-	Name     string    `json:"name"`
-	Kind     string    `json:"kind"`
-	URL      string    `json:"url"`
-	Schedule string    `json:"schedule"`
-	Include  string    `json:"include,omitempty"`
-	Exclude  string    `json:"exclude,omitempty"`
-	Created  time.Time `json:"created"`
-	State    State     `json:"state"`
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	URL      string `json:"url"`
+	Schedule string `json:"schedule"`
+	Include  string `json:"include,omitempty"`
+	Exclude  string `json:"exclude,omitempty"`
+	// GPGKeys are the OpenPGP public keys (armored, as the files and
+	// URLs given to `mirror add --gpg-key` held them when the source was
+	// added) that packages must be signed by when GPGCheck is set.
+	GPGKeys []string `json:"gpg_keys,omitempty"`
+	// GPGCheck: only packages with a header signature by one of GPGKeys,
+	// and a payload matching that signed header, are indexed.
+	GPGCheck bool `json:"gpgcheck"`
+	// RepoGPGCheck: a yum source's repodata/repomd.xml must come with a
+	// detached signature by one of GPGKeys (repodata/repomd.xml.asc).
+	RepoGPGCheck bool `json:"repo_gpgcheck,omitempty"`
+	// PublicOnly: the source's downloads may connect only to public
+	// addresses (not loopback, private or link-local ones), however the
+	// names resolve and wherever redirects lead. Serve sets it on sources
+	// added over the API unless its config allows private ones.
+	PublicOnly bool      `json:"public_only,omitempty"`
+	Created    time.Time `json:"created"`
+	State      State     `json:"state"`
+}
+
+// Keyring parses the source's keys.
+func (s *Source) Keyring() (*rpmfile.Keyring, error) {
+	k := new(rpmfile.Keyring)
+	for i, key := range s.GPGKeys {
+		if err := k.ParseKeys([]byte(key)); err != nil {
+			return nil, fmt.Errorf("gpg key %d: %w", i+1, err)
+		}
+	}
+	return k, nil
 }
 
 // State is a source's sync state, updated at the end of every sync.
@@ -53,6 +80,8 @@ type State struct {
 	LastResult string    `json:"last_result,omitempty"`
 	// Errors are the last sync's failures, one line each.
 	Errors []string `json:"errors,omitempty"`
+	// Failed are the packages the last sync refused, each with why.
+	Failed []FailedPackage `json:"failed,omitempty"`
 	// Repomd is the checksum of the repomd.xml last synced in full.
 	Repomd       string `json:"repomd,omitempty"`
 	Packages     int    `json:"packages"`
@@ -61,6 +90,12 @@ type State struct {
 	// BytesStored is what the distinct files of the source's packages take
 	// in the pool now (recounted after every sync and compaction).
 	BytesStored int64 `json:"bytes_stored"`
+}
+
+// FailedPackage is a package a sync refused, and why.
+type FailedPackage struct {
+	Location string `json:"location"`
+	Reason   string `json:"reason"`
 }
 
 // Validate checks the name, kind, URL and filters.
@@ -85,8 +120,28 @@ func (s *Source) Validate() error {
 			return fmt.Errorf("%w: regex %q: %v", ErrBadSource, re, err)
 		}
 	}
+	if len(s.GPGKeys) > maxKeys {
+		return fmt.Errorf("%w: %d gpg keys, at most %d", ErrBadSource, len(s.GPGKeys), maxKeys)
+	}
+	if _, err := s.Keyring(); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSource, err)
+	}
+	if (s.GPGCheck || s.RepoGPGCheck) && len(s.GPGKeys) == 0 {
+		return fmt.Errorf("%w: gpgcheck needs at least one key (--gpg-key FILE|URL), or --no-gpgcheck", ErrBadSource)
+	}
+	if s.RepoGPGCheck && s.Kind != KindYum {
+		return fmt.Errorf("%w: repo_gpgcheck is for yum sources (repodata/repomd.xml.asc)", ErrBadSource)
+	}
+	if s.PublicOnly {
+		if loc, err := parseLocation(s.URL); err == nil && loc.local != "" {
+			return fmt.Errorf("%w: %s: a local path or file:// URL is not allowed here", ErrBadSource, s.URL)
+		}
+	}
 	return nil
 }
+
+// maxKeys bounds the keys of one source.
+const maxKeys = 32
 
 // filter reports whether a package file (its location in the source) is
 // selected by the source's include and exclude patterns.
@@ -324,6 +379,15 @@ func (m *Mirror) Add(ctx context.Context, s Source) (*Source, error) {
 	loc, err := parseLocation(s.URL)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadSource, err)
+	}
+	if s.PublicOnly {
+		if loc.local != "" {
+			return nil, fmt.Errorf("%w: %s: a local path or file:// URL is not allowed here", ErrBadSource, s.URL)
+		}
+		if err := checkPublicHost(ctx, loc.u.Hostname()); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadSource, err)
+		}
+		ctx = withPublicOnly(ctx)
 	}
 	if loc.local != "" && !strings.HasPrefix(s.URL, "file://") {
 		s.URL = loc.local // a relative path means nothing to a server started elsewhere

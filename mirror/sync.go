@@ -15,6 +15,7 @@ import (
 
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
+	"github.com/retraced/retraced/mirror/rpmfile"
 	"github.com/retraced/retraced/mirror/yum"
 )
 
@@ -120,6 +121,9 @@ func (m *Mirror) run(ctx context.Context, name string, progress func(Progress), 
 	if err != nil {
 		return nil, err
 	}
+	if src.PublicOnly {
+		ctx = withPublicOnly(ctx)
+	}
 	start := m.cfg.Now()
 	res := &Result{Source: name}
 	var pr progressState
@@ -135,9 +139,19 @@ func (m *Mirror) run(ctx context.Context, name string, progress func(Progress), 
 	case why != nil:
 		res.Err = why
 	case src.Kind == KindYum:
-		m.syncYum(ctx, src, res, &pr)
+		keys, err := sourceKeys(src)
+		if err != nil {
+			res.Err = err
+			break
+		}
+		m.syncYum(ctx, src, keys, res, &pr)
 	case src.Kind == KindTree:
-		m.syncTree(ctx, src, res, &pr)
+		keys, err := sourceKeys(src)
+		if err != nil {
+			res.Err = err
+			break
+		}
+		m.syncTree(ctx, src, keys, res, &pr)
 	default:
 		res.Err = fmt.Errorf("%s sources are not supported yet", src.Kind)
 	}
@@ -148,9 +162,12 @@ func (m *Mirror) run(ctx context.Context, name string, progress func(Progress), 
 	st := &src.State
 	st.LastSync = start.UTC()
 	st.BytesFetched += res.BytesFetched
-	st.Errors = nil
+	st.Errors, st.Failed = nil, nil
 	for _, f := range res.Failed {
 		st.Errors = append(st.Errors, f.Error())
+		if len(st.Failed) < maxErrors {
+			st.Failed = append(st.Failed, FailedPackage{Location: f.Location, Reason: f.Err.Error()})
+		}
 	}
 	switch {
 	case res.Err != nil:
@@ -204,7 +221,23 @@ func (m *Mirror) countSource(src *Source) error {
 	return err
 }
 
-func (m *Mirror) syncYum(ctx context.Context, src *Source, res *Result, pr *progressState) {
+// sourceKeys returns the keyring packages must be signed by, nil when
+// the source does not check signatures.
+func sourceKeys(src *Source) (*rpmfile.Keyring, error) {
+	if !src.GPGCheck && !src.RepoGPGCheck {
+		return nil, nil
+	}
+	k, err := src.Keyring()
+	if err != nil {
+		return nil, err
+	}
+	if k.Len() == 0 {
+		return nil, errors.New("gpgcheck is on and the source has no key")
+	}
+	return k, nil
+}
+
+func (m *Mirror) syncYum(ctx context.Context, src *Source, keys *rpmfile.Keyring, res *Result, pr *progressState) {
 	loc, err := parseLocation(src.URL)
 	if err != nil {
 		res.Err = err
@@ -221,6 +254,26 @@ func (m *Mirror) syncYum(ctx context.Context, src *Source, res *Result, pr *prog
 		return
 	}
 	res.BytesFetched += int64(len(raw))
+	if src.RepoGPGCheck {
+		ascURL, err := loc.resolve("", "repodata/repomd.xml.asc")
+		if err != nil {
+			res.Err = err
+			return
+		}
+		asc, err := m.readAll(ctx, ascURL, 64<<10)
+		if err != nil {
+			res.Err = fmt.Errorf("repo_gpgcheck: fetch repomd.xml.asc: %w", err)
+			return
+		}
+		res.BytesFetched += int64(len(asc))
+		if err := keys.CheckDetached(raw, asc); err != nil {
+			res.Err = fmt.Errorf("repo_gpgcheck: repomd.xml.asc: %w", err)
+			return
+		}
+	}
+	if !src.GPGCheck {
+		keys = nil
+	}
 	sum := sha256.Sum256(raw)
 	repomdSum := hex.EncodeToString(sum[:])
 	if repomdSum == src.State.Repomd && len(src.State.Errors) == 0 && strings.HasPrefix(src.State.LastResult, "ok") {
@@ -262,6 +315,12 @@ func (m *Mirror) syncYum(ctx context.Context, src *Source, res *Result, pr *prog
 		if member {
 			continue
 		}
+		if keys != nil {
+			// Another source's copy proves nothing about this one's
+			// signature: fetched and verified, then linked (ingestAll).
+			todo = append(todo, w)
+			continue
+		}
 		linked, err := m.link(src.Name, w)
 		if err != nil {
 			res.Err = err
@@ -278,7 +337,7 @@ func (m *Mirror) syncYum(ctx context.Context, src *Source, res *Result, pr *prog
 	// while the other workers sit idle.
 	sort.SliceStable(todo, func(i, j int) bool { return todo[i].size > todo[j].size })
 	pr.total.Store(int64(len(todo)))
-	m.ingestAll(ctx, src.Name, todo, res, pr)
+	m.ingestAll(ctx, src.Name, keys, todo, res, pr)
 	if ctx.Err() != nil && res.Err == nil {
 		res.Err = fmt.Errorf("interrupted: %w", ctx.Err())
 	}
@@ -367,7 +426,57 @@ func (m *Mirror) link(source string, w *want) (bool, error) {
 	return true, m.idx.AddMembership(source, w.nevra, w.checksum.String())
 }
 
-func (m *Mirror) ingestAll(ctx context.Context, source string, todo []*want, res *Result, pr *progressState) {
+// ErrOtherContent reports a verified package whose NEVRA the index has
+// already with other files.
+var ErrOtherContent = errors.New("the index has this NEVRA with other content")
+
+// linkVerified adds source's membership to a package that was verified
+// (signature and payload) when the index has its NEVRA already, and
+// reports whether it did. The copy the index has may have come from
+// another source, unchecked, and from other bytes (the same build with no
+// signature, or signed by another key): it is linked only when the files
+// it indexed are those of the verified package, content for content
+// (paths, blob digests, build-ids); otherwise the package fails, saying
+// so, and the index's copy is left as it is.
+func (m *Mirror) linkVerified(source string, pkg *index.Package) (bool, error) {
+	have, err := m.idx.HasPackage(pkg.NEVRA)
+	if err != nil || !have {
+		return false, err
+	}
+	old, err := m.idx.Package(pkg.NEVRA)
+	if err != nil {
+		return false, err
+	}
+	if diff := filesDiffer(old.Files, pkg.Files); diff != "" {
+		return false, fmt.Errorf("%w (%s): the signed package is not linked to it", ErrOtherContent, diff)
+	}
+	return true, m.idx.AddMembership(source, pkg.NEVRA, pkg.Checksum)
+}
+
+// filesDiffer names the first difference between two packages' indexed
+// files, "" when there is none.
+func filesDiffer(a, b []index.File) string {
+	key := func(fs []index.File) map[string]index.File {
+		m := make(map[string]index.File, len(fs))
+		for _, f := range fs {
+			f.Kind = index.KindNone
+			m[f.Path] = f
+		}
+		return m
+	}
+	ka, kb := key(a), key(b)
+	if len(ka) != len(kb) {
+		return fmt.Sprintf("%d files there, %d here", len(ka), len(kb))
+	}
+	for p, f := range kb {
+		if g, ok := ka[p]; !ok || g != f {
+			return p + " differs"
+		}
+	}
+	return ""
+}
+
+func (m *Mirror) ingestAll(ctx context.Context, source string, keys *rpmfile.Keyring, todo []*want, res *Result, pr *progressState) {
 	var mu sync.Mutex
 	jobs := make(chan *want)
 	var wg sync.WaitGroup
@@ -376,6 +485,7 @@ func (m *Mirror) ingestAll(ctx context.Context, source string, todo []*want, res
 		go func() {
 			defer wg.Done()
 			for w := range jobs {
+				w.keys = keys
 				var fetched int64 // counted for failed downloads too
 				// Held from the first stored file to the commit: gc
 				// must not take a file this package found stored.
@@ -384,17 +494,25 @@ func (m *Mirror) ingestAll(ctx context.Context, source string, todo []*want, res
 					fetched += n
 					pr.bytes.Add(n)
 				})
-				if err == nil {
+				linked := false
+				if err == nil && keys != nil {
+					linked, err = m.linkVerified(source, pkg)
+				}
+				if err == nil && !linked {
 					pkg.Sources = []string{source}
 					err = m.idx.PutPackage(pkg)
 				}
 				release()
 				mu.Lock()
 				res.BytesFetched += fetched
-				if err != nil {
+				switch {
+				case err != nil:
 					res.Failed = append(res.Failed, &PackageError{Location: w.location, Err: err})
 					pr.failed.Add(1)
-				} else {
+				case linked:
+					res.Linked++
+					w.done = pkg.NEVRA.String()
+				default:
 					res.New++
 					res.BytesStored += pkg.Stored
 					w.done = pkg.NEVRA.String()

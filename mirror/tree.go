@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/mirror/rpmfile"
 )
 
 // treeState is what a tree source remembers between syncs, persisted in
@@ -170,7 +171,7 @@ func parseChecksums(b []byte) map[string]string {
 	return out
 }
 
-func (m *Mirror) syncTree(ctx context.Context, src *Source, res *Result, pr *progressState) {
+func (m *Mirror) syncTree(ctx context.Context, src *Source, keys *rpmfile.Keyring, res *Result, pr *progressState) {
 	loc, err := parseLocation(src.URL)
 	if err != nil {
 		res.Err = err
@@ -233,7 +234,9 @@ func (m *Mirror) syncTree(ctx context.Context, src *Source, res *Result, pr *pro
 		// A package the index has from another source (the yum
 		// repository a Koji tree feeds) is linked, not fetched again:
 		// an RPM's file name is its name-version-release.arch.
-		if n, err := index.ParseNEVRA(strings.TrimSuffix(name, ".rpm")); err == nil && strings.HasSuffix(name, ".rpm") {
+		// Under gpgcheck, each package is fetched and verified first
+		// (ingestAll links it then).
+		if n, err := index.ParseNEVRA(strings.TrimSuffix(name, ".rpm")); err == nil && strings.HasSuffix(name, ".rpm") && keys == nil {
 			linked, err := m.link(src.Name, &want{nevra: n, checksum: w.checksum})
 			if err != nil {
 				res.Err = err
@@ -250,7 +253,7 @@ func (m *Mirror) syncTree(ctx context.Context, src *Source, res *Result, pr *pro
 	}
 	pr.setPhase("packages")
 	pr.total.Store(int64(len(todo)))
-	m.ingestAll(ctx, src.Name, todo, res, pr)
+	m.ingestAll(ctx, src.Name, keys, todo, res, pr)
 	for _, w := range todo {
 		if w.done != "" {
 			st.Seen[w.target] = w.done

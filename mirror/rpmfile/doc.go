@@ -5,7 +5,10 @@
 // Vocabulary: a package's header lists its files (Entry) in payload order
 // with sizes, modes, link targets and libmagic classes (FILECLASS); the
 // payload is a cpio archive (Member) compressed with gzip, xz, zstd, bzip2
-// or lzma.
+// or lzma. A signed package carries, in its signature header, OpenPGP
+// signatures of its main header (Header.VerifySignature checks them
+// against a Keyring); the header's payload digest then binds the payload
+// to them.
 //
 // Of retraced, it may import only internal/decompress. That package
 // detects and decodes the payload's compression (the xz decoder may be

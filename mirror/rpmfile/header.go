@@ -95,10 +95,21 @@ type Header struct {
 	// payload. With no repository checksum (tree sources), these are what
 	// proves a download whole: see VerifyHeader and the payload digest.
 	HeaderSHA256, PayloadSHA256 string
+	// PayloadDigestAlgo is the header's PAYLOADDIGESTALGO (an OpenPGP
+	// hash algorithm number; 8 is SHA-256), 0 when the header has none.
+	PayloadDigestAlgo int
 	// Size is the whole file's length as the signature gives it (lead
 	// and signature, plus its header-and-payload size), 0 when absent.
 	Size      int64
 	headerSum string
+	// main is the main header as the file has it (intro, index and
+	// data): what rpm 4's header-only OpenPGP signatures sign.
+	main []byte
+	// sigs are the signature header's OpenPGP signatures over main.
+	sigs []headerSig
+	// legacy names the signature tags over header and payload (rpm 3's
+	// PGP, GPG) present, which VerifySignature does not check.
+	legacy []string
 }
 
 // ErrDigest reports an RPM whose bytes do not match its own digests.
@@ -136,6 +147,11 @@ const (
 	tagPayloadDigest     = 5092
 	tagPayloadDigestAlgo = 5093
 	sigTagSHA256         = 273
+	sigTagDSA            = 267  // RPMSIGTAG_DSA: OpenPGP signature of the header (DSA, EdDSA, ECDSA)
+	sigTagRSA            = 268  // RPMSIGTAG_RSA: OpenPGP signature of the header (RSA)
+	sigTagPGP            = 1002 // RPMSIGTAG_PGP: rpm 3's RSA signature of header and payload
+	sigTagGPG            = 1005 // RPMSIGTAG_GPG: rpm 3's DSA signature of header and payload
+	sigTagOpenPGP        = 278  // RPMSIGTAG_OPENPGP: rpm 6's (v6) signatures
 	sigTagLongSize       = 270  // header and payload bytes, int64
 	sigTagSize           = 1000 // the same, int32
 	pgpHashSHA256        = 8
@@ -194,6 +210,25 @@ func ReadHeader(r io.Reader) (h *Header, err error) {
 	h.headerSum = hex.EncodeToString(mainSum[:])
 	if algo := p.Header.GetTag(tagPayloadDigestAlgo).Int64(); algo == pgpHashSHA256 {
 		h.PayloadSHA256 = strings.ToLower(p.Header.GetTag(tagPayloadDigest).String())
+	} else if algo > 0 && algo < 256 {
+		h.PayloadDigestAlgo = int(algo)
+	}
+	if h.PayloadSHA256 != "" {
+		h.PayloadDigestAlgo = pgpHashSHA256
+	}
+	h.main = raw[mainStart:]
+	for _, tag := range []int{sigTagRSA, sigTagDSA} {
+		if t := p.Signature.GetTag(tag); t != nil {
+			h.sigs = append(h.sigs, headerSig{tag: tag, packet: t.Bytes()})
+		}
+	}
+	for _, l := range []struct {
+		tag  int
+		name string
+	}{{sigTagPGP, "PGP"}, {sigTagGPG, "GPG"}, {sigTagOpenPGP, "OPENPGP (rpm 6)"}} {
+		if p.Signature.GetTag(l.tag) != nil {
+			h.legacy = append(h.legacy, l.name)
+		}
 	}
 	if h.Name == "" || h.Version == "" || h.Release == "" || h.Arch == "" {
 		return nil, &FormatError{Off: -1, Msg: "header: missing name, version, release or arch"}
