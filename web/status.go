@@ -4,6 +4,7 @@ import (
 	"embed"
 	"html/template"
 	"net/http"
+	"sort"
 	"strconv"
 	"time"
 
@@ -57,6 +58,15 @@ type StatusSources struct {
 	GC    func() *GCSummary
 	// DiskFree reports free bytes and whether it is below the minimum.
 	DiskFree func() (free int64, low bool)
+	// Blocked lists the clients refused for their failed attempts (by
+	// address; behind a trusted proxy, the address it forwards), each
+	// with when that ends.
+	Blocked func() map[string]time.Time
+}
+
+// BlockedClient is one line of the page's refused clients.
+type BlockedClient struct {
+	Client, Until string
 }
 
 // Status renders the status page.
@@ -97,6 +107,7 @@ type pageData struct {
 	GC              *GCSummary
 	DiskLow         bool
 	DiskFree        string
+	Blocked         []BlockedClient
 }
 
 func (s *Status) page(c *gin.Context) {
@@ -154,6 +165,12 @@ func (s *Status) page(c *gin.Context) {
 	}
 	if s.extra.GC != nil {
 		d.GC = s.extra.GC()
+	}
+	if s.extra.Blocked != nil {
+		for client, until := range s.extra.Blocked() {
+			d.Blocked = append(d.Blocked, BlockedClient{Client: client, Until: until.Local().Format("15:04:05")})
+		}
+		sort.Slice(d.Blocked, func(i, j int) bool { return d.Blocked[i].Client < d.Blocked[j].Client })
 	}
 	if s.extra.DiskFree != nil {
 		free, low := s.extra.DiskFree()

@@ -20,6 +20,13 @@ type SourceView struct {
 	LastSync     *time.Time `json:"last_sync"`
 	LastResult   string     `json:"last_result"`
 	Errors       []string   `json:"errors"`
+	// GPGCheck: packages must be signed by one of the source's keys;
+	// RepoGPGCheck: repomd.xml by its repomd.xml.asc.
+	GPGCheck     bool     `json:"gpgcheck"`
+	RepoGPGCheck bool     `json:"repo_gpgcheck"`
+	GPGKeys      []string `json:"gpg_keys"` // key ids, as rpm prints them
+	// Failed lists the packages the last sync refused, with why.
+	Failed []mirror.FailedPackage `json:"failed"`
 }
 
 // ViewSource returns s as the API shows it.
@@ -36,6 +43,14 @@ func ViewSource(s *mirror.Source) SourceView {
 	}
 	if v.Errors == nil {
 		v.Errors = []string{}
+	}
+	v.GPGCheck, v.RepoGPGCheck, v.Failed = s.GPGCheck, s.RepoGPGCheck, s.State.Failed
+	if v.Failed == nil {
+		v.Failed = []mirror.FailedPackage{}
+	}
+	v.GPGKeys = []string{}
+	if k, err := s.Keyring(); err == nil {
+		v.GPGKeys = append(v.GPGKeys, k.KeyIDs()...)
 	}
 	return v
 }

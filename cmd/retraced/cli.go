@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/mirror"
+	"github.com/retraced/retraced/mirror/rpmfile"
 	"github.com/retraced/retraced/resolver"
 )
 
@@ -74,6 +76,8 @@ func mirrorCmd(g *globals) *cobra.Command {
 
 func mirrorAddCmd(g *globals) *cobra.Command {
 	var src mirror.Source
+	var keys []string
+	var noGPGCheck bool
 	c := &cobra.Command{
 		Use:   "add NAME URL",
 		Short: "Register a source (kind detected when --kind is not given)",
@@ -85,19 +89,76 @@ func mirrorAddCmd(g *globals) *cobra.Command {
 			}
 			defer b.Close()
 			src.Name, src.URL = args[0], args[1]
+			for _, k := range keys {
+				armored, err := readKey(cmd.Context(), k, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				src.GPGKeys = append(src.GPGKeys, armored)
+			}
+			src.GPGCheck = len(src.GPGKeys) > 0 && !noGPGCheck
 			added, err := b.Add(cmd.Context(), src)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "added %s (%s) %s, schedule %s\n", added.Name, added.Kind, added.URL, added.Schedule)
+			check := "gpgcheck off: unsigned packages are indexed"
+			if added.GPGCheck {
+				check = "gpgcheck on, keys " + strings.Join(added.GPGKeys, ", ")
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "added %s (%s) %s, schedule %s, %s\n", added.Name, added.Kind, added.URL, added.Schedule, check)
 			return nil
 		},
 	}
+	c.Flags().StringArrayVar(&keys, "gpg-key", nil, "OpenPGP public key (FILE or http(s) URL) packages must be signed by; repeat for several; turns gpgcheck on")
+	c.Flags().BoolVar(&noGPGCheck, "no-gpgcheck", false, "keep the keys but index packages without checking their signatures")
+	c.Flags().BoolVar(&src.RepoGPGCheck, "repo-gpgcheck", false, "also require repodata/repomd.xml.asc, a signature of repomd.xml by one of the keys")
 	c.Flags().StringVar(&src.Kind, "kind", "", "yum or tree (detected when omitted)")
 	c.Flags().StringVar(&src.Schedule, "schedule", "", "cron spec for scheduled syncs (default "+mirror.DefaultSchedule+")")
 	c.Flags().StringVar(&src.Include, "include", "", "only package files whose location matches this regex")
 	c.Flags().StringVar(&src.Exclude, "exclude", "", "skip package files whose location matches this regex")
 	return c
+}
+
+// readKey reads an OpenPGP public key from a file or an http(s) URL, as
+// `mirror add --gpg-key` names it, bounded by rpmfile.MaxKeySize.
+func readKey(ctx context.Context, name string, warn io.Writer) (string, error) {
+	var r io.Reader
+	if strings.HasPrefix(name, "http://") || strings.HasPrefix(name, "https://") {
+		if strings.HasPrefix(name, "http://") {
+			fmt.Fprintf(warn, "warning: --gpg-key %s over plain http: whoever is on the path can replace it\n", name)
+		}
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, name, nil)
+		if err != nil {
+			return "", fmt.Errorf("--gpg-key %s: %w", name, err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return "", fmt.Errorf("--gpg-key %s: %w", name, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("--gpg-key %s: %s", name, resp.Status)
+		}
+		r = resp.Body
+	} else {
+		f, err := os.Open(strings.TrimPrefix(name, "file://"))
+		if err != nil {
+			return "", fmt.Errorf("--gpg-key: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, rpmfile.MaxKeySize+1))
+	if err != nil {
+		return "", fmt.Errorf("--gpg-key %s: %w", name, err)
+	}
+	var k rpmfile.Keyring
+	if err := k.ParseKeys(b); err != nil {
+		return "", fmt.Errorf("--gpg-key %s: %w", name, err)
+	}
+	return string(b), nil
 }
 
 func mirrorListCmd(g *globals) *cobra.Command {

@@ -3,7 +3,7 @@
 // commands and README.md for a first run.
 //
 // Of retraced, it may import only fixtures/bundled, gc, gc/diskspace, index/blob/s3blob,
-// index, index/blob, internal/httpbound, internal/throttle, mirror,
+// index, index/blob, internal/httpbound, internal/throttle, mirror, mirror/rpmfile,
 // resolver, retrace, retrace/taskclient, retrace/worker and web. It wires them into one
 // service; package fixtures is not among them, since the binary must not
 // link test code (TestNoTestCodeLinked).
