@@ -382,10 +382,10 @@ func (m *Mirror) Add(ctx context.Context, s Source) (*Source, error) {
 	}
 	if s.PublicOnly {
 		if loc.local != "" {
-			return nil, fmt.Errorf("%w: %s: a local path or file:// URL is not allowed here", ErrBadSource, s.URL)
+			return nil, fmt.Errorf("%w: %w: %s is a local path or file:// URL", ErrBadSource, ErrPrivateAddress, s.URL)
 		}
 		if err := checkPublicHost(ctx, loc.u.Hostname()); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadSource, err)
+			return nil, fmt.Errorf("%w: %w", ErrBadSource, err)
 		}
 		ctx = withPublicOnly(ctx)
 	}

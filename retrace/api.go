@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -138,11 +139,17 @@ func (s *Server) checkPackage(c *gin.Context) {
 }
 
 func (s *Server) createTask(c *gin.Context) {
-	// The body is not read on the early refusals: close the connection
-	// rather than drain it.
+	// The body is not read (or not all of it) on the refusals: the
+	// connection is closed after the answer, once the client has had the
+	// time to read it (httpbound.Refusal).
 	refuse := func(code int, msg string) {
+		after := httpbound.Refusal(c.Writer, c.Request.Body)
 		c.Header("Connection", "close")
+		// A known length: the answer is whole once flushed, while the
+		// rest of the body is still being read.
+		c.Header("Content-Length", strconv.Itoa(len(msg)))
 		textError(c, code, msg)
+		after()
 	}
 	format := ""
 	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err == nil {
@@ -191,14 +198,19 @@ func (s *Server) createTask(c *gin.Context) {
 		s.log.Error("retrace: create task", "err", err)
 		refuse(http.StatusInternalServerError, "Unable to create new task")
 	default:
+		after := func() {}
 		if existing {
 			// A repeated keyed create: the task it made already, its
 			// body not read.
+			after = httpbound.Refusal(c.Writer, c.Request.Body)
 			c.Header("Connection", "close")
+			c.Header("Content-Length", "0")
 		}
 		c.Header(HeaderTaskID, id)
 		c.Header(HeaderTaskPassword, password)
 		c.Status(http.StatusCreated)
+		c.Writer.WriteHeaderNow()
+		after()
 	}
 }
 

@@ -39,6 +39,9 @@ type Config struct {
 	// Space is the free-space policy: while it says the disk is low, a
 	// sync asked for is refused and recorded as paused. Nil: never low.
 	Space *diskspace.Policy
+	// APISources is what a source added over the API may name:
+	// SourcesPublic (also when empty), SourcesPrivate or SourcesLocal.
+	APISources string
 }
 
 // Ops serves the mirrors API and runs the syncs it starts.
@@ -291,7 +294,24 @@ type addRequest struct {
 	Schedule string `json:"schedule"`
 	Include  string `json:"include"`
 	Exclude  string `json:"exclude"`
+	// GPGKeys are armored OpenPGP public keys; GPGCheck defaults to
+	// whether there are any.
+	GPGKeys      []string `json:"gpg_keys"`
+	GPGCheck     *bool    `json:"gpgcheck"`
+	RepoGPGCheck bool     `json:"repo_gpgcheck"`
 }
+
+// Sources added over the API, by what they may name (Config.APISources).
+const (
+	// SourcesPublic: http(s) URLs whose hosts resolve only to public
+	// addresses, and whose syncs connect only to such (the default).
+	SourcesPublic = "public"
+	// SourcesPrivate: any http(s) URL, loopback and private addresses
+	// included.
+	SourcesPrivate = "private"
+	// SourcesLocal: also local paths and file:// URLs.
+	SourcesLocal = "local"
+)
 
 func (o *Ops) add(c *gin.Context) {
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10)
@@ -300,9 +320,26 @@ func (o *Ops) add(c *gin.Context) {
 		apiError(c, http.StatusBadRequest, "want {\"name\", \"url\", ...}: "+err.Error())
 		return
 	}
-	s, err := o.m.Add(c.Request.Context(), mirror.Source{Name: req.Name, URL: req.URL, Kind: req.Kind,
-		Schedule: req.Schedule, Include: req.Include, Exclude: req.Exclude})
+	src := mirror.Source{Name: req.Name, URL: req.URL, Kind: req.Kind,
+		Schedule: req.Schedule, Include: req.Include, Exclude: req.Exclude,
+		GPGKeys: req.GPGKeys, GPGCheck: len(req.GPGKeys) > 0, RepoGPGCheck: req.RepoGPGCheck}
+	if req.GPGCheck != nil {
+		src.GPGCheck = *req.GPGCheck
+	}
+	switch o.cfg.APISources {
+	case SourcesLocal:
+	case SourcesPrivate:
+		if u := strings.TrimSpace(req.URL); !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			apiError(c, http.StatusBadRequest, "a source added over the API must be an http(s) URL (the server's config allows no local paths: api_sources = \"local\")")
+			return
+		}
+	default:
+		src.PublicOnly = true // Add refuses local paths and private hosts
+	}
+	s, err := o.m.Add(c.Request.Context(), src)
 	switch {
+	case errors.Is(err, mirror.ErrPrivateAddress):
+		apiError(c, http.StatusBadRequest, err.Error()+" (sources added over the API must be public; the server's api_sources setting allows more)")
 	case errors.Is(err, mirror.ErrExists):
 		apiError(c, http.StatusConflict, err.Error())
 	case errors.Is(err, mirror.ErrBadSource):

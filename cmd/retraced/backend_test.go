@@ -15,6 +15,7 @@ import (
 // serve that holds it (the remote one), and exits the same.
 func TestBackendsAgree(t *testing.T) {
 	cfg := testConfig(t)
+	cfg.APISources = "local" // the commands add fixture directories through serve too
 	data := cfg.Data
 	for _, add := range [][]string{{"v1", fixtures.Path("repo-v1")}, {"v2", fixtures.Path("repo-v2")}} {
 		if _, _, err := run(t, "--data", data, "mirror", "add", add[0], add[1]); err != nil {

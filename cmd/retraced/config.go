@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"runtime"
 	"strings"
@@ -45,13 +46,32 @@ type Config struct {
 	// /create). MaxConnections caps the connections served at once; 0
 	// derives it from the file descriptor limit (half of what is left
 	// after 64, so that downloads, blobs and gdb keep the other half).
-	IdleTimeout    Duration      `toml:"idle_timeout"`
-	MinBodyRate    int64         `toml:"min_body_rate"`
-	BodyRateWindow Duration      `toml:"body_rate_window"`
-	MaxConnections int           `toml:"max_connections"`
-	Mirror         MirrorConfig  `toml:"mirror"`
-	Retrace        RetraceConfig `toml:"retrace"`
-	Storage        StorageConfig `toml:"storage"`
+	IdleTimeout    Duration `toml:"idle_timeout"`
+	MinBodyRate    int64    `toml:"min_body_rate"`
+	BodyRateWindow Duration `toml:"body_rate_window"`
+	MaxConnections int      `toml:"max_connections"`
+	// TLSCert and TLSKey are PEM files: with both, serve speaks HTTPS
+	// only, and reads them again on SIGHUP (a renewed certificate needs
+	// no restart).
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// TrustedProxies are the addresses or CIDRs of reverse proxies in
+	// front of serve: from them, the client is the last address in
+	// X-Forwarded-For that is not itself a trusted proxy (for logs, the
+	// status page, and the guess throttle). From anyone else the header
+	// is ignored.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// APISources is what a source added over the API may name: "public"
+	// (http(s) hosts with public addresses only, checked again at every
+	// connection), "private" (any http(s) URL) or "local" (also local
+	// paths and file:// URLs).
+	APISources string `toml:"api_sources"`
+	// InsecureOpenAdmin lets serve listen on a non-loopback address
+	// without an admin token (flag --insecure-open-admin only).
+	InsecureOpenAdmin bool          `toml:"-"`
+	Mirror            MirrorConfig  `toml:"mirror"`
+	Retrace           RetraceConfig `toml:"retrace"`
+	Storage           StorageConfig `toml:"storage"`
 }
 
 // Duration is the value of a duration key: a Go duration in the file
@@ -162,6 +182,7 @@ func defaultConfig() Config {
 	return Config{
 		Data:           "./retraced-data",
 		Listen:         "127.0.0.1:8080",
+		APISources:     "public",
 		GCSchedule:     "@daily",
 		MinFree:        10,
 		MemoryLimitMB:  200,
@@ -212,6 +233,21 @@ func loadConfig(path string) (Config, error) {
 	}
 	if c.MinBodyRate <= 0 {
 		return c, fmt.Errorf("config %s: min_body_rate = %d: want a positive number of KiB/s", path, c.MinBodyRate)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return c, fmt.Errorf("config %s: tls_cert and tls_key go together: give both, or neither", path)
+	}
+	switch c.APISources {
+	case "public", "private", "local":
+	default:
+		return c, fmt.Errorf("config %s: api_sources = %q: want \"public\", \"private\" or \"local\"", path, c.APISources)
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				return c, fmt.Errorf("config %s: trusted_proxies: %q is neither an address nor a CIDR", path, p)
+			}
+		}
 	}
 	if c.MaxConnections < 0 {
 		return c, fmt.Errorf("config %s: max_connections = %d: want a positive number, or 0 to derive it from the file descriptor limit", path, c.MaxConnections)

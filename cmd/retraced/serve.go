@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -10,8 +12,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -30,6 +35,7 @@ import (
 
 func serveCmd(g *globals) *cobra.Command {
 	var listen string
+	var openAdmin bool
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the HTTP server and sync sources (the bundled fixture repository when none is configured)",
@@ -42,10 +48,12 @@ func serveCmd(g *globals) *cobra.Command {
 			if cmd.Flags().Changed("listen") {
 				cfg.Listen = listen
 			}
+			cfg.InsecureOpenAdmin = openAdmin
 			return Run(cmd.Context(), cfg)
 		},
 	}
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "HTTP listen address")
+	c.Flags().BoolVar(&openAdmin, "insecure-open-admin", false, "listen on a non-loopback address with no admin_token: anyone who reaches the port may add, remove and sync sources")
 	return c
 }
 
@@ -93,7 +101,7 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 	defer rw.Close()
 	owners := []gc.Owner{rs, rw} // expired tasks, idle sysroots
 	sched := web.NewScheduler(web.SystemClock, log)
-	h := newHandler(s, cfg, rs, sched, owners)
+	h := newHandler(s, cfg, rs, sched, owners, log)
 	if err := scheduleUpkeep(sched, s, cfg, h.ops, rs, owners, log); err != nil {
 		return err
 	}
@@ -101,13 +109,33 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 	if err != nil {
 		return err
 	}
-	info := serverInfo{URL: "http://" + ln.Addr().String(), PID: os.Getpid()}
+	if err := checkOpenAdmin(ln.Addr(), cfg); err != nil {
+		ln.Close()
+		return err
+	}
+	scheme := "http://"
+	if cfg.TLSCert != "" {
+		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		stop := certs.watchSIGHUP()
+		defer stop()
+		ln = tls.NewListener(ln, &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12})
+		scheme = "https://"
+	}
+	info := serverInfo{URL: scheme + ln.Addr().String(), PID: os.Getpid()}
 	if err := writeJSONFile(filepath.Join(s.dir, serverFile), info); err != nil {
 		ln.Close()
 		return err
 	}
 	defer os.Remove(filepath.Join(s.dir, serverFile))
-	srv := &http.Server{Handler: h.engine, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: cfg.IdleTimeout.Duration}
+	// ReadTimeout bounds a whole request read (bodies slower than
+	// min_body_rate are cut long before; /create moves its own deadline
+	// along with its upload).
+	srv := &http.Server{Handler: h.engine, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Hour,
+		IdleTimeout: cfg.IdleTimeout.Duration, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	conns := cfg.MaxConnections
 	if conns == 0 {
 		conns = httpbound.MaxConns(httpbound.NoFile())
@@ -124,6 +152,75 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 	g.Go(func() error { rs.Run(ctx); return nil })
 	g.Go(func() error { syncAll(ctx, s.mirror, h.ops, log); return nil })
 	return g.Wait()
+}
+
+// ErrOpenAdmin refuses a serve that would let anyone who reaches it
+// change its sources.
+var ErrOpenAdmin = errors.New("refusing to listen on a non-loopback address with no admin_token")
+
+// checkOpenAdmin refuses a listener on a non-loopback address when no
+// admin token guards the API calls that change something, unless told
+// --insecure-open-admin.
+func checkOpenAdmin(addr net.Addr, cfg Config) error {
+	if cfg.AdminToken != "" || cfg.InsecureOpenAdmin {
+		return nil
+	}
+	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%w (%s): set admin_token in the config, or pass --insecure-open-admin to let anyone who reaches the port add, remove and sync sources", ErrOpenAdmin, addr)
+}
+
+// certReloader holds serve's TLS certificate and reads it again from its
+// files on SIGHUP; a pair that does not load leaves the old one serving.
+type certReloader struct {
+	certFile, keyFile string
+	log               *slog.Logger
+	cert              atomic.Pointer[tls.Certificate]
+}
+
+func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
+	c := &certReloader{certFile: certFile, keyFile: keyFile, log: log}
+	if err := c.load(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *certReloader) load() error {
+	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if err != nil {
+		return fmt.Errorf("tls_cert %s, tls_key %s: %w", c.certFile, c.keyFile, err)
+	}
+	c.cert.Store(&cert)
+	return nil
+}
+
+func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.cert.Load(), nil }
+
+// watchSIGHUP reloads the pair on each SIGHUP until stop is called.
+func (c *certReloader) watchSIGHUP() (stop func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-sig:
+				if err := c.load(); err != nil {
+					c.log.Error("SIGHUP: TLS certificate not reloaded; the old one serves on", "err", err)
+				} else {
+					c.log.Info("SIGHUP: TLS certificate reloaded", "cert", c.certFile)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(sig)
+		close(done)
+	}
 }
 
 // serveHTTP serves on ln until ctx ends, then shuts srv down, giving the
@@ -188,15 +285,25 @@ type handler struct {
 
 // newHandler builds serve's routes; owners are what POST /api/v1/gc
 // collects beside the store.
-func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler, owners []gc.Owner) *handler {
+func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler, owners []gc.Owner, log *slog.Logger) *handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	// c.ClientIP() is the connection's address, or, from a trusted
+	// proxy, the client X-Forwarded-For names (loadConfig checked the
+	// list; nil trusts no proxy, where gin's default trusts all).
+	r.ForwardedByClientIP = true
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	if err := r.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		panic(err) // loadConfig checked each entry
+	}
 	r.Use(gin.Recovery())
 	metrics := web.NewMetrics(s.idx)
 	r.Use(metrics.Middleware())
 	// Password and token guesses: 20 failures a minute, then 429 for the
 	// rest of the minute.
-	r.Use(throttle.New(20, time.Minute, nil).Middleware())
+	guesses := throttle.New(20, time.Minute, nil)
+	r.Use(refusedLog(log))
+	r.Use(guesses.Middleware())
 	// Request bodies arrive at a minimum rate or are cut; /create bounds
 	// its own uploads ([retrace] min_upload_rate).
 	r.Use(httpbound.BodyRate(cfg.MinBodyRate<<10, cfg.BodyRateWindow.Duration, time.Hour, "/create"))
@@ -210,7 +317,7 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler, 
 	}
 	api.Register(r)
 	resolver.NewDebuginfod(s.idx, s.pool).Register(r)
-	ops := web.NewOps(s.mirror, sched, web.Config{AdminToken: cfg.AdminToken, Space: s.space})
+	ops := web.NewOps(s.mirror, sched, web.Config{AdminToken: cfg.AdminToken, Space: s.space, APISources: cfg.APISources})
 	ops.Register(r)
 	registerGC(r, s, ops, ops.Admin(), owners...)
 	rs.Register(r)
@@ -218,9 +325,23 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler, 
 		GC:       func() *web.GCSummary { return lastGC(s.dir) },
 		Tasks:    taskSummary(rs),
 		DiskFree: ops.DiskFree,
+		Blocked:  guesses.BlockedKeys,
 	}).Register(r)
 	r.GET("/metrics", metrics.Handler())
 	return &handler{engine: r, ops: ops}
+}
+
+// refusedLog logs each request refused for its credentials or its
+// client's guessing (401, 403, 429) with the client's address: the
+// connection's, or behind a trusted proxy the one X-Forwarded-For names.
+func refusedLog(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Next()
+		switch st := c.Writer.Status(); st {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests:
+			log.Warn("refused", "client", c.ClientIP(), "method", c.Request.Method, "path", c.Request.URL.Path, "status", st)
+		}
+	}
 }
 
 func syncAll(ctx context.Context, m *mirror.Mirror, ops *web.Ops, log *slog.Logger) {

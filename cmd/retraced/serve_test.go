@@ -128,6 +128,7 @@ func TestServeEmbeddedDefault(t *testing.T) {
 // commands go through its API instead of failing on the lock.
 func TestCLIWhileServing(t *testing.T) {
 	cfg := testConfig(t)
+	cfg.APISources = "local" // mirror add of a fixture directory goes through serve
 	startServe(t, cfg)
 	e := fixtures.ELFFiles(t)[0]
 	out, _, err := run(t, "--data", cfg.Data, "lookup", e.BuildID)
@@ -227,6 +228,7 @@ func TestAPIErrors(t *testing.T) {
 // serve runs is synced by the scheduler, with no one asking.
 func TestScheduledSync(t *testing.T) {
 	cfg := testConfig(t)
+	cfg.APISources = "local" // mirror add of a fixture directory goes through serve
 	url := startServe(t, cfg)
 	if _, _, err := run(t, "--data", cfg.Data, "mirror", "add", "v2", fixtures.Path("repo-v2"), "--schedule", "@every 1s"); err != nil {
 		t.Fatal(err)

@@ -63,6 +63,21 @@ func (f *Failures) Blocked(key string) (bool, time.Duration) {
 	return r.n >= f.limit, left
 }
 
+// BlockedKeys returns the keys blocked now, each with when its block
+// ends, for the status page.
+func (f *Failures) BlockedKeys() map[string]time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	out := map[string]time.Time{}
+	for k, r := range f.keys {
+		if end := r.start.Add(f.window); r.n >= f.limit && end.After(now) {
+			out[k] = end
+		}
+	}
+	return out
+}
+
 // Fail records one failed attempt of key.
 func (f *Failures) Fail(key string) {
 	f.mu.Lock()
@@ -93,13 +108,17 @@ func (f *Failures) pruneLocked(now time.Time) {
 // Middleware answers 429 Too Many Requests, with Retry-After, to a
 // client blocked for its failures, and counts as a failure every answer
 // of 401 or 403 (a wrong admin token, a wrong task password) to it. A
-// client is its connection's address: X-Forwarded-For is anyone's to
-// write.
+// client is gin's ClientIP: the connection's address, or the address a
+// trusted proxy (the engine's SetTrustedProxies) puts in X-Forwarded-For;
+// from anyone else that header is ignored, being anyone's to write.
 func (f *Failures) Middleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		key := c.Request.RemoteAddr
-		if host, _, err := net.SplitHostPort(key); err == nil {
-			key = host
+		key := c.ClientIP()
+		if key == "" {
+			key = c.Request.RemoteAddr
+			if host, _, err := net.SplitHostPort(key); err == nil {
+				key = host
+			}
 		}
 		if blocked, left := f.Blocked(key); blocked {
 			c.Header("Retry-After", strconv.Itoa(int(left.Seconds()+0.999)))

@@ -48,11 +48,15 @@ func TestFailuresBounded(t *testing.T) {
 }
 
 // TestMiddleware: 401 and 403 answers count against the client's address
-// (not X-Forwarded-For, which it writes itself); once blocked it gets 429
-// with Retry-After, JSON under /api/; other clients are unaffected.
+// (not X-Forwarded-For, which it writes itself, as no proxy is trusted);
+// once blocked it gets 429 with Retry-After, JSON under /api/; other
+// clients are unaffected.
 func TestMiddleware(t *testing.T) {
 	gin.SetMode(gin.TestMode)
 	r := gin.New()
+	if err := r.SetTrustedProxies(nil); err != nil {
+		t.Fatal(err)
+	}
 	r.Use(New(2, time.Minute, nil).Middleware())
 	r.GET("/api/x", func(c *gin.Context) { c.JSON(http.StatusUnauthorized, gin.H{"error": "token"}) })
 	r.GET("/t", func(c *gin.Context) { c.String(http.StatusForbidden, "Invalid password") })
@@ -80,5 +84,53 @@ func TestMiddleware(t *testing.T) {
 	}
 	if w := do("/ok", "10.0.0.2:1000", ""); w.Code != http.StatusOK {
 		t.Fatalf("another client: %d", w.Code)
+	}
+}
+
+// TestMiddlewareBehindProxy: behind a trusted proxy, each client its
+// X-Forwarded-For names is counted on its own: one client's guesses block
+// it and not the others that come through the same proxy; a client that
+// is not the proxy cannot choose its address by writing the header.
+func TestMiddlewareBehindProxy(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	r := gin.New()
+	r.ForwardedByClientIP = true
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	if err := r.SetTrustedProxies([]string{"10.0.0.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	f := New(2, time.Minute, nil)
+	r.Use(f.Middleware())
+	r.GET("/t", func(c *gin.Context) { c.String(http.StatusForbidden, "Invalid password") })
+	do := func(addr, xff string) int {
+		req := httptest.NewRequest(http.MethodGet, "/t", nil)
+		req.RemoteAddr = addr
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		return w.Code
+	}
+	// The guesser, through the proxy (a client may prepend anything: the
+	// proxy appends the address it saw, and that is the one taken).
+	for range 2 {
+		do("10.0.0.1:1000", "198.51.100.1, 203.0.113.7")
+	}
+	if c := do("10.0.0.1:1000", "203.0.113.7"); c != http.StatusTooManyRequests {
+		t.Fatalf("guesser behind the proxy: %d, want 429", c)
+	}
+	if c := do("10.0.0.1:1000", "203.0.113.8"); c != http.StatusForbidden {
+		t.Fatalf("another client behind the same proxy: %d, want 403 (not blocked)", c)
+	}
+	if _, ok := f.BlockedKeys()["203.0.113.7"]; !ok || len(f.BlockedKeys()) != 1 {
+		t.Fatalf("blocked: %v, want only 203.0.113.7", f.BlockedKeys())
+	}
+	// Not from the proxy: the header is ignored; the connection counts.
+	for range 2 {
+		do("192.0.2.5:1000", "203.0.113.9")
+	}
+	if c := do("192.0.2.5:1000", "203.0.113.10"); c != http.StatusTooManyRequests {
+		t.Fatalf("a direct client changing X-Forwarded-For: %d, want 429", c)
 	}
 }
