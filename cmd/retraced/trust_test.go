@@ -389,3 +389,34 @@ func TestRefusedUploadAnswered(t *testing.T) {
 		}
 	}
 }
+
+// TestGuessesBehindProxy: behind a reverse proxy in trusted_proxies, the
+// guesses of one client (the address the proxy appends to
+// X-Forwarded-For) block that client, not the others coming through the
+// same proxy, and the status page names it.
+func TestGuessesBehindProxy(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.TrustedProxies = []string{"127.0.0.1"}
+	url := startServe(t, cfg)
+	task := createTask(t, url, crashTarball(t, fixtures.CoreFile(t, "crashme-1.0.core.zst"), nil))
+	get := func(client, pw string) int {
+		code, _, _ := httpDo(t, http.MethodGet, url+"/"+task.id, map[string]string{"X-Task-Password": pw, "X-Forwarded-For": client}, nil)
+		return code
+	}
+	wrong := strings.Repeat("x", 32)
+	for i := range 20 {
+		if code := get("203.0.113.7", wrong); code != http.StatusForbidden {
+			t.Fatalf("guess %d: %d, want 403", i+1, code)
+		}
+	}
+	if code := get("203.0.113.7", task.pw); code != http.StatusTooManyRequests {
+		t.Fatalf("the guesser, right password: %d, want 429", code)
+	}
+	if code := get("203.0.113.8", task.pw); code != http.StatusOK {
+		t.Fatalf("another client behind the proxy: %d, want 200", code)
+	}
+	_, _, page := httpDo(t, http.MethodGet, url+"/", nil, nil)
+	if !strings.Contains(page, `data-client="203.0.113.7"`) || strings.Contains(page, `data-client="127.0.0.1"`) {
+		t.Fatalf("the status page does not name the blocked client 203.0.113.7 (and only it)")
+	}
+}

@@ -56,6 +56,10 @@ type Keyring struct {
 // MaxKeySize bounds one armored or binary key file.
 const MaxKeySize = 1 << 20
 
+// maxSigPacket bounds one signature packet: an RSA 16384 signature with
+// its subpackets is under 3 KiB.
+const maxSigPacket = 64 << 10
+
 // ParseKeys reads OpenPGP public keys, armored ("-----BEGIN PGP PUBLIC
 // KEY BLOCK-----", as rpm --import and dnf's gpgkey take them) or binary,
 // and adds them to the ring. A key with a private part is refused: a
@@ -102,6 +106,9 @@ func (k *Keyring) KeyIDs() []string {
 // CheckDetached verifies a detached signature (armored or binary) of
 // signed, such as repomd.xml.asc of repomd.xml, against the ring.
 func (k *Keyring) CheckDetached(signed, sig []byte) error {
+	if len(sig) > maxSigPacket {
+		return &SignatureError{Err: ErrBadSignature, Msg: fmt.Sprintf("signature of %d bytes, more than %d", len(sig), maxSigPacket)}
+	}
 	if bytes.Contains(sig, []byte("-----BEGIN PGP")) {
 		_, err := openpgp.CheckArmoredDetachedSignature(k.list, bytes.NewReader(signed), bytes.NewReader(sig), nil)
 		return k.sigError(err, sig, "signature")
@@ -173,6 +180,9 @@ func (h *Header) VerifySignature(ring *Keyring, now time.Time) (string, error) {
 	var firstErr error
 	signer := ""
 	for _, s := range h.sigs {
+		if len(s.packet) > maxSigPacket {
+			return "", &SignatureError{Err: ErrBadSignature, Msg: fmt.Sprintf("%s signature of %d bytes, more than %d", s.tagName(), len(s.packet), maxSigPacket)}
+		}
 		_, err := openpgp.CheckDetachedSignature(ring.list, bytes.NewReader(h.main), bytes.NewReader(s.packet), cfg)
 		if err == nil {
 			if signer == "" {
