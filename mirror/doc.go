@@ -10,6 +10,12 @@
 //   - ingest: stream one RPM once — header, then the payload members the
 //     keep policy wants — into the blob pool and one index transaction.
 //   - policy: which files of a package are kept (Policy).
+//   - gpgcheck: a source's rule that only packages signed by one of its
+//     OpenPGP keys, with a payload matching the signed header's digest,
+//     are indexed (Source.GPGCheck; repodata/repomd.xml.asc with
+//     RepoGPGCheck). A refused package is a PackageError like any other.
+//   - public-only: a source whose downloads may dial public addresses
+//     only (Source.PublicOnly; serve sets it on sources added over its API).
 //
 // Data flows one way: mirror writes the index (index, index/blob), reads
 // build-ids with index/elfnote and parses formats with its sub-packages

@@ -113,6 +113,11 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 		ln.Close()
 		return err
 	}
+	conns := cfg.MaxConnections
+	if conns == 0 {
+		conns = httpbound.MaxConns(httpbound.NoFile())
+	}
+	ln = httpbound.LimitListener(ln, conns)
 	scheme := "http://"
 	if cfg.TLSCert != "" {
 		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
@@ -122,6 +127,8 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 		}
 		stop := certs.watchSIGHUP()
 		defer stop()
+		// Outermost, so that net/http sees *tls.Conn: the handshake is
+		// bounded by ReadHeaderTimeout and requests carry their TLS state.
 		ln = tls.NewListener(ln, &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12})
 		scheme = "https://"
 	}
@@ -136,11 +143,6 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 	// along with its upload).
 	srv := &http.Server{Handler: h.engine, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Hour,
 		IdleTimeout: cfg.IdleTimeout.Duration, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	conns := cfg.MaxConnections
-	if conns == 0 {
-		conns = httpbound.MaxConns(httpbound.NoFile())
-	}
-	ln = httpbound.LimitListener(ln, conns)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -331,14 +333,15 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler, 
 	return &handler{engine: r, ops: ops}
 }
 
-// refusedLog logs each request refused for its credentials or its
-// client's guessing (401, 403, 429) with the client's address: the
-// connection's, or behind a trusted proxy the one X-Forwarded-For names.
+// refusedLog logs each request refused for its credentials (401, 403)
+// with the client's address: the connection's, or behind a trusted proxy
+// the one X-Forwarded-For names. (The 429s that follow twenty of them are
+// not logged: a guesser would fill the log.)
 func refusedLog(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		c.Next()
 		switch st := c.Writer.Status(); st {
-		case http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests:
+		case http.StatusUnauthorized, http.StatusForbidden:
 			log.Warn("refused", "client", c.ClientIP(), "method", c.Request.Method, "path", c.Request.URL.Path, "status", st)
 		}
 	}
