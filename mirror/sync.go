@@ -115,6 +115,18 @@ func (m *Mirror) run(ctx context.Context, name string, progress func(Progress), 
 		delete(m.syncing, name)
 		m.syncMu.Unlock()
 	}()
+	// One node at a time syncs a source: with a shared (PostgreSQL)
+	// index, the lease is held across nodes, and passes on if its
+	// holder dies. The sync runs under the lease's context: a lease lost
+	// mid-sync stops it.
+	ctx, releaseLease, err := m.idx.Lease(ctx, "sync/"+name)
+	if errors.Is(err, index.ErrLeaseHeld) {
+		return nil, fmt.Errorf("%q: %w (%w)", name, ErrSyncing, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sync %q: %w", name, err)
+	}
+	defer releaseLease()
 
 	src, err := m.loadSource(name)
 	if err != nil {
@@ -359,7 +371,11 @@ func (m *Mirror) readPrimary(ctx context.Context, loc *location, d *yum.Data) ([
 // link adds source's membership to w's package when the index has it
 // already, and reports whether it did.
 func (m *Mirror) link(source string, w *want) (bool, error) {
-	defer m.idx.Hold()()
+	release, err := m.idx.Hold()
+	if err != nil {
+		return false, err
+	}
+	defer release()
 	have, err := m.idx.HasPackage(w.nevra)
 	if err != nil || !have {
 		return false, err
@@ -379,16 +395,19 @@ func (m *Mirror) ingestAll(ctx context.Context, source string, todo []*want, res
 				var fetched int64 // counted for failed downloads too
 				// Held from the first stored file to the commit: gc
 				// must not take a file this package found stored.
-				release := m.idx.Hold()
-				pkg, err := m.ingest(ctx, w, func(n int64) {
-					fetched += n
-					pr.bytes.Add(n)
-				})
+				var pkg *index.Package
+				release, err := m.idx.Hold()
 				if err == nil {
-					pkg.Sources = []string{source}
-					err = m.idx.PutPackage(pkg)
+					pkg, err = m.ingest(ctx, w, func(n int64) {
+						fetched += n
+						pr.bytes.Add(n)
+					})
+					if err == nil {
+						pkg.Sources = []string{source}
+						err = m.idx.PutPackage(pkg)
+					}
+					release()
 				}
-				release()
 				mu.Lock()
 				res.BytesFetched += fetched
 				if err != nil {

@@ -87,7 +87,7 @@ func openStore(cfg Config) (*store, error) {
 	if err := s.pool.CleanTemp(); err != nil {
 		return nil, err
 	}
-	if s.idx, err = index.Open(filepath.Join(dir, "index"), index.Options{}); err != nil {
+	if s.idx, err = openIndex(dir, cfg.Storage); err != nil {
 		return nil, err
 	}
 	if s.mirror, err = mirror.New(s.idx, s.pool, mirror.Config{
@@ -176,4 +176,19 @@ func openObjectStore(raw string) (*s3blob.Store, error) {
 		return nil, fmt.Errorf("[storage] blobs: %w", err)
 	}
 	return st, nil
+}
+
+// openIndex opens the [storage] index: Badger in dir/index, or the
+// PostgreSQL database it names.
+func openIndex(dir string, sc StorageConfig) (*index.Store, error) {
+	o := index.Options{Node: sc.Node}
+	switch {
+	case sc.Index == "":
+		return index.Open(filepath.Join(dir, "index"), o)
+	case strings.HasPrefix(sc.Index, "postgres://"), strings.HasPrefix(sc.Index, "postgresql://"):
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return index.OpenPostgres(ctx, sc.Index, o)
+	}
+	return nil, fmt.Errorf("[storage] index = %q: want \"\" (Badger in the data directory) or a postgres:// URL", sc.Index)
 }
