@@ -19,7 +19,7 @@ type Index interface {
 	Packages(fn func(p *index.Package) error) error
 	DeletePackages(ns []index.NEVRA) error
 	// Quiesce keeps syncs from committing until its release.
-	Quiesce() (release func())
+	Quiesce() (release func(), err error)
 }
 
 // Pool is what gc needs of the blob pool. The pool plans the cleanup of
@@ -235,7 +235,11 @@ func (c *Collector) Plan(ctx context.Context, cutoff time.Time) (*Plan, error) {
 // committing them) and deletes only what both plans list; plan.Items
 // becomes what it deleted, and plan.Changed counts the rest.
 func (c *Collector) Execute(ctx context.Context, plan *Plan) (int64, error) {
-	defer c.idx.Quiesce()()
+	release, err := c.idx.Quiesce()
+	if err != nil {
+		return 0, err
+	}
+	defer release()
 	now, err := c.Plan(ctx, plan.cutoff)
 	if err != nil {
 		return 0, err

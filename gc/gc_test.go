@@ -247,7 +247,10 @@ func TestSyncBetweenPlanAndExecute(t *testing.T) {
 // package's files and committing it keeps gc's execution waiting.
 func TestExecuteWaitsForHold(t *testing.T) {
 	e, c, plan := planRemoved(t)
-	release := e.idx.Hold()
+	release, err := e.idx.Hold()
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.Execute(context.Background(), plan)

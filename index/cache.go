@@ -72,3 +72,15 @@ func (c *lookupCache) invalidate(ids []BuildID) {
 		s.mu.Unlock()
 	}
 }
+
+// invalidateAll forgets everything: another node wrote, and which ids it
+// touched is not known here.
+func (c *lookupCache) invalidateAll() {
+	c.gen.Add(1)
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		clear(s.m)
+		s.mu.Unlock()
+	}
+}

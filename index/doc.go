@@ -15,8 +15,10 @@
 //   - blob: the content of a file, stored once by its digest in sub-package
 //     blob; index records only digests.
 //
-// Everything persistent sits in one Badger database behind Store; keys are
-// built and parsed in keys.go only. Of retraced, index may import only
-// index/blob and index/elfnote: its own sub-packages. mirror writes into
+// Everything persistent sits behind Store in one ordered key-value
+// store, sub-package kv: Badger embedded, or PostgreSQL shared by several
+// nodes; keys are built and parsed in keys.go only. Of retraced, index may
+// import only index/blob, index/elfnote and index/kv: its own
+// sub-packages. mirror writes into
 // it; resolver, retrace, gc and web read it.
 package index

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/retraced/retraced/index/kv"
 
 	"github.com/retraced/retraced/index/blob"
 )
@@ -50,7 +50,7 @@ func (s *Store) Lookup(id BuildID) ([]Match, error) {
 func (s *Store) lookup(id BuildID) ([]Match, error) {
 	var ms []Match
 	var found bool
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.db.View(func(txn kv.Reader) error {
 		var err error
 		ms, found, err = txnMatches(txn, id)
 		return err
@@ -66,19 +66,15 @@ func (s *Store) lookup(id BuildID) ([]Match, error) {
 
 // txnMatches reads the matches of id within txn; found is false when the
 // index has none.
-func txnMatches(txn *badger.Txn, id BuildID) (ms []Match, found bool, err error) {
-	it, err := txn.Get(buildIDKey(id))
-	if errors.Is(err, badger.ErrKeyNotFound) {
+func txnMatches(txn kv.Reader, id BuildID) (ms []Match, found bool, err error) {
+	v, err := txn.Get(buildIDKey(id))
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	err = it.Value(func(v []byte) error {
-		ms, err = decodeMatches(v)
-		return err
-	})
-	if err != nil {
+	if ms, err = decodeMatches(v); err != nil {
 		return nil, false, fmt.Errorf("build-id %s: %w", id, err)
 	}
 	return ms, true, nil

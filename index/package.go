@@ -9,7 +9,7 @@ import (
 	"io/fs"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/retraced/retraced/index/kv"
 
 	"github.com/retraced/retraced/index/blob"
 )
@@ -94,7 +94,7 @@ type Package struct {
 // Package returns the package n, or ErrNotFound.
 func (s *Store) Package(n NEVRA) (*Package, error) {
 	var p *Package
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.db.View(func(txn kv.Reader) error {
 		var err error
 		p, err = getPackage(txn, n)
 		return err
@@ -105,17 +105,16 @@ func (s *Store) Package(n NEVRA) (*Package, error) {
 	return p, nil
 }
 
-func getPackage(txn *badger.Txn, n NEVRA) (*Package, error) {
-	it, err := txn.Get(packageKey(n))
-	if errors.Is(err, badger.ErrKeyNotFound) {
+func getPackage(txn kv.Reader, n NEVRA) (*Package, error) {
+	v, err := txn.Get(packageKey(n))
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, fmt.Errorf("package %s: %w", n, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get package %s: %w", n, err)
 	}
 	p := new(Package)
-	err = it.Value(func(v []byte) error { return json.Unmarshal(v, p) })
-	if err != nil {
+	if err := json.Unmarshal(v, p); err != nil {
 		return nil, fmt.Errorf("decode package %s: %w", n, err)
 	}
 	return p, nil
@@ -128,42 +127,34 @@ func (s *Store) HasPackage(n NEVRA) (bool, error) { return s.has(packageKey(n)) 
 // arch is in the index, whatever its epoch (ABRT's package files usually
 // leave the epoch out).
 func (s *Store) HasNVRA(name, version, release, arch string) (bool, error) {
-	found := false
-	err := s.db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.PrefetchValues = false
-		o.Prefix = []byte(prefixPackage + name + "-")
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Rewind(); it.Valid() && !found; it.Next() {
-			n, err := packageFromKey(it.Item().Key())
-			if err != nil {
-				continue
+	err := s.db.View(func(txn kv.Reader) error {
+		return txn.Scan([]byte(prefixPackage+name+"-"), true, func(k, _ []byte) error {
+			n, err := packageFromKey(k)
+			if err == nil && n.Name == name && n.Version == version && n.Release == release && n.Arch == arch {
+				return errFound
 			}
-			found = n.Name == name && n.Version == version && n.Release == release && n.Arch == arch
-		}
-		return nil
+			return nil
+		})
 	})
-	return found, err
+	if errors.Is(err, errFound) {
+		return true, nil
+	}
+	return false, err
 }
+
+// errFound stops a scan that found what it looked for.
+var errFound = errors.New("found")
 
 // Packages calls fn for every package in the index, in key order.
 func (s *Store) Packages(fn func(p *Package) error) error {
-	return s.db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix = []byte(prefixPackage)
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
+	return s.db.View(func(txn kv.Reader) error {
+		return txn.Scan([]byte(prefixPackage), false, func(k, v []byte) error {
 			p := new(Package)
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, p) }); err != nil {
-				return fmt.Errorf("decode %s: %w", it.Item().Key(), err)
+			if err := json.Unmarshal(v, p); err != nil {
+				return fmt.Errorf("decode %s: %w", k, err)
 			}
-			if err := fn(p); err != nil {
-				return err
-			}
-		}
-		return nil
+			return fn(p)
+		})
 	})
 }
 

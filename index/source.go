@@ -10,7 +10,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/retraced/retraced/index/kv"
 )
 
 // SourcesOf returns the sources listing package n, from a small cache
@@ -81,7 +81,7 @@ func decodeRepos(v []byte) []string {
 func (s *Store) AddMembership(source string, n NEVRA, checksum string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.update(func(txn *badger.Txn) error {
+	return s.update(func(txn kv.Txn) error {
 		p, err := getPackage(txn, n)
 		if err != nil {
 			return err
@@ -110,28 +110,20 @@ func (s *Store) HasMembership(source string, n NEVRA) (bool, error) {
 
 // SourcePackages calls fn for every package source has listed.
 func (s *Store) SourcePackages(source string, fn func(n NEVRA) error) error {
-	return s.db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.PrefetchValues = false
-		o.Prefix = sourcePkgPrefix(source)
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			n, err := sourcePkgFromKey(source, it.Item().Key())
+	return s.db.View(func(txn kv.Reader) error {
+		return txn.Scan(sourcePkgPrefix(source), true, func(k, _ []byte) error {
+			n, err := sourcePkgFromKey(source, k)
 			if err != nil {
 				return fmt.Errorf("source %s: %w", source, err)
 			}
-			if err := fn(n); err != nil {
-				return err
-			}
-		}
-		return nil
+			return fn(n)
+		})
 	})
 }
 
 // PutSource stores the mirror's record of a source.
 func (s *Store) PutSource(name string, rec []byte) error {
-	return s.update(func(txn *badger.Txn) error { return txn.Set(sourceKey(name), rec) })
+	return s.update(func(txn kv.Txn) error { return txn.Set(sourceKey(name), rec) })
 }
 
 // Source returns the mirror's record of a source, or ErrNotFound.
@@ -141,27 +133,16 @@ func (s *Store) Source(name string) ([]byte, error) {
 
 // Sources calls fn with every source record, by name.
 func (s *Store) Sources(fn func(name string, rec []byte) error) error {
-	return s.db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix = []byte(prefixSource)
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			rec, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if err := fn(string(it.Item().Key()[len(prefixSource):]), rec); err != nil {
-				return err
-			}
-		}
-		return nil
+	return s.db.View(func(txn kv.Reader) error {
+		return txn.Scan([]byte(prefixSource), false, func(k, v []byte) error {
+			return fn(string(k[len(prefixSource):]), append([]byte(nil), v...))
+		})
 	})
 }
 
 // PutSourceState stores the mirror's crawl state of a source.
 func (s *Store) PutSourceState(name string, st []byte) error {
-	return s.update(func(txn *badger.Txn) error { return txn.Set(stateKey(name), st) })
+	return s.update(func(txn kv.Txn) error { return txn.Set(stateKey(name), st) })
 }
 
 // SourceState returns the mirror's crawl state of a source, or ErrNotFound.
@@ -172,8 +153,8 @@ func (s *Store) SourceState(name string) ([]byte, error) {
 // DeleteSource forgets a source's record. Its packages and membership
 // stay: gc decides what no source needs any more.
 func (s *Store) DeleteSource(name string) error {
-	return s.update(func(txn *badger.Txn) error {
-		if _, err := txn.Get(sourceKey(name)); errors.Is(err, badger.ErrKeyNotFound) {
+	return s.update(func(txn kv.Txn) error {
+		if _, err := txn.Get(sourceKey(name)); errors.Is(err, kv.ErrNotFound) {
 			return fmt.Errorf("source %q: %w", name, ErrNotFound)
 		}
 		if err := txn.Delete(stateKey(name)); err != nil {

@@ -7,120 +7,162 @@ package index
 // deleting packages); keys are built in keys.go, values in codec.go.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/retraced/retraced/index/kv"
 )
 
 // ErrNotFound reports an unknown build-id, package or source.
 var ErrNotFound = errors.New("not found")
 
+// ErrLeaseHeld reports a lease (a source's sync, gc) that another node
+// holds.
+var ErrLeaseHeld = kv.ErrLeaseHeld
+
 // Options tune a Store.
 type Options struct {
-	// ReadOnly opens the database without taking its write lock.
+	// ReadOnly opens the database without taking its write lock (Badger).
 	ReadOnly bool
 	// CacheMB is Badger's block cache; 0 picks 16. Serving answers
 	// repeated ids from the lookup cache above it, and a block missed here
 	// costs one decompression of a few KB, while every MB of cache is heap
 	// the garbage collector keeps under the memory limit.
 	CacheMB int64
-	// SyncWrites makes every commit durable before it returns.
+	// SyncWrites makes every commit durable before it returns (Badger;
+	// PostgreSQL commits are durable as the server is configured).
 	SyncWrites bool
 	// CacheEntries bounds the lookup cache; 0 picks 65536, -1 disables.
 	CacheEntries int
+	// Node names this process where leases are shown ("" picks
+	// HOSTNAME:PID).
+	Node string
 }
 
-// Store is the catalogue in Badger. Reads are safe from any goroutine;
-// writes are serialised inside the Store.
+// Store is the catalogue, on one of kv's engines: Badger embedded (Open)
+// or PostgreSQL shared by several nodes (OpenPostgres). Reads are safe
+// from any goroutine; writes are serialised by the engine, across nodes.
 type Store struct {
-	db    *badger.DB
+	db    kv.Engine
 	mu    sync.Mutex // serialises read-modify-write transactions
 	cache *lookupCache
-	gen   atomic.Uint64 // bumped after every write
+	gen   atomic.Uint64 // bumped after every write, here or on another node
 
 	srcMu    sync.RWMutex
 	srcGen   uint64
 	srcCache map[NEVRA][]string
 
-	gate sync.RWMutex // see Hold and Quiesce
+	node string
+	stop chan struct{}
+	done chan struct{}
 }
+
+// Node is this process's name in Holders (Options.Node).
+func (s *Store) Node() string { return s.node }
+
+// gateLock is the engine lock behind Hold and Quiesce.
+const gateLock = "gate"
 
 // Hold is taken by a writer whose work spans more than one call: a sync
 // holds it from the first file it stores for a package to the package's
 // commit, or from finding a package present to linking it. It returns
-// the release.
-func (s *Store) Hold() (release func()) {
-	s.gate.RLock()
-	return s.gate.RUnlock
+// the release. On PostgreSQL it holds across nodes, and fails when the
+// database cannot be reached.
+func (s *Store) Hold() (release func(), err error) {
+	return s.db.Lock(context.Background(), gateLock, true)
 }
 
-// Quiesce waits until no writer holds the store and keeps new ones out
-// until its release: gc re-checks its plan and deletes under it, so that
-// it never removes a package a sync just linked or a file a sync just
-// found already stored.
-func (s *Store) Quiesce() (release func()) {
-	s.gate.Lock()
-	return s.gate.Unlock
+// Quiesce waits until no writer holds the store, on any node, and keeps
+// new ones out until its release: gc re-checks its plan and deletes under
+// it, so that it never removes a package a sync just linked or a file a
+// sync just found already stored.
+func (s *Store) Quiesce() (release func(), err error) {
+	return s.db.Lock(context.Background(), gateLock, false)
+}
+
+// Lease takes the lease name (the mirror takes "sync/SOURCE", gc takes
+// "gc") unless another node holds it, when it fails with ErrLeaseHeld.
+// The returned context ends when the lease is lost or released: run the
+// leased work under it. On Badger a lease is this process's own.
+func (s *Store) Lease(ctx context.Context, name string) (context.Context, func(), error) {
+	return s.db.Lease(ctx, name)
+}
+
+// Holders names, per lease held on any node, the node holding it.
+func (s *Store) Holders(ctx context.Context) (map[string]string, error) {
+	return s.db.Holders(ctx)
 }
 
 // Generation changes after every write; a reader that cached something
 // derived from the index can keep it while Generation is unchanged.
 func (s *Store) Generation() uint64 { return s.gen.Load() }
 
-// Open opens (creating) the database in dir. Badger locks the directory;
-// a second writer gets an error wrapping Badger's.
+// Open opens (creating) the Badger database in dir. Badger locks the
+// directory; a second writer gets an error wrapping Badger's.
 func Open(dir string, o Options) (*Store, error) {
-	if o.CacheMB == 0 {
-		o.CacheMB = 16
-	}
-	opts := badger.DefaultOptions(dir).
-		WithLogger(nil).
-		WithReadOnly(o.ReadOnly).
-		WithSyncWrites(o.SyncWrites).
-		WithMemTableSize(16 << 20).
-		WithNumMemtables(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(8).
-		WithBlockCacheSize(o.CacheMB << 20).
-		WithIndexCacheSize(32 << 20).
-		WithValueLogFileSize(64 << 20).
-		WithNumCompactors(2)
-	db, err := badger.Open(opts)
+	db, err := kv.OpenBadger(dir, kv.BadgerOptions{ReadOnly: o.ReadOnly, CacheMB: o.CacheMB, SyncWrites: o.SyncWrites, Node: o.Node})
 	if err != nil {
-		return nil, fmt.Errorf("open index %s: %w", dir, err)
+		return nil, err
 	}
-	s := &Store{db: db}
+	return newStore(db, o), nil
+}
+
+// OpenPostgres opens the index in the PostgreSQL database dsn, creating
+// its tables when missing. Any number of nodes may open the same one.
+func OpenPostgres(ctx context.Context, dsn string, o Options) (*Store, error) {
+	db, err := kv.OpenPostgres(ctx, dsn, kv.PostgresOptions{Node: o.Node})
+	if err != nil {
+		return nil, err
+	}
+	return newStore(db, o), nil
+}
+
+func newStore(db kv.Engine, o Options) *Store {
+	s := &Store{db: db, node: o.Node, stop: make(chan struct{}), done: make(chan struct{})}
 	switch {
 	case o.CacheEntries == 0:
 		s.cache = newLookupCache(1 << 16)
 	case o.CacheEntries > 0:
 		s.cache = newLookupCache(o.CacheEntries)
 	}
-	return s, nil
+	go s.follow()
+	return s
 }
 
-// Flatten compacts every level into one, waiting until it is done: after
-// a bulk load, so that reads do not compete with background compaction.
-func (s *Store) Flatten() error {
-	if err := s.db.Flatten(2); err != nil {
-		return fmt.Errorf("index flatten: %w", err)
+// follow forgets what the caches hold whenever another node commits.
+func (s *Store) follow() {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.db.Changed():
+			s.gen.Add(1)
+			if s.cache != nil {
+				s.cache.invalidateAll()
+			}
+		}
 	}
-	return nil
 }
 
-// Close flushes and closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Flatten reorganises the database after a bulk load, waiting until it is
+// done, so that reads do not compete with background compaction.
+func (s *Store) Flatten() error { return s.db.Compact() }
+
+// Close closes the database.
+func (s *Store) Close() error {
+	close(s.stop)
+	<-s.done
+	return s.db.Close()
+}
 
 // has reports whether key exists.
 func (s *Store) has(key []byte) (bool, error) {
-	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(key)
-		return err
-	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	_, err := s.getCopy(key, "")
+	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
 	return err == nil, err
@@ -129,15 +171,12 @@ func (s *Store) has(key []byte) (bool, error) {
 // getCopy returns a copy of key's value; what names it in ErrNotFound.
 func (s *Store) getCopy(key []byte, what string) ([]byte, error) {
 	var v []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(key)
-		if err != nil {
-			return err
-		}
-		v, err = it.ValueCopy(nil)
+	err := s.db.View(func(r kv.Reader) error {
+		var err error
+		v, err = r.Get(key)
 		return err
 	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, fmt.Errorf("%s: %w", what, ErrNotFound)
 	}
 	return v, err
@@ -146,31 +185,26 @@ func (s *Store) getCopy(key []byte, what string) ([]byte, error) {
 // Counts returns the index totals.
 func (s *Store) Counts() (Counts, error) {
 	var c Counts
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.db.View(func(r kv.Reader) error {
 		var err error
-		c, err = getCounts(txn)
+		c, err = getCounts(r)
 		return err
 	})
 	return c, err
 }
 
-func getCounts(txn *badger.Txn) (Counts, error) {
-	it, err := txn.Get([]byte(keyCounts))
-	if errors.Is(err, badger.ErrKeyNotFound) {
+func getCounts(r kv.Reader) (Counts, error) {
+	v, err := r.Get([]byte(keyCounts))
+	if errors.Is(err, kv.ErrNotFound) {
 		return Counts{}, nil
 	}
 	if err != nil {
 		return Counts{}, err
 	}
-	var c Counts
-	err = it.Value(func(v []byte) error {
-		c, err = decodeCounts(v)
-		return err
-	})
-	return c, err
+	return decodeCounts(v)
 }
 
-func (s *Store) update(fn func(txn *badger.Txn) error) error {
+func (s *Store) update(fn func(txn kv.Txn) error) error {
 	err := s.db.Update(fn)
 	s.gen.Add(1)
 	if err != nil && !errors.Is(err, ErrNotFound) {

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -9,14 +10,30 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/retraced/retraced/index/kv"
 
+	"github.com/retraced/retraced/fixtures/servers"
 	"github.com/retraced/retraced/index/blob"
 )
 
+// both runs test once on each engine; openTest opens the engine its
+// subtest is named after.
+func both(t *testing.T, test func(t *testing.T)) {
+	t.Run("badger", test)
+	t.Run("postgres", test)
+}
+
+// openTest opens an empty store: in PostgreSQL (a cluster of the test's
+// own) under a subtest named postgres, in Badger otherwise.
 func openTest(t testing.TB) *Store {
 	t.Helper()
-	s, err := Open(filepath.Join(t.TempDir(), "index"), Options{})
+	var s *Store
+	var err error
+	if strings.HasSuffix(t.Name(), "/postgres") {
+		s, err = OpenPostgres(context.Background(), servers.Postgres(t), Options{Node: "test"})
+	} else {
+		s, err = Open(filepath.Join(t.TempDir(), "index"), Options{})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,135 +68,143 @@ func pkg(t testing.TB, nevra, source string, files ...File) *Package {
 }
 
 func TestPutLookup(t *testing.T) {
-	s := openTest(t)
-	id := mustID(t, "60ab14b93363b97940e389f6abed7ac2441653e4")
-	other := mustID(t, "0123")
-	content := blob.Sum([]byte("x"))
-	if err := s.PutPackage(pkg(t, "counter-1.0-1.x86_64", "fx",
-		File{Path: "/usr/lib64/libcounter.so.1.0.0", BuildID: id, Kind: KindExecutable, Blob: content, Size: 1},
-		File{Path: "/usr/lib64/libcounter.so.1", Link: "libcounter.so.1.0.0"},
-	)); err != nil {
-		t.Fatal(err)
-	}
-	// An identical rebuild: same id, newer release.
-	if err := s.PutPackage(pkg(t, "counter-1.0-2.x86_64", "fx",
-		File{Path: "/usr/lib64/libcounter.so.1.0.0", BuildID: id, Kind: KindExecutable, Blob: content, Size: 1})); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutPackage(pkg(t, "counter-debuginfo-1.0-1.x86_64", "fx",
-		File{Path: "/usr/lib/debug/usr/lib64/libcounter.so.1.0.0-1.0-1.x86_64.debug", BuildID: id, Kind: KindDebuginfo, Blob: content})); err != nil {
-		t.Fatal(err)
-	}
-	ms, err := s.Lookup(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, m := range ms {
-		got = append(got, m.NEVRA.String()+" "+m.Kind.String())
-	}
-	want := []string{"counter-debuginfo-1.0-1.x86_64 debuginfo", "counter-1.0-2.x86_64 executable", "counter-1.0-1.x86_64 executable"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Fatalf("matches:\n got %q\nwant %q", got, want)
-	}
-	if _, err := s.Lookup(other); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown id: err = %v, want ErrNotFound", err)
-	}
-	c, err := s.Counts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Packages != 3 || c.BuildIDs != 1 || c.Files != 4 {
-		t.Fatalf("counts = %+v, want 3 packages, 1 build-id, 4 files", c)
-	}
+	both(t, func(t *testing.T) {
+		s := openTest(t)
+		id := mustID(t, "60ab14b93363b97940e389f6abed7ac2441653e4")
+		other := mustID(t, "0123")
+		content := blob.Sum([]byte("x"))
+		if err := s.PutPackage(pkg(t, "counter-1.0-1.x86_64", "fx",
+			File{Path: "/usr/lib64/libcounter.so.1.0.0", BuildID: id, Kind: KindExecutable, Blob: content, Size: 1},
+			File{Path: "/usr/lib64/libcounter.so.1", Link: "libcounter.so.1.0.0"},
+		)); err != nil {
+			t.Fatal(err)
+		}
+		// An identical rebuild: same id, newer release.
+		if err := s.PutPackage(pkg(t, "counter-1.0-2.x86_64", "fx",
+			File{Path: "/usr/lib64/libcounter.so.1.0.0", BuildID: id, Kind: KindExecutable, Blob: content, Size: 1})); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutPackage(pkg(t, "counter-debuginfo-1.0-1.x86_64", "fx",
+			File{Path: "/usr/lib/debug/usr/lib64/libcounter.so.1.0.0-1.0-1.x86_64.debug", BuildID: id, Kind: KindDebuginfo, Blob: content})); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := s.Lookup(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, m := range ms {
+			got = append(got, m.NEVRA.String()+" "+m.Kind.String())
+		}
+		want := []string{"counter-debuginfo-1.0-1.x86_64 debuginfo", "counter-1.0-2.x86_64 executable", "counter-1.0-1.x86_64 executable"}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("matches:\n got %q\nwant %q", got, want)
+		}
+		if _, err := s.Lookup(other); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unknown id: err = %v, want ErrNotFound", err)
+		}
+		c, err := s.Counts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Packages != 3 || c.BuildIDs != 1 || c.Files != 4 {
+			t.Fatalf("counts = %+v, want 3 packages, 1 build-id, 4 files", c)
+		}
+	})
 }
 
 func TestPutPackageTwiceMergesSources(t *testing.T) {
-	s := openTest(t)
-	id := mustID(t, "aabb")
-	for _, src := range []string{"a", "b", "a"} {
-		if err := s.PutPackage(pkg(t, "x-1-1.x86_64", src, File{Path: "/usr/bin/x", BuildID: id, Kind: KindExecutable})); err != nil {
+	both(t, func(t *testing.T) {
+		s := openTest(t)
+		id := mustID(t, "aabb")
+		for _, src := range []string{"a", "b", "a"} {
+			if err := s.PutPackage(pkg(t, "x-1-1.x86_64", src, File{Path: "/usr/bin/x", BuildID: id, Kind: KindExecutable})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		views, err := resolve(s, id)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	views, err := resolve(s, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(views) != 1 || strings.Join(views[0].Repos, ",") != "a,b" {
-		t.Fatalf("Resolve = %+v, want one match with repos a,b", views)
-	}
-	for _, src := range []string{"a", "b"} {
-		ok, err := s.HasMembership(src, mustNEVRA(t, "x-1-1.x86_64"))
-		if err != nil || !ok {
-			t.Fatalf("HasMembership(%s) = %v, %v", src, ok, err)
+		if len(views) != 1 || strings.Join(views[0].Repos, ",") != "a,b" {
+			t.Fatalf("Resolve = %+v, want one match with repos a,b", views)
 		}
-	}
-	if c, _ := s.Counts(); c.Packages != 1 || c.BuildIDs != 1 {
-		t.Fatalf("counts after re-put = %+v", c)
-	}
+		for _, src := range []string{"a", "b"} {
+			ok, err := s.HasMembership(src, mustNEVRA(t, "x-1-1.x86_64"))
+			if err != nil || !ok {
+				t.Fatalf("HasMembership(%s) = %v, %v", src, ok, err)
+			}
+		}
+		if c, _ := s.Counts(); c.Packages != 1 || c.BuildIDs != 1 {
+			t.Fatalf("counts after re-put = %+v", c)
+		}
+	})
 }
 
 // TestReposKey follows a package's sources through put, a second
 // source's membership and delete, and checks that a store written before
 // the repos key existed still answers from the package record.
 func TestReposKey(t *testing.T) {
-	s := openTest(t)
-	id := mustID(t, "ccdd")
-	n := mustNEVRA(t, "y-1-1.x86_64")
-	repos := func() string {
-		t.Helper()
-		views, err := resolve(s, id)
-		if err != nil {
+	both(t, func(t *testing.T) {
+		s := openTest(t)
+		id := mustID(t, "ccdd")
+		n := mustNEVRA(t, "y-1-1.x86_64")
+		repos := func() string {
+			t.Helper()
+			views, err := resolve(s, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.Join(views[0].Repos, ",")
+		}
+		if err := s.PutPackage(pkg(t, "y-1-1.x86_64", "a", File{Path: "/usr/bin/y", BuildID: id, Kind: KindExecutable})); err != nil {
 			t.Fatal(err)
 		}
-		return strings.Join(views[0].Repos, ",")
-	}
-	if err := s.PutPackage(pkg(t, "y-1-1.x86_64", "a", File{Path: "/usr/bin/y", BuildID: id, Kind: KindExecutable})); err != nil {
-		t.Fatal(err)
-	}
-	if got := repos(); got != "a" {
-		t.Fatalf("repos after put = %q, want a", got)
-	}
-	if err := s.AddMembership("b", n, "sha256:00"); err != nil {
-		t.Fatal(err)
-	}
-	if got := repos(); got != "a,b" {
-		t.Fatalf("repos after AddMembership = %q, want a,b", got)
-	}
-	// An older store: no repos key.
-	if err := s.update(func(txn *badger.Txn) error { return txn.Delete(reposKey(n)) }); err != nil {
-		t.Fatal(err)
-	}
-	if got := repos(); got != "a,b" {
-		t.Fatalf("repos without the repos key = %q, want a,b from the package", got)
-	}
-	if err := s.DeletePackage(n); err != nil {
-		t.Fatal(err)
-	}
-	if found, err := s.has(reposKey(n)); err != nil || found {
-		t.Fatalf("repos key after delete: found %v, err %v", found, err)
-	}
+		if got := repos(); got != "a" {
+			t.Fatalf("repos after put = %q, want a", got)
+		}
+		if err := s.AddMembership("b", n, "sha256:00"); err != nil {
+			t.Fatal(err)
+		}
+		if got := repos(); got != "a,b" {
+			t.Fatalf("repos after AddMembership = %q, want a,b", got)
+		}
+		// An older store: no repos key.
+		if err := s.update(func(txn kv.Txn) error { return txn.Delete(reposKey(n)) }); err != nil {
+			t.Fatal(err)
+		}
+		if got := repos(); got != "a,b" {
+			t.Fatalf("repos without the repos key = %q, want a,b from the package", got)
+		}
+		if err := s.DeletePackage(n); err != nil {
+			t.Fatal(err)
+		}
+		if found, err := s.has(reposKey(n)); err != nil || found {
+			t.Fatalf("repos key after delete: found %v, err %v", found, err)
+		}
+	})
 }
 
 func TestSources(t *testing.T) {
-	s := openTest(t)
-	if err := s.PutSource("fx", []byte(`{"name":"fx"}`)); err != nil {
-		t.Fatal(err)
-	}
-	rec, err := s.Source("fx")
-	if err != nil || string(rec) != `{"name":"fx"}` {
-		t.Fatalf("Source = %q, %v", rec, err)
-	}
-	if err := s.DeleteSource("fx"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Source("fx"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("after delete: %v", err)
-	}
-	if err := s.DeleteSource("fx"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("second delete: %v", err)
-	}
+	both(t, func(t *testing.T) {
+		s := openTest(t)
+		if err := s.PutSource("fx", []byte(`{"name":"fx"}`)); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := s.Source("fx")
+		if err != nil || string(rec) != `{"name":"fx"}` {
+			t.Fatalf("Source = %q, %v", rec, err)
+		}
+		if err := s.DeleteSource("fx"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Source("fx"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("after delete: %v", err)
+		}
+		if err := s.DeleteSource("fx"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("second delete: %v", err)
+		}
+	})
 }
 
 func TestSecondWriterRefused(t *testing.T) {
@@ -281,7 +306,7 @@ func BenchmarkLookup(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			if err := s.db.Flatten(2); err != nil {
+			if err := s.db.Compact(); err != nil {
 				b.Fatal(err)
 			}
 			b.Run(fmt.Sprintf("entries=%d/cache=%v", n, cached), func(b *testing.B) {
@@ -313,7 +338,7 @@ func BenchmarkLookupSkewed(b *testing.B) {
 	}
 	defer s.Close()
 	ids := fill(b, s, 100_000)
-	if err := s.db.Flatten(2); err != nil {
+	if err := s.db.Compact(); err != nil {
 		b.Fatal(err)
 	}
 	var seed atomic.Uint64
@@ -330,40 +355,42 @@ func BenchmarkLookupSkewed(b *testing.B) {
 }
 
 func TestDeletePackage(t *testing.T) {
-	s := openTest(t)
-	id := mustID(t, "aa01")
-	shared := mustID(t, "bb02")
-	if err := s.PutPackage(pkg(t, "a-1-1.x86_64", "src",
-		File{Path: "/usr/bin/a", BuildID: id, Kind: KindExecutable},
-		File{Path: "/usr/lib64/libs.so", BuildID: shared, Kind: KindExecutable})); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutPackage(pkg(t, "a-1-2.x86_64", "src",
-		File{Path: "/usr/lib64/libs.so", BuildID: shared, Kind: KindExecutable})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Lookup(id); err != nil { // warm the cache: deletion must drop it
-		t.Fatal(err)
-	}
-	if err := s.DeletePackage(mustNEVRA(t, "a-1-1.x86_64")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Lookup(id); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("deleted package's id still resolves: %v", err)
-	}
-	ms, err := s.Lookup(shared)
-	if err != nil || len(ms) != 1 || ms[0].NEVRA.Release != "2" {
-		t.Fatalf("shared id: %+v %v", ms, err)
-	}
-	if ok, _ := s.HasMembership("src", mustNEVRA(t, "a-1-1.x86_64")); ok {
-		t.Fatal("membership survived")
-	}
-	if c, _ := s.Counts(); c.Packages != 1 || c.BuildIDs != 1 || c.Files != 1 {
-		t.Fatalf("counts %+v", c)
-	}
-	if err := s.DeletePackage(mustNEVRA(t, "a-1-1.x86_64")); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("second delete: %v", err)
-	}
+	both(t, func(t *testing.T) {
+		s := openTest(t)
+		id := mustID(t, "aa01")
+		shared := mustID(t, "bb02")
+		if err := s.PutPackage(pkg(t, "a-1-1.x86_64", "src",
+			File{Path: "/usr/bin/a", BuildID: id, Kind: KindExecutable},
+			File{Path: "/usr/lib64/libs.so", BuildID: shared, Kind: KindExecutable})); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutPackage(pkg(t, "a-1-2.x86_64", "src",
+			File{Path: "/usr/lib64/libs.so", BuildID: shared, Kind: KindExecutable})); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Lookup(id); err != nil { // warm the cache: deletion must drop it
+			t.Fatal(err)
+		}
+		if err := s.DeletePackage(mustNEVRA(t, "a-1-1.x86_64")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Lookup(id); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleted package's id still resolves: %v", err)
+		}
+		ms, err := s.Lookup(shared)
+		if err != nil || len(ms) != 1 || ms[0].NEVRA.Release != "2" {
+			t.Fatalf("shared id: %+v %v", ms, err)
+		}
+		if ok, _ := s.HasMembership("src", mustNEVRA(t, "a-1-1.x86_64")); ok {
+			t.Fatal("membership survived")
+		}
+		if c, _ := s.Counts(); c.Packages != 1 || c.BuildIDs != 1 || c.Files != 1 {
+			t.Fatalf("counts %+v", c)
+		}
+		if err := s.DeletePackage(mustNEVRA(t, "a-1-1.x86_64")); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("second delete: %v", err)
+		}
+	})
 }
 
 // TestInBatches: a batch Badger finds too big is halved until it fits,
@@ -378,7 +405,7 @@ func TestInBatches(t *testing.T) {
 	var sizes []int
 	err := inBatches(items, 10, func(b []int) error {
 		if len(b) > 3 {
-			return badger.ErrTxnTooBig
+			return kv.ErrTooBig
 		}
 		sizes = append(sizes, len(b))
 		got = append(got, b...)
@@ -395,8 +422,8 @@ func TestInBatches(t *testing.T) {
 			t.Fatalf("a batch of %d was committed", n)
 		}
 	}
-	err = inBatches(items, 10, func(b []int) error { return badger.ErrTxnTooBig })
-	if !errors.Is(err, badger.ErrTxnTooBig) {
+	err = inBatches(items, 10, func(b []int) error { return kv.ErrTooBig })
+	if !errors.Is(err, kv.ErrTooBig) {
 		t.Fatalf("an item too big alone: err = %v", err)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"errors"
 	"slices"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/retraced/retraced/index/kv"
 )
 
 // PutPackage records p, its files and their build-ids, and p's membership
@@ -39,7 +39,7 @@ func (s *Store) putBatch(ps []*Package) error {
 		}
 		defer s.cache.invalidate(ids)
 	}
-	return s.update(func(txn *badger.Txn) error {
+	return s.update(func(txn kv.Txn) error {
 		counts, err := getCounts(txn)
 		if err != nil {
 			return err
@@ -53,7 +53,7 @@ func (s *Store) putBatch(ps []*Package) error {
 	})
 }
 
-func putOne(txn *badger.Txn, p *Package, counts *Counts) error {
+func putOne(txn kv.Txn, p *Package, counts *Counts) error {
 	old, err := getPackage(txn, p.NEVRA)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -92,7 +92,7 @@ func putOne(txn *badger.Txn, p *Package, counts *Counts) error {
 	return nil
 }
 
-func putMatches(txn *badger.Txn, p *Package, counts *Counts) error {
+func putMatches(txn kv.Txn, p *Package, counts *Counts) error {
 	byID := map[BuildID][]Match{}
 	for _, f := range p.Files {
 		if f.BuildID.IsZero() || f.Kind == KindNone {
@@ -145,7 +145,7 @@ func (s *Store) deleteBatch(ns []NEVRA) error {
 	if s.cache != nil {
 		defer func() { s.cache.invalidate(touched) }()
 	}
-	return s.update(func(txn *badger.Txn) error {
+	return s.update(func(txn kv.Txn) error {
 		touched = touched[:0]
 		counts, err := getCounts(txn)
 		if err != nil {
@@ -168,7 +168,7 @@ func (s *Store) deleteBatch(ns []NEVRA) error {
 	})
 }
 
-func deleteOne(txn *badger.Txn, p *Package, counts *Counts) error {
+func deleteOne(txn kv.Txn, p *Package, counts *Counts) error {
 	n := p.NEVRA
 	seen := map[BuildID]bool{}
 	for _, id := range p.buildIDs() {
@@ -217,7 +217,7 @@ func inBatches[T any](items []T, max int, commit func([]T) error) error {
 		n := min(len(items), max)
 		for {
 			err := commit(items[:n])
-			if errors.Is(err, badger.ErrTxnTooBig) && n > 1 {
+			if errors.Is(err, kv.ErrTooBig) && n > 1 {
 				n /= 2
 				continue
 			}

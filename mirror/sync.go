@@ -94,6 +94,16 @@ func (m *Mirror) Sync(ctx context.Context, name string, progress func(Progress))
 	return m.run(ctx, name, progress, nil)
 }
 
+// SyncingElsewhere names the node that holds source name's sync lease
+// when that is another node ("" when none, or this node, does).
+func (m *Mirror) SyncingElsewhere(ctx context.Context, name string) (string, error) {
+	held, err := m.idx.Holders(ctx)
+	if node := held["sync/"+name]; err == nil && node != m.idx.Node() {
+		return node, nil
+	}
+	return "", err
+}
+
 // Refuse records, as the last sync of source name, one that did not run
 // because of why (serve's disk check), so that `mirror list` and the
 // status page say so.
@@ -116,6 +126,18 @@ func (m *Mirror) run(ctx context.Context, name string, progress func(Progress), 
 		delete(m.syncing, name)
 		m.syncMu.Unlock()
 	}()
+	// One node at a time syncs a source: with a shared (PostgreSQL)
+	// index, the lease is held across nodes, and passes on if its
+	// holder dies. The sync runs under the lease's context: a lease lost
+	// mid-sync stops it.
+	ctx, releaseLease, err := m.idx.Lease(ctx, "sync/"+name)
+	if errors.Is(err, index.ErrLeaseHeld) {
+		return nil, fmt.Errorf("%q: %w (%w)", name, ErrSyncing, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sync %q: %w", name, err)
+	}
+	defer releaseLease()
 
 	src, err := m.loadSource(name)
 	if err != nil {
@@ -418,7 +440,11 @@ func (m *Mirror) readPrimary(ctx context.Context, loc *location, d *yum.Data) ([
 // link adds source's membership to w's package when the index has it
 // already, and reports whether it did.
 func (m *Mirror) link(source string, w *want) (bool, error) {
-	defer m.idx.Hold()()
+	release, err := m.idx.Hold()
+	if err != nil {
+		return false, err
+	}
+	defer release()
 	have, err := m.idx.HasPackage(w.nevra)
 	if err != nil || !have {
 		return false, err
@@ -489,20 +515,23 @@ func (m *Mirror) ingestAll(ctx context.Context, source string, keys *rpmfile.Key
 				var fetched int64 // counted for failed downloads too
 				// Held from the first stored file to the commit: gc
 				// must not take a file this package found stored.
-				release := m.idx.Hold()
-				pkg, err := m.ingest(ctx, w, func(n int64) {
-					fetched += n
-					pr.bytes.Add(n)
-				})
+				var pkg *index.Package
 				linked := false
-				if err == nil && keys != nil {
-					linked, err = m.linkVerified(source, pkg)
+				release, err := m.idx.Hold()
+				if err == nil {
+					pkg, err = m.ingest(ctx, w, func(n int64) {
+						fetched += n
+						pr.bytes.Add(n)
+					})
+					if err == nil && keys != nil {
+						linked, err = m.linkVerified(source, pkg)
+					}
+					if err == nil && !linked {
+						pkg.Sources = []string{source}
+						err = m.idx.PutPackage(pkg)
+					}
+					release()
 				}
-				if err == nil && !linked {
-					pkg.Sources = []string{source}
-					err = m.idx.PutPackage(pkg)
-				}
-				release()
 				mu.Lock()
 				res.BytesFetched += fetched
 				switch {

@@ -368,11 +368,18 @@ func (r RetraceConfig) check() error {
 	return nil
 }
 
-// StorageConfig is the [storage] table: where the blobs live. Blobs is
-// "" (the data directory's blobs/, the default) or "s3://BUCKET/PREFIX"
-// (an S3-compatible object store; endpoint, region and credentials from
-// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and
-// AWS_SECRET_ACCESS_KEY, as every S3 tool reads them).
+// StorageConfig is the [storage] table: where the blobs and the index
+// live. Blobs is "" (the data directory's blobs/, the default) or
+// "s3://BUCKET/PREFIX" (an S3-compatible object store; endpoint, region
+// and credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID
+// and AWS_SECRET_ACCESS_KEY, as every S3 tool reads them). Index is ""
+// (Badger in the data directory's index/, the default) or a PostgreSQL
+// URL, "postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=...", which any
+// number of nodes share (the password may also come from PGPASSWORD or
+// ~/.pgpass, as libpq reads them). Node names this process on the status
+// page's list of who syncs what ("" picks HOSTNAME:PID).
 type StorageConfig struct {
 	Blobs string `toml:"blobs"`
+	Index string `toml:"index"`
+	Node  string `toml:"node"`
 }

@@ -49,6 +49,16 @@ func collector(s *store, owners ...gc.Owner) *gc.Collector {
 // collect plans and (unless dryRun) executes one collection. Blobs newer
 // than cutoff are protected.
 func collect(ctx context.Context, s *store, cutoff time.Time, dryRun bool, owners ...gc.Owner) (*gcReport, error) {
+	if !dryRun {
+		// One node at a time collects (with a shared index, the lease
+		// holds across nodes and passes on when its holder dies).
+		lctx, release, err := s.idx.Lease(ctx, "gc")
+		if err != nil {
+			return nil, fmt.Errorf("gc: %w", err)
+		}
+		defer release()
+		ctx = lctx
+	}
 	c := collector(s, owners...)
 	plan, err := c.Plan(ctx, cutoff)
 	if err != nil {

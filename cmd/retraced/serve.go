@@ -327,6 +327,7 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler, 
 		GC:       func() *web.GCSummary { return lastGC(s.dir) },
 		Tasks:    taskSummary(rs),
 		DiskFree: ops.DiskFree,
+		Nodes:    nodeSummary(s),
 		Blocked:  guesses.BlockedKeys,
 	}).Register(r)
 	r.GET("/metrics", metrics.Handler())
