@@ -119,19 +119,20 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 	}
 	ln = httpbound.LimitListener(ln, conns)
 	scheme := "http://"
+	reload := func() { log.Info("SIGHUP: nothing to reload (no tls_cert)") }
 	if cfg.TLSCert != "" {
 		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		stop := certs.watchSIGHUP()
-		defer stop()
+		reload = certs.reload
 		// Outermost, so that net/http sees *tls.Conn: the handshake is
 		// bounded by ReadHeaderTimeout and requests carry their TLS state.
 		ln = tls.NewListener(ln, &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12})
 		scheme = "https://"
 	}
+	defer onSIGHUP(reload)()
 	info := serverInfo{URL: scheme + ln.Addr().String(), PID: os.Getpid()}
 	if err := writeJSONFile(filepath.Join(s.dir, serverFile), info); err != nil {
 		ln.Close()
@@ -200,8 +201,20 @@ func (c *certReloader) load() error {
 
 func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.cert.Load(), nil }
 
-// watchSIGHUP reloads the pair on each SIGHUP until stop is called.
-func (c *certReloader) watchSIGHUP() (stop func()) {
+// reload reads the pair again; a pair that does not load leaves the old
+// one serving.
+func (c *certReloader) reload() {
+	if err := c.load(); err != nil {
+		c.log.Error("SIGHUP: TLS certificate not reloaded; the old one serves on", "err", err)
+		return
+	}
+	c.log.Info("SIGHUP: TLS certificate reloaded", "cert", c.certFile)
+}
+
+// onSIGHUP calls reload on each SIGHUP until stop is called. serve always
+// catches SIGHUP (the systemd unit's ExecReload sends it): without TLS
+// there is nothing to reload, and it must not end the process.
+func onSIGHUP(reload func()) (stop func()) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -209,11 +222,7 @@ func (c *certReloader) watchSIGHUP() (stop func()) {
 		for {
 			select {
 			case <-sig:
-				if err := c.load(); err != nil {
-					c.log.Error("SIGHUP: TLS certificate not reloaded; the old one serves on", "err", err)
-				} else {
-					c.log.Info("SIGHUP: TLS certificate reloaded", "cert", c.certFile)
-				}
+				reload()
 			case <-done:
 				return
 			}

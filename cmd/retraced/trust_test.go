@@ -420,3 +420,17 @@ func TestGuessesBehindProxy(t *testing.T) {
 		t.Fatalf("the status page does not name the blocked client 203.0.113.7 (and only it)")
 	}
 }
+
+// TestSIGHUPWithoutTLS: the systemd unit's reload sends SIGHUP; serve with
+// no certificate to reload carries on.
+func TestSIGHUPWithoutTLS(t *testing.T) {
+	cfg := testConfig(t)
+	url := startServe(t, cfg)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if code := getJSON(t, url+"/healthz", nil); code != http.StatusOK {
+		t.Fatalf("after SIGHUP: %d", code)
+	}
+}
