@@ -330,7 +330,21 @@ func TestMirrorAddGPGKey(t *testing.T) {
 		t.Fatalf("mirror list --json: %+v", v)
 	}
 
+	// Through serve's API (the fixture server is on loopback: private).
+	cfg.APISources = "private"
 	url := startServe(t, cfg)
+	if out, _, err := run(t, "--data", cfg.Data, "mirror", "add", "signed2", repo, "--gpg-key", fixtures.Path("keys", "rsa.asc")); err != nil || !strings.Contains(out, "gpgcheck on") {
+		t.Fatalf("add with a key through serve: %v %q", err, out)
+	}
+	var remote []struct {
+		Name     string
+		GPGCheck bool     `json:"gpgcheck"`
+		Keys     []string `json:"gpg_keys"`
+	}
+	getJSON(t, url+"/api/v1/mirrors", &remote)
+	if len(remote) != 2 || remote[1].Name != "signed2" || !remote[1].GPGCheck || len(remote[1].Keys) != 1 {
+		t.Fatalf("sources through serve: %+v", remote)
+	}
 	resp, err := http.Get(url + "/")
 	if err != nil {
 		t.Fatal(err)
