@@ -161,6 +161,7 @@ func (s *Server) recover() error {
 		switch st.Status {
 		case StatusSuccess, StatusFailure:
 			s.finished = append(s.finished, taskInfo(name, st, -1))
+			s.record(t, st) // when the last server stopped before it did
 			continue
 		case StatusPending:
 		case statusRunning:
@@ -720,6 +721,7 @@ func (s *Server) finish(t task, st state, res Result, err error, lw *taskLog) {
 		st.Rating = res.Rating.String()
 	}
 	st.Missing = res.Missing
+	st.Package, st.Signal = res.Package, res.Signal
 	st.Finished = s.cfg.Now()
 	if err != nil {
 		st.Status, st.Error = StatusFailure, err.Error()
@@ -736,10 +738,34 @@ func (s *Server) finish(t task, st state, res Result, err error, lw *taskLog) {
 		s.log.Error("retrace: finish task", "task", t.id, "err", werr)
 		return
 	}
+	s.record(t, st)
 	s.mu.Lock()
 	if !s.deleting[t.id] {
 		s.finished = slices.Insert(s.finished, 0, taskInfo(t.id, st, -1))
 		s.finished = s.finished[:min(len(s.finished), recentKept)]
 	}
 	s.mu.Unlock()
+}
+
+// record tells the Recorder of a task that finished with a backtrace and
+// a known crash package, then marks it recorded. A failure is logged:
+// the task is recorded again at the next start.
+func (s *Server) record(t task, st state) {
+	if s.cfg.Recorder == nil || st.Status != StatusSuccess || st.Recorded || st.Package == "" {
+		return
+	}
+	bt, err := os.ReadFile(t.path(backtraceFile))
+	if err != nil {
+		s.log.Error("retrace: record crash", "task", t.id, "err", err)
+		return
+	}
+	c := FinishedCrash{TaskID: t.id, Finished: st.Finished, Package: st.Package, Signal: st.Signal, Backtrace: string(bt)}
+	if err := s.cfg.Recorder.RecordCrash(context.Background(), c); err != nil {
+		s.log.Error("retrace: record crash", "task", t.id, "err", err)
+		return
+	}
+	st.Recorded = true
+	if err := t.writeState(st); err != nil {
+		s.log.Error("retrace: mark task recorded", "task", t.id, "err", err)
+	}
 }

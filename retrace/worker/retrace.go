@@ -42,10 +42,12 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 		return res, sl.fail(err)
 	}
 	res.Missing = missing(rep)
+	res.Signal = c.signal
 	set, err := w.choosePackages(sl, c, rep)
 	if err != nil {
 		return res, sl.fail(err)
 	}
+	res.Package = rep.CrashPackage.String()
 	lease, err := w.leaseSysroot(ctx, sl, c, set)
 	if err != nil {
 		return res, sl.fail(err)
@@ -81,6 +83,9 @@ type crash struct {
 	// not map it.
 	exe    string
 	exeObj *resolver.Object
+	// signal is the number of the signal that killed the process (0:
+	// none, a live process's core).
+	signal int
 }
 
 // readCore is step 1: it reads the core's mapped objects and their
@@ -107,7 +112,7 @@ func readCore(sl *stepLog, corePath, exeOverride, exeHint string) (*crash, error
 	}
 	sl.printf("read core: %d mapped objects (%d with a build-id), executable %s, %s",
 		len(core.Modules), withID, orDash(exe), signalName(core.Signal))
-	c := &crash{exe: exe}
+	c := &crash{exe: exe, signal: core.Signal}
 	_, c.objs = resolver.ObjectsOf(core)
 	for i := range c.objs {
 		if c.objs[i].Path == exe || c.objs[i].Path == exe+" (deleted)" {

@@ -1,0 +1,239 @@
+package crashes
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/retraced/retraced/index"
+)
+
+// Window is the span a report covers.
+type Window string
+
+// The windows of the reports.
+const (
+	Window24h Window = "24h"
+	Window7d  Window = "7d"
+	Window30d Window = "30d"
+)
+
+// Windows are the windows in the order the page offers them.
+var Windows = []Window{Window24h, Window7d, Window30d}
+
+// ParseWindow reads "24h", "7d" or "30d"; "" is 7d.
+func ParseWindow(s string) (Window, error) {
+	switch w := Window(s); w {
+	case "":
+		return Window7d, nil
+	case Window24h, Window7d, Window30d:
+		return w, nil
+	}
+	return "", fmt.Errorf("window %q: want 24h, 7d or 30d", truncate(s, 20))
+}
+
+// buckets are the chart's bars of w ending at now: 24 hours for 24h, else
+// one per UTC day (7 or 30), oldest first, as the keys of Entry's Hours
+// or Days.
+func (w Window) buckets(now time.Time) []string {
+	now = now.UTC()
+	if w == Window24h {
+		out := make([]string, 24)
+		for i := range out {
+			out[i] = now.Add(-time.Duration(23-i) * time.Hour).Format(hourFormat)
+		}
+		return out
+	}
+	n := 7
+	if w == Window30d {
+		n = 30
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = now.AddDate(0, 0, -(n - 1 - i)).Format(dayFormat)
+	}
+	return out
+}
+
+// start is when w begins: 24 hours ago (to the hour), or the first day's
+// midnight.
+func (w Window) start(now time.Time) time.Time {
+	b := w.buckets(now)
+	layout := dayFormat
+	if w == Window24h {
+		layout = hourFormat
+	}
+	t, _ := time.Parse(layout, b[0])
+	return t
+}
+
+// Row is one signature in a report.
+type Row struct {
+	*Entry
+	// Counts are the window's buckets (Window.buckets), Count their sum.
+	Counts      []int64 `json:"-"`
+	WindowCount int64   `json:"-"`
+	// New: first seen in the window. Gone: not seen since a newer
+	// version of its package appeared (in any signature).
+	New, Gone bool
+	// Newer is that newer version when Gone.
+	Newer string
+}
+
+// Report is the top signatures of a window.
+type Report struct {
+	Window    Window
+	Now       time.Time
+	Buckets   []string
+	Rows      []Row
+	Total     int // signatures with a crash in the window
+	AllTotal  int // signatures in the store
+	Truncated bool
+}
+
+// Report returns the signatures with crashes in window w, the most
+// frequent first (ties: the most recently seen), at most limit of them.
+func (s *Store) Report(w Window, limit int) *Report {
+	now := s.opt.Now().UTC()
+	entries := s.snapshot()
+	r := &Report{Window: w, Now: now, Buckets: w.buckets(now), AllTotal: len(entries)}
+	start := w.start(now)
+	pos := make(map[string]int, len(r.Buckets))
+	for i, b := range r.Buckets {
+		pos[b] = i
+	}
+	rows := make([]Row, 0, 64)
+	for _, e := range entries {
+		if e.LastSeen.Before(start) {
+			continue
+		}
+		counts := e.Days
+		if w == Window24h {
+			counts = e.Hours
+		}
+		row := Row{Entry: e}
+		for _, c := range counts {
+			if _, ok := pos[c.Day]; ok {
+				row.WindowCount += c.Count
+			}
+		}
+		if row.WindowCount == 0 {
+			continue
+		}
+		rows = append(rows, row)
+	}
+	r.Total = len(rows)
+	slices.SortFunc(rows, func(a, b Row) int {
+		if a.WindowCount != b.WindowCount {
+			if a.WindowCount > b.WindowCount {
+				return -1
+			}
+			return 1
+		}
+		if c := b.LastSeen.Compare(a.LastSeen); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	if limit > 0 && len(rows) > limit {
+		rows, r.Truncated = rows[:limit], true
+	}
+	newest := newestVersions(entries)
+	for i := range rows {
+		row := &rows[i]
+		row.Counts = row.Entry.counts(w, r.Buckets)
+		row.New = !row.FirstSeen.Before(start)
+		row.Newer = goneFor(row.Entry, newest)
+		row.Gone = row.Newer != ""
+	}
+	r.Rows = rows
+	return r
+}
+
+// counts are e's counts in the buckets of w.
+func (e *Entry) counts(w Window, buckets []string) []int64 {
+	src := e.Days
+	if w == Window24h {
+		src = e.Hours
+	}
+	out := make([]int64, len(buckets))
+	j := 0
+	for i, b := range buckets {
+		for j < len(src) && src[j].Day < b {
+			j++
+		}
+		if j < len(src) && src[j].Day == b {
+			out[i] = src[j].Count
+		}
+	}
+	return out
+}
+
+// seenVersion is a package version and when crashes of it were first
+// seen.
+type seenVersion struct {
+	nevra index.NEVRA
+	first time.Time
+}
+
+// newestVersions returns, per package name, the versions crashes were
+// seen in (in any signature) with their first crash.
+func newestVersions(entries []*Entry) map[string][]seenVersion {
+	first := map[string]time.Time{}
+	for _, e := range entries {
+		for _, v := range e.Versions {
+			if t, ok := first[v.NEVRA]; !ok || v.FirstSeen.Before(t) {
+				first[v.NEVRA] = v.FirstSeen
+			}
+		}
+	}
+	out := map[string][]seenVersion{}
+	for s, t := range first {
+		n, err := index.ParseNEVRA(s)
+		if err != nil {
+			continue
+		}
+		out[n.Name] = append(out[n.Name], seenVersion{n, t})
+	}
+	return out
+}
+
+// goneFor returns the newer version of e's package, if any, that is
+// newer than every version e was seen in and first appeared after e's
+// last crash: e was not seen since it appeared. "" when there is none.
+func goneFor(e *Entry, versions map[string][]seenVersion) string {
+	var newest *index.NEVRA
+	for _, v := range e.Versions {
+		n, err := index.ParseNEVRA(v.NEVRA)
+		if err != nil {
+			continue
+		}
+		if newest == nil || n.Compare(*newest) > 0 {
+			newest = &n
+		}
+	}
+	if newest == nil {
+		return ""
+	}
+	var found *seenVersion
+	for i, sv := range versions[e.Package] {
+		if sv.nevra.Name == newest.Name && sv.nevra.Arch == newest.Arch &&
+			sv.nevra.Compare(*newest) > 0 && sv.first.After(e.LastSeen) {
+			if found == nil || sv.nevra.Compare(found.nevra) < 0 {
+				found = &versions[e.Package][i]
+			}
+		}
+	}
+	if found == nil {
+		return ""
+	}
+	return found.nevra.String()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,396 @@
+package crashes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/retrace"
+)
+
+// ErrNotFound reports a signature the store does not have.
+var ErrNotFound = errors.New("no such crash signature")
+
+// Bounds of what one entry keeps.
+const (
+	// MaxExample bounds the example backtrace, in bytes; a longer one is
+	// cut (and says so).
+	MaxExample = 64 << 10
+	// MaxVersions bounds the versions kept per signature; the least
+	// recently seen goes.
+	MaxVersions = 32
+	// MaxTasks is how many of the last task ids an entry keeps.
+	MaxTasks = 5
+	// hoursKept is how many hourly counts an entry keeps (for 24h).
+	hoursKept = 48
+	// maxDays bounds the daily counts whatever the retention.
+	maxDays = 400
+)
+
+// Defaults of [Options].
+const (
+	DefaultRetention     = 90 * 24 * time.Hour
+	DefaultMaxSignatures = 50000
+)
+
+// Crash is one finished retrace, as the store records it.
+type Crash struct {
+	TaskID    string // "" for a retrace that is not a task
+	Time      time.Time
+	Package   index.NEVRA // the crash package
+	Signal    int
+	Backtrace string
+}
+
+// Entry is what the store keeps of one signature.
+type Entry struct {
+	Signature
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	Count     int64     `json:"count"`
+	// Days counts per UTC day ("2006-01-02"), oldest first, days without
+	// a crash left out; Hours the same per hour ("2006-01-02T15") for
+	// the last 48 hours.
+	Days  []DayCount `json:"days"`
+	Hours []DayCount `json:"hours"`
+	// Versions are the NEVRAs it was seen in, newest version first.
+	Versions []Version `json:"versions"`
+	// Tasks are the last task ids, newest first, with their time.
+	Tasks []TaskRef `json:"tasks"`
+}
+
+// DayCount is the count of one day or hour.
+type DayCount struct {
+	Day   string `json:"day"`
+	Count int64  `json:"count"`
+}
+
+// Version is one package version a signature was seen in.
+type Version struct {
+	NEVRA     string    `json:"nevra"`
+	Count     int64     `json:"count"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
+// TaskRef is one task that had the crash.
+type TaskRef struct {
+	ID   string    `json:"id"`
+	Time time.Time `json:"time"`
+}
+
+// A Backend persists entries. Each method is atomic; the Store serialises
+// the calls that change something. Badger's is [OpenBadger].
+type Backend interface {
+	// Load calls fn for every entry stored.
+	Load(fn func(e *Entry) error) error
+	// Put stores e, replacing the entry of the same ID, with example as
+	// its example backtrace unless example is nil, and marks task (if
+	// not "") as recorded, all in one transaction.
+	Put(e *Entry, example *string, task string) error
+	// Recorded reports whether task was marked recorded by a Put.
+	Recorded(task string) (bool, error)
+	// Example returns the example backtrace of id (ErrNotFound).
+	Example(id string) (string, error)
+	// Delete removes the entries of ids and their examples.
+	Delete(ids []string) error
+	Close() error
+}
+
+// Options tune a Store. Zero fields take their defaults.
+type Options struct {
+	// Retention: entries last seen before it go at gc, and daily counts
+	// older than it. Default 90 days.
+	Retention time.Duration
+	// MaxSignatures bounds the entries; a new signature beyond it
+	// replaces the least recently seen. Default 50,000.
+	MaxSignatures int
+	// TaskTTL is how long tasks are kept (serve's task_ttl): the pages
+	// link only task ids younger than it. Default 7 days.
+	TaskTTL time.Duration
+	Now     func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.Retention <= 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.MaxSignatures <= 0 {
+		o.MaxSignatures = DefaultMaxSignatures
+	}
+	if o.TaskTTL <= 0 {
+		o.TaskTTL = 7 * 24 * time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Store is the crash store: every entry in memory, each change written
+// through its Backend first.
+type Store struct {
+	be  Backend
+	opt Options
+
+	mu      sync.RWMutex
+	entries map[string]*Entry
+}
+
+var _ retrace.Recorder = (*Store)(nil)
+
+// New loads the entries of be.
+func New(be Backend, opt Options) (*Store, error) {
+	s := &Store{be: be, opt: opt.withDefaults(), entries: map[string]*Entry{}}
+	err := be.Load(func(e *Entry) error {
+		if ValidID(e.ID) {
+			s.entries[e.ID] = e
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load crash store: %w", err)
+	}
+	return s, nil
+}
+
+// Close closes the backend.
+func (s *Store) Close() error { return s.be.Close() }
+
+// RecordCrash records a finished task: the task server's Recorder.
+func (s *Store) RecordCrash(ctx context.Context, c retrace.FinishedCrash) error {
+	n, err := index.ParseNEVRA(c.Package)
+	if err != nil {
+		return fmt.Errorf("record crash of task %s: %w", c.TaskID, err)
+	}
+	_, err = s.Record(ctx, Crash{TaskID: c.TaskID, Time: c.Finished, Package: n, Signal: c.Signal, Backtrace: c.Backtrace})
+	return err
+}
+
+// Record adds one crash to its signature's entry and returns the
+// signature. A crash of a task id recorded before changes nothing.
+func (s *Store) Record(ctx context.Context, c Crash) (Signature, error) {
+	sig := Sign(c.Backtrace, c.Signal, c.Package.Name)
+	if err := ctx.Err(); err != nil {
+		return sig, err
+	}
+	if c.Time.IsZero() {
+		c.Time = s.opt.Now()
+	}
+	c.Time = c.Time.UTC()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.TaskID != "" {
+		done, err := s.be.Recorded(c.TaskID)
+		if err != nil {
+			return sig, err
+		}
+		if done {
+			return sig, nil
+		}
+	}
+	old := s.entries[sig.ID]
+	var e *Entry
+	var example *string
+	if old == nil {
+		if len(s.entries) >= s.opt.MaxSignatures {
+			if err := s.evictLocked(); err != nil {
+				return sig, err
+			}
+		}
+		e = &Entry{Signature: sig, FirstSeen: c.Time, LastSeen: c.Time}
+		ex := boundExample(c.Backtrace)
+		example = &ex
+	} else {
+		cp := old.clone()
+		e = &cp
+	}
+	e.add(c, s.opt.Retention)
+	if err := s.be.Put(e, example, c.TaskID); err != nil {
+		return sig, fmt.Errorf("record crash: %w", err)
+	}
+	s.entries[sig.ID] = e
+	return sig, nil
+}
+
+// evictLocked drops the least recently seen entry.
+func (s *Store) evictLocked() error {
+	var oldest *Entry
+	for _, e := range s.entries {
+		if oldest == nil || e.LastSeen.Before(oldest.LastSeen) {
+			oldest = e
+		}
+	}
+	if oldest == nil {
+		return nil
+	}
+	if err := s.be.Delete([]string{oldest.ID}); err != nil {
+		return err
+	}
+	delete(s.entries, oldest.ID)
+	return nil
+}
+
+func boundExample(bt string) string {
+	if len(bt) <= MaxExample {
+		return bt
+	}
+	cut := bt[:MaxExample]
+	for len(cut) > 0 && cut[len(cut)-1]&0xc0 == 0x80 {
+		cut = cut[:len(cut)-1]
+	}
+	return cut + fmt.Sprintf("\n[backtrace cut at %d of %d bytes]\n", MaxExample, len(bt))
+}
+
+func (e *Entry) clone() Entry {
+	c := *e
+	c.Frames = slices.Clone(e.Frames)
+	c.Days = slices.Clone(e.Days)
+	c.Hours = slices.Clone(e.Hours)
+	c.Versions = slices.Clone(e.Versions)
+	c.Tasks = slices.Clone(e.Tasks)
+	return c
+}
+
+// add counts crash c into e, dropping daily counts older than retention
+// and hourly ones older than two days (relative to c's time).
+func (e *Entry) add(c Crash, retention time.Duration) {
+	e.Count++
+	if c.Time.Before(e.FirstSeen) {
+		e.FirstSeen = c.Time
+	}
+	if c.Time.After(e.LastSeen) {
+		e.LastSeen = c.Time
+	}
+	e.Days = bump(e.Days, c.Time.Format(dayFormat))
+	e.Days = trimBefore(e.Days, c.Time.Add(-retention).Format(dayFormat), maxDays)
+	e.Hours = bump(e.Hours, c.Time.Format(hourFormat))
+	e.Hours = trimBefore(e.Hours, c.Time.Add(-hoursKept*time.Hour).Format(hourFormat), hoursKept)
+
+	nevra := c.Package.String()
+	i := slices.IndexFunc(e.Versions, func(v Version) bool { return v.NEVRA == nevra })
+	if i < 0 {
+		e.Versions = append(e.Versions, Version{NEVRA: nevra, FirstSeen: c.Time, LastSeen: c.Time})
+		i = len(e.Versions) - 1
+	}
+	v := &e.Versions[i]
+	v.Count++
+	if c.Time.Before(v.FirstSeen) {
+		v.FirstSeen = c.Time
+	}
+	if c.Time.After(v.LastSeen) {
+		v.LastSeen = c.Time
+	}
+	sortVersions(e.Versions)
+	if len(e.Versions) > MaxVersions {
+		// Drop the least recently seen.
+		j := 0
+		for k := range e.Versions {
+			if e.Versions[k].LastSeen.Before(e.Versions[j].LastSeen) {
+				j = k
+			}
+		}
+		e.Versions = slices.Delete(e.Versions, j, j+1)
+	}
+	if c.TaskID != "" {
+		e.Tasks = slices.Insert(e.Tasks, 0, TaskRef{ID: c.TaskID, Time: c.Time})
+		if len(e.Tasks) > MaxTasks {
+			e.Tasks = e.Tasks[:MaxTasks]
+		}
+	}
+}
+
+const (
+	dayFormat  = "2006-01-02"
+	hourFormat = "2006-01-02T15"
+)
+
+// bump adds one to key in counts (sorted by key).
+func bump(counts []DayCount, key string) []DayCount {
+	i, found := slices.BinarySearchFunc(counts, key, func(d DayCount, k string) int {
+		switch {
+		case d.Day < k:
+			return -1
+		case d.Day > k:
+			return 1
+		}
+		return 0
+	})
+	if !found {
+		counts = slices.Insert(counts, i, DayCount{Day: key})
+	}
+	counts[i].Count++
+	return counts
+}
+
+// trimBefore drops counts before key and keeps at most max.
+func trimBefore(counts []DayCount, key string, max int) []DayCount {
+	i := 0
+	for i < len(counts) && counts[i].Day < key {
+		i++
+	}
+	counts = counts[i:]
+	if len(counts) > max {
+		counts = counts[len(counts)-max:]
+	}
+	return counts
+}
+
+// sortVersions orders by rpm's version order, newest first; a NEVRA
+// that does not parse goes last.
+func sortVersions(vs []Version) {
+	slices.SortStableFunc(vs, func(a, b Version) int {
+		na, ea := index.ParseNEVRA(a.NEVRA)
+		nb, eb := index.ParseNEVRA(b.NEVRA)
+		switch {
+		case ea != nil && eb != nil:
+			return 0
+		case ea != nil:
+			return 1
+		case eb != nil:
+			return -1
+		}
+		return nb.Compare(na)
+	})
+}
+
+// Get returns the entry of id and its example backtrace.
+func (s *Store) Get(id string) (Entry, string, error) {
+	s.mu.RLock()
+	e, ok := s.entries[id]
+	var c Entry
+	if ok {
+		c = e.clone()
+	}
+	s.mu.RUnlock()
+	if !ok {
+		return Entry{}, "", ErrNotFound
+	}
+	ex, err := s.be.Example(id)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return c, "", err
+	}
+	return c, ex, nil
+}
+
+// Len is the number of signatures.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.entries)
+}
+
+// snapshot returns the entries (shared: read only).
+func (s *Store) snapshot() []*Entry {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Entry, 0, len(s.entries))
+	for _, e := range s.entries {
+		out = append(out, e)
+	}
+	return out
+}
