@@ -322,7 +322,7 @@ supported_releases = ["fedora-40-x86_64"]
 		t.Fatal(err)
 	}
 	defer s.Close()
-	rs, w, err := startTasks(s, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rs, w, err := startTasks(s, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
