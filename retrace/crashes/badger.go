@@ -76,26 +76,49 @@ func (b *Badger) Load(fn func(e *Entry) error) error {
 	})
 }
 
-// Put stores e (and example, and the task's mark) in one transaction.
-func (b *Badger) Put(e *Entry, example *string, task string) error {
-	v, err := json.Marshal(e)
-	if err != nil {
+// Put stores the entries, examples and task marks: one crash's in one
+// transaction; a batch's in one write batch (Badger splits it into
+// transactions of its size limit, so a failure midway may leave part of
+// it), synced before it returns.
+func (b *Badger) Put(entries []*Entry, examples, tasks map[string]string) error {
+	if len(entries)+len(examples)+len(tasks) <= 8 {
+		// One crash: one transaction.
+		return b.db.Update(func(txn *badger.Txn) error {
+			return putAll(entries, examples, tasks, txn.SetEntry)
+		})
+	}
+	wb := b.db.NewWriteBatch()
+	defer wb.Cancel()
+	if err := putAll(entries, examples, tasks, wb.SetEntry); err != nil {
 		return err
 	}
-	return b.db.Update(func(txn *badger.Txn) error {
-		if err := txn.Set(entryKey(e.ID), v); err != nil {
+	if err := wb.Flush(); err != nil {
+		return err
+	}
+	return b.db.Sync()
+}
+
+func putAll(entries []*Entry, examples, tasks map[string]string, set func(*badger.Entry) error) error {
+	for _, e := range entries {
+		v, err := json.Marshal(e)
+		if err != nil {
 			return err
 		}
-		if example != nil {
-			if err := txn.Set(exampleKey(e.ID), []byte(*example)); err != nil {
-				return err
-			}
+		if err := set(badger.NewEntry(entryKey(e.ID), v)); err != nil {
+			return err
 		}
-		if task != "" {
-			return txn.SetEntry(badger.NewEntry(taskKey(task), []byte(e.ID)).WithTTL(taskMarkTTL))
+	}
+	for id, ex := range examples {
+		if err := set(badger.NewEntry(exampleKey(id), []byte(ex))); err != nil {
+			return err
 		}
-		return nil
-	})
+	}
+	for task, id := range tasks {
+		if err := set(badger.NewEntry(taskKey(task), []byte(id)).WithTTL(taskMarkTTL)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Recorded reports whether a Put marked task.

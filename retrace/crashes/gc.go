@@ -17,7 +17,8 @@ var _ gc.Owner = (*Store)(nil)
 func (s *Store) Plan(ctx context.Context, now time.Time) ([]gc.Item, error) {
 	cutoff := now.Add(-s.opt.Retention)
 	var items []gc.Item
-	for _, e := range s.snapshot() {
+	entries, _ := s.snapshot()
+	for _, e := range entries {
 		if e.LastSeen.Before(cutoff) {
 			items = append(items, gc.Item{Kind: KindSignature, Name: e.ID, Owner: s})
 		}
@@ -46,5 +47,6 @@ func (s *Store) Delete(ctx context.Context, items []gc.Item) error {
 	for _, id := range ids {
 		delete(s.entries, id)
 	}
+	s.gen++
 	return nil
 }

@@ -96,14 +96,16 @@ type Report struct {
 // frequent first (ties: the most recently seen), at most limit of them.
 func (s *Store) Report(w Window, limit int) *Report {
 	now := s.opt.Now().UTC()
-	entries := s.snapshot()
+	entries, gen := s.snapshot()
 	r := &Report{Window: w, Now: now, Buckets: w.buckets(now), AllTotal: len(entries)}
 	start := w.start(now)
-	pos := make(map[string]int, len(r.Buckets))
-	for i, b := range r.Buckets {
-		pos[b] = i
+	first, last := r.Buckets[0], r.Buckets[len(r.Buckets)-1]
+	// Candidates first, small to sort; rows only for those shown.
+	type cand struct {
+		e *Entry
+		n int64
 	}
-	rows := make([]Row, 0, 64)
+	cands := make([]cand, 0, 64)
 	for _, e := range entries {
 		if e.LastSeen.Before(start) {
 			continue
@@ -112,34 +114,38 @@ func (s *Store) Report(w Window, limit int) *Report {
 		if w == Window24h {
 			counts = e.Hours
 		}
-		row := Row{Entry: e}
-		for _, c := range counts {
-			if _, ok := pos[c.Day]; ok {
-				row.WindowCount += c.Count
+		var n int64
+		// The keys sort as the times they name.
+		for i := len(counts) - 1; i >= 0 && counts[i].Day >= first; i-- {
+			if counts[i].Day <= last {
+				n += counts[i].Count
 			}
 		}
-		if row.WindowCount == 0 {
-			continue
+		if n > 0 {
+			cands = append(cands, cand{e, n})
 		}
-		rows = append(rows, row)
 	}
-	r.Total = len(rows)
-	slices.SortFunc(rows, func(a, b Row) int {
-		if a.WindowCount != b.WindowCount {
-			if a.WindowCount > b.WindowCount {
+	r.Total = len(cands)
+	slices.SortFunc(cands, func(a, b cand) int {
+		if a.n != b.n {
+			if a.n > b.n {
 				return -1
 			}
 			return 1
 		}
-		if c := b.LastSeen.Compare(a.LastSeen); c != 0 {
+		if c := b.e.LastSeen.Compare(a.e.LastSeen); c != 0 {
 			return c
 		}
-		return strings.Compare(a.ID, b.ID)
+		return strings.Compare(a.e.ID, b.e.ID)
 	})
-	if limit > 0 && len(rows) > limit {
-		rows, r.Truncated = rows[:limit], true
+	if limit > 0 && len(cands) > limit {
+		cands, r.Truncated = cands[:limit], true
 	}
-	newest := newestVersions(entries)
+	rows := make([]Row, len(cands))
+	for i, c := range cands {
+		rows[i] = Row{Entry: c.e, WindowCount: c.n}
+	}
+	newest := s.newestVersions(entries, gen)
 	for i := range rows {
 		row := &rows[i]
 		row.Counts = row.Entry.counts(w, r.Buckets)

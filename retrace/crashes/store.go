@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/retraced/retraced/index"
@@ -88,10 +89,12 @@ type TaskRef struct {
 type Backend interface {
 	// Load calls fn for every entry stored.
 	Load(fn func(e *Entry) error) error
-	// Put stores e, replacing the entry of the same ID, with example as
-	// its example backtrace unless example is nil, and marks task (if
-	// not "") as recorded, all in one transaction.
-	Put(e *Entry, example *string, task string) error
+	// Put stores the entries, replacing those of the same IDs, the
+	// example backtraces (signature ID -> text) and the recorded marks
+	// of tasks (task id -> signature ID), all durably before it returns.
+	// A small Put (one crash) is one transaction: none of it is stored
+	// when it fails; a large one may be split in several.
+	Put(entries []*Entry, examples, tasks map[string]string) error
 	// Recorded reports whether task was marked recorded by a Put.
 	Recorded(task string) (bool, error)
 	// Example returns the example backtrace of id (ErrNotFound).
@@ -139,6 +142,15 @@ type Store struct {
 
 	mu      sync.RWMutex
 	entries map[string]*Entry
+	gen     uint64 // counts the changes of entries
+
+	// versions caches newestVersions for generation gen.
+	versions atomic.Pointer[versionCache]
+}
+
+type versionCache struct {
+	gen uint64
+	m   map[string][]seenVersion
 }
 
 var _ retrace.Recorder = (*Store)(nil)
@@ -172,55 +184,93 @@ func (s *Store) RecordCrash(ctx context.Context, c retrace.FinishedCrash) error 
 }
 
 // Record adds one crash to its signature's entry and returns the
-// signature. A crash of a task id recorded before changes nothing.
+// signature. A crash of a task id recorded before changes nothing. It is
+// on disk when Record returns.
 func (s *Store) Record(ctx context.Context, c Crash) (Signature, error) {
-	sig := Sign(c.Backtrace, c.Signal, c.Package.Name)
-	if err := ctx.Err(); err != nil {
-		return sig, err
+	sigs, err := s.RecordBatch(ctx, []Crash{c})
+	if err != nil {
+		return Signature{}, err
 	}
-	if c.Time.IsZero() {
-		c.Time = s.opt.Now()
-	}
-	c.Time = c.Time.UTC()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c.TaskID != "" {
-		done, err := s.be.Recorded(c.TaskID)
-		if err != nil {
-			return sig, err
-		}
-		if done {
-			return sig, nil
-		}
-	}
-	old := s.entries[sig.ID]
-	var e *Entry
-	var example *string
-	if old == nil {
-		if len(s.entries) >= s.opt.MaxSignatures {
-			if err := s.evictLocked(); err != nil {
-				return sig, err
-			}
-		}
-		e = &Entry{Signature: sig, FirstSeen: c.Time, LastSeen: c.Time}
-		ex := boundExample(c.Backtrace)
-		example = &ex
-	} else {
-		cp := old.clone()
-		e = &cp
-	}
-	e.add(c, s.opt.Retention)
-	if err := s.be.Put(e, example, c.TaskID); err != nil {
-		return sig, fmt.Errorf("record crash: %w", err)
-	}
-	s.entries[sig.ID] = e
-	return sig, nil
+	return sigs[0], nil
 }
 
-// evictLocked drops the least recently seen entry.
-func (s *Store) evictLocked() error {
+// RecordBatch records crashes as Record does each, in one write of the
+// backend: a backfill, or many tasks at once.
+func (s *Store) RecordBatch(ctx context.Context, cs []Crash) ([]Signature, error) {
+	sigs := make([]Signature, len(cs))
+	for i, c := range cs {
+		sigs[i] = Sign(c.Backtrace, c.Signal, c.Package.Name)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed := map[string]*Entry{}
+	examples := map[string]string{}
+	tasks := map[string]string{}
+	for i, c := range cs {
+		sig := sigs[i]
+		if c.Time.IsZero() {
+			c.Time = s.opt.Now()
+		}
+		c.Time = c.Time.UTC()
+		if c.TaskID != "" {
+			if _, dup := tasks[c.TaskID]; dup {
+				continue
+			}
+			done, err := s.be.Recorded(c.TaskID)
+			if err != nil {
+				return nil, err
+			}
+			if done {
+				continue
+			}
+			tasks[c.TaskID] = sig.ID
+		}
+		e := changed[sig.ID]
+		if e == nil {
+			if old := s.entries[sig.ID]; old != nil {
+				cp := old.clone()
+				e = &cp
+			} else {
+				if len(s.entries)+len(changed) >= s.opt.MaxSignatures {
+					if err := s.evictLocked(changed); err != nil {
+						return nil, err
+					}
+				}
+				e = &Entry{Signature: sig, FirstSeen: c.Time, LastSeen: c.Time}
+				examples[sig.ID] = boundExample(c.Backtrace)
+			}
+			changed[sig.ID] = e
+		}
+		e.add(c, s.opt.Retention)
+	}
+	if len(changed) == 0 {
+		return sigs, nil
+	}
+	entries := make([]*Entry, 0, len(changed))
+	for _, e := range changed {
+		entries = append(entries, e)
+	}
+	if err := s.be.Put(entries, examples, tasks); err != nil {
+		return nil, fmt.Errorf("record crashes: %w", err)
+	}
+	for _, e := range entries {
+		s.entries[e.ID] = e
+	}
+	s.gen++
+	return sigs, nil
+}
+
+// evictLocked drops the least recently seen entry that is not in
+// pending (the changes of a batch).
+func (s *Store) evictLocked(pending map[string]*Entry) error {
 	var oldest *Entry
 	for _, e := range s.entries {
+		if pending[e.ID] != nil {
+			continue
+		}
 		if oldest == nil || e.LastSeen.Before(oldest.LastSeen) {
 			oldest = e
 		}
@@ -232,6 +282,7 @@ func (s *Store) evictLocked() error {
 		return err
 	}
 	delete(s.entries, oldest.ID)
+	s.gen++
 	return nil
 }
 
@@ -384,13 +435,24 @@ func (s *Store) Len() int {
 	return len(s.entries)
 }
 
-// snapshot returns the entries (shared: read only).
-func (s *Store) snapshot() []*Entry {
+// snapshot returns the entries (shared: read only; an entry is replaced,
+// never changed, once stored) and their generation.
+func (s *Store) snapshot() ([]*Entry, uint64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make([]*Entry, 0, len(s.entries))
 	for _, e := range s.entries {
 		out = append(out, e)
 	}
-	return out
+	return out, s.gen
+}
+
+// newestVersions is newestVersions(entries) of generation gen, cached.
+func (s *Store) newestVersions(entries []*Entry, gen uint64) map[string][]seenVersion {
+	if c := s.versions.Load(); c != nil && c.gen == gen {
+		return c.m
+	}
+	m := newestVersions(entries)
+	s.versions.Store(&versionCache{gen: gen, m: m})
+	return m
 }

@@ -22,7 +22,7 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func openTestStore(t *testing.T, dir string, clk *clock, opt Options) *Store {
+func openTestStore(t testing.TB, dir string, clk *clock, opt Options) *Store {
 	t.Helper()
 	be, err := OpenBadger(dir)
 	if err != nil {

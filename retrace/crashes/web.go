@@ -209,7 +209,7 @@ func (s *Store) signaturePage(c *gin.Context) {
 	buckets := Window30d.buckets(now)
 	v := sigView{Entry: e, Example: ex, Now: now, Buckets: buckets,
 		Chart: chart(e.counts(Window30d, buckets), buckets, 600, 120),
-		Newer: goneFor(&e, newestVersions(s.snapshot()))}
+		Newer: goneFor(&e, s.newestVersions(s.snapshot()))}
 	var buf bytes.Buffer
 	if err := sigTmpl.Execute(&buf, v); err != nil {
 		c.String(http.StatusInternalServerError, err.Error())
