@@ -298,3 +298,42 @@ func TestPagesHostile(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordBatch: a batch records what one Record per crash records, a
+// task twice in a batch or already recorded counting once.
+func TestRecordBatch(t *testing.T) {
+	clk := &clock{time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)}
+	ctx := context.Background()
+	var cs []Crash
+	for i := range 30 {
+		cs = append(cs, Crash{TaskID: fmt.Sprintf("%09d", 200000000+i%25), Time: clk.t.Add(time.Duration(i) * time.Hour),
+			Package: nevra(t, fmt.Sprintf("app-1.%d-1.x86_64", i%3)), Signal: []int{6, 11}[i%2], Backtrace: bt(fmt.Sprintf("f%d", i%4), "main")})
+	}
+	one := openTestStore(t, t.TempDir(), clk, Options{})
+	defer one.Close()
+	for _, c := range cs {
+		if _, err := one.Record(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch := openTestStore(t, t.TempDir(), clk, Options{})
+	defer batch.Close()
+	if _, err := batch.RecordBatch(ctx, cs[:10]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := batch.RecordBatch(ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(one.Report(Window30d, 0).api())
+	b, _ := json.Marshal(batch.Report(Window30d, 0).api())
+	if string(a) != string(b) {
+		t.Errorf("batch differs from one by one:\n%s\n%s", a, b)
+	}
+	var n int64
+	for _, r := range one.Report(Window30d, 0).Rows {
+		n += r.Count
+	}
+	if n != 25 {
+		t.Errorf("%d crashes recorded of 25 tasks", n)
+	}
+}
