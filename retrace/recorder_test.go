@@ -15,6 +15,7 @@ type crashRetracer struct{ elfRetracer }
 func (r *crashRetracer) Retrace(ctx context.Context, crashDir string, log io.Writer) (Result, error) {
 	res, err := r.elfRetracer.Retrace(ctx, crashDir, log)
 	res.Package, res.Signal = "crashme-1.0-1.x86_64", 11
+	res.Stats = RetraceStats{Packages: 3, SysrootReused: true}
 	return res, err
 }
 

@@ -44,6 +44,17 @@ type Result struct {
 	// signature (see Recorder).
 	Package string
 	Signal  int
+	// Stats are what the retrace's duration depends on, for the
+	// server's estimate of later tasks' durations.
+	Stats RetraceStats
+}
+
+// RetraceStats describe one retrace's work: the packages of its sysroot, the
+// bytes assembled for it, and whether a cached sysroot was reused.
+type RetraceStats struct {
+	Packages      int   `json:"packages,omitempty"`
+	SysrootBytes  int64 `json:"sysroot_bytes,omitempty"`
+	SysrootReused bool  `json:"sysroot_reused,omitempty"`
 }
 
 // A Recorder is told of each task that finished FINISHED_SUCCESS with

@@ -169,6 +169,8 @@ type state struct {
 	// the signal.
 	Package string `json:"package,omitempty"`
 	Signal  int    `json:"signal,omitempty"`
+	// Stats are Result's, for the duration estimate.
+	Stats *RetraceStats `json:"stats,omitempty"`
 	// Recorded says the Recorder has the task.
 	Recorded bool `json:"recorded,omitempty"`
 }

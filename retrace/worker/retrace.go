@@ -52,6 +52,7 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 	if err != nil {
 		return res, sl.fail(err)
 	}
+	res.Stats = retrace.RetraceStats{Packages: len(set.pkgs), SysrootBytes: lease.bytes, SysrootReused: lease.Reused}
 	defer func() {
 		if err := lease.Release(); err != nil {
 			sl.printf("evict sysroots: %v", err)
@@ -265,6 +266,7 @@ func (w *Worker) leaseSysroot(ctx context.Context, sl *stepLog, c *crash, set *p
 			}
 			sl.printf("sysroot: skipped %s", s)
 		}
+		lease.bytes = built.Bytes
 		sl.printf("sysroot %s: assembled in %.3fs from %d packages: %d files (%s; %d copied, the rest hard links), %d symbolic links; cache: %d sysroots, %s",
 			key[:16], time.Since(start).Seconds(), len(set.pkgs), built.Files, gdbSize(built.Bytes), built.Copied, built.Links, n, gdbSize(total))
 	}
