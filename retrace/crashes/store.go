@@ -35,7 +35,7 @@ const (
 // Defaults of [Options].
 const (
 	DefaultRetention     = 90 * 24 * time.Hour
-	DefaultMaxSignatures = 50000
+	DefaultMaxSignatures = 20000
 )
 
 // Crash is one finished retrace, as the store records it.
@@ -110,7 +110,9 @@ type Options struct {
 	// older than it. Default 90 days.
 	Retention time.Duration
 	// MaxSignatures bounds the entries; a new signature beyond it
-	// replaces the least recently seen. Default 50,000.
+	// replaces the least recently seen. Default 20,000: an entry holds at
+	// most about 9 KiB in memory (90 daily counts, 48 hourly, 32
+	// versions), so about 180 MiB at worst.
 	MaxSignatures int
 	// TaskTTL is how long tasks are kept (serve's task_ttl): the pages
 	// link only task ids younger than it. Default 7 days.
