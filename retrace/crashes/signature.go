@@ -192,12 +192,14 @@ func frameNames(body, id string, threads bool) []string {
 		if m == nil {
 			continue
 		}
+		if !threads && strings.HasPrefix(line, "#0 ") {
+			// The frame gdb prints on loading the core, then "bt"
+			// from #0 again: the last #0 starts the backtrace.
+			out = out[:0]
+		}
 		name := Normalize(functionOf(m[1]))
 		if name == "" || name == "??" {
 			continue
-		}
-		if !threads && len(out) > 0 && strings.HasPrefix(line, "#0 ") {
-			break // a second "bt"
 		}
 		out = append(out, name)
 		if len(out) >= 64 {

@@ -94,6 +94,17 @@ Thread 2 (Thread 0x7f (LWP 12)):
 	}
 }
 
+// TestSignOneBacktrace: a plain "bt" after the frame gdb prints on
+// loading the core is read from its own #0.
+func TestSignOneBacktrace(t *testing.T) {
+	bt := "Program terminated with signal SIGSEGV, Segmentation fault.\n" +
+		"#0  0x1 in crash_here (p=0x0) at app.c:5\n5\t*p = 1;\n" +
+		"#0  0x1 in crash_here (p=0x0) at app.c:5\n#1  0x2 in caller () at app.c:9\n#2  0x3 in main () at app.c:12\n"
+	if got := Sign(bt, 11, "app").Text; got != "app SIGSEGV crash_here < caller < main" {
+		t.Errorf("signature %q", got)
+	}
+}
+
 func TestNormalize(t *testing.T) {
 	for in, want := range map[string]string{
 		"crashme_dispatch":                      "crashme_dispatch",
