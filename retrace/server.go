@@ -797,3 +797,13 @@ func (s *Server) Estimate(ahead int) (Estimate, bool) {
 	st := s.Stats()
 	return s.est.estimate(ahead, st.Running, st.MaxRunning)
 }
+
+// Exists reports whether task id exists (finished or not): the crash
+// reports link only tasks that do.
+func (s *Server) Exists(id string) bool {
+	if !validID(id) {
+		return false
+	}
+	_, err := s.task(id).readState()
+	return err == nil
+}

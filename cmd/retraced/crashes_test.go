@@ -79,6 +79,7 @@ func TestCrashReports(t *testing.T) {
 		"thrower-1.0.core.zst", "toolbox-2.0.core.zst", "toolbox-extra-2.0.core.zst",
 		"crashme-1.1.core.zst", "greeter-1.1.core.zst", "counter-1.1.core.zst", "counter-1.1.core.zst",
 	}
+	var last retraceTask
 	for _, f := range order {
 		c := all[f]
 		task := createTask(t, url, crashTarball(t, fixtures.CoreFile(t, c.File), map[string]string{"executable": c.Executable}))
@@ -86,6 +87,7 @@ func TestCrashReports(t *testing.T) {
 			_, _, logText := task.get(t, "/log")
 			t.Fatalf("%s: %s\n%s", f, status, logText)
 		}
+		last = task
 	}
 
 	report := func(url string) crashes.APIReport {
@@ -153,6 +155,15 @@ func TestCrashReports(t *testing.T) {
 	if code := getJSON(t, url+"/api/v1/crashes/"+counter.ID, &one); code != http.StatusOK || !strings.Contains(one.Example, "counter_store") ||
 		len(one.Tasks) != 2 {
 		t.Errorf("GET /api/v1/crashes/%s: %d, %d tasks, example:\n%s", counter.ID, code, len(one.Tasks), one.Example)
+	}
+
+	// A task deleted is no longer linked; the crash stays counted.
+	if code, _, body := httpDo(t, http.MethodDelete, url+"/"+last.id, map[string]string{"X-Task-Password": last.pw}, nil); code != http.StatusOK {
+		t.Fatalf("DELETE /%s: %d %s", last.id, code, body)
+	}
+	one = crashes.APISignature{}
+	if getJSON(t, url+"/api/v1/crashes/"+counter.ID, &one); len(one.Tasks) != 1 || one.Tasks[0].ID == last.id || one.Count != 3 {
+		t.Errorf("after the task's deletion: %d tasks %+v, count %d", len(one.Tasks), one.Tasks, one.Count)
 	}
 
 	// A restart loses nothing.

@@ -96,6 +96,7 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 		return err
 	}
 	defer rw.Close()
+	cs.SetTaskExists(rs.Exists)
 	owners := []gc.Owner{rs, rw, cs} // expired tasks, idle sysroots, old crash signatures
 	sched := web.NewScheduler(web.SystemClock, log)
 	h := newHandler(s, cfg, rs, sched, owners)

@@ -115,9 +115,12 @@ type Options struct {
 	// versions), so about 180 MiB at worst.
 	MaxSignatures int
 	// TaskTTL is how long tasks are kept (serve's task_ttl): the pages
-	// link only task ids younger than it. Default 7 days.
+	// show only task ids younger than it. Default 7 days.
 	TaskTTL time.Duration
-	Now     func() time.Time
+	// TaskExists, when set, says whether a task still exists (serve
+	// asks its task server): the pages show only those.
+	TaskExists func(id string) bool
+	Now        func() time.Time
 }
 
 func (o Options) withDefaults() Options {

@@ -111,7 +111,8 @@ func (s *Store) listAPI(c *gin.Context) {
 // APISignature is GET /api/v1/crashes/{signature}.
 type APISignature struct {
 	Entry
-	// Tasks are the last tasks that still exist (younger than task_ttl).
+	// Example is the example backtrace. Entry's Tasks are the last
+	// tasks that still exist.
 	Example string `json:"example_backtrace"`
 }
 
@@ -131,16 +132,28 @@ func (s *Store) lookup(c *gin.Context) (Entry, string, int, error) {
 	return e, ex, http.StatusOK, nil
 }
 
-// liveTasks drops the task ids older than the tasks are kept.
+// liveTasks drops the task ids older than the tasks are kept, and those
+// TaskExists says are gone.
 func (s *Store) liveTasks(ts []TaskRef) []TaskRef {
+	s.mu.RLock()
+	exists := s.opt.TaskExists
+	s.mu.RUnlock()
 	cutoff := s.opt.Now().Add(-s.opt.TaskTTL)
 	out := []TaskRef{}
 	for _, t := range ts {
-		if t.Time.After(cutoff) {
+		if t.Time.After(cutoff) && (exists == nil || exists(t.ID)) {
 			out = append(out, t)
 		}
 	}
 	return out
+}
+
+// SetTaskExists sets Options.TaskExists once the task server is up
+// (serve opens the crash store before it).
+func (s *Store) SetTaskExists(fn func(id string) bool) {
+	s.mu.Lock()
+	s.opt.TaskExists = fn
+	s.mu.Unlock()
 }
 
 func (s *Store) signatureAPI(c *gin.Context) {
