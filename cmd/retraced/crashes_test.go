@@ -255,3 +255,48 @@ func pageText(html string) string {
 	text = strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&", "&#34;", `"`, "&#39;", "'").Replace(text)
 	return strings.Join(strings.Fields(text), " ")
 }
+
+// TestGCCrashRetention: `retraced gc` removes the crash signatures last
+// seen before crash_retention, and keeps them within it.
+func TestGCCrashRetention(t *testing.T) {
+	fixtures.RequireTools(t, "gdb")
+	cfg := testConfig(t)
+	if _, _, err := run(t, "--data", cfg.Data, "mirror", "add", "fx", fixtures.Path("repo")); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := run(t, "--data", cfg.Data, "mirror", "sync"); err != nil {
+		t.Fatalf("sync: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := run(t, "--data", cfg.Data, "retrace", fixtures.CoreFile(t, "greeter-1.1.core.zst")); err != nil {
+		t.Fatalf("retraced retrace: %v\n%s", err, stderr)
+	}
+	signatures := func() int {
+		cs, err := openCrashes(cfg.Data, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cs.Close()
+		return cs.Len()
+	}
+	if n := signatures(); n != 1 {
+		t.Fatalf("%d signatures after one retrace", n)
+	}
+	conf := filepath.Join(t.TempDir(), "retraced.toml")
+	for _, tc := range []struct {
+		retention string
+		out       string
+		left      int
+	}{{"1h", "", 1}, {"1ms", "1 crash signature", 0}} {
+		if err := os.WriteFile(conf, []byte(`crash_retention = "`+tc.retention+`"`+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		out, stderr, err := run(t, "--data", cfg.Data, "--config", conf, "gc")
+		if err != nil || !strings.Contains(out, tc.out) {
+			t.Fatalf("gc with crash_retention %s: %v\n%s%s", tc.retention, err, out, stderr)
+		}
+		if n := signatures(); n != tc.left {
+			t.Errorf("crash_retention %s: %d signatures left, want %d", tc.retention, n, tc.left)
+		}
+	}
+}
