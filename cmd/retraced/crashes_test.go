@@ -219,9 +219,13 @@ func TestCrashReports(t *testing.T) {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	for name, page := range map[string]string{"crashes": "/crashes?window=24h", "crash-signature": "/crashes/" + counter.ID} {
-		shot := filepath.Join(dir, name+".png")
-		if err := headlessChromium(bin, t.TempDir(), "--window-size=1300,1000", "--screenshot="+shot, url+page).Run(); err != nil {
+	for _, sh := range []struct{ name, page, size string }{
+		{"crashes", "/crashes?window=24h", "1300,1000"},
+		{"crashes-phone", "/crashes?window=24h", "390,1800"},
+		{"crash-signature", "/crashes/" + counter.ID, "1300,1000"},
+	} {
+		shot := filepath.Join(dir, sh.name+".png")
+		if err := headlessChromium(bin, t.TempDir(), "--window-size="+sh.size, "--screenshot="+shot, url+sh.page).Run(); err != nil {
 			t.Fatalf("screenshot: %v", err)
 		}
 		if fi, err := os.Stat(shot); err != nil || fi.Size() < 10_000 {
