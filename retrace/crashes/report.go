@@ -126,7 +126,9 @@ func (s *Store) Report(w Window, limit int) *Report {
 		}
 	}
 	r.Total = len(cands)
-	slices.SortFunc(cands, func(a, b cand) int {
+	// before orders the report: most crashes first, then the most
+	// recently seen, then by ID.
+	before := func(a, b cand) int {
 		if a.n != b.n {
 			if a.n > b.n {
 				return -1
@@ -137,10 +139,24 @@ func (s *Store) Report(w Window, limit int) *Report {
 			return c
 		}
 		return strings.Compare(a.e.ID, b.e.ID)
-	})
-	if limit > 0 && len(cands) > limit {
-		cands, r.Truncated = cands[:limit], true
 	}
+	if limit > 0 && len(cands) > limit {
+		// The top limit only: a heap of the best so far, its worst on
+		// top, instead of sorting them all.
+		top := cands[:limit]
+		worstFirst := func(i, j int) bool { return before(top[i], top[j]) > 0 }
+		for i := limit/2 - 1; i >= 0; i-- {
+			siftDown(len(top), i, worstFirst, func(i, j int) { top[i], top[j] = top[j], top[i] })
+		}
+		for _, c := range cands[limit:] {
+			if before(c, top[0]) < 0 {
+				top[0] = c
+				siftDown(len(top), 0, worstFirst, func(i, j int) { top[i], top[j] = top[j], top[i] })
+			}
+		}
+		cands, r.Truncated = top, true
+	}
+	slices.SortFunc(cands, before)
 	rows := make([]Row, len(cands))
 	for i, c := range cands {
 		rows[i] = Row{Entry: c.e, WindowCount: c.n}
@@ -242,4 +258,23 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// siftDown restores the heap property below i in a heap of n elements
+// ordered by less (less(i, j): i belongs above j).
+func siftDown(n, i int, less func(i, j int) bool, swap func(i, j int)) {
+	for {
+		top, l, r := i, 2*i+1, 2*i+2
+		if l < n && less(l, top) {
+			top = l
+		}
+		if r < n && less(r, top) {
+			top = r
+		}
+		if top == i {
+			return
+		}
+		swap(i, top)
+		i = top
+	}
 }

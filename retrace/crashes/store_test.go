@@ -337,3 +337,34 @@ func TestRecordBatch(t *testing.T) {
 		t.Errorf("%d crashes recorded of 25 tasks", n)
 	}
 }
+
+// TestReportLimit: the top of a limited report is the head of the full
+// one, in the same order.
+func TestReportLimit(t *testing.T) {
+	clk := &clock{time.Date(2026, 3, 30, 12, 0, 0, 0, time.UTC)}
+	s := openTestStore(t, t.TempDir(), clk, Options{})
+	defer s.Close()
+	var cs []Crash
+	for i := range 600 {
+		cs = append(cs, Crash{Time: clk.t.Add(-time.Duration(i%97) * time.Hour), Package: nevra(t, "app-1-1.x86_64"), Signal: 11,
+			Backtrace: bt(fmt.Sprintf("f%d", (i*i)%151), "main")})
+	}
+	if _, err := s.RecordBatch(context.Background(), cs); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range Windows {
+		all := s.Report(w, 0)
+		for _, limit := range []int{1, 7, 50, len(all.Rows), len(all.Rows) + 5} {
+			top := s.Report(w, limit)
+			n := min(limit, len(all.Rows))
+			if len(top.Rows) != n || top.Truncated != (limit < len(all.Rows)) || top.Total != all.Total {
+				t.Fatalf("%s limit %d: %d rows, truncated %v", w, limit, len(top.Rows), top.Truncated)
+			}
+			for i := range n {
+				if top.Rows[i].ID != all.Rows[i].ID {
+					t.Fatalf("%s limit %d: row %d is %s, want %s", w, limit, i, top.Rows[i].Text, all.Rows[i].Text)
+				}
+			}
+		}
+	}
+}
