@@ -253,8 +253,20 @@ func chart(counts []int64, buckets []string, w, h int) template.HTML {
 			if c > 0 && bh < 2 {
 				bh = 2
 			}
-			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#2f6fdb"><title>%s: %d</title></rect>`,
-				float64(i)*bw+0.5, float64(h-1)-bh, max(bw-1, 1), bh, template.HTMLEscapeString(buckets[i]), c)
+			// strconv, not fmt: a page draws thousands of bars.
+			b.WriteString(`<rect x="`)
+			b.WriteString(strconv.FormatFloat(float64(i)*bw+0.5, 'f', 1, 64))
+			b.WriteString(`" y="`)
+			b.WriteString(strconv.FormatFloat(float64(h-1)-bh, 'f', 1, 64))
+			b.WriteString(`" width="`)
+			b.WriteString(strconv.FormatFloat(max(bw-1, 1), 'f', 1, 64))
+			b.WriteString(`" height="`)
+			b.WriteString(strconv.FormatFloat(bh, 'f', 1, 64))
+			b.WriteString(`" fill="#2f6fdb"><title>`)
+			b.WriteString(template.HTMLEscapeString(buckets[i]))
+			b.WriteString(": ")
+			b.WriteString(strconv.FormatInt(c, 10))
+			b.WriteString(`</title></rect>`)
 		}
 	}
 	b.WriteString(`</svg>`)
