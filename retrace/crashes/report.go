@@ -34,38 +34,32 @@ func ParseWindow(s string) (Window, error) {
 }
 
 // buckets are the chart's bars of w ending at now: 24 hours for 24h, else
-// one per UTC day (7 or 30), oldest first, as the keys of Entry's Hours
-// or Days.
-func (w Window) buckets(now time.Time) []string {
-	now = now.UTC()
-	if w == Window24h {
-		out := make([]string, 24)
-		for i := range out {
-			out[i] = now.Add(-time.Duration(23-i) * time.Hour).Format(hourFormat)
-		}
-		return out
-	}
-	n := 7
-	if w == Window30d {
+// one per UTC day (7 or 30), oldest first, as Bucket.At of Entry's Hours
+// or Days, and their labels.
+func (w Window) buckets(now time.Time) ([]int32, []string) {
+	n, at, label := 7, dayOf(now), dayLabel
+	switch w {
+	case Window24h:
+		n, at, label = 24, hourOf(now), hourLabel
+	case Window30d:
 		n = 30
 	}
-	out := make([]string, n)
-	for i := range out {
-		out[i] = now.AddDate(0, 0, -(n - 1 - i)).Format(dayFormat)
+	keys, labels := make([]int32, n), make([]string, n)
+	for i := range keys {
+		keys[i] = at - int32(n-1-i)
+		labels[i] = label(keys[i])
 	}
-	return out
+	return keys, labels
 }
 
 // start is when w begins: 24 hours ago (to the hour), or the first day's
 // midnight.
 func (w Window) start(now time.Time) time.Time {
-	b := w.buckets(now)
-	layout := dayFormat
+	keys, _ := w.buckets(now)
 	if w == Window24h {
-		layout = hourFormat
+		return time.Unix(int64(keys[0])*3600, 0).UTC()
 	}
-	t, _ := time.Parse(layout, b[0])
-	return t
+	return time.Unix(int64(keys[0])*86400, 0).UTC()
 }
 
 // Row is one signature in a report.
@@ -85,7 +79,8 @@ type Row struct {
 type Report struct {
 	Window    Window
 	Now       time.Time
-	Buckets   []string
+	Buckets   []string // labels of the chart's bars
+	keys      []int32
 	Rows      []Row
 	Total     int // signatures with a crash in the window
 	AllTotal  int // signatures in the store
@@ -97,9 +92,10 @@ type Report struct {
 func (s *Store) Report(w Window, limit int) *Report {
 	now := s.opt.Now().UTC()
 	entries, gen := s.snapshot()
-	r := &Report{Window: w, Now: now, Buckets: w.buckets(now), AllTotal: len(entries)}
+	r := &Report{Window: w, Now: now, AllTotal: len(entries)}
+	r.keys, r.Buckets = w.buckets(now)
 	start := w.start(now)
-	first, last := r.Buckets[0], r.Buckets[len(r.Buckets)-1]
+	first, last := r.keys[0], r.keys[len(r.keys)-1]
 	// Candidates first, small to sort; rows only for those shown.
 	type cand struct {
 		e *Entry
@@ -115,10 +111,9 @@ func (s *Store) Report(w Window, limit int) *Report {
 			counts = e.Hours
 		}
 		var n int64
-		// The keys sort as the times they name.
-		for i := len(counts) - 1; i >= 0 && counts[i].Day >= first; i-- {
-			if counts[i].Day <= last {
-				n += counts[i].Count
+		for i := len(counts) - 1; i >= 0 && counts[i].At >= first; i-- {
+			if counts[i].At <= last {
+				n += int64(counts[i].N)
 			}
 		}
 		if n > 0 {
@@ -164,7 +159,7 @@ func (s *Store) Report(w Window, limit int) *Report {
 	newest := s.newestVersions(entries, gen)
 	for i := range rows {
 		row := &rows[i]
-		row.Counts = row.Entry.counts(w, r.Buckets)
+		row.Counts = row.Entry.counts(w, r.keys)
 		row.New = !row.FirstSeen.Before(start)
 		row.Newer = goneFor(row.Entry, newest)
 		row.Gone = row.Newer != ""
@@ -174,19 +169,19 @@ func (s *Store) Report(w Window, limit int) *Report {
 }
 
 // counts are e's counts in the buckets of w.
-func (e *Entry) counts(w Window, buckets []string) []int64 {
+func (e *Entry) counts(w Window, keys []int32) []int64 {
 	src := e.Days
 	if w == Window24h {
 		src = e.Hours
 	}
-	out := make([]int64, len(buckets))
+	out := make([]int64, len(keys))
 	j := 0
-	for i, b := range buckets {
-		for j < len(src) && src[j].Day < b {
+	for i, k := range keys {
+		for j < len(src) && src[j].At < k {
 			j++
 		}
-		if j < len(src) && src[j].Day == b {
-			out[i] = src[j].Count
+		if j < len(src) && src[j].At == k {
+			out[i] = int64(src[j].N)
 		}
 	}
 	return out

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -53,18 +54,34 @@ type Entry struct {
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
 	Count     int64     `json:"count"`
-	// Days counts per UTC day ("2006-01-02"), oldest first, days without
-	// a crash left out; Hours the same per hour ("2006-01-02T15") for
-	// the last 48 hours.
-	Days  []DayCount `json:"days"`
-	Hours []DayCount `json:"hours"`
+	// Days counts per UTC day, oldest first, days without a crash left
+	// out; Hours the same per hour for the last 48 hours. (8 bytes each:
+	// an entry is held in memory.)
+	Days  []Bucket `json:"days"`
+	Hours []Bucket `json:"hours"`
 	// Versions are the NEVRAs it was seen in, newest version first.
 	Versions []Version `json:"versions"`
 	// Tasks are the last task ids, newest first, with their time.
 	Tasks []TaskRef `json:"tasks"`
 }
 
-// DayCount is the count of one day or hour.
+// Bucket counts the crashes of one UTC day or hour: At is the days (or
+// hours) since 1970-01-01 UTC.
+type Bucket struct {
+	At int32  `json:"t"`
+	N  uint32 `json:"n"`
+}
+
+// dayOf and hourOf are the Bucket.At of t's day and hour.
+func dayOf(t time.Time) int32  { return int32(t.Unix() / 86400) }
+func hourOf(t time.Time) int32 { return int32(t.Unix() / 3600) }
+
+// dayLabel and hourLabel write a Bucket.At as the JSON and the pages say
+// it: "2006-01-02", "2006-01-02T15".
+func dayLabel(at int32) string  { return time.Unix(int64(at)*86400, 0).UTC().Format(dayFormat) }
+func hourLabel(at int32) string { return time.Unix(int64(at)*3600, 0).UTC().Format(hourFormat) }
+
+// DayCount is the count of one day or hour, as the JSON says it.
 type DayCount struct {
 	Day   string `json:"day"`
 	Count int64  `json:"count"`
@@ -111,8 +128,8 @@ type Options struct {
 	Retention time.Duration
 	// MaxSignatures bounds the entries; a new signature beyond it
 	// replaces the least recently seen. Default 20,000: an entry holds at
-	// most about 9 KiB in memory (90 daily counts, 48 hourly, 32
-	// versions), so about 180 MiB at worst.
+	// most about 6 KiB in memory (measured with 90 daily counts, 48
+	// hourly and 30 versions), so about 120 MiB at worst.
 	MaxSignatures int
 	// TaskTTL is how long tasks are kept (serve's task_ttl): the pages
 	// show only task ids younger than it. Default 7 days.
@@ -322,10 +339,10 @@ func (e *Entry) add(c Crash, retention time.Duration) {
 	if c.Time.After(e.LastSeen) {
 		e.LastSeen = c.Time
 	}
-	e.Days = bump(e.Days, c.Time.Format(dayFormat))
-	e.Days = trimBefore(e.Days, c.Time.Add(-retention).Format(dayFormat), maxDays)
-	e.Hours = bump(e.Hours, c.Time.Format(hourFormat))
-	e.Hours = trimBefore(e.Hours, c.Time.Add(-hoursKept*time.Hour).Format(hourFormat), hoursKept)
+	e.Days = bump(e.Days, dayOf(c.Time))
+	e.Days = trimBefore(e.Days, dayOf(c.Time.Add(-retention)), maxDays)
+	e.Hours = bump(e.Hours, hourOf(c.Time))
+	e.Hours = trimBefore(e.Hours, hourOf(c.Time.Add(-hoursKept*time.Hour)), hoursKept)
 
 	nevra := c.Package.String()
 	i := slices.IndexFunc(e.Versions, func(v Version) bool { return v.NEVRA == nevra })
@@ -365,28 +382,22 @@ const (
 	hourFormat = "2006-01-02T15"
 )
 
-// bump adds one to key in counts (sorted by key).
-func bump(counts []DayCount, key string) []DayCount {
-	i, found := slices.BinarySearchFunc(counts, key, func(d DayCount, k string) int {
-		switch {
-		case d.Day < k:
-			return -1
-		case d.Day > k:
-			return 1
-		}
-		return 0
-	})
+// bump adds one to at in counts (sorted by At), saturating.
+func bump(counts []Bucket, at int32) []Bucket {
+	i, found := slices.BinarySearchFunc(counts, at, func(b Bucket, at int32) int { return int(b.At) - int(at) })
 	if !found {
-		counts = slices.Insert(counts, i, DayCount{Day: key})
+		counts = slices.Insert(counts, i, Bucket{At: at})
 	}
-	counts[i].Count++
+	if counts[i].N < math.MaxUint32 {
+		counts[i].N++
+	}
 	return counts
 }
 
-// trimBefore drops counts before key and keeps at most max.
-func trimBefore(counts []DayCount, key string, max int) []DayCount {
+// trimBefore drops counts before at and keeps at most max.
+func trimBefore(counts []Bucket, at int32, max int) []Bucket {
 	i := 0
-	for i < len(counts) && counts[i].Day < key {
+	for i < len(counts) && counts[i].At < at {
 		i++
 	}
 	counts = counts[i:]
@@ -394,6 +405,15 @@ func trimBefore(counts []DayCount, key string, max int) []DayCount {
 		counts = counts[len(counts)-max:]
 	}
 	return counts
+}
+
+// labelled writes counts as the JSON says them.
+func labelled(counts []Bucket, label func(int32) string) []DayCount {
+	out := make([]DayCount, len(counts))
+	for i, b := range counts {
+		out[i] = DayCount{Day: label(b.At), Count: int64(b.N)}
+	}
+	return out
 }
 
 // sortVersions orders by rpm's version order, newest first; a NEVRA

@@ -87,7 +87,7 @@ func TestStoreRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Count != 2 || len(e.Days) != 2 || e.Days[0] != (DayCount{"2026-03-10", 1}) || e.Days[1] != (DayCount{"2026-03-11", 1}) {
+	if e.Count != 2 || len(e.Days) != 2 || labelled(e.Days, dayLabel)[0] != (DayCount{"2026-03-10", 1}) || labelled(e.Days, dayLabel)[1] != (DayCount{"2026-03-11", 1}) {
 		t.Errorf("count %d, days %v", e.Count, e.Days)
 	}
 	if len(e.Versions) != 2 || e.Versions[0].NEVRA != "counter-1:1.1-1.x86_64" || e.Versions[1].NEVRA != "counter-1.0-1.x86_64" {
@@ -278,7 +278,8 @@ func TestPagesHostile(t *testing.T) {
 	}
 	code, body := get("/api/v1/crashes/" + id)
 	var v APISignature
-	if code != 200 || json.Unmarshal([]byte(body), &v) != nil || v.Frames[0] != Normalize(evil) || strings.Contains(body, "<script>") {
+	if code != 200 || json.Unmarshal([]byte(body), &v) != nil || v.Frames[0] != Normalize(evil) || strings.Contains(body, "<script>") ||
+		len(v.Days) != 1 || v.Days[0] != (DayCount{"2026-03-30", 1}) || len(v.Hours) != 1 || v.Hours[0] != (DayCount{"2026-03-30T12", 1}) {
 		t.Errorf("signature JSON: %d %s", code, body)
 	}
 	code, body = get("/api/v1/crashes?window=30d")

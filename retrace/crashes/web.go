@@ -111,6 +111,10 @@ func (s *Store) listAPI(c *gin.Context) {
 // APISignature is GET /api/v1/crashes/{signature}.
 type APISignature struct {
 	Entry
+	// Days and Hours are Entry's, labelled "2006-01-02" and
+	// "2006-01-02T15".
+	Days  []DayCount `json:"days"`
+	Hours []DayCount `json:"hours"`
 	// Example is the example backtrace. Entry's Tasks are the last
 	// tasks that still exist.
 	Example string `json:"example_backtrace"`
@@ -162,7 +166,7 @@ func (s *Store) signatureAPI(c *gin.Context) {
 		c.JSON(code, gin.H{"error": err.Error()})
 		return
 	}
-	c.JSON(http.StatusOK, APISignature{Entry: e, Example: ex})
+	c.JSON(http.StatusOK, APISignature{Entry: e, Example: ex, Days: labelled(e.Days, dayLabel), Hours: labelled(e.Hours, hourLabel)})
 }
 
 // listView is the data of crashes.html.
@@ -219,9 +223,9 @@ func (s *Store) signaturePage(c *gin.Context) {
 		return
 	}
 	now := s.opt.Now().UTC()
-	buckets := Window30d.buckets(now)
+	keys, buckets := Window30d.buckets(now)
 	v := sigView{Entry: e, Example: ex, Now: now, Buckets: buckets,
-		Chart: chart(e.counts(Window30d, buckets), buckets, 600, 120),
+		Chart: chart(e.counts(Window30d, keys), buckets, 600, 120),
 		Newer: goneFor(&e, s.newestVersions(s.snapshot()))}
 	var buf bytes.Buffer
 	if err := sigTmpl.Execute(&buf, v); err != nil {
