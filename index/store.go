@@ -55,9 +55,13 @@ type Store struct {
 	srcGen   uint64
 	srcCache map[NEVRA][]string
 
+	node string
 	stop chan struct{}
 	done chan struct{}
 }
+
+// Node is this process's name in Holders (Options.Node).
+func (s *Store) Node() string { return s.node }
 
 // gateLock is the engine lock behind Hold and Quiesce.
 const gateLock = "gate"
@@ -117,7 +121,7 @@ func OpenPostgres(ctx context.Context, dsn string, o Options) (*Store, error) {
 }
 
 func newStore(db kv.Engine, o Options) *Store {
-	s := &Store{db: db, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Store{db: db, node: o.Node, stop: make(chan struct{}), done: make(chan struct{})}
 	switch {
 	case o.CacheEntries == 0:
 		s.cache = newLookupCache(1 << 16)

@@ -93,6 +93,16 @@ func (m *Mirror) Sync(ctx context.Context, name string, progress func(Progress))
 	return m.run(ctx, name, progress, nil)
 }
 
+// SyncingElsewhere names the node that holds source name's sync lease
+// when that is another node ("" when none, or this node, does).
+func (m *Mirror) SyncingElsewhere(ctx context.Context, name string) (string, error) {
+	held, err := m.idx.Holders(ctx)
+	if node := held["sync/"+name]; err == nil && node != m.idx.Node() {
+		return node, nil
+	}
+	return "", err
+}
+
 // Refuse records, as the last sync of source name, one that did not run
 // because of why (serve's disk check), so that `mirror list` and the
 // status page say so.

@@ -27,6 +27,8 @@ type Mirrors interface {
 	// Refuse records a sync that did not run, and why.
 	Refuse(name string, why error) (*mirror.Result, error)
 	Compact(ctx context.Context) (*mirror.CompactResult, error)
+	// SyncingElsewhere names another node running the source's sync.
+	SyncingElsewhere(ctx context.Context, name string) (string, error)
 }
 
 var _ Mirrors = (*mirror.Mirror)(nil)
@@ -353,6 +355,10 @@ func (o *Ops) sync(c *gin.Context) {
 	}
 	if !found {
 		apiError(c, http.StatusNotFound, "source "+name+" not found")
+		return
+	}
+	if node, err := o.m.SyncingElsewhere(c.Request.Context(), name); err == nil && node != "" {
+		apiError(c, http.StatusConflict, "source "+name+" is already syncing on "+node+" (another node)")
 		return
 	}
 	wait := c.Query("wait") == "true" || c.Query("wait") == "1"

@@ -50,6 +50,21 @@ type GCSummary struct {
 	When, Freed, Summary string
 }
 
+// NodeSummary is this node and who holds which lease: with a shared
+// (PostgreSQL) index, each source's sync and gc run on one node at a
+// time.
+type NodeSummary struct {
+	Self   string
+	Leases []LeaseLine
+	Err    string
+}
+
+// LeaseLine is one lease held somewhere: "sync/SOURCE" or "gc".
+type LeaseLine struct {
+	Name, Node string
+	Self       bool
+}
+
 // StatusSources are the optional parts of the page, provided by the
 // components that own them; nil funcs are shown as not running.
 type StatusSources struct {
@@ -57,6 +72,7 @@ type StatusSources struct {
 	GC    func() *GCSummary
 	// DiskFree reports free bytes and whether it is below the minimum.
 	DiskFree func() (free int64, low bool)
+	Nodes    func() *NodeSummary
 }
 
 // Status renders the status page.
@@ -97,6 +113,7 @@ type pageData struct {
 	GC              *GCSummary
 	DiskLow         bool
 	DiskFree        string
+	Nodes           *NodeSummary
 }
 
 func (s *Status) page(c *gin.Context) {
@@ -154,6 +171,9 @@ func (s *Status) page(c *gin.Context) {
 	}
 	if s.extra.GC != nil {
 		d.GC = s.extra.GC()
+	}
+	if s.extra.Nodes != nil {
+		d.Nodes = s.extra.Nodes()
 	}
 	if s.extra.DiskFree != nil {
 		free, low := s.extra.DiskFree()

@@ -62,7 +62,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.data, "data", "./retraced-data", "data directory (env RETRACED_DATA)")
 	root.PersistentFlags().StringVar(&g.config, "config", "", "TOML config file (env RETRACED_CONFIG)")
-	root.AddCommand(mirrorCmd(g), lookupCmd(g), coredump2packagesCmd(g), retraceCmd(g), gcCmd(g), serveCmd(g), versionCmd())
+	root.AddCommand(mirrorCmd(g), lookupCmd(g), coredump2packagesCmd(g), retraceCmd(g), gcCmd(g), serveCmd(g), migrateCmd(g), versionCmd(), genDocsCmd())
 	return root
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/retraced/retraced/index/blob"
 	"github.com/retraced/retraced/index/blob/s3blob"
 	"github.com/retraced/retraced/mirror"
+	"github.com/retraced/retraced/web"
 )
 
 // ErrInUse reports a data directory another process has open.
@@ -36,6 +38,8 @@ type store struct {
 	// space is min_free: syncs pause, serve refuses syncs and retrace
 	// tasks, while less is free.
 	space *diskspace.Policy
+	// node names this process in the leases of a shared index.
+	node string
 }
 
 // indexReserve is the free space no min_free can go below. Badger writes
@@ -62,7 +66,7 @@ func openStore(cfg Config) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &store{dir: dir, lock: lock, space: storePolicy(dir, cfg.MinFree)}
+	s := &store{dir: dir, lock: lock, space: storePolicy(dir, cfg.MinFree), node: nodeName(cfg.Storage)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -181,7 +185,7 @@ func openObjectStore(raw string) (*s3blob.Store, error) {
 // openIndex opens the [storage] index: Badger in dir/index, or the
 // PostgreSQL database it names.
 func openIndex(dir string, sc StorageConfig) (*index.Store, error) {
-	o := index.Options{Node: sc.Node}
+	o := index.Options{Node: nodeName(sc)}
 	switch {
 	case sc.Index == "":
 		return index.Open(filepath.Join(dir, "index"), o)
@@ -191,4 +195,32 @@ func openIndex(dir string, sc StorageConfig) (*index.Store, error) {
 		return index.OpenPostgres(ctx, sc.Index, o)
 	}
 	return nil, fmt.Errorf("[storage] index = %q: want \"\" (Badger in the data directory) or a postgres:// URL", sc.Index)
+}
+
+// nodeName is this process's name where leases are shown: [storage] node,
+// or HOSTNAME:PID.
+func nodeName(sc StorageConfig) string {
+	if sc.Node != "" {
+		return sc.Node
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
+}
+
+// nodeSummary is the status page's list of who holds which lease.
+func nodeSummary(s *store) func() *web.NodeSummary {
+	return func() *web.NodeSummary {
+		n := &web.NodeSummary{Self: s.node}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		held, err := s.idx.Holders(ctx)
+		if err != nil {
+			n.Err = err.Error()
+		}
+		for name, node := range held {
+			n.Leases = append(n.Leases, web.LeaseLine{Name: name, Node: node, Self: node == s.node})
+		}
+		slices.SortFunc(n.Leases, func(a, b web.LeaseLine) int { return strings.Compare(a.Name, b.Name) })
+		return n
+	}
 }

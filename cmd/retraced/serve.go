@@ -225,6 +225,7 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler, 
 		GC:       func() *web.GCSummary { return lastGC(s.dir) },
 		Tasks:    taskSummary(rs),
 		DiskFree: ops.DiskFree,
+		Nodes:    nodeSummary(s),
 	}).Register(r)
 	r.GET("/metrics", metrics.Handler())
 	return &handler{engine: r, ops: ops}

@@ -89,6 +89,13 @@ func TestReadWrite(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("scan p/: %v, want %v", got, want)
 		}
+		all := 0
+		e.View(func(r kv.Reader) error {
+			return r.Scan(nil, true, func(k, v []byte) error { all++; return nil })
+		})
+		if all != 5 {
+			t.Errorf("a scan of every key saw %d, want 5", all)
+		}
 		// A failed update leaves nothing behind.
 		boom := errors.New("boom")
 		err = e.Update(func(tx kv.Txn) error {

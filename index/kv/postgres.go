@@ -144,6 +144,9 @@ func (t *pgTxn) Scan(prefix []byte, keysOnly bool, fn func(k, v []byte) error) e
 	}
 	end := PrefixEnd(prefix)
 	from, incl := prefix, true
+	if from == nil {
+		from = []byte{} // NULL would match nothing
+	}
 	for {
 		var rows pgx.Rows
 		var err error
