@@ -31,8 +31,8 @@ lint: ## go vet (with and without TAGS), gofmt, golangci-lint when installed
 fuzz: ## run each fuzz target for FUZZTIME executions or duration (default 30000x)
 	@./scripts/fuzz.sh $${FUZZTIME:-30000x}
 
-bench: ## Go benchmarks (index lookups, ingest, unchanged tree sync, gc of 100k files)
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./index/ ./mirror/... ./gc/
+bench: ## Go benchmarks (index lookups, ingest, unchanged tree sync, gc of 100k files, grouping 1,000 crashes, /crashes of 10,000 signatures)
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./index/ ./mirror/... ./gc/ ./retrace/crashes/
 
 bench-compare: build ## ingest CORPUS with retraced and with debuginfod -R; print times and ratios
 	bash bench/compare.sh $(CORPUS) $(BIN)/retraced

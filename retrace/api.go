@@ -256,6 +256,7 @@ func (s *Server) status(c *gin.Context) {
 		return
 	}
 	reported, step := StatusPending, stepQueued
+	ahead := -1
 	switch st.Status {
 	case StatusSuccess:
 		reported, step = StatusSuccess, stepSuccess
@@ -264,8 +265,16 @@ func (s *Server) status(c *gin.Context) {
 	case statusRunning:
 		step = stepRetracing
 	default:
-		if n := s.position(t.id); n > 0 {
-			step = fmt.Sprintf("Waiting in the queue, %d task(s) ahead", n)
+		ahead = max(s.position(t.id), 0)
+		if ahead > 0 {
+			step = fmt.Sprintf("Waiting in the queue, %d task(s) ahead", ahead)
+		}
+	}
+	// An unfinished task says, after the step, how long it should take
+	// in all, from the statistics of the last successful tasks.
+	if !st.Status.Finished() {
+		if est, ok := s.Estimate(ahead); ok {
+			step += "\n" + est.String()
 		}
 	}
 	// A finished task says, after the step, how good its backtrace is

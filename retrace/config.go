@@ -43,6 +43,10 @@ type Config struct {
 	// as Retrace Server's MinStorageLeft.
 	MinFreeSpace int64 `toml:"min_free_space"`
 
+	// Recorder, when set, is told of each task that finished with a
+	// backtrace (serve passes the crash store).
+	Recorder Recorder `toml:"-"`
+
 	// Space, when set, is the free-space policy uploads are checked
 	// against instead of MinFreeSpace: serve passes the one its syncs
 	// pause by.

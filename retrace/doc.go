@@ -23,8 +23,15 @@
 //     wall-clock timeout. (retrace/worker's Worker is the Retracer they
 //     share.)
 //   - A result ([Result]) is what a Retracer returns: the backtrace, its
-//     rating in words and what the mirror lacked; with [ErrUnusable] the
-//     task fails and keeps the backtrace.
+//     rating in words and what the mirror lacked, the crash package and
+//     the signal, and the retrace's statistics ([RetraceStats]); with
+//     [ErrUnusable] the task fails and keeps the backtrace.
+//   - A recorder ([Recorder], Config.Recorder) is told of each task that
+//     succeeded, once, also across restarts (task.json says "recorded"):
+//     serve's is the crash store of retrace/crashes.
+//   - The estimate ([Estimate]) of an unfinished task's duration comes
+//     from the statistics of the last successful tasks (estimate.go) and
+//     is said in its status body.
 //
 // # On disk
 //
@@ -32,7 +39,9 @@
 //
 //	crash/      the unpacked crash directory (only AllowedFiles names)
 //	password    "sha256 SALT HASH", hex
-//	task.json   status and timestamps
+//	task.json   status and timestamps; when finished, the rating, what
+//	            was missing, the crash package, the signal, the retrace's
+//	            statistics and whether the recorder has it
 //	log         what the worker wrote, appended as it runs
 //	backtrace   written once, on success
 //

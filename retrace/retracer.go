@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // A Retracer turns a crash directory into a backtrace. The server calls
@@ -37,6 +38,42 @@ type Result struct {
 	// "PATH BUILDID" each: mapped objects whose build-id no package
 	// ships, and dwz multifiles that debug files point at.
 	Missing []string
+	// Package is the crash package's NEVRA ("" when unknown) and Signal
+	// the number of the signal that killed the process (0: none, a live
+	// process's core): with the backtrace they make the crash's
+	// signature (see Recorder).
+	Package string
+	Signal  int
+	// Stats are what the retrace's duration depends on, for the
+	// server's estimate of later tasks' durations.
+	Stats RetraceStats
+}
+
+// RetraceStats describe one retrace's work: the packages of its sysroot, the
+// bytes assembled for it, and whether a cached sysroot was reused.
+type RetraceStats struct {
+	Packages      int   `json:"packages,omitempty"`
+	SysrootBytes  int64 `json:"sysroot_bytes,omitempty"`
+	SysrootReused bool  `json:"sysroot_reused,omitempty"`
+}
+
+// A Recorder is told of each task that finished FINISHED_SUCCESS with
+// the crash package known: the crash reports (package retrace/crashes)
+// group them by signature. The server records a task once it is
+// finished on disk and marks it recorded after; a task finished and not
+// yet marked when the server stopped is recorded again at start, so
+// RecordCrash must be idempotent per TaskID.
+type Recorder interface {
+	RecordCrash(ctx context.Context, c FinishedCrash) error
+}
+
+// FinishedCrash is what a Recorder is told of a finished task.
+type FinishedCrash struct {
+	TaskID    string // "" for a retrace that is not a task
+	Finished  time.Time
+	Package   string // the crash package's NEVRA
+	Signal    int
+	Backtrace string
 }
 
 // ErrUnusable reports a backtrace that says nothing about the crash (no

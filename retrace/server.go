@@ -60,6 +60,9 @@ type Server struct {
 	deleting map[string]bool      // ids being deleted
 	keys     map[string]string    // hex SHA-256 of a client's task key -> task id
 	finished []TaskInfo           // the recentKept last finished tasks, newest first
+
+	// est estimates durations from the last successful tasks.
+	est estimator
 }
 
 // liveTask is a task a worker has.
@@ -161,6 +164,8 @@ func (s *Server) recover() error {
 		switch st.Status {
 		case StatusSuccess, StatusFailure:
 			s.finished = append(s.finished, taskInfo(name, st, -1))
+			s.sample(st)
+			s.record(t, st) // when the last server stopped before it did
 			continue
 		case StatusPending:
 		case statusRunning:
@@ -720,6 +725,11 @@ func (s *Server) finish(t task, st state, res Result, err error, lw *taskLog) {
 		st.Rating = res.Rating.String()
 	}
 	st.Missing = res.Missing
+	st.Package, st.Signal = res.Package, res.Signal
+	if res.Stats != (RetraceStats{}) {
+		stats := res.Stats
+		st.Stats = &stats
+	}
 	st.Finished = s.cfg.Now()
 	if err != nil {
 		st.Status, st.Error = StatusFailure, err.Error()
@@ -736,10 +746,64 @@ func (s *Server) finish(t task, st state, res Result, err error, lw *taskLog) {
 		s.log.Error("retrace: finish task", "task", t.id, "err", werr)
 		return
 	}
+	s.sample(st)
+	s.record(t, st)
 	s.mu.Lock()
 	if !s.deleting[t.id] {
 		s.finished = slices.Insert(s.finished, 0, taskInfo(t.id, st, -1))
 		s.finished = s.finished[:min(len(s.finished), recentKept)]
 	}
 	s.mu.Unlock()
+}
+
+// record tells the Recorder of a task that finished with a backtrace and
+// a known crash package, then marks it recorded. A failure is logged:
+// the task is recorded again at the next start.
+func (s *Server) record(t task, st state) {
+	if s.cfg.Recorder == nil || st.Status != StatusSuccess || st.Recorded || st.Package == "" {
+		return
+	}
+	bt, err := os.ReadFile(t.path(backtraceFile))
+	if err != nil {
+		s.log.Error("retrace: record crash", "task", t.id, "err", err)
+		return
+	}
+	c := FinishedCrash{TaskID: t.id, Finished: st.Finished, Package: st.Package, Signal: st.Signal, Backtrace: string(bt)}
+	if err := s.cfg.Recorder.RecordCrash(context.Background(), c); err != nil {
+		s.log.Error("retrace: record crash", "task", t.id, "err", err)
+		return
+	}
+	st.Recorded = true
+	if err := t.writeState(st); err != nil {
+		s.log.Error("retrace: mark task recorded", "task", t.id, "err", err)
+	}
+}
+
+// sample adds a successful task's retrace to the duration estimate.
+func (s *Server) sample(st state) {
+	if st.Status != StatusSuccess || st.Stats == nil || st.Started.IsZero() {
+		return
+	}
+	s.est.add(sample{finished: st.Finished, took: st.Finished.Sub(st.Started), stats: *st.Stats})
+}
+
+// Estimate estimates the duration of a task with ahead tasks pending
+// before it (-1: a running task), from the last successful tasks; false
+// when there are none yet.
+func (s *Server) Estimate(ahead int) (Estimate, bool) {
+	if ahead < 0 {
+		return s.est.estimate(0, 0, 1)
+	}
+	st := s.Stats()
+	return s.est.estimate(ahead, st.Running, st.MaxRunning)
+}
+
+// Exists reports whether task id exists (finished or not): the crash
+// reports link only tasks that do.
+func (s *Server) Exists(id string) bool {
+	if !validID(id) {
+		return false
+	}
+	_, err := s.task(id).readState()
+	return err == nil
 }

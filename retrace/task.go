@@ -165,6 +165,14 @@ type state struct {
 	Rating string `json:"rating,omitempty"`
 	// Missing is what the mirror lacked (Result.Missing).
 	Missing []string `json:"missing,omitempty"`
+	// Package and Signal are Result's: the crash package's NEVRA and
+	// the signal.
+	Package string `json:"package,omitempty"`
+	Signal  int    `json:"signal,omitempty"`
+	// Stats are Result's, for the duration estimate.
+	Stats *RetraceStats `json:"stats,omitempty"`
+	// Recorded says the Recorder has the task.
+	Recorded bool `json:"recorded,omitempty"`
 }
 
 // A task is one task directory.

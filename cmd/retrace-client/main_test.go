@@ -559,3 +559,51 @@ func TestBatchRealWorker(t *testing.T) {
 		t.Errorf("the failure's log shows the server's paths (%s):\n%s", tmp, out)
 	}
 }
+
+// tokenRetracer is coreRetracer reporting a worker's statistics, each
+// retrace taking one token from allow first.
+type tokenRetracer struct{ allow chan struct{} }
+
+func (r tokenRetracer) Retrace(ctx context.Context, crashDir string, log io.Writer) (retrace.Result, error) {
+	select {
+	case <-r.allow:
+	case <-ctx.Done():
+		return retrace.Result{}, ctx.Err()
+	}
+	res, err := coreRetracer{}.Retrace(ctx, crashDir, log)
+	res.Stats = retrace.RetraceStats{Packages: 4, SysrootBytes: 1 << 20}
+	return res, err
+}
+
+// TestStatusShowsEstimate: once a task has finished, `status` of a
+// running task prints the server's estimate of its duration.
+func TestStatusShowsEstimate(t *testing.T) {
+	r := tokenRetracer{allow: make(chan struct{}, 2)}
+	hs := startServer(t, r, false)
+	corePath, _ := fixtureCore(t)
+	core, err := os.ReadFile(corePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.allow <- struct{}{}
+	if _, errOut, err := runClient(t, "batch", "--url", hs.URL, "-d", makeCrashDir(t, core, nil)); err != nil {
+		t.Fatalf("batch: %v\n%s", err, errOut)
+	}
+	out, errOut, err := runClient(t, "create", "--url", hs.URL, "-d", makeCrashDir(t, core, nil))
+	if err != nil {
+		t.Fatalf("create: %v\n%s", err, errOut)
+	}
+	m := taskRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("create printed %q", out)
+	}
+	defer func() { r.allow <- struct{}{} }()
+	out, errOut, err = runClient(t, "--url", hs.URL, "-t", m[1], "-p", m[2], "status")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, errOut)
+	}
+	want := regexp.MustCompile(`^Task Status: PENDING\n(Waiting for a free worker|Generating backtrace)\nEstimated duration: about [0-9.]+ s; from the last 1 finished tasks: 0% reused a cached sysroot; assembling one, median [0-9.]+ s\n$`)
+	if !want.MatchString(out) {
+		t.Errorf("status printed %q", out)
+	}
+}

@@ -245,6 +245,7 @@ func TestDurationKeys(t *testing.T) {
 		{"", "task_ttl", func(c Config) time.Duration { return c.TaskTTL.Duration }},
 		{"", "failed_task_ttl", func(c Config) time.Duration { return c.FailedTaskTTL.Duration }},
 		{"", "idle_timeout", func(c Config) time.Duration { return c.IdleTimeout.Duration }},
+		{"", "crash_retention", func(c Config) time.Duration { return c.CrashRetention.Duration }},
 		{"", "body_rate_window", func(c Config) time.Duration { return c.BodyRateWindow.Duration }},
 		{"mirror", "crawl_delay", func(c Config) time.Duration { return c.Mirror.CrawlDelay.Duration }},
 		{"mirror", "crawl_listing_timeout", func(c Config) time.Duration { return c.Mirror.CrawlListingTimeout.Duration }},
@@ -322,7 +323,7 @@ supported_releases = ["fedora-40-x86_64"]
 		t.Fatal(err)
 	}
 	defer s.Close()
-	rs, w, err := startTasks(s, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rs, w, err := startTasks(s, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,9 @@ type Config struct {
 	// as "168h").
 	TaskTTL       Duration `toml:"task_ttl"`
 	FailedTaskTTL Duration `toml:"failed_task_ttl"`
+	// CrashRetention is how long a crash signature not seen again is
+	// kept in the crash reports, and their daily counts.
+	CrashRetention Duration `toml:"crash_retention"`
 	// IdleTimeout closes a keep-alive connection idle that long (a Go
 	// duration). MinBodyRate (KiB/s) over each BodyRateWindow is the
 	// slowest a request body may arrive (the [retrace] upload keys bound
@@ -191,6 +194,7 @@ func defaultConfig() Config {
 		MinBodyRate:    8,
 		BodyRateWindow: duration(10 * time.Second),
 		FailedTaskTTL:  duration(24 * time.Hour),
+		CrashRetention: duration(90 * 24 * time.Hour),
 		Mirror:         defaultMirrorConfig(),
 		Retrace:        defaultRetraceConfig(),
 	}
@@ -255,7 +259,7 @@ func loadConfig(path string) (Config, error) {
 	for _, v := range []struct {
 		key string
 		val Duration
-	}{{"task_ttl", c.TaskTTL}, {"failed_task_ttl", c.FailedTaskTTL},
+	}{{"task_ttl", c.TaskTTL}, {"failed_task_ttl", c.FailedTaskTTL}, {"crash_retention", c.CrashRetention},
 		{"idle_timeout", c.IdleTimeout}, {"body_rate_window", c.BodyRateWindow}} {
 		if err := v.val.positive(v.key, "168h"); err != nil {
 			return c, fmt.Errorf("config %s: %w", path, err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"path/filepath"
 	"time"
@@ -75,7 +76,12 @@ func (l *local) GC(ctx context.Context, dryRun bool) (*gcReport, error) {
 	tasks := &retrace.Tasks{Dir: filepath.Join(l.s.dir, "tasks"),
 		Config: retrace.Config{DeleteAfter: l.cfg.TaskTTL.Duration, DeleteFailedAfter: l.cfg.FailedTaskTTL.Duration}}
 	sysroots := &worker.Sysroots{Dir: filepath.Join(l.s.dir, "sysroots"), Budget: l.cfg.Retrace.SysrootBudgetMB << 20}
-	return collect(ctx, l.s, time.Now(), dryRun, tasks, sysroots)
+	cs, err := openCrashes(l.s.dir, l.cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer cs.Close()
+	return collect(ctx, l.s, time.Now(), dryRun, tasks, sysroots, cs)
 }
 
 // Retrace runs the retrace worker here, on the mirror in the directory.
@@ -85,5 +91,11 @@ func (l *local) Retrace(ctx context.Context, path, executable string, log io.Wri
 		return retrace.Result{}, err
 	}
 	defer w.Close()
-	return w.RetraceCore(ctx, path, executable, log)
+	res, err := w.RetraceCore(ctx, path, executable, log)
+	if err == nil {
+		if rerr := recordLocal(ctx, l.s.dir, l.cfg, res); rerr != nil {
+			return res, fmt.Errorf("record the crash: %w", rerr)
+		}
+	}
+	return res, err
 }

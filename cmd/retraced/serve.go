@@ -94,14 +94,21 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 	if err := addEmbeddedDefault(ctx, s, log); err != nil {
 		return err
 	}
-	rs, rw, err := startTasks(s, cfg, log)
+	cs, err := openCrashes(s.dir, cfg)
+	if err != nil {
+		return err
+	}
+	defer cs.Close()
+	rs, rw, err := startTasks(s, cfg, log, cs)
 	if err != nil {
 		return err
 	}
 	defer rw.Close()
-	owners := []gc.Owner{rs, rw} // expired tasks, idle sysroots
+	cs.SetTaskExists(rs.Exists)
+	owners := []gc.Owner{rs, rw, cs} // expired tasks, idle sysroots, old crash signatures
 	sched := web.NewScheduler(web.SystemClock, log)
 	h := newHandler(s, cfg, rs, sched, owners, log)
+	cs.Register(h.engine)
 	if err := scheduleUpkeep(sched, s, cfg, h.ops, rs, owners, log); err != nil {
 		return err
 	}

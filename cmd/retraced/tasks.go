@@ -33,8 +33,9 @@ func (p packageChecker) HasNVRArch(nvr, arch string) (bool, error) {
 // startTasks builds the retrace service: the worker (sysroots under
 // DATA/sysroots) and the task server (DATA/tasks), whose Retracer it is.
 // Both are gc owners: the server of expired tasks, the worker of idle
-// sysroots.
-func startTasks(s *store, cfg Config, log *slog.Logger) (*retrace.Server, *worker.Worker, error) {
+// sysroots. The server tells rec (the crash store) of each task that
+// finishes with a backtrace.
+func startTasks(s *store, cfg Config, log *slog.Logger, rec retrace.Recorder) (*retrace.Server, *worker.Worker, error) {
 	w, err := openWorker(s, cfg)
 	if err != nil {
 		return nil, nil, err
@@ -43,7 +44,7 @@ func startTasks(s *store, cfg Config, log *slog.Logger) (*retrace.Server, *worke
 		log.Warn("retrace: gdb runs with the host's network; set [retrace] network = \"host\" to say that is meant, or allow unprivileged user namespaces", "why", why)
 	}
 	rc := serverConfig(cfg)
-	rc.Packages, rc.Logger, rc.Space = packageChecker{s.idx}, log, s.space
+	rc.Packages, rc.Logger, rc.Space, rc.Recorder = packageChecker{s.idx}, log, s.space, rec
 	rs, err := retrace.New(filepath.Join(s.dir, "tasks"), w, rc)
 	if err != nil {
 		w.Close()

@@ -42,14 +42,17 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 		return res, sl.fail(err)
 	}
 	res.Missing = missing(rep)
+	res.Signal = c.signal
 	set, err := w.choosePackages(sl, c, rep)
 	if err != nil {
 		return res, sl.fail(err)
 	}
+	res.Package = rep.CrashPackage.String()
 	lease, err := w.leaseSysroot(ctx, sl, c, set)
 	if err != nil {
 		return res, sl.fail(err)
 	}
+	res.Stats = retrace.RetraceStats{Packages: len(set.pkgs), SysrootBytes: lease.bytes, SysrootReused: lease.Reused}
 	defer func() {
 		if err := lease.Release(); err != nil {
 			sl.printf("evict sysroots: %v", err)
@@ -81,6 +84,9 @@ type crash struct {
 	// not map it.
 	exe    string
 	exeObj *resolver.Object
+	// signal is the number of the signal that killed the process (0:
+	// none, a live process's core).
+	signal int
 }
 
 // readCore is step 1: it reads the core's mapped objects and their
@@ -107,7 +113,7 @@ func readCore(sl *stepLog, corePath, exeOverride, exeHint string) (*crash, error
 	}
 	sl.printf("read core: %d mapped objects (%d with a build-id), executable %s, %s",
 		len(core.Modules), withID, orDash(exe), signalName(core.Signal))
-	c := &crash{exe: exe}
+	c := &crash{exe: exe, signal: core.Signal}
 	_, c.objs = resolver.ObjectsOf(core)
 	for i := range c.objs {
 		if c.objs[i].Path == exe || c.objs[i].Path == exe+" (deleted)" {
@@ -260,6 +266,7 @@ func (w *Worker) leaseSysroot(ctx context.Context, sl *stepLog, c *crash, set *p
 			}
 			sl.printf("sysroot: skipped %s", s)
 		}
+		lease.bytes = built.Bytes
 		sl.printf("sysroot %s: assembled in %.3fs from %d packages: %d files (%s; %d copied, the rest hard links), %d symbolic links; cache: %d sysroots, %s",
 			key[:16], time.Since(start).Seconds(), len(set.pkgs), built.Files, gdbSize(built.Bytes), built.Copied, built.Links, n, gdbSize(total))
 	}

@@ -135,6 +135,9 @@ type sysrootLease struct {
 	Key    string
 	Path   string
 	Reused bool
+	// bytes is the size of the files the retrace assembled (0 when
+	// reused), for the task's statistics.
+	bytes int64
 	// Evict is the failure to remove sysroots evicted to make room.
 	Evict error
 	once  sync.Once
