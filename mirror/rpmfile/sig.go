@@ -180,6 +180,9 @@ func (h *Header) VerifySignature(ring *Keyring, now time.Time) (string, error) {
 	var firstErr error
 	signer := ""
 	for _, s := range h.sigs {
+		if len(s.packet) == 0 {
+			return "", &SignatureError{Err: ErrBadSignature, Msg: s.tagName() + " holds no binary OpenPGP signature"}
+		}
 		if len(s.packet) > maxSigPacket {
 			return "", &SignatureError{Err: ErrBadSignature, Msg: fmt.Sprintf("%s signature of %d bytes, more than %d", s.tagName(), len(s.packet), maxSigPacket)}
 		}
