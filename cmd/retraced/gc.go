@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/retraced/retraced/gc"
+	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/web"
 )
@@ -138,7 +140,11 @@ func registerGC(r gin.IRouter, s *store, ops *web.Ops, admin gin.HandlerFunc, ow
 		dry := c.Query("dry_run") == "true"
 		rep, err := collect(c.Request.Context(), s, ops.OldestSyncStart(), dry, owners...)
 		if err != nil && rep == nil {
-			c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": err.Error()})
+			code := http.StatusInternalServerError
+			if errors.Is(err, index.ErrLeaseHeld) {
+				code = http.StatusConflict // another node collects now
+			}
+			c.AbortWithStatusJSON(code, gin.H{"error": err.Error()})
 			return
 		}
 		c.JSON(http.StatusOK, rep)
