@@ -28,14 +28,18 @@ package resolver
 // metadata, plain copies, small contents).
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"os"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
+	"github.com/retraced/retraced/resolver/federate"
 )
 
 // DebuginfodIndex is what the debuginfod server needs of the index.
@@ -104,6 +108,21 @@ type Debuginfod struct {
 	// plainCopies: concurrent requests for one blob wait for a single
 	// Plain rather than each decompressing it.
 	plainCopies singleflight.Group
+
+	// Upstream, when set, is asked for executables and debug files the
+	// index lacks (federation; resolver/federate's Client), and
+	// OnFederate told how each such request went: "cache", "fetched",
+	// "miss", "loop" or "error".
+	Upstream   Upstream
+	OnFederate func(result string)
+}
+
+// Upstream is federation: other debuginfod servers asked for a file of
+// kind ("executable" or "debuginfo") carrying build-id id. forwardedFor
+// is the request's X-Forwarded-For and client its sender, for loop
+// protection. It returns a local copy's path.
+type Upstream interface {
+	Fetch(ctx context.Context, id, kind, forwardedFor, client string) (path string, fromCache bool, err error)
 }
 
 // NewDebuginfod returns the debuginfod server over idx and pool.
@@ -173,11 +192,20 @@ func (d *Debuginfod) debuginfo(c *gin.Context)  { d.artifact(c, index.KindDebugi
 // artifact serves the newest file of kind k carrying the build-id. A
 // match whose blob gc has just removed is passed over for an older one.
 func (d *Debuginfod) artifact(c *gin.Context, k index.Kind) {
-	id, ms, ok := d.lookup(c)
-	if !ok {
+	id := c.Param("id")
+	bid, err := index.ParseBuildID(id)
+	if err != nil {
+		plainError(c, http.StatusBadRequest, err.Error())
 		return
 	}
-	err := errMiss
+	ms, err := d.idx.Lookup(bid)
+	if err != nil {
+		if !d.federate(c, err, id, k) {
+			fail(c, err, "build-id "+id)
+		}
+		return
+	}
+	err = errMiss
 	for i := range ms {
 		m := &ms[i]
 		if m.Kind != k {
@@ -208,9 +236,53 @@ func (d *Debuginfod) artifact(c *gin.Context, k index.Kind) {
 			}
 		}
 	}
-	if err != nil {
+	if err != nil && !d.federate(c, err, id, k) {
 		fail(c, err, "build-id "+id+" "+k.String())
 	}
+}
+
+// federate answers a miss (err) from the upstreams, and reports whether
+// it answered; an upstream's failure is a 404 like any miss, and a loop
+// is 404 too, as elfutils' debuginfod answers it.
+func (d *Debuginfod) federate(c *gin.Context, err error, id string, k index.Kind) bool {
+	if d.Upstream == nil || !(errors.Is(err, errMiss) || errors.Is(err, index.ErrNotFound) || errors.Is(err, blob.ErrNotFound)) {
+		return false
+	}
+	path, cached, ferr := d.Upstream.Fetch(c.Request.Context(), id, k.String(), c.GetHeader("X-Forwarded-For"), c.ClientIP())
+	result := "fetched"
+	switch {
+	case ferr == nil && cached:
+		result = "cache"
+	case errors.Is(ferr, federate.ErrLoop):
+		result = "loop"
+	case errors.Is(ferr, federate.ErrMiss):
+		result = "miss"
+	case ferr != nil:
+		result = "error"
+	}
+	if d.OnFederate != nil {
+		d.OnFederate(result)
+	}
+	if ferr != nil {
+		plainError(c, http.StatusNotFound, "build-id "+id+" "+k.String()+": not found here nor upstream")
+		return true
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		fail(c, err, "build-id "+id+" "+k.String())
+		return true
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		fail(c, err, "build-id "+id+" "+k.String())
+		return true
+	}
+	c.Header("X-DEBUGINFOD-SIZE", strconv.FormatInt(fi.Size(), 10))
+	c.Header("X-DEBUGINFOD-FILE", "/upstream/"+id+"/"+k.String())
+	c.Header("Content-Type", "application/octet-stream")
+	http.ServeContent(c.Writer, c.Request, "", fi.ModTime(), f)
+	return true
 }
 
 // serveFile sends blob b, the file at path in package n, whole or in the

@@ -19,6 +19,10 @@ type Metrics struct {
 	// Lookups counts build-id lookups by result ("hit" or "miss") and by
 	// interface ("api", "debuginfod").
 	Lookups *prometheus.CounterVec
+	// Federation counts requests for what the mirror lacks, asked of the
+	// upstream debuginfod servers, by result ("cache", "fetched", "miss",
+	// "loop", "error").
+	Federation *prometheus.CounterVec
 }
 
 // Counter is what the metrics need of the index.
@@ -43,6 +47,9 @@ func NewMetrics(idx Counter) *Metrics {
 		Lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "retraced_lookups_total", Help: "Build-id lookups by interface and result.",
 		}, []string{"interface", "result"}),
+		Federation: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retraced_federation_requests_total", Help: "Requests answered from the upstream debuginfod servers, by result.",
+		}, []string{"result"}),
 	}
 	total := func(name, help string, pick func(index.Counts) uint64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
@@ -53,7 +60,7 @@ func NewMetrics(idx Counter) *Metrics {
 			return float64(pick(c))
 		})
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.Lookups,
+	m.reg.MustRegister(m.requests, m.latency, m.Lookups, m.Federation,
 		total("retraced_index_packages", "Packages in the index.", func(c index.Counts) uint64 { return c.Packages }),
 		total("retraced_index_build_ids", "Distinct build-ids in the index.", func(c index.Counts) uint64 { return c.BuildIDs }),
 		total("retraced_index_files", "Kept files in the index.", func(c index.Counts) uint64 { return c.Files }),

@@ -53,6 +53,14 @@ type Config struct {
 	MinBodyRate    int64    `toml:"min_body_rate"`
 	BodyRateWindow Duration `toml:"body_rate_window"`
 	MaxConnections int      `toml:"max_connections"`
+	// UpstreamDebuginfod are debuginfod servers asked, in order, for the
+	// executables and debug files the mirror lacks (federation; when
+	// unset, DEBUGINFOD_URLS in serve's environment, space-separated, as
+	// elfutils reads it). What they send is cached in DATA/federation, at
+	// most UpstreamCacheMB and for UpstreamCacheTTL.
+	UpstreamDebuginfod []string `toml:"upstream_debuginfod"`
+	UpstreamCacheMB    int64    `toml:"upstream_cache_mb"`
+	UpstreamCacheTTL   Duration `toml:"upstream_cache_ttl"`
 	// TLSCert and TLSKey are PEM files: with both, serve speaks HTTPS
 	// only, and reads them again on SIGHUP (a renewed certificate needs
 	// no restart).
@@ -183,20 +191,22 @@ func (m MirrorConfig) crawl() mirror.CrawlConfig {
 
 func defaultConfig() Config {
 	return Config{
-		Data:           "./retraced-data",
-		Listen:         "127.0.0.1:8080",
-		APISources:     "public",
-		GCSchedule:     "@daily",
-		MinFree:        10,
-		MemoryLimitMB:  200,
-		TaskTTL:        duration(168 * time.Hour),
-		IdleTimeout:    duration(60 * time.Second),
-		MinBodyRate:    8,
-		BodyRateWindow: duration(10 * time.Second),
-		FailedTaskTTL:  duration(24 * time.Hour),
-		CrashRetention: duration(90 * 24 * time.Hour),
-		Mirror:         defaultMirrorConfig(),
-		Retrace:        defaultRetraceConfig(),
+		Data:             "./retraced-data",
+		Listen:           "127.0.0.1:8080",
+		APISources:       "public",
+		GCSchedule:       "@daily",
+		MinFree:          10,
+		MemoryLimitMB:    200,
+		TaskTTL:          duration(168 * time.Hour),
+		IdleTimeout:      duration(60 * time.Second),
+		MinBodyRate:      8,
+		BodyRateWindow:   duration(10 * time.Second),
+		FailedTaskTTL:    duration(24 * time.Hour),
+		CrashRetention:   duration(90 * 24 * time.Hour),
+		UpstreamCacheMB:  1024,
+		UpstreamCacheTTL: duration(24 * time.Hour),
+		Mirror:           defaultMirrorConfig(),
+		Retrace:          defaultRetraceConfig(),
 	}
 }
 
@@ -260,10 +270,18 @@ func loadConfig(path string) (Config, error) {
 		key string
 		val Duration
 	}{{"task_ttl", c.TaskTTL}, {"failed_task_ttl", c.FailedTaskTTL}, {"crash_retention", c.CrashRetention},
-		{"idle_timeout", c.IdleTimeout}, {"body_rate_window", c.BodyRateWindow}} {
+		{"idle_timeout", c.IdleTimeout}, {"body_rate_window", c.BodyRateWindow}, {"upstream_cache_ttl", c.UpstreamCacheTTL}} {
 		if err := v.val.positive(v.key, "168h"); err != nil {
 			return c, fmt.Errorf("config %s: %w", path, err)
 		}
+	}
+	for _, u := range c.UpstreamDebuginfod {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return c, fmt.Errorf("config %s: upstream_debuginfod: %q is not an http:// or https:// URL", path, u)
+		}
+	}
+	if c.UpstreamCacheMB <= 0 {
+		return c, fmt.Errorf("config %s: upstream_cache_mb = %d: want a positive number of MiB", path, c.UpstreamCacheMB)
 	}
 	if err := c.Mirror.checkCrawl(); err != nil {
 		return c, fmt.Errorf("config %s: [mirror] %w", path, err)

@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -29,6 +31,7 @@ import (
 	"github.com/retraced/retraced/internal/throttle"
 	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/resolver"
+	"github.com/retraced/retraced/resolver/federate"
 	"github.com/retraced/retraced/retrace"
 	"github.com/retraced/retraced/web"
 )
@@ -339,7 +342,12 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler, 
 		metrics.Lookups.WithLabelValues("api", result).Inc()
 	}
 	api.Register(r)
-	resolver.NewDebuginfod(s.idx, s.pool).Register(r)
+	dbg := resolver.NewDebuginfod(s.idx, s.pool)
+	if up := upstreams(s, cfg); up != nil {
+		dbg.Upstream = up
+		dbg.OnFederate = func(result string) { metrics.Federation.WithLabelValues(result).Inc() }
+	}
+	dbg.Register(r)
 	ops := web.NewOps(s.mirror, sched, web.Config{AdminToken: cfg.AdminToken, Space: s.space, APISources: cfg.APISources})
 	ops.Register(r)
 	registerGC(r, s, ops, ops.Admin(), owners...)
@@ -462,4 +470,29 @@ func writeJSONFile(path string, v any) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// upstreams is the federation of upstream_debuginfod (or DEBUGINFOD_URLS),
+// nil when there is none; a malformed URL was refused by checkUpstreams.
+func upstreams(s *store, cfg Config) *federate.Client {
+	urls := upstreamURLs(cfg)
+	if len(urls) == 0 {
+		return nil
+	}
+	c, err := federate.New(federate.Config{URLs: urls, Dir: filepath.Join(s.dir, "federation"),
+		MaxBytes: cfg.UpstreamCacheMB << 20, TTL: cfg.UpstreamCacheTTL.Duration})
+	if err != nil {
+		slog.Error("federation off", "err", err)
+		return nil
+	}
+	return c
+}
+
+// upstreamURLs are upstream_debuginfod, or DEBUGINFOD_URLS when that is
+// unset.
+func upstreamURLs(cfg Config) []string {
+	if len(cfg.UpstreamDebuginfod) > 0 {
+		return slices.Clone(cfg.UpstreamDebuginfod)
+	}
+	return strings.Fields(os.Getenv("DEBUGINFOD_URLS"))
 }
