@@ -142,10 +142,11 @@ const (
 	// uploadStale is how long an UPLOADING row of a live node may stay:
 	// far longer than any upload (the upload timeout is minutes).
 	uploadStale = 6 * time.Hour
-	// deleteStale is how long a DELETING row may stay before a sweep
-	// finishes the delete.
-	deleteStale = time.Minute
 )
+
+// deleteBeats is how many Beats a DELETING row may stay before a sweep
+// finishes the delete (removing objects twice is harmless).
+const deleteBeats = 5
 
 const schema = `
 CREATE TABLE IF NOT EXISTS retraced_tasks (
@@ -386,7 +387,7 @@ func (s *Store) sweep(ctx context.Context) error {
 			WHERE (status = 'RUNNING' AND (node_id IS NULL OR node_id NOT IN (`+liveNodes+`) OR heartbeat < now() - $1::float8 * interval '1 second'))
 			   OR (status = 'UPLOADING' AND (node_id IS NULL OR node_id NOT IN (`+liveNodes+`) OR heartbeat < now() - $2::float8 * interval '1 second'))
 			   OR (status = 'DELETING' AND heartbeat < now() - $3::float8 * interval '1 second')
-			FOR UPDATE SKIP LOCKED`, s.o.Stale.Seconds(), uploadStale.Seconds(), deleteStale.Seconds())
+			FOR UPDATE SKIP LOCKED`, s.o.Stale.Seconds(), uploadStale.Seconds(), (deleteBeats * s.o.Beat).Seconds())
 		if err != nil {
 			return err
 		}
