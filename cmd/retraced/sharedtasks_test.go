@@ -14,6 +14,8 @@ import (
 
 	"github.com/retraced/retraced/fixtures"
 	"github.com/retraced/retraced/fixtures/servers"
+	"github.com/retraced/retraced/index/blob"
+	"github.com/retraced/retraced/index/blob/s3blob"
 )
 
 // taskNodes reads, from the shared PostgreSQL, the status of each task
@@ -44,6 +46,34 @@ func taskNodes(t *testing.T, dsn string) map[string][2]string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// waitCompacted waits until every blob in the object store at url is
+// compacted: the syncing node compacts after the sync, replacing each
+// object with a PUT, and versitygw's posix backend (unlike S3) lets a
+// GET that comes during such a PUT read an empty object.
+func waitCompacted(t *testing.T, url string) {
+	t.Helper()
+	c, err := s3blob.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s3blob.Open(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	pollUntil(t, 120*time.Second, "every blob compacted", func() bool {
+		n, done := 0, 0
+		err := st.Walk(ctx, func(d blob.Digest, _ int64, _ time.Time) error {
+			n++
+			if s, err := st.Stat(ctx, d); err == nil && s.Compacted {
+				done++
+			}
+			return nil
+		})
+		return err == nil && n > 0 && done == n
+	})
 }
 
 // slowGDB puts, first in PATH, a gdb that waits secs before it runs the
@@ -87,6 +117,7 @@ func TestTwoNodesShareTasks(t *testing.T) {
 	t.Setenv("PATH", path)
 	a := serveCLI(t, dataA, "--config", confA)
 	waitSynced(t, a.url, "fixtures")
+	waitCompacted(t, "s3://retraced/m")
 	tarball := crashTarball(t, fixtures.CoreFile(t, "crashme-1.0.core.zst"),
 		map[string]string{"executable": "/usr/bin/crashme", "package": "crashme-1.0-1"})
 
