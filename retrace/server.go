@@ -97,6 +97,8 @@ type TaskInfo struct {
 	// Step is the current step in words, as GET /{id} says it.
 	Step                       string
 	Created, Started, Finished time.Time // zero until then
+	// Node is the node that runs the task, when a SharedStore says.
+	Node string
 }
 
 // recentKept is how many finished tasks the server remembers for Recent.
@@ -252,6 +254,7 @@ func (s *Server) recover() error {
 func (s *Server) Stats() Stats {
 	if s.shared != nil {
 		pending, _ := s.sharedUnfinished()
+		pending = max(pending, 0)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return Stats{Pending: pending + s.admitted, Uploading: s.uploads, Running: len(s.running), MaxRunning: s.cfg.MaxRunningTasks}

@@ -175,6 +175,10 @@ func TestTwoNodesShareTasks(t *testing.T) {
 		}
 		return false
 	})
+	// A's status page says which node runs what.
+	if _, _, page := httpDo(t, http.MethodGet, a.url+"/", nil, nil); !strings.Contains(page, killed.id) || !strings.Contains(page, "(on node-b)") {
+		t.Errorf("A's status page does not show task %s running on node-b", killed.id)
+	}
 	if err := b.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}

@@ -137,8 +137,12 @@ func taskSummary(rs *retrace.Server) func() *web.TaskSummary {
 		st := rs.Stats()
 		sum := &web.TaskSummary{Running: st.Running, Pending: st.Pending, MaxRunning: st.MaxRunning}
 		for _, ti := range rs.Recent(recentTasks) {
+			step := ti.Step
+			if ti.Node != "" { // shared tasks: which node runs it
+				step += " (on " + ti.Node + ")"
+			}
 			sum.Recent = append(sum.Recent, web.TaskLine{ID: ti.ID, State: taskState(ti.Status),
-				Created: pageTime(ti.Created), Started: pageTime(ti.Started), Finished: pageTime(ti.Finished), Step: ti.Step})
+				Created: pageTime(ti.Created), Started: pageTime(ti.Started), Finished: pageTime(ti.Finished), Step: step})
 		}
 		return sum
 	}

@@ -379,10 +379,11 @@ func (s *Store) sweep(ctx context.Context) error {
 		id, status string
 		state      []byte
 	}
-	var gone []string // rows whose objects and row go
+	var gone []string   // rows whose objects and row go
+	var failed []string // tasks failed for their nodes' deaths, and why
 	requeued := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		gone, requeued = nil, false
+		gone, failed, requeued = nil, nil, false
 		rows, err := tx.Query(ctx, `SELECT id, status, state FROM retraced_tasks
 			WHERE (status = 'RUNNING' AND (node_id IS NULL OR node_id NOT IN (`+liveNodes+`) OR heartbeat < now() - $1::float8 * interval '1 second'))
 			   OR (status = 'UPLOADING' AND (node_id IS NULL OR node_id NOT IN (`+liveNodes+`) OR heartbeat < now() - $2::float8 * interval '1 second'))
@@ -420,6 +421,7 @@ func (s *Store) sweep(ctx context.Context) error {
 				st.Status, st.Finished = retrace.StatusFailure, time.Now()
 				st.Error = fmt.Sprintf("the nodes running it stopped during this task's retrace %d times", st.Attempts)
 				s.o.Log.Warn("taskdb: task failed: its nodes died", "task", r.id, "attempts", st.Attempts)
+				failed = append(failed, r.id, st.Error)
 			} else {
 				st.Status, st.Started = retrace.StatusPending, time.Time{}
 				requeued = true
@@ -437,6 +439,11 @@ func (s *Store) sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	for i := 0; i < len(failed); i += 2 {
+		if err := s.appendLog(ctx, failed[i], "retrace failed: "+failed[i+1]+"; giving up"); err != nil {
+			s.o.Log.Warn("taskdb: task log", "task", failed[i], "err", err)
+		}
+	}
 	for _, id := range gone {
 		if err := s.purge(ctx, id); err != nil {
 			return err
@@ -444,6 +451,23 @@ func (s *Store) sweep(ctx context.Context) error {
 	}
 	_, err = s.pool.Exec(ctx, `DELETE FROM retraced_task_nodes WHERE heartbeat < now() - interval '1 hour' AND id NOT IN (`+liveNodes+`)`)
 	return err
+}
+
+// appendLog adds a line to a task's log object: the object streamed
+// back with the line after it.
+func (s *Store) appendLog(ctx context.Context, id, msg string) error {
+	line := time.Now().UTC().Format("2006-01-02 15:04:05") + " " + msg + "\n"
+	var old io.Reader = strings.NewReader("")
+	var size int64
+	r, n, err := s.obj.GetObject(ctx, fileObject(id, retrace.LogFile))
+	switch {
+	case err == nil:
+		defer r.Close()
+		old, size = io.LimitReader(r, n), n
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	return s.obj.PutObject(ctx, fileObject(id, retrace.LogFile), io.MultiReader(old, strings.NewReader(line)), size+int64(len(line)))
 }
 
 // saveState writes st as task id's state and status; keep says whether
@@ -665,9 +689,9 @@ func (s *Store) Unfinished(ctx context.Context) (pending, running int, err error
 
 // Recent implements retrace.SharedStore.
 func (s *Store) Recent(ctx context.Context, n int) ([]retrace.TaskInfo, error) {
-	rows, err := s.pool.Query(ctx, `(SELECT id, status, state, 0 AS o FROM retraced_tasks WHERE status = 'RUNNING' ORDER BY id LIMIT 100)
-		UNION ALL (SELECT id, status, state, 1 FROM retraced_tasks WHERE status = 'PENDING' ORDER BY created, id LIMIT 100)
-		UNION ALL (SELECT id, status, state, 2 FROM retraced_tasks WHERE status IN ('FINISHED_SUCCESS', 'FINISHED_FAILURE') ORDER BY finished DESC LIMIT $1)`, n)
+	rows, err := s.pool.Query(ctx, `(SELECT id, status, state, node, 0 AS o FROM retraced_tasks WHERE status = 'RUNNING' ORDER BY id LIMIT 100)
+		UNION ALL (SELECT id, status, state, '', 1 FROM retraced_tasks WHERE status = 'PENDING' ORDER BY created, id LIMIT 100)
+		UNION ALL (SELECT id, status, state, '', 2 FROM retraced_tasks WHERE status IN ('FINISHED_SUCCESS', 'FINISHED_FAILURE') ORDER BY finished DESC LIMIT $1)`, n)
 	if err != nil {
 		return nil, err
 	}
@@ -675,10 +699,10 @@ func (s *Store) Recent(ctx context.Context, n int) ([]retrace.TaskInfo, error) {
 	var out []retrace.TaskInfo
 	pos := 0
 	for rows.Next() {
-		var id, status string
+		var id, status, node string
 		var b []byte
 		var o int
-		if err := rows.Scan(&id, &status, &b, &o); err != nil {
+		if err := rows.Scan(&id, &status, &b, &node, &o); err != nil {
 			return nil, err
 		}
 		var st retrace.State
@@ -690,7 +714,9 @@ func (s *Store) Recent(ctx context.Context, n int) ([]retrace.TaskInfo, error) {
 		if o == 1 {
 			p, pos = pos, pos+1
 		}
-		out = append(out, retrace.NewTaskInfo(id, st, p))
+		ti := retrace.NewTaskInfo(id, st, p)
+		ti.Node = node
+		out = append(out, ti)
 	}
 	return out, rows.Err()
 }

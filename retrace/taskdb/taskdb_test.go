@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -250,4 +251,50 @@ func TestSharedTasks(t *testing.T) {
 		}
 		return true
 	}, func() string { return row })
+
+	// Tasks whose node died mid-retrace: one with attempts left runs
+	// again and succeeds, one at MaxAttempts fails, its log saying why.
+	for _, r := range []struct {
+		id       string
+		attempts int
+	}{{"223456789", 1}, {"323456789", retrace.MaxAttempts}} {
+		st, _ := json.Marshal(retrace.State{Status: retrace.StatusRunning, Created: time.Now(), Started: time.Now(), Attempts: r.attempts})
+		if _, err := a.store.pool.Exec(ctx, `INSERT INTO retraced_tasks (id, status, created, state, password, files, node, node_id, claim)
+			VALUES ($1, 'RUNNING', now(), $2, '', '{coredump}', 'gone', 'deadbeef', 7)`, r.id, st); err != nil {
+			t.Fatal(err)
+		}
+		if err := obj.PutObject(ctx, crashObject(r.id, "coredump"), strings.NewReader("dead"), 4); err != nil {
+			t.Fatal(err)
+		}
+		if err := obj.PutObject(ctx, fileObject(r.id, retrace.LogFile), strings.NewReader("earlier\n"), 8); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readLog := func(id string) string {
+		rc, _, err := b.store.Open(ctx, id, retrace.LogFile)
+		if err != nil {
+			return err.Error()
+		}
+		defer rc.Close()
+		l, _ := io.ReadAll(rc)
+		return string(l)
+	}
+	var again, doomed retrace.State
+	waitFor(t, "the dead node's tasks finished", func() bool {
+		again, _, _ = b.store.Get(ctx, "223456789")
+		doomed, _, _ = b.store.Get(ctx, "323456789")
+		return again.Status.Finished() && doomed.Status.Finished()
+	})
+	if again.Status != retrace.StatusSuccess || again.Attempts != 2 {
+		t.Errorf("task with attempts left: %+v, want success at attempt 2", again)
+	}
+	if l := readLog("223456789"); !strings.HasPrefix(l, "earlier\n") || !strings.Contains(l, "stopped during the retrace") || !strings.Contains(l, "retrace started (attempt 2)") {
+		t.Errorf("log of the task run again:\n%s", l)
+	}
+	if doomed.Status != retrace.StatusFailure || !strings.Contains(doomed.Error, "stopped during this task's retrace 3 times") {
+		t.Errorf("task at MaxAttempts: %+v, want failed", doomed)
+	}
+	if l := readLog("323456789"); !strings.HasPrefix(l, "earlier\n") || !strings.HasSuffix(l, "giving up\n") {
+		t.Errorf("log of the task given up:\n%s", l)
+	}
 }
