@@ -1052,7 +1052,12 @@ func (s *Server) finish(j job, st State, res Result, err error, lw *taskLog) {
 			s.log.Error("retrace: task log", "task", j.id(), "err", cerr)
 		}
 	}
-	if werr := j.save(st, bt); werr != nil && bt != nil && err == nil {
+	werr := j.save(st, bt)
+	if s.shared != nil && errors.Is(werr, ErrNotFound) {
+		s.log.Info("retrace: task taken away before it finished (deleted, or claimed again after this node was taken for dead); its outcome here is dropped", "task", j.id())
+		return
+	}
+	if werr != nil && bt != nil && err == nil {
 		// The backtrace could not be kept: the task fails, saying why.
 		st.Status, st.Error = StatusFailure, werr.Error()
 		bt = nil

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 type blocking struct {
 	hold    atomic.Bool
 	started chan string
+	gate    chan struct{} // closing it lets held retraces go on
 }
 
 func (b *blocking) Retrace(ctx context.Context, crashDir string, log io.Writer) (retrace.Result, error) {
@@ -38,8 +40,11 @@ func (b *blocking) Retrace(ctx context.Context, crashDir string, log io.Writer) 
 	io.WriteString(log, "retracing\n")
 	if b.hold.Load() {
 		b.started <- crashDir
-		<-ctx.Done()
-		return retrace.Result{}, ctx.Err()
+		select {
+		case <-ctx.Done():
+			return retrace.Result{}, ctx.Err()
+		case <-b.gate:
+		}
 	}
 	return retrace.Result{Backtrace: "#0 main () core " + string(core) + "\n"}, nil
 }
@@ -60,7 +65,7 @@ func startNode(t *testing.T, dsn string, obj Objects, name string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{store: st, r: &blocking{started: make(chan string, 10)}, now: new(atomic.Int64)}
+	n := &node{store: st, r: &blocking{started: make(chan string, 10), gate: make(chan struct{})}, now: new(atomic.Int64)}
 	n.now.Store(time.Now().UnixNano())
 	srv, err := retrace.NewShared(filepath.Join(dir, "spool"), st, n.r, retrace.Config{MinFreeSpace: -1,
 		Now: func() time.Time { return time.Unix(0, n.now.Load()) }})
@@ -296,5 +301,78 @@ func TestSharedTasks(t *testing.T) {
 	}
 	if l := readLog("323456789"); !strings.HasPrefix(l, "earlier\n") || !strings.HasSuffix(l, "giving up\n") {
 		t.Errorf("log of the task given up:\n%s", l)
+	}
+}
+
+// TestSharedTasksPostgresRestart: PostgreSQL restarts while a node
+// retraces a task; once it is back, the task finishes (on that node or,
+// its claim taken for dead, on the other), new tasks are created and
+// claimed, and two creates with one key make one task, leaving nothing of
+// the other.
+func TestSharedTasksPostgresRestart(t *testing.T) {
+	pg := servers.StartPostgres(t)
+	s3 := servers.S3(t)
+	obj, err := s3blob.Open(s3blob.Config{Bucket: "tasks", Prefix: "p/", Endpoint: s3.Endpoint, Region: s3.Region, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := obj.EnsureBucket(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a := startNode(t, pg.DSN, obj, "a")
+	b := startNode(t, pg.DSN, obj, "b")
+	a.r.hold.Store(true)
+	b.r.hold.Store(true)
+	id, pw := create(t, a.url, "restart", "")
+	select {
+	case <-a.r.started:
+	case <-b.r.started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no node started the task")
+	}
+	pg.Stop()
+	time.Sleep(time.Second)
+	pg.Start()
+	a.r.hold.Store(false)
+	b.r.hold.Store(false)
+	close(a.r.gate)
+	close(b.r.gate)
+	hdr := map[string]string{retrace.HeaderTaskPassword: pw}
+	status := func(n *node, id string, h map[string]string) string {
+		_, hd, _ := do(t, http.MethodGet, n.url+"/"+id, h, nil)
+		return hd.Get(retrace.HeaderTaskStatus)
+	}
+	waitFor(t, "the task running at the restart finished", func() bool { return status(a, id, hdr) != string(retrace.StatusPending) })
+	if st := status(b, id, hdr); st != string(retrace.StatusSuccess) {
+		t.Fatalf("task running at the restart: %s", st)
+	}
+	id2, pw2 := create(t, b.url, "after", "")
+	waitFor(t, "a task created after the restart finished", func() bool {
+		return status(a, id2, map[string]string{retrace.HeaderTaskPassword: pw2}) == string(retrace.StatusSuccess)
+	})
+
+	// Two creates with one key, both past the key lookup: the store's
+	// unique key makes the second a duplicate of the first.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "coredump"), []byte("keyed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first, err := a.store.Create(ctx, dir, []byte("pw"), "kh", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.store.Create(ctx, dir, []byte("pw"), "kh", time.Now())
+	var dup *retrace.DuplicateError
+	if !errors.As(err, &dup) || dup.ID != first {
+		t.Fatalf("second create with the key: %v, want a duplicate of %s", err, first)
+	}
+	var rows int
+	if err := a.store.pool.QueryRow(ctx, `SELECT count(*) FROM retraced_tasks WHERE id NOT IN ($1, $2, $3)`, id, id2, first).Scan(&rows); err != nil || rows != 0 {
+		t.Errorf("%d rows besides the tasks made (%v)", rows, err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(s3.Dir, "tasks", "p", "tasks"))
+	if len(ents) != 3 {
+		t.Errorf("objects of %d tasks, want 3", len(ents))
 	}
 }
