@@ -238,11 +238,12 @@ func TestSharedTasks(t *testing.T) {
 
 	// A create cut off: its row UPLOADING, its node gone, an object up.
 	ctx := context.Background()
-	if _, err := a.store.pool.Exec(ctx, `INSERT INTO retraced_tasks (id, status, created, state, password, node, node_id)
-		VALUES ('123456789', 'UPLOADING', now(), '{}', '', 'gone', 'deadbeef')`); err != nil {
+	// (The objects go first: a sweep may come between the two.)
+	if err := obj.PutObject(ctx, crashObject("123456789", "coredump"), strings.NewReader("x"), 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := obj.PutObject(ctx, crashObject("123456789", "coredump"), strings.NewReader("x"), 1); err != nil {
+	if _, err := a.store.pool.Exec(ctx, `INSERT INTO retraced_tasks (id, status, created, state, password, node, node_id)
+		VALUES ('123456789', 'UPLOADING', now(), '{}', '', 'gone', 'deadbeef')`); err != nil {
 		t.Fatal(err)
 	}
 	var row string
@@ -263,15 +264,15 @@ func TestSharedTasks(t *testing.T) {
 		id       string
 		attempts int
 	}{{"223456789", 1}, {"323456789", retrace.MaxAttempts}} {
-		st, _ := json.Marshal(retrace.State{Status: retrace.StatusRunning, Created: time.Now(), Started: time.Now(), Attempts: r.attempts})
-		if _, err := a.store.pool.Exec(ctx, `INSERT INTO retraced_tasks (id, status, created, state, password, files, node, node_id, claim)
-			VALUES ($1, 'RUNNING', now(), $2, '', '{coredump}', 'gone', 'deadbeef', 7)`, r.id, st); err != nil {
-			t.Fatal(err)
-		}
 		if err := obj.PutObject(ctx, crashObject(r.id, "coredump"), strings.NewReader("dead"), 4); err != nil {
 			t.Fatal(err)
 		}
 		if err := obj.PutObject(ctx, fileObject(r.id, retrace.LogFile), strings.NewReader("earlier\n"), 8); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := json.Marshal(retrace.State{Status: retrace.StatusRunning, Created: time.Now(), Started: time.Now(), Attempts: r.attempts})
+		if _, err := a.store.pool.Exec(ctx, `INSERT INTO retraced_tasks (id, status, created, state, password, files, node, node_id, claim)
+			VALUES ($1, 'RUNNING', now(), $2, '', '{coredump}', 'gone', 'deadbeef', 7)`, r.id, st); err != nil {
 			t.Fatal(err)
 		}
 	}
