@@ -203,8 +203,10 @@ func Open(ctx context.Context, dsn string, obj Objects, o Options) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("taskdb: %w", err)
 	}
-	if cfg.MaxConns < 8 {
-		cfg.MaxConns = 8
+	// Each running task holds a connection while it beats (and uploads
+	// its log); idle workers poll, the sweep and requests take others.
+	if cfg.MaxConns < 16 {
+		cfg.MaxConns = 16
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
@@ -940,10 +942,13 @@ func (c *claim) write(ctx context.Context, fn func(pgx.Tx) error) (bool, error) 
 		}
 		owned = true
 		if fi, err := os.Stat(c.LogPath()); err == nil && fi.Size() != c.logSent {
+			// A log that cannot be uploaded now is next time: the claim
+			// beats (and the task's outcome is recorded) all the same.
 			if err := c.s.putFile(ctx, fileObject(c.id, retrace.LogFile), c.LogPath()); err != nil {
-				return err
+				c.s.o.Log.Warn("taskdb: upload a running task's log", "task", c.id, "err", err)
+			} else {
+				c.logSent = fi.Size()
 			}
-			c.logSent = fi.Size()
 		}
 		return fn(tx)
 	})
