@@ -863,9 +863,26 @@ func (s *Server) next(ctx context.Context) (job, *liveTask, bool) {
 }
 
 // nextShared claims a task of the shared store, retrying (every few
-// seconds) while the store fails.
+// seconds) while the store fails, and claiming none while the spool's
+// disk has less free than the space policy wants.
 func (s *Server) nextShared(ctx context.Context) (job, *liveTask, bool) {
+	warned := false
 	for {
+		// A node whose disk is too full to copy a task to leaves the
+		// tasks to the others.
+		if err := s.checkSpace(0); err != nil {
+			if !warned {
+				s.log.Warn("retrace: this node claims no task while its disk is low", "err", err)
+				warned = true
+			}
+			select {
+			case <-ctx.Done():
+				return nil, nil, false
+			case <-time.After(10 * time.Second):
+			}
+			continue
+		}
+		warned = false
 		c, err := s.shared.Claim(ctx)
 		if ctx.Err() != nil {
 			if err == nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/retraced/retraced/fixtures/servers"
+	"github.com/retraced/retraced/gc/diskspace"
 	"github.com/retraced/retraced/index/blob/s3blob"
 	"github.com/retraced/retraced/retrace"
 )
@@ -58,7 +59,7 @@ type node struct {
 	now   *atomic.Int64
 }
 
-func startNode(t *testing.T, dsn string, obj Objects, name string) *node {
+func startNode(t *testing.T, dsn string, obj Objects, name string, space ...*diskspace.Policy) *node {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := Open(context.Background(), dsn, obj, Options{Node: name, Dir: filepath.Join(dir, "work"), Beat: 200 * time.Millisecond})
@@ -67,8 +68,11 @@ func startNode(t *testing.T, dsn string, obj Objects, name string) *node {
 	}
 	n := &node{store: st, r: &blocking{started: make(chan string, 10), gate: make(chan struct{})}, now: new(atomic.Int64)}
 	n.now.Store(time.Now().UnixNano())
-	srv, err := retrace.NewShared(filepath.Join(dir, "spool"), st, n.r, retrace.Config{MinFreeSpace: -1,
-		Now: func() time.Time { return time.Unix(0, n.now.Load()) }})
+	cfg := retrace.Config{MinFreeSpace: -1, Now: func() time.Time { return time.Unix(0, n.now.Load()) }}
+	if len(space) > 0 {
+		cfg.Space = space[0]
+	}
+	srv, err := retrace.NewShared(filepath.Join(dir, "spool"), st, n.r, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,5 +379,42 @@ func TestSharedTasksPostgresRestart(t *testing.T) {
 	ents, _ := os.ReadDir(filepath.Join(s3.Dir, "tasks", "p", "tasks"))
 	if len(ents) != 3 {
 		t.Errorf("objects of %d tasks, want 3", len(ents))
+	}
+}
+
+// TestSharedTasksFullNode: a node whose disk is below its free-space
+// minimum claims no task; the other runs them all.
+func TestSharedTasksFullNode(t *testing.T) {
+	pg := servers.StartPostgres(t)
+	s3 := servers.S3(t)
+	obj, err := s3blob.Open(s3blob.Config{Bucket: "tasks", Prefix: "p/", Endpoint: s3.Endpoint, Region: s3.Region, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := obj.EnsureBucket(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a := startNode(t, pg.DSN, obj, "a", &diskspace.Policy{Dir: t.TempDir(), MinPercent: 100})
+	a.r.hold.Store(true) // a task A took would hang there
+	b := startNode(t, pg.DSN, obj, "b")
+	var tasks [][2]string
+	for range 4 {
+		id, pw := create(t, b.url, "x", "")
+		tasks = append(tasks, [2]string{id, pw})
+	}
+	for _, tk := range tasks {
+		waitFor(t, "task "+tk[0]+" finished", func() bool {
+			_, h, _ := do(t, http.MethodGet, a.url+"/"+tk[0], map[string]string{retrace.HeaderTaskPassword: tk[1]}, nil)
+			return h.Get(retrace.HeaderTaskStatus) == string(retrace.StatusSuccess)
+		})
+	}
+	var onA int
+	if err := a.store.pool.QueryRow(context.Background(), `SELECT count(*) FROM retraced_tasks WHERE node = 'a'`).Scan(&onA); err != nil || onA != 0 {
+		t.Errorf("%d tasks ran on the full node (%v)", onA, err)
+	}
+	// Its uploads are refused as ever: 507.
+	code, _, _ := do(t, http.MethodPost, a.url+"/create", map[string]string{"Content-Type": retrace.FormatTar}, tarball(t, "y"))
+	if code != http.StatusInsufficientStorage {
+		t.Errorf("create on the full node: %d, want 507", code)
 	}
 }
