@@ -36,7 +36,12 @@
 // cut off stops beating its claims. Every node sweeps every Beat: a
 // running task whose node holds no lock, or whose claim has not beaten
 // for Stale, is pending again (failed after retrace.MaxAttempts
-// attempts), and another node runs it. Each claim carries a random token
+// attempts), and another node runs it. When PostgreSQL itself restarts,
+// every lock goes and no heartbeat came while it was down: for Stale
+// after its start (pg_postmaster_start_time) no node is judged by its
+// lock and heartbeats count from the start, so that the live nodes take
+// their locks again and beat before anything is taken from them. Each
+// claim carries a random token
 // that every write of its worker names: a worker whose claim was taken
 // (it was thought dead) or whose task was deleted finds its write refused
 // and its Claim lost, and stops its retrace.
@@ -386,9 +391,17 @@ func (s *Store) sweep(ctx context.Context) error {
 	requeued := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		gone, failed, requeued = nil, nil, false
+		// After PostgreSQL (re)started, every node's session lock went
+		// and no heartbeat came while it was down: for Stale after its
+		// start, no node is judged by its lock, and heartbeats count
+		// from the start, so that live nodes can take their locks again
+		// and beat before their tasks are taken for cut off.
+		const settled = `(now() - pg_postmaster_start_time() > $1::float8 * interval '1 second')`
+		const dead = `(` + settled + ` AND (node_id IS NULL OR node_id NOT IN (` + liveNodes + `)))`
+		const beat = `greatest(heartbeat, pg_postmaster_start_time())`
 		rows, err := tx.Query(ctx, `SELECT id, status, state FROM retraced_tasks
-			WHERE (status = 'RUNNING' AND (node_id IS NULL OR node_id NOT IN (`+liveNodes+`) OR heartbeat < now() - $1::float8 * interval '1 second'))
-			   OR (status = 'UPLOADING' AND (node_id IS NULL OR node_id NOT IN (`+liveNodes+`) OR heartbeat < now() - $2::float8 * interval '1 second'))
+			WHERE (status = 'RUNNING' AND (`+dead+` OR `+beat+` < now() - $1::float8 * interval '1 second'))
+			   OR (status = 'UPLOADING' AND (`+dead+` OR `+beat+` < now() - $2::float8 * interval '1 second'))
 			   OR (status = 'DELETING' AND heartbeat < now() - $3::float8 * interval '1 second')
 			FOR UPDATE SKIP LOCKED`, s.o.Stale.Seconds(), uploadStale.Seconds(), (deleteBeats * s.o.Beat).Seconds())
 		if err != nil {

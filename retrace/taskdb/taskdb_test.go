@@ -62,7 +62,7 @@ type node struct {
 func startNode(t *testing.T, dsn string, obj Objects, name string, space ...*diskspace.Policy) *node {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := Open(context.Background(), dsn, obj, Options{Node: name, Dir: filepath.Join(dir, "work"), Beat: 200 * time.Millisecond})
+	st, err := Open(context.Background(), dsn, obj, Options{Node: name, Dir: filepath.Join(dir, "work"), Beat: 200 * time.Millisecond, Stale: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,9 +329,12 @@ func TestSharedTasksPostgresRestart(t *testing.T) {
 	a.r.hold.Store(true)
 	b.r.hold.Store(true)
 	id, pw := create(t, a.url, "restart", "")
+	runner := ""
 	select {
 	case <-a.r.started:
+		runner = "a"
 	case <-b.r.started:
+		runner = "b"
 	case <-time.After(30 * time.Second):
 		t.Fatal("no node started the task")
 	}
@@ -350,6 +353,15 @@ func TestSharedTasksPostgresRestart(t *testing.T) {
 	waitFor(t, "the task running at the restart finished", func() bool { return status(a, id, hdr) != string(retrace.StatusPending) })
 	if st := status(b, id, hdr); st != string(retrace.StatusSuccess) {
 		t.Fatalf("task running at the restart: %s", st)
+	}
+	// Its node lived through the restart: nothing was taken from it.
+	var node string
+	var attempts int
+	if err := a.store.pool.QueryRow(context.Background(), `SELECT node, (state->>'attempts')::int FROM retraced_tasks WHERE id = $1`, id).Scan(&node, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if node != runner || attempts != 1 {
+		t.Errorf("task running at the restart finished on %s after %d attempts, want on %s after 1", node, attempts, runner)
 	}
 	id2, pw2 := create(t, b.url, "after", "")
 	waitFor(t, "a task created after the restart finished", func() bool {
