@@ -16,6 +16,7 @@ import (
 	"github.com/retraced/retraced/fixtures/servers"
 	"github.com/retraced/retraced/index/blob"
 	"github.com/retraced/retraced/index/blob/s3blob"
+	"github.com/retraced/retraced/retrace/crashes"
 )
 
 // taskNodes reads, from the shared PostgreSQL, the status of each task
@@ -199,6 +200,24 @@ func TestTwoNodesShareTasks(t *testing.T) {
 	if !strings.Contains(log, "stopped during the retrace") || !strings.Contains(log, "retrace started (attempt 2)") {
 		t.Errorf("log of the task whose node was killed:\n%s", log)
 	}
+	// Each node's crash reports count the tasks it finished.
+	finishedOnA := 0
+	for _, n := range taskNodes(t, pg.DSN) {
+		if n == [2]string{"FINISHED_SUCCESS", "node-a"} {
+			finishedOnA++
+		}
+	}
+	pollUntil(t, 10*time.Second, "A's crash reports count the tasks A finished", func() bool {
+		var rep crashes.APIReport
+		if code := getJSON(t, a.url+"/api/v1/crashes?window=24h", &rep); code != http.StatusOK {
+			t.Fatalf("GET /api/v1/crashes: %d", code)
+		}
+		var n int64
+		for _, r := range rep.Rows {
+			n += r.Count
+		}
+		return n == int64(finishedOnA)
+	})
 	// gdb died with B (Pdeathsig): no orphan runs on.
 	if out, _ := exec.Command("pgrep", "-f", filepath.Join(dataB, "sysroots")).Output(); len(out) > 0 {
 		t.Errorf("processes of the killed node's retrace still run: %s", out)
