@@ -1,6 +1,7 @@
 package retrace
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -216,7 +217,7 @@ func (s *Server) createTask(c *gin.Context) {
 
 // openTask answers 404 or 403 and returns false unless the request names a
 // task and carries its password.
-func (s *Server) openTask(c *gin.Context) (task, state, bool) {
+func (s *Server) openTask(c *gin.Context) (task, State, bool) {
 	id := c.Param("id")
 	if !validID(id) {
 		// Not a task path at all: answer as an unknown route would.
@@ -225,7 +226,7 @@ func (s *Server) openTask(c *gin.Context) (task, state, bool) {
 		} else {
 			textError(c, http.StatusNotFound, "404 page not found")
 		}
-		return task{}, state{}, false
+		return task{}, State{}, false
 	}
 	t, st, err := s.open(id, c.GetHeader(HeaderTaskPassword))
 	switch {
@@ -239,7 +240,7 @@ func (s *Server) openTask(c *gin.Context) (task, state, bool) {
 	default:
 		return t, st, true
 	}
-	return task{}, state{}, false
+	return task{}, State{}, false
 }
 
 // Steps, in words, as Retrace Server says them where it has them.
@@ -312,6 +313,10 @@ func (s *Server) serveBacktrace(c *gin.Context) {
 // serveFile streams one of a task's files as it is now (a log may grow
 // while it is read: what was there at the open is sent).
 func (s *Server) serveFile(c *gin.Context, t task, name, missing string) {
+	if s.shared != nil {
+		s.serveShared(c, t.id, name, missing)
+		return
+	}
 	f, err := os.Open(t.path(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		textError(c, http.StatusNotFound, missing)
@@ -347,4 +352,22 @@ func (s *Server) deleteTask(c *gin.Context) {
 		c.Header("Content-Type", "text/plain; charset=utf-8")
 		c.String(http.StatusOK, "All task data were deleted successfully")
 	}
+}
+
+// serveShared streams a task's file from the shared store.
+func (s *Server) serveShared(c *gin.Context, id, name, missing string) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	r, size, err := s.shared.Open(ctx, id, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		textError(c, http.StatusNotFound, missing)
+		return
+	}
+	if err != nil {
+		s.log.Error("retrace: open task file", "task", id, "file", name, "err", err)
+		textError(c, http.StatusInternalServerError, "Unable to read the task")
+		return
+	}
+	defer r.Close() // read-only
+	c.DataFromReader(http.StatusOK, size, "text/plain; charset=utf-8", io.LimitReader(r, size), nil)
 }

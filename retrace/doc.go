@@ -51,6 +51,25 @@
 // removes it. Tasks found pending or running are queued again, so a task
 // accepted before a restart finishes after it.
 //
+// # Shared by several nodes
+//
+// [NewShared] serves tasks that a [SharedStore] keeps where every node
+// sees them (retrace/taskdb: rows in PostgreSQL, files in an object
+// store; serve uses it when [storage] puts the index in PostgreSQL and
+// the blobs in S3). The protocol, the limits, the unpacking and the
+// passwords are the same code as for a directory; the store keeps the
+// queue: a worker claims a task (taskdb: FOR UPDATE SKIP LOCKED) and gets
+// a [Claim], a local copy of the crash directory and log, whose Save
+// records each state with the log and, at the end, the backtrace. The
+// upload is unpacked into a local spool directory, checked, then handed
+// to the store's Create, which copies it; a key (X-Task-Key) is unique
+// in the store, so a repeated create finds its task on any node. A Claim
+// that the store takes away (the task was deleted on another node, or
+// this node was taken for dead and the task claimed again) is lost: its
+// retrace stops and its writes are refused. MaxQueuedTasks bounds the
+// unfinished tasks of every node together; Stats' Running counts this
+// node's workers.
+//
 // # Security
 //
 // Uploads are hostile. The body is streamed, never held in memory, through

@@ -58,7 +58,32 @@ func expired(dir string, cfg Config, now time.Time, owner gc.Owner) ([]gc.Item, 
 // Plan lists the finished tasks past their retention, by the server's
 // clock (gc.Owner).
 func (s *Server) Plan(ctx context.Context, _ time.Time) ([]gc.Item, error) {
-	return expired(s.dir, s.cfg, s.cfg.Now(), s)
+	return s.expired(ctx)
+}
+
+// expired lists the server's tasks past their retention.
+func (s *Server) expired(ctx context.Context) ([]gc.Item, error) {
+	if s.shared == nil {
+		return expired(s.dir, s.cfg, s.cfg.Now(), s)
+	}
+	if s.cfg.DeleteAfter <= 0 {
+		return nil, nil
+	}
+	now := s.cfg.Now()
+	cutoff := now.Add(-s.cfg.DeleteAfter)
+	failedCutoff := cutoff
+	if d := s.cfg.DeleteFailedAfter; d > 0 && d < s.cfg.DeleteAfter {
+		failedCutoff = now.Add(-d)
+	}
+	ts, err := s.shared.Expired(ctx, cutoff, failedCutoff)
+	if err != nil {
+		return nil, err
+	}
+	items := make([]gc.Item, 0, len(ts))
+	for _, t := range ts {
+		items = append(items, gc.Item{Kind: KindTask, Name: t.ID, Bytes: t.Bytes, Owner: s})
+	}
+	return items, nil
 }
 
 // Delete removes planned tasks; one already gone is not an error, and
@@ -79,7 +104,7 @@ func (s *Server) Delete(ctx context.Context, items []gc.Item) error {
 // Expire removes the tasks past their retention and returns how many it
 // removed.
 func (s *Server) Expire() (int, error) {
-	items, err := expired(s.dir, s.cfg, s.cfg.Now(), s)
+	items, err := s.expired(context.Background())
 	if err != nil || len(items) == 0 {
 		return 0, err
 	}

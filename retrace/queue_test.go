@@ -147,7 +147,7 @@ func TestRestart(t *testing.T) {
 }
 
 // TestRecoverAfterCrash: what a killed server leaves behind is sorted out
-// by the next New: running tasks run again (up to maxAttempts), unfinished
+// by the next New: running tasks run again (up to MaxAttempts), unfinished
 // uploads go.
 func TestRecoverAfterCrash(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tasks")
@@ -173,7 +173,7 @@ func TestRecoverAfterCrash(t *testing.T) {
 		return id, pw
 	}
 	crashed, crashedPW := mk(statusRunning, 1)
-	doomed, doomedPW := mk(statusRunning, maxAttempts)
+	doomed, doomedPW := mk(statusRunning, MaxAttempts)
 	pending, pendingPW := mk(StatusPending, 0)
 	// An upload cut off: a task directory without task.json.
 	if err := os.MkdirAll(filepath.Join(dir, "555555555", crashDirName), 0o750); err != nil {
@@ -251,7 +251,7 @@ func TestExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st state
+	var st State
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatal(err)
 	}

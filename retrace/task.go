@@ -87,6 +87,10 @@ func validID(id string) bool {
 	return true
 }
 
+// NewTaskID draws a random task id ([IDLength] digits, not starting
+// with 0), as a [SharedStore] names its tasks.
+func NewTaskID() (string, error) { return newID() }
+
 // newID draws a random IDLength-digit id that does not start with 0.
 func newID() (string, error) {
 	lo := new(big.Int).Exp(big.NewInt(10), big.NewInt(IDLength-1), nil)
@@ -151,7 +155,7 @@ func checkPassword(stored []byte, pw string) bool {
 }
 
 // state is task.json.
-type state struct {
+type State struct {
 	Status   Status    `json:"status"`
 	Created  time.Time `json:"created"`
 	Started  time.Time `json:"started,omitzero"`
@@ -184,8 +188,8 @@ type task struct {
 func (t task) path(name string) string { return filepath.Join(t.dir, name) }
 func (t task) crashDir() string        { return t.path(crashDirName) }
 
-func (t task) readState() (state, error) {
-	var st state
+func (t task) readState() (State, error) {
+	var st State
 	b, err := os.ReadFile(t.path(stateFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, ErrNotFound
@@ -199,7 +203,7 @@ func (t task) readState() (state, error) {
 	return st, nil
 }
 
-func (t task) writeState(st state) error {
+func (t task) writeState(st State) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err

@@ -19,8 +19,8 @@ type taskLog struct {
 
 const logTimeFormat = "2006-01-02 15:04:05"
 
-func (s *Server) openLog(t task) (*taskLog, error) {
-	f, err := os.OpenFile(t.path(logFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+func (s *Server) openLog(path string) (*taskLog, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, err
 	}
@@ -29,7 +29,7 @@ func (s *Server) openLog(t task) (*taskLog, error) {
 
 // appendLog adds one line to a task's log.
 func (s *Server) appendLog(t task, msg string) {
-	lw, err := s.openLog(t)
+	lw, err := s.openLog(t.path(logFile))
 	if err != nil {
 		s.log.Error("retrace: task log", "task", t.id, "err", err)
 		return

@@ -323,11 +323,11 @@ supported_releases = ["fedora-40-x86_64"]
 		t.Fatal(err)
 	}
 	defer s.Close()
-	rs, w, err := startTasks(s, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	rs, _, closeTasks, err := startTasks(s, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
+	defer closeTasks()
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	rs.Register(e)

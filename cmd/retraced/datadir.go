@@ -40,6 +40,9 @@ type store struct {
 	space *diskspace.Policy
 	// node names this process in the leases of a shared index.
 	node string
+	// objects is the [storage] blobs object store; nil for the data
+	// directory's blobs/.
+	objects *s3blob.Store
 }
 
 // indexReserve is the free space no min_free can go below. Badger writes
@@ -79,9 +82,10 @@ func openStore(cfg Config) (*store, error) {
 	}
 	bc.NoSync = cfg.Mirror.Fsync != nil && !*cfg.Mirror.Fsync
 	if cfg.Storage.Blobs != "" {
-		if bc.Remote, err = openObjectStore(cfg.Storage.Blobs); err != nil {
+		if s.objects, err = openObjectStore(cfg.Storage.Blobs); err != nil {
 			return nil, err
 		}
+		bc.Remote = s.objects
 	}
 	if s.pool, err = blob.Open(filepath.Join(dir, "blobs"), bc); err != nil {
 		return nil, err

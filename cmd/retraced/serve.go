@@ -102,11 +102,11 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 		return err
 	}
 	defer cs.Close()
-	rs, rw, err := startTasks(s, cfg, log, cs)
+	rs, rw, closeTasks, err := startTasks(s, cfg, log, cs)
 	if err != nil {
 		return err
 	}
-	defer rw.Close()
+	defer closeTasks()
 	cs.SetTaskExists(rs.Exists)
 	owners := []gc.Owner{rs, rw, cs} // expired tasks, idle sysroots, old crash signatures
 	sched := web.NewScheduler(web.SystemClock, log)

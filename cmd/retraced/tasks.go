@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/retrace"
+	"github.com/retraced/retraced/retrace/taskdb"
 	"github.com/retraced/retraced/retrace/worker"
 	"github.com/retraced/retraced/web"
 )
@@ -31,26 +33,53 @@ func (p packageChecker) HasNVRArch(nvr, arch string) (bool, error) {
 }
 
 // startTasks builds the retrace service: the worker (sysroots under
-// DATA/sysroots) and the task server (DATA/tasks), whose Retracer it is.
-// Both are gc owners: the server of expired tasks, the worker of idle
-// sysroots. The server tells rec (the crash store) of each task that
-// finishes with a backtrace.
-func startTasks(s *store, cfg Config, log *slog.Logger, rec retrace.Recorder) (*retrace.Server, *worker.Worker, error) {
+// DATA/sysroots) and the task server, whose Retracer it is. The tasks
+// live in DATA/tasks, or, when [storage] puts the index in PostgreSQL and
+// the blobs in an object store, in both, shared by every node
+// (retrace/taskdb; DATA/spool holds this node's uploads and the tasks it
+// runs). Both are gc owners: the server of expired tasks, the worker of
+// idle sysroots. The server tells rec (the crash store) of each task that
+// finishes with a backtrace. The returned close stops what they hold.
+func startTasks(s *store, cfg Config, log *slog.Logger, rec retrace.Recorder) (*retrace.Server, *worker.Worker, func(), error) {
 	w, err := openWorker(s, cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if why := w.NetworkWarning(); why != "" {
 		log.Warn("retrace: gdb runs with the host's network; set [retrace] network = \"host\" to say that is meant, or allow unprivileged user namespaces", "why", why)
 	}
 	rc := serverConfig(cfg)
 	rc.Packages, rc.Logger, rc.Space, rc.Recorder = packageChecker{s.idx}, log, s.space, rec
-	rs, err := retrace.New(filepath.Join(s.dir, "tasks"), w, rc)
+	if !sharedTasks(cfg.Storage) {
+		rs, err := retrace.New(filepath.Join(s.dir, "tasks"), w, rc)
+		if err != nil {
+			w.Close()
+			return nil, nil, nil, err
+		}
+		return rs, w, func() { w.Close() }, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := taskdb.Open(ctx, cfg.Storage.Index, s.objects, taskdb.Options{
+		Node: s.node, Dir: filepath.Join(s.dir, "spool", "tasks"), Log: log})
 	if err != nil {
 		w.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return rs, w, nil
+	rs, err := retrace.NewShared(filepath.Join(s.dir, "spool", "uploads"), db, w, rc)
+	if err != nil {
+		db.Close()
+		w.Close()
+		return nil, nil, nil, err
+	}
+	return rs, w, func() { db.Close(); w.Close() }, nil
+}
+
+// sharedTasks reports whether the retrace tasks live in the shared
+// storage: the index in PostgreSQL and the blobs in an object store.
+// With either on local disk they stay in the data directory.
+func sharedTasks(sc StorageConfig) bool {
+	return sc.Blobs != "" && (strings.HasPrefix(sc.Index, "postgres://") || strings.HasPrefix(sc.Index, "postgresql://"))
 }
 
 // serverConfig is the task server's part of cfg: [retrace] and the task
@@ -108,8 +137,12 @@ func taskSummary(rs *retrace.Server) func() *web.TaskSummary {
 		st := rs.Stats()
 		sum := &web.TaskSummary{Running: st.Running, Pending: st.Pending, MaxRunning: st.MaxRunning}
 		for _, ti := range rs.Recent(recentTasks) {
+			step := ti.Step
+			if ti.Node != "" { // shared tasks: which node runs it
+				step += " (on " + ti.Node + ")"
+			}
 			sum.Recent = append(sum.Recent, web.TaskLine{ID: ti.ID, State: taskState(ti.Status),
-				Created: pageTime(ti.Created), Started: pageTime(ti.Started), Finished: pageTime(ti.Finished), Step: ti.Step})
+				Created: pageTime(ti.Created), Started: pageTime(ti.Started), Finished: pageTime(ti.Finished), Step: step})
 		}
 		return sum
 	}
