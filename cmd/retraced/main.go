@@ -4,7 +4,7 @@
 //
 // Of retraced, it may import only fixtures/bundled, gc, gc/diskspace, index/blob/s3blob,
 // index, index/blob, internal/httpbound, internal/throttle, mirror, mirror/rpmfile,
-// resolver, retrace, retrace/crashes, retrace/taskclient, retrace/taskdb, retrace/worker and web. It wires them into one
+// resolver, resolver/federate, retrace, retrace/crashes, retrace/taskclient, retrace/taskdb, retrace/worker and web. It wires them into one
 // service; package fixtures is not among them, since the binary must not
 // link test code (TestNoTestCodeLinked).
 package main
