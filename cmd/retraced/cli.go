@@ -18,6 +18,7 @@ import (
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/resolver"
+	"github.com/retraced/retraced/web"
 )
 
 // globals are the flags every command shares.
@@ -123,14 +124,15 @@ func mirrorListCmd(g *globals) *cobra.Command {
 				return e.Encode(views)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tKIND\tURL\tPACKAGES\tVERSIONS\tFETCHED\tSTORED\tLAST SYNC\tLAST RESULT")
+			fmt.Fprintln(tw, "NAME\tKIND\tURL\tPACKAGES\tVERSIONS\tFETCHED\tSTORED\tAS DELTAS\tRATIO\tLAST SYNC\tLAST RESULT")
 			for _, v := range views {
 				last := "never"
 				if v.LastSync != nil {
 					last = v.LastSync.Local().Format("2006-01-02 15:04:05")
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, v.URL, v.Packages, v.Versions,
-					mirror.HumanBytes(v.BytesFetched), mirror.HumanBytes(v.BytesStored), last, v.LastResult)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, v.URL, v.Packages, v.Versions,
+					mirror.HumanBytes(v.BytesFetched), mirror.HumanBytes(v.BytesStored), mirror.HumanBytes(v.BytesDelta),
+					web.StoredRatio(v.BytesStored, v.BytesFetched), last, v.LastResult)
 			}
 			return tw.Flush()
 		},
