@@ -177,7 +177,7 @@ func mirrorSyncCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("compact: %w", err)
 				}
 				if res != nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "compacted %d files: %s -> %s in %s\n", res.Blobs,
+					fmt.Fprintf(cmd.OutOrStdout(), "compacted %d files (%d as deltas): %s -> %s in %s\n", res.Blobs, res.Deltas,
 						mirror.HumanBytes(res.Before), mirror.HumanBytes(res.After), time.Since(start).Round(time.Millisecond))
 				}
 			}
@@ -187,7 +187,7 @@ func mirrorSyncCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().BoolVar(&compact, "compact", false, "then recompress newly stored files at the strongest level (serve does this in the background)")
+	c.Flags().BoolVar(&compact, "compact", false, "then rewrite newly stored files in their final form, deltas on older versions where they pay (serve does this in the background)")
 	return c
 }
 
