@@ -20,6 +20,8 @@ import (
 type CompactOptions struct {
 	// ZstdCmd is the reference zstd binary for full blobs; empty: this
 	// package's encoder (LevelBest from Level 10 up, else LevelBetter).
+	// Below level 12, blobs stored in less than cliMin bytes use the
+	// encoder anyway.
 	ZstdCmd string
 	// Level is the zstd level of full blobs (default 19).
 	Level int
@@ -50,6 +52,12 @@ type CompactResult struct {
 // 1/deltaSure of the fresh blob, and otherwise only when it is smaller
 // than deltaPays (9/10) of the full form.
 const deltaSure = 4
+
+// cliMin is the stored size from which a whole blob below level 12 goes
+// through the zstd binary: under it, starting the process (about 10 ms
+// of system time for this large process) costs more than compressing in
+// process ("better", about level 7, a few percent larger).
+const cliMin = 512 << 10
 
 // Compact rewrites blob d with the strongest compression: the reference
 // zstd binary at -19 when zstdCmd is set, else this package's best level.
@@ -115,6 +123,11 @@ func (p *Pool) CompactWith(ctx context.Context, d Digest, o CompactOptions) (Com
 	src, err := p.Open(d)
 	if err != nil {
 		return res, err
+	}
+	if res.Before < cliMin && o.Level < 12 {
+		// Starting a zstd process costs more CPU than compressing a small
+		// blob in process, at a level that barely differs.
+		o.ZstdCmd = ""
 	}
 	full, err := p.recompress(ctx, d, src, o)
 	src.Close()
