@@ -26,28 +26,6 @@
 # Needs: apt-get, apt-cache, dpkg-deb, rpmbuild, createrepo_c.
 set -euo pipefail
 
-if [[ $# -lt 1 || $# -gt 2 ]]; then
-	echo "usage: $0 OUTDIR [MAXPKGS]" >&2
-	exit 2
-fi
-OUTDIR=$1
-MAXPKGS=${2:-120}
-MAXDEB=${MAXDEB:-20000000}
-JOBS=${JOBS:-2}
-PREFERRED=${PREFERRED:-"libc6 libc6-dbg libssl3 openssl systemd libsystemd0 libsystemd-shared udev curl libcurl4 python3.11 python3.11-minimal libpython3.11 libpython3.11-minimal bash coreutils libglib2.0-0 libxml2 zlib1g libsqlite3-0 libgnutls30 libkrb5-3 openssh-client openssh-server nginx-core postgresql-15 libpq5 bind9-libs libnss3 git"}
-for tool in apt-get apt-cache dpkg-deb rpmbuild createrepo_c; do
-	command -v "$tool" >/dev/null || {
-		echo "mkcorpus-versions: $tool not found" >&2
-		exit 1
-	}
-done
-mkdir -p "$OUTDIR"
-OUTDIR=$(cd "$OUTDIR" && pwd)
-SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
-APT=$OUTDIR/.apt
-META=$OUTDIR/.mkcorpus
-DEBS=$OUTDIR/.debs
-
 # ---------------------------------------------------------------------------
 # Worker mode: repack one .deb. Called by xargs as
 #   mkcorpus-versions.sh --one OUTDIR COMPRESSION DEBFILE
@@ -163,6 +141,29 @@ if [[ ${1:-} == --one ]]; then
 	build_one "$@"
 	exit 0
 fi
+
+if [[ $# -lt 1 || $# -gt 2 ]]; then
+	echo "usage: $0 OUTDIR [MAXPKGS]" >&2
+	exit 2
+fi
+OUTDIR=$1
+MAXPKGS=${2:-120}
+MAXDEB=${MAXDEB:-20000000}
+JOBS=${JOBS:-2}
+PREFERRED=${PREFERRED:-"libc6 libc6-dbg libssl3 openssl systemd libsystemd0 libsystemd-shared udev curl libcurl4 python3.11 python3.11-minimal libpython3.11 libpython3.11-minimal bash coreutils libglib2.0-0 libxml2 zlib1g libsqlite3-0 libgnutls30 libkrb5-3 openssh-client openssh-server nginx-core postgresql-15 libpq5 bind9-libs libnss3 git"}
+for tool in apt-get apt-cache dpkg-deb rpmbuild createrepo_c; do
+	command -v "$tool" >/dev/null || {
+		echo "mkcorpus-versions: $tool not found" >&2
+		exit 1
+	}
+done
+mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+APT=$OUTDIR/.apt
+META=$OUTDIR/.mkcorpus
+DEBS=$OUTDIR/.debs
+
 
 # ---------------------------------------------------------------------------
 # A private apt state: the archive URIs this machine already uses, with the
