@@ -68,7 +68,8 @@ func (m *Mirror) Compact(ctx context.Context) (*CompactResult, error) {
 			return nil, err
 		}
 	}
-	c := &compaction{m: m, ctx: ctx, state: map[blob.Digest]blobState{}, res: &CompactResult{},
+	c := &compaction{m: m, ctx: ctx, state: map[blob.Digest]blobState{},
+		done: map[blob.Digest]chan struct{}{}, res: &CompactResult{},
 		opts: blob.CompactOptions{ZstdCmd: zstdCmd, Level: m.cfg.Compact.Level, Gate: m.idx.Hold}}
 	jobs := make(chan []lineEntry)
 	var wg sync.WaitGroup
@@ -162,17 +163,37 @@ type compaction struct {
 
 	mu    sync.Mutex
 	state map[blob.Digest]blobState
+	done  map[blob.Digest]chan struct{} // closed when a busy blob settles
 	res   *CompactResult
 	err   error
 }
 
 // claim returns what is known of d, marking it busy for the caller when
-// it is fresh and nobody has it (claimed true).
+// it is fresh and nobody has it (claimed true); the caller then calls
+// settle. A blob another worker is compacting is waited for: the same
+// file often sits in several lineages (git's builtins are one binary
+// under many names), and a lineage that skipped it would lose its base.
+// A worker waits only between its own blobs, holding none busy, so
+// waits cannot form a cycle.
 func (c *compaction) claim(d blob.Digest) (st blobState, claimed bool) {
 	c.mu.Lock()
 	st = c.state[d]
+	if st == stateBusy {
+		done := c.done[d]
+		c.mu.Unlock()
+		select {
+		case <-done:
+		case <-c.ctx.Done():
+			return stateFailed, false
+		}
+		c.mu.Lock()
+		st = c.state[d]
+		c.mu.Unlock()
+		return st, false
+	}
 	if st == stateUnknown {
 		c.state[d] = stateBusy
+		c.done[d] = make(chan struct{})
 	}
 	c.mu.Unlock()
 	if st != stateUnknown {
@@ -189,10 +210,17 @@ func (c *compaction) claim(d blob.Digest) (st blobState, claimed bool) {
 	default:
 		st = stateWhole
 	}
+	c.settle(d, st)
+	return st, false
+}
+
+// settle records what became of d, which the caller had claimed.
+func (c *compaction) settle(d blob.Digest, st blobState) {
 	c.mu.Lock()
 	c.state[d] = st
+	close(c.done[d])
+	delete(c.done, d)
 	c.mu.Unlock()
-	return st, false
 }
 
 // line compacts the fresh blobs of one lineage, oldest first.
@@ -225,8 +253,8 @@ func (c *compaction) line(line []lineEntry) {
 					c.res.Deltas++
 				}
 			}
-			c.state[e.digest] = st
 			c.mu.Unlock()
+			c.settle(e.digest, st)
 		}
 		if st == stateWhole {
 			base = e.digest
