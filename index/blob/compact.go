@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/klauspost/compress/zstd"
@@ -305,16 +306,14 @@ func (p *Pool) recompress(ctx context.Context, d Digest, src io.Reader, o Compac
 			level = LevelBest
 		}
 		bw := bufio.NewWriterSize(tmp, 256<<10)
-		enc, err := zstd.NewWriter(bw, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true))
+		enc := getWholeEncoder(bw, level)
+		_, err := io.Copy(enc, src)
+		if cerr := enc.Close(); err == nil {
+			err = cerr
+		}
+		putWholeEncoder(enc, level)
 		if err != nil {
-			return nil, err
-		}
-		if _, err := io.Copy(enc, src); err != nil {
-			enc.Close()
 			return nil, fmt.Errorf("compact %s: %w", d, err)
-		}
-		if err := enc.Close(); err != nil {
-			return nil, err
 		}
 		if err := bw.Flush(); err != nil {
 			return nil, err
@@ -345,4 +344,27 @@ func (p *Pool) verifyFile(f *os.File, d Digest) error {
 		return fmt.Errorf("%w: decodes to %s", ErrCorrupt, got)
 	}
 	return nil
+}
+
+// Whole-blob encoders are reused too (see deltaEncoders): most kept files
+// are small, and a new encoder's history is several MB to zero.
+var wholeEncoders sync.Map // Level -> *sync.Pool of *zstd.Encoder
+
+func getWholeEncoder(w io.Writer, level Level) *zstd.Encoder {
+	pl, _ := wholeEncoders.LoadOrStore(level, new(sync.Pool))
+	if enc, ok := pl.(*sync.Pool).Get().(*zstd.Encoder); ok {
+		enc.Reset(w)
+		return enc
+	}
+	enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true))
+	if err != nil {
+		panic(fmt.Sprintf("zstd writer with static options: %v", err))
+	}
+	return enc
+}
+
+func putWholeEncoder(enc *zstd.Encoder, level Level) {
+	enc.Reset(nil)
+	pl, _ := wholeEncoders.Load(level)
+	pl.(*sync.Pool).Put(enc)
 }

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"math/bits"
 	"os"
+	"sync"
 	"syscall"
 
 	"github.com/klauspost/compress/zstd"
@@ -262,12 +263,12 @@ func encodeDelta(w io.Writer, base Digest, baseMap []byte, src io.Reader, size i
 	if _, err := w.Write(h.marshal()); err != nil {
 		return err
 	}
-	enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(true), zstd.WithWindowSize(deltaWindow(h.baseSize, size)),
-		zstd.WithEncoderDictRaw(0, baseMap))
+	window := deltaWindow(h.baseSize, size)
+	enc, err := getDeltaEncoder(w, window, level, baseMap)
 	if err != nil {
 		return err
 	}
+	defer putDeltaEncoder(enc, window, level)
 	n, err := io.Copy(enc, src)
 	if err != nil {
 		enc.Close()
@@ -278,4 +279,35 @@ func encodeDelta(w io.Writer, base Digest, baseMap []byte, src io.Reader, size i
 		return fmt.Errorf("content is %d bytes, not %d", n, size)
 	}
 	return enc.Close()
+}
+
+// Delta encoders are kept for reuse, by window and level: a new one
+// allocates (and zeroes) a history of twice its window, which cost more
+// CPU than the encoding when every delta took a fresh one.
+var deltaEncoders sync.Map // deltaEncKey -> *sync.Pool of *zstd.Encoder
+
+type deltaEncKey struct {
+	window int
+	level  Level
+}
+
+func getDeltaEncoder(w io.Writer, window int, level Level, base []byte) (*zstd.Encoder, error) {
+	pl, _ := deltaEncoders.LoadOrStore(deltaEncKey{window, level}, new(sync.Pool))
+	if enc, ok := pl.(*sync.Pool).Get().(*zstd.Encoder); ok {
+		if err := enc.ResetWithOptions(w, zstd.WithEncoderDictRaw(0, base)); err == nil {
+			return enc, nil
+		}
+	}
+	return zstd.NewWriter(w, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderCRC(true), zstd.WithWindowSize(window), zstd.WithEncoderDictRaw(0, base))
+}
+
+// putDeltaEncoder returns a closed encoder for reuse, with no reference
+// left to its base (a mapping about to go) nor its writer.
+func putDeltaEncoder(enc *zstd.Encoder, window int, level Level) {
+	if err := enc.ResetWithOptions(nil, zstd.WithEncoderDictDelete()); err != nil {
+		return
+	}
+	pl, _ := deltaEncoders.Load(deltaEncKey{window, level})
+	pl.(*sync.Pool).Put(enc)
 }
