@@ -7,6 +7,9 @@
 // the plan. gc decides, the owners delete: the index deletes packages, the
 // blob pool deletes blobs, the retrace service deletes tasks.
 //
+// A blob stored as a delta keeps its base: gc reads the header of every
+// referenced blob and counts a delta's base as referenced.
+//
 // Nothing in use is collected: blobs written after the protection cutoff
 // (the start of the oldest running sync) are kept even when unreferenced,
 // since a running sync references its blobs only when it commits.

@@ -32,6 +32,10 @@ type Pool interface {
 	PlanPlain(budget int64, wanted func(blob.Digest) bool) (*blob.PlainPlan, error)
 	StaleTemps(cutoff time.Time) ([]blob.Temp, error)
 	RemoveTemp(path string) error
+	// DeltaBase reports the base of blob d when it is stored as a delta
+	// (ok false for a whole blob), reading it: a base stays while a
+	// delta on it does.
+	DeltaBase(d blob.Digest) (base blob.Digest, ok bool, err error)
 }
 
 var (
@@ -183,6 +187,30 @@ func (c *Collector) Plan(ctx context.Context, cutoff time.Time) (*Plan, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	// A delta's base is needed as long as the delta is, whether or not a
+	// package still names it. Bases are whole blobs (the pool's chain
+	// rule), so one round is enough.
+	deltas := make([]blob.Digest, 0, len(referenced))
+	for d := range referenced {
+		deltas = append(deltas, d)
+	}
+	for _, d := range deltas {
+		base, ok, err := c.pool.DeltaBase(d)
+		if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrCorrupt) {
+			// A file missing, or a header unreadable (its base unknown,
+			// the blob unreadable anyway): nothing more to keep.
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("plan: %w", err)
+		}
+		if ok {
+			referenced[base] = true
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 	}
 	plain, err := c.pool.PlanPlain(c.cfg.PlainBudget, func(d blob.Digest) bool { return referenced[d] })
 	if err != nil {

@@ -3,6 +3,7 @@ package gc
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -268,5 +269,106 @@ func TestExecuteWaitsForHold(t *testing.T) {
 	}
 	if e.blobs(t) != 0 {
 		t.Fatalf("%d blobs left after the hold ended", e.blobs(t))
+	}
+}
+
+// TestDeltaBaseKept: once compaction has stored v2's files as deltas on
+// v1's, removing v1 collects v1's packages and the files no delta needs,
+// but keeps every base: each of v2's files still reads back whole.
+func TestDeltaBaseKept(t *testing.T) {
+	e := newEnv(t, "repo-v1", "repo-v2")
+	res, err := e.m.Compact(context.Background())
+	if err != nil || res.Deltas == 0 {
+		t.Fatalf("Compact: %+v, %v; want deltas", res, err)
+	}
+	bases := map[blob.Digest]bool{}
+	if err := e.pool.Walk(func(d blob.Digest, _ int64) error {
+		if b, ok, err := e.pool.DeltaBase(d); err != nil {
+			return err
+		} else if ok {
+			bases[b] = true
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Remove("repo-v1"); err != nil {
+		t.Fatal(err)
+	}
+	// What v2 names; the rest of the pool only v1 named.
+	v2 := map[blob.Digest]bool{}
+	if err := e.idx.SourcePackages("repo-v2", func(n index.NEVRA) error {
+		p, err := e.idx.Package(n)
+		for _, f := range p.Files {
+			v2[f.Blob] = true
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{} // v1's blobs that are no base
+	keptBases := 0
+	if err := e.pool.Walk(func(d blob.Digest, _ int64) error {
+		switch {
+		case v2[d]:
+		case bases[d]:
+			keptBases++
+		default:
+			want[d.String()] = true
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if keptBases == 0 {
+		t.Fatal("no base only v1 names: the test shows nothing")
+	}
+	c := e.collector(Config{})
+	plan, err := c.Plan(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, it := range plan.Items {
+		if it.Kind == KindBlob || it.Kind == KindBlobPlain {
+			got[it.Name] = true
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("plan removes blobs %v, want %v (v1's that are no base)", got, want)
+	}
+	if _, err := c.Execute(context.Background(), plan); err != nil {
+		t.Fatal(err)
+	}
+	for d := range bases {
+		if !e.pool.Has(d) {
+			t.Errorf("base %s was removed", d)
+		}
+	}
+	checkEveryFileReads(t, e)
+}
+
+// checkEveryFileReads reads every file the index names through Plain,
+// which checks its digest.
+func checkEveryFileReads(t *testing.T, e *env) {
+	t.Helper()
+	n := 0
+	if err := e.idx.Packages(func(p *index.Package) error {
+		for _, f := range p.Files {
+			if f.Blob.IsZero() {
+				continue
+			}
+			e.pool.RemovePlain(f.Blob)
+			if _, err := e.pool.Plain(f.Blob); err != nil {
+				t.Errorf("%s %s: %v", p.NEVRA, f.Path, err)
+			}
+			n++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("no file to read")
 	}
 }

@@ -27,6 +27,10 @@ func TestMain(m *testing.M) {
 		childSync(dir)
 		return
 	}
+	if dir := os.Getenv("RETRACED_CHILD_COMPACT_DIR"); dir != "" {
+		childCompact(dir)
+		return
+	}
 	os.Exit(m.Run())
 }
 
@@ -187,5 +191,96 @@ func TestKillDuringSync(t *testing.T) {
 	}
 	if got, want := snapshot(t, m), snapshot(t, ref); got != want {
 		t.Fatalf("store after kill and resync differs from an uninterrupted one:\n got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func childCompact(dir string) {
+	m, closeFn, err := openMirror(dir)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	defer closeFn()
+	fmt.Println("start")
+	res, err := m.Compact(context.Background())
+	fmt.Println("result", res, err)
+	os.Exit(0)
+}
+
+// TestKillDuringCompact: SIGKILL a process part-way through compaction
+// (deltas being written), at several moments: every file the index
+// names still reads back whole (Plain checks its digest), and a second
+// compaction finishes the job.
+func TestKillDuringCompact(t *testing.T) {
+	for _, after := range []time.Duration{50 * time.Millisecond, 150 * time.Millisecond, 400 * time.Millisecond} {
+		t.Run(after.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			m := newTestMirror(t, dir)
+			m.add(t, "fx", fixtures.Path("repo"))
+			if res := m.sync(t, "fx"); !res.OK() {
+				t.Fatalf("sync: %s", res.Summary())
+			}
+			m.idx.Close()
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), "RETRACED_CHILD_COMPACT_DIR="+dir)
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(out)
+			sc.Scan() // "start"
+			time.Sleep(after)
+			cmd.Process.Signal(syscall.SIGKILL)
+			var said []string
+			for sc.Scan() {
+				said = append(said, sc.Text())
+			}
+			cmd.Wait()
+
+			m = newTestMirror(t, dir)
+			compacted := 0
+			readAll := func() {
+				t.Helper()
+				compacted = 0
+				if err := m.idx.Packages(func(p *index.Package) error {
+					for _, f := range p.Files {
+						if f.Blob.IsZero() {
+							continue
+						}
+						m.pool.RemovePlain(f.Blob)
+						if _, err := m.pool.Plain(f.Blob); err != nil {
+							t.Errorf("%s %s: %v", p.NEVRA, f.Path, err)
+						}
+						if done, _ := m.pool.IsCompacted(f.Blob); done {
+							compacted++
+						}
+					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			readAll()
+			t.Logf("killed after %s (%d files compacted; child said %q)", after, compacted, said)
+			if err := m.pool.CleanTemp(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.Compact(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.pool.Walk(func(d blob.Digest, _ int64) error {
+				if done, err := m.pool.IsCompacted(d); err != nil || !done {
+					t.Errorf("%s not compacted after the second run: %v", d, err)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			readAll()
+		})
 	}
 }

@@ -46,6 +46,8 @@ type Config struct {
 	// Crawl bounds and paces the crawl of tree sources; its zero fields
 	// take DefaultCrawl's values.
 	Crawl CrawlConfig
+	// Compact says how compaction rewrites what syncs stored.
+	Compact CompactConfig
 	// Pause, when set, is asked before each package a sync ingests: an
 	// error stops the sync with that error, keeping what has landed, so
 	// that the next sync goes on from there (serve stops syncs so when
@@ -123,6 +125,9 @@ func (c *Config) defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Compact.Level == 0 {
+		c.Compact.Level = DefaultCompactLevel
 	}
 	if c.XZ == "" {
 		c.XZ = rpmfile.XZGo

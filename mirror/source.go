@@ -90,6 +90,9 @@ type State struct {
 	// BytesStored is what the distinct files of the source's packages take
 	// in the pool now (recounted after every sync and compaction).
 	BytesStored int64 `json:"bytes_stored"`
+	// BytesDelta is the part of BytesStored held as deltas on an older
+	// version (the rest is whole blobs).
+	BytesDelta int64 `json:"bytes_delta"`
 }
 
 // FailedPackage is a package a sync refused, and why.

@@ -213,12 +213,12 @@ func (m *Mirror) run(ctx context.Context, name string, progress func(Progress), 
 
 // countSource recounts the distinct names and NEVRAs a source has listed,
 // and the bytes on disk of the distinct blobs their files use (a blob two
-// sources share counts for both).
+// sources share counts for both), of them those stored as deltas.
 func (m *Mirror) countSource(src *Source) error {
 	names := map[string]bool{}
 	versions := 0
 	blobs := map[blob.Digest]bool{}
-	var stored int64
+	var stored, delta int64
 	err := m.idx.SourcePackages(src.Name, func(n index.NEVRA) error {
 		names[n.Name] = true
 		versions++
@@ -231,15 +231,19 @@ func (m *Mirror) countSource(src *Source) error {
 				continue
 			}
 			blobs[f.Blob] = true
-			size, err := m.pool.StoredSize(f.Blob)
+			st, err := m.pool.Stat(f.Blob)
 			if err != nil {
 				return err
 			}
-			stored += size
+			stored += st.Stored
+			if st.Delta {
+				delta += st.Stored
+			}
 		}
 		return nil
 	})
 	src.State.Packages, src.State.Versions, src.State.BytesStored = len(names), versions, stored
+	src.State.BytesDelta = delta
 	return err
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/mirror"
 )
 
 // Metrics are the server's Prometheus collectors.
@@ -66,6 +67,38 @@ func NewMetrics(idx Counter) *Metrics {
 		total("retraced_index_files", "Kept files in the index.", func(c index.Counts) uint64 { return c.Files }),
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
+}
+
+// SourceBytes registers retraced_source_bytes{source, form}: per source,
+// the bytes fetched from it ("fetched") and what its files take in the
+// pool as whole blobs ("whole") and as deltas on older versions
+// ("delta"), read from list at scrape time.
+func (m *Metrics) SourceBytes(list func() ([]*mirror.Source, error)) {
+	m.reg.MustRegister(sourceBytes{list: list})
+}
+
+var sourceBytesDesc = prometheus.NewDesc("retraced_source_bytes",
+	"Bytes per source: fetched from it, and stored in the pool as whole blobs and as deltas.",
+	[]string{"source", "form"}, nil)
+
+type sourceBytes struct {
+	list func() ([]*mirror.Source, error)
+}
+
+func (s sourceBytes) Describe(ch chan<- *prometheus.Desc) { ch <- sourceBytesDesc }
+
+func (s sourceBytes) Collect(ch chan<- prometheus.Metric) {
+	srcs, err := s.list()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(sourceBytesDesc, err)
+		return
+	}
+	for _, src := range srcs {
+		st := src.State
+		for form, n := range map[string]int64{"fetched": st.BytesFetched, "whole": st.BytesStored - st.BytesDelta, "delta": st.BytesDelta} {
+			ch <- prometheus.MustNewConstMetric(sourceBytesDesc, prometheus.GaugeValue, float64(n), src.Name, form)
+		}
+	}
 }
 
 // Middleware counts and times every request by its route template, so

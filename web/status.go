@@ -99,18 +99,29 @@ func NewStatus(ops *Ops, idx Counter, extra StatusSources) *Status {
 	return &Status{ops: ops, idx: idx, extra: extra, now: time.Now}
 }
 
+// StoredRatio is stored/fetched as "0.123", or "-" before anything was
+// fetched.
+func StoredRatio(stored, fetched int64) string {
+	if fetched <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(float64(stored)/float64(fetched), 'f', 3, 64)
+}
+
 // Register adds GET /.
 func (s *Status) Register(r gin.IRouter) { r.GET("/", s.page) }
 
 type sourceRow struct {
 	SourceView
-	LastSync, NextSync    string
-	BytesFetched          string
-	BytesStored           string
-	ResultClass           string
-	Progress              *mirror.Progress
-	ProgressBytes         string
-	ProgressRate, Percent string
+	LastSync, NextSync     string
+	BytesFetched           string
+	BytesStored            string
+	BytesWhole, BytesDelta string
+	StoredRatio            string // stored / fetched
+	ResultClass            string
+	Progress               *mirror.Progress
+	ProgressBytes          string
+	ProgressRate, Percent  string
 }
 
 type pageData struct {
@@ -146,7 +157,9 @@ func (s *Status) page(c *gin.Context) {
 		fetched += v.BytesFetched
 		stored += v.BytesStored
 		row := sourceRow{SourceView: v, LastSync: "never", NextSync: "not scheduled",
-			BytesFetched: mirror.HumanBytes(v.BytesFetched), BytesStored: mirror.HumanBytes(v.BytesStored), ResultClass: "muted"}
+			BytesFetched: mirror.HumanBytes(v.BytesFetched), BytesStored: mirror.HumanBytes(v.BytesStored),
+			BytesWhole: mirror.HumanBytes(v.BytesStored - v.BytesDelta), BytesDelta: mirror.HumanBytes(v.BytesDelta),
+			StoredRatio: StoredRatio(v.BytesStored, v.BytesFetched), ResultClass: "muted"}
 		if v.LastSync != nil {
 			row.LastSync = v.LastSync.Local().Format("2006-01-02 15:04:05") + " (" + ago(d.Now.Sub(*v.LastSync)) + " ago)"
 		}

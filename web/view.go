@@ -9,17 +9,20 @@ import (
 // SourceView is a source as `mirror list --json` and GET /api/v1/mirrors
 // show it.
 type SourceView struct {
-	Name         string     `json:"name"`
-	Kind         string     `json:"kind"`
-	URL          string     `json:"url"`
-	Schedule     string     `json:"schedule"`
-	Packages     int        `json:"packages"`
-	Versions     int        `json:"versions"`
-	BytesFetched int64      `json:"bytes_fetched"`
-	BytesStored  int64      `json:"bytes_stored"`
-	LastSync     *time.Time `json:"last_sync"`
-	LastResult   string     `json:"last_result"`
-	Errors       []string   `json:"errors"`
+	Name         string `json:"name"`
+	Kind         string `json:"kind"`
+	URL          string `json:"url"`
+	Schedule     string `json:"schedule"`
+	Packages     int    `json:"packages"`
+	Versions     int    `json:"versions"`
+	BytesFetched int64  `json:"bytes_fetched"`
+	BytesStored  int64  `json:"bytes_stored"`
+	// BytesDelta is the part of BytesStored held as deltas on older
+	// versions; the rest is whole blobs.
+	BytesDelta int64      `json:"bytes_delta"`
+	LastSync   *time.Time `json:"last_sync"`
+	LastResult string     `json:"last_result"`
+	Errors     []string   `json:"errors"`
 	// GPGCheck: packages must be signed by one of the source's keys;
 	// RepoGPGCheck: repomd.xml by its repomd.xml.asc.
 	GPGCheck     bool     `json:"gpgcheck"`
@@ -35,7 +38,7 @@ func ViewSource(s *mirror.Source) SourceView {
 		Name: s.Name, Kind: s.Kind, URL: s.URL, Schedule: s.Schedule,
 		Packages: s.State.Packages, Versions: s.State.Versions,
 		BytesFetched: s.State.BytesFetched, BytesStored: s.State.BytesStored,
-		LastResult: s.State.LastResult, Errors: s.State.Errors,
+		BytesDelta: s.State.BytesDelta, LastResult: s.State.LastResult, Errors: s.State.Errors,
 	}
 	if !s.State.LastSync.IsZero() {
 		t := s.State.LastSync

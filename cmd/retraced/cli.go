@@ -20,6 +20,7 @@ import (
 	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/mirror/rpmfile"
 	"github.com/retraced/retraced/resolver"
+	"github.com/retraced/retraced/web"
 )
 
 // globals are the flags every command shares.
@@ -184,14 +185,15 @@ func mirrorListCmd(g *globals) *cobra.Command {
 				return e.Encode(views)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tKIND\tURL\tPACKAGES\tVERSIONS\tFETCHED\tSTORED\tLAST SYNC\tLAST RESULT")
+			fmt.Fprintln(tw, "NAME\tKIND\tURL\tPACKAGES\tVERSIONS\tFETCHED\tSTORED\tAS DELTAS\tRATIO\tLAST SYNC\tLAST RESULT")
 			for _, v := range views {
 				last := "never"
 				if v.LastSync != nil {
 					last = v.LastSync.Local().Format("2006-01-02 15:04:05")
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, v.URL, v.Packages, v.Versions,
-					mirror.HumanBytes(v.BytesFetched), mirror.HumanBytes(v.BytesStored), last, v.LastResult)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, v.URL, v.Packages, v.Versions,
+					mirror.HumanBytes(v.BytesFetched), mirror.HumanBytes(v.BytesStored), mirror.HumanBytes(v.BytesDelta),
+					web.StoredRatio(v.BytesStored, v.BytesFetched), last, v.LastResult)
 			}
 			return tw.Flush()
 		},
@@ -236,7 +238,7 @@ func mirrorSyncCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("compact: %w", err)
 				}
 				if res != nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "compacted %d files: %s -> %s in %s\n", res.Blobs,
+					fmt.Fprintf(cmd.OutOrStdout(), "compacted %d files (%d as deltas): %s -> %s in %s\n", res.Blobs, res.Deltas,
 						mirror.HumanBytes(res.Before), mirror.HumanBytes(res.After), time.Since(start).Round(time.Millisecond))
 				}
 			}
@@ -246,7 +248,7 @@ func mirrorSyncCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().BoolVar(&compact, "compact", false, "then recompress newly stored files at the strongest level (serve does this in the background)")
+	c.Flags().BoolVar(&compact, "compact", false, "then rewrite newly stored files in their final form, deltas on older versions where they pay (serve does this in the background)")
 	return c
 }
 

@@ -101,6 +101,10 @@ func openStore(cfg Config) (*store, error) {
 	if s.mirror, err = mirror.New(s.idx, s.pool, mirror.Config{
 		Workers: cfg.Mirror.Workers, Keep: cfg.Mirror.Keep, Drop: cfg.Mirror.Drop,
 		Crawl: cfg.Mirror.crawl(),
+		Compact: mirror.CompactConfig{
+			Level:    cfg.Mirror.CompactLevel,
+			NoDeltas: cfg.Mirror.CompactDeltas != nil && !*cfg.Mirror.CompactDeltas,
+		},
 		// Checked before each package: a sync that fills the disk stops
 		// at min_free, and the next goes on from there.
 		Pause: s.space.Pause,

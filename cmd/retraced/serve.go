@@ -324,6 +324,7 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler, 
 	}
 	r.Use(gin.Recovery())
 	metrics := web.NewMetrics(s.idx)
+	metrics.SourceBytes(s.mirror.Sources)
 	r.Use(metrics.Middleware())
 	// Password and token guesses: 20 failures a minute, then 429 for the
 	// rest of the minute.

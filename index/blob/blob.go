@@ -11,11 +11,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -330,7 +327,10 @@ func (p *Pool) encoder(w io.Writer) encoder {
 }
 
 // Open returns a reader of blob d's uncompressed content. The reader
-// reports ErrCorrupt if the stored frame does not decode.
+// reports ErrCorrupt if the stored frame does not decode, a delta's base
+// is missing, corrupt or a delta itself, or the content read to its end
+// does not have digest d: a caller that reads to EOF without an error has
+// d's bytes.
 func (p *Pool) Open(d Digest) (io.ReadCloser, error) {
 	if p.cfg.Remote != nil {
 		return p.openRemote(d)
@@ -342,24 +342,48 @@ func (p *Pool) Open(d Digest) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open blob %s: %w", d, err)
 	}
-	dec, err := decode(bufio.NewReaderSize(f, 128<<10))
+	rc, err := p.openStored(d, f)
 	if err != nil {
 		f.Close()
+		return nil, err
+	}
+	return rc, nil
+}
+
+// openStored returns a reader of the content of blob d, whose stored
+// bytes f yields; closing it closes f. On error the caller closes f.
+func (p *Pool) openStored(d Digest, f io.ReadCloser) (io.ReadCloser, error) {
+	br := bufio.NewReaderSize(f, 128<<10)
+	if head, _ := br.Peek(len(magicDelta)); isDelta(head) {
+		return p.openDelta(d, f, br)
+	}
+	dec, err := decode(br)
+	if err != nil {
 		return nil, fmt.Errorf("open blob %s: %w: %v", d, ErrCorrupt, err)
 	}
-	return &reader{d: d, f: f, dec: dec}, nil
+	return &reader{d: d, f: f, dec: dec, h: sha256.New()}, nil
 }
 
 type reader struct {
 	d   Digest
 	f   io.Closer // the stored bytes: a file, or an object store's stream
 	dec io.ReadCloser
+	h   hash.Hash // of the content read; nil: not checked (a Writer's Content)
 }
 
 func (r *reader) Read(b []byte) (int, error) {
 	n, err := r.dec.Read(b)
+	if r.h != nil {
+		r.h.Write(b[:n])
+	}
 	if err != nil && err != io.EOF {
 		err = fmt.Errorf("read blob %s: %w: %v", r.d, ErrCorrupt, err)
+	}
+	if err == io.EOF && r.h != nil {
+		if got := Digest(r.h.Sum(nil)); got != r.d {
+			err = fmt.Errorf("read blob %s: %w: content has digest %s", r.d, ErrCorrupt, got)
+		}
+		r.h = nil // checked; a read after EOF repeats EOF
 	}
 	return n, err
 }
@@ -435,9 +459,12 @@ func (p *Pool) CleanTemp() error {
 // Compacted blobs are rewritten at the strongest level and made read-only
 // (mode 0444); fresh ones are 0644. The mode is the marker, so compaction
 // needs no state of its own and survives copies that keep modes.
+// A compacted delta is 0440: a hint for statistics (Info reads the
+// header, which is what counts).
 const (
 	modeFresh     = 0o644
 	modeCompacted = 0o444
+	modeDelta     = 0o440
 )
 
 // IsCompacted reports whether blob d has been recompressed by Compact.
@@ -451,141 +478,6 @@ func (p *Pool) IsCompacted(d Digest) (bool, error) {
 		return false, err
 	}
 	return fi.Mode().Perm()&0o222 == 0, nil
-}
-
-// Compact rewrites blob d with the strongest compression: the reference
-// zstd binary at -19 when zstdCmd is set, else this package's best level.
-// The result is decoded and checked against d before it replaces the
-// blob (atomically; open readers keep the old file). It returns the sizes
-// before and after; a blob already compacted is left alone.
-func (p *Pool) Compact(ctx context.Context, d Digest, zstdCmd string) (before, after int64, err error) {
-	if p.cfg.Remote != nil {
-		return p.compactRemote(ctx, d, zstdCmd)
-	}
-	final := p.Path(d)
-	fi, err := os.Stat(final)
-	if err != nil {
-		return 0, 0, fmt.Errorf("compact %s: %w", d, err)
-	}
-	before = fi.Size()
-	if fi.Mode().Perm()&0o222 == 0 {
-		return before, before, nil
-	}
-	src, err := p.Open(d)
-	if err != nil {
-		return before, before, err
-	}
-	defer src.Close()
-	tmp, err := p.recompress(ctx, d, src, zstdCmd)
-	if err != nil {
-		return before, before, err
-	}
-	keep := false
-	defer func() {
-		if !keep {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	nfi, err := tmp.Stat()
-	if err != nil {
-		return before, before, err
-	}
-	if nfi.Size() >= before { // not worth it: keep the old bytes, mark them final
-		return before, before, os.Chmod(final, modeCompacted)
-	}
-	if !p.cfg.NoSync {
-		if err := tmp.Sync(); err != nil {
-			return before, before, err
-		}
-	}
-	if err := tmp.Chmod(modeCompacted); err != nil {
-		return before, before, err
-	}
-	if err := tmp.Close(); err != nil {
-		return before, before, err
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return before, before, err
-	}
-	keep = true
-	return before, nfi.Size(), nil
-}
-
-// recompress writes the content read from src (blob d, uncompressed) to
-// a new temp file at the strongest level and checks it decodes to d. The
-// caller removes the file.
-func (p *Pool) recompress(ctx context.Context, d Digest, src io.Reader, zstdCmd string) (*os.File, error) {
-	tmp, err := p.TempFile("compact-*.tmp")
-	if err != nil {
-		return nil, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if zstdCmd != "" {
-		cmd := exec.CommandContext(ctx, zstdCmd, "-19", "-q", "-c", "--no-progress", "-T1")
-		cmd.Stdin = src
-		cmd.Stdout = tmp
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		err := cmd.Start()
-		if err == nil {
-			// Compaction is background work (serve runs it after each
-			// sync): the lowest priority, so that requests come first.
-			// Best effort; zstd runs either way.
-			_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, 19)
-			err = cmd.Wait()
-		}
-		if err != nil {
-			return nil, fmt.Errorf("compact %s: zstd: %v: %s", d, err, strings.TrimSpace(stderr.String()))
-		}
-	} else {
-		bw := bufio.NewWriterSize(tmp, 256<<10)
-		enc, err := zstd.NewWriter(bw, zstd.WithEncoderLevel(LevelBest), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true))
-		if err != nil {
-			return nil, err
-		}
-		if _, err := io.Copy(enc, src); err != nil {
-			enc.Close()
-			return nil, fmt.Errorf("compact %s: %w", d, err)
-		}
-		if err := enc.Close(); err != nil {
-			return nil, err
-		}
-		if err := bw.Flush(); err != nil {
-			return nil, err
-		}
-	}
-	if err := p.verifyFile(tmp, d); err != nil {
-		return nil, fmt.Errorf("compact %s: %w", d, err)
-	}
-	ok = true
-	return tmp, nil
-}
-
-// verifyFile decodes a compressed file and checks its digest.
-func (p *Pool) verifyFile(f *os.File, d Digest) error {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	dec, err := decode(bufio.NewReaderSize(f, 128<<10))
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrCorrupt, err)
-	}
-	defer dec.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, dec); err != nil {
-		return fmt.Errorf("%w: %v", ErrCorrupt, err)
-	}
-	if got := Digest(h.Sum(nil)); got != d {
-		return fmt.Errorf("%w: decodes to %s", ErrCorrupt, got)
-	}
-	return nil
 }
 
 // Plain returns the path of an uncompressed copy of blob d, writing it

@@ -1,10 +1,12 @@
 // Package blob is retraced's content-addressed file pool: each distinct file
 // the mirror keeps is stored once, named by the SHA-256 of its uncompressed
-// content, compressed: S2 when a sync writes it fast, zstd once compacted.
+// content, compressed: S2 when a sync writes it fast, zstd once compacted,
+// or, once compacted, as a delta on an older version of the same file (a
+// whole blob: never a delta on a delta; see README.md).
 //
 // Layout under the pool directory (see README.md beside this file):
 //
-//	sha256/ab/abcdef...   the file's content as one zstd frame or S2 stream
+//	sha256/ab/abcdef...   the file's content as one zstd frame, S2 stream or delta
 //	plain/ab/abcdef...    an uncompressed copy (a cache; see Plain)
 //	tmp/                  files being written; never referenced
 //
@@ -18,5 +20,6 @@
 // # Security
 //
 // Digests are parsed and validated before they become paths; a corrupt blob
-// (truncated frame, wrong content) is reported as ErrCorrupt when read.
+// (truncated frame, wrong content, a delta whose base is damaged) is
+// reported as ErrCorrupt when read: every read checks the content's digest.
 package blob

@@ -3,6 +3,7 @@ package blob
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +40,9 @@ type RemoteStat struct {
 // (uncompressed copies for sysroots, Range requests and sections, bounded
 // by gc's plain budget) is the local cache. Compaction downloads a blob,
 // recompresses it and uploads the result (or the old bytes, when that is
-// no smaller) marked compacted.
+// no smaller) marked compacted. Blobs in a Remote are never deltas: a
+// delta's read needs its base's plain copy, and gc would have to read
+// every object's header to keep bases.
 
 // present remembers digests the remote is known to hold, so that a sync
 // asks the store once per blob, not once per package that ships it. Only
@@ -115,7 +118,7 @@ func (p *Pool) upload(d Digest, f *os.File, compacted bool) (int64, error) {
 
 // compactRemote is Compact for a remote blob: download the stored bytes,
 // recompress them, upload the smaller of the two marked compacted.
-func (p *Pool) compactRemote(ctx context.Context, d Digest, zstdCmd string) (before, after int64, err error) {
+func (p *Pool) compactRemote(ctx context.Context, d Digest, o CompactOptions) (before, after int64, err error) {
 	p.known.forget(d) // ask the store: another node may have compacted it
 	st, err := p.remoteStat(d)
 	if err != nil {
@@ -150,7 +153,7 @@ func (p *Pool) compactRemote(ctx context.Context, d Digest, zstdCmd string) (bef
 	if err != nil {
 		return before, before, fmt.Errorf("compact %s: %w: %v", d, ErrCorrupt, err)
 	}
-	tmp, err := p.recompress(ctx, d, dec, zstdCmd)
+	tmp, err := p.recompress(ctx, d, dec, o)
 	dec.Close()
 	if err != nil {
 		return before, before, err
@@ -186,7 +189,7 @@ func (p *Pool) openRemote(d Digest) (io.ReadCloser, error) {
 		rc.Close()
 		return nil, fmt.Errorf("open blob %s: %w: %v", d, ErrCorrupt, err)
 	}
-	return &reader{d: d, f: rc, dec: dec}, nil
+	return &reader{d: d, f: rc, dec: dec, h: sha256.New()}, nil
 }
 
 // remoteInfo is what WalkInfo reports for a remote object.
