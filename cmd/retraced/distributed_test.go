@@ -102,8 +102,21 @@ func TestMigrateToObjectStoreAndPostgresAndBack(t *testing.T) {
 	if _, _, err := run(t, "--data", local, "mirror", "add", "fx", url); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := run(t, "--data", local, "mirror", "sync"); err != nil {
+	if _, _, err := run(t, "--data", local, "mirror", "sync", "--compact"); err != nil {
 		t.Fatal(err)
+	}
+	// Compaction stored some files as deltas on their older versions:
+	// migrate copies them as they are, bases included.
+	out, _, err := run(t, "--data", local, "mirror", "list", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 {
+		t.Fatalf("mirror list --json: %v\n%s", err, out)
+	}
+	if d, _ := list[0]["bytes_delta"].(float64); d == 0 {
+		t.Errorf("no deltas after compaction: the test does not cover them (%v)", list[0])
 	}
 	want := lookupAll(t, "--data", local)
 	localBlobs := countFiles(t, filepath.Join(local, "blobs", "sha256"))
@@ -119,6 +132,15 @@ func TestMigrateToObjectStoreAndPostgresAndBack(t *testing.T) {
 	if n := countFiles(t, filepath.Join(s3.Dir, "retraced", "m", "sha256")); n != localBlobs {
 		t.Errorf("%d objects in the store, want %d", n, localBlobs)
 	}
+	// Deltas went whole: the store's pools hold whole blobs only.
+	filepath.WalkDir(filepath.Join(s3.Dir, "retraced", "m", "sha256"), func(p string, e os.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			if b, _ := os.ReadFile(p); bytes.HasPrefix(b, []byte("RTDELTA")) {
+				t.Errorf("object %s is a delta", e.Name())
+			}
+		}
+		return nil
+	})
 	if got := lookupAll(t, "--config", shared); got != want {
 		t.Fatalf("lookups from S3 + PostgreSQL:\n%s\nwant:\n%s", got, want)
 	}

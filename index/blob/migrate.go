@@ -40,12 +40,18 @@ func (p *Pool) CopyTo(ctx context.Context, dst *Pool, progress func(copied int, 
 	return n, total, err
 }
 
-// copyStored copies blob d's stored bytes from p to dst.
+// copyStored copies blob d's stored bytes from p to dst. A delta going
+// into an object store goes whole: the store's pools keep whole blobs
+// only (gc there learns no delta's base without reading every object).
 func (p *Pool) copyStored(ctx context.Context, dst *Pool, d Digest) (int64, error) {
-	compacted, err := p.IsCompacted(d)
+	info, err := p.Info(d)
 	if err != nil {
 		return 0, err
 	}
+	if info.Delta && dst.cfg.Remote != nil {
+		return p.copyWhole(dst, d)
+	}
+	compacted := info.Compacted
 	var r io.ReadCloser
 	var size int64
 	if p.cfg.Remote != nil {
@@ -105,4 +111,23 @@ func (p *Pool) copyStored(ctx context.Context, dst *Pool, d Digest) (int64, erro
 		return 0, err
 	}
 	return size, nil
+}
+
+// copyWhole stores blob d's content in dst as a fresh whole blob (digest
+// checked as it is read).
+func (p *Pool) copyWhole(dst *Pool, d Digest) (int64, error) {
+	r, err := p.Open(d)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	w, err := dst.NewWriter()
+	if err != nil {
+		return 0, err
+	}
+	defer w.Abort()
+	if _, err := io.Copy(w, r); err != nil {
+		return 0, err
+	}
+	return w.Commit(d)
 }

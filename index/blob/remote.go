@@ -3,7 +3,6 @@ package blob
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -184,12 +183,15 @@ func (p *Pool) openRemote(d Digest) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open blob %s: %w", d, err)
 	}
-	dec, err := decode(bufio.NewReaderSize(rc, 128<<10))
+	// The same stored forms as on local disk: a pool migrated into the
+	// store brings its deltas along (the store's own compaction makes
+	// none yet).
+	r, err := p.openStored(d, rc)
 	if err != nil {
 		rc.Close()
-		return nil, fmt.Errorf("open blob %s: %w: %v", d, ErrCorrupt, err)
+		return nil, err
 	}
-	return &reader{d: d, f: rc, dec: dec, h: sha256.New()}, nil
+	return r, nil
 }
 
 // remoteInfo is what WalkInfo reports for a remote object.
