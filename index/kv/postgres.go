@@ -9,7 +9,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -80,9 +79,7 @@ func OpenPostgres(ctx context.Context, dsn string, o PostgresOptions) (*Postgres
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
 	}
-	_, set := cfg.ConnConfig.RuntimeParams["synchronous_commit"]
-	set = set || strings.Contains(cfg.ConnConfig.RuntimeParams["options"], "synchronous_commit")
-	if !set && !o.SyncWrites {
+	if _, set := cfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set && !o.SyncWrites {
 		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
