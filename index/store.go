@@ -113,7 +113,7 @@ func Open(dir string, o Options) (*Store, error) {
 // OpenPostgres opens the index in the PostgreSQL database dsn, creating
 // its tables when missing. Any number of nodes may open the same one.
 func OpenPostgres(ctx context.Context, dsn string, o Options) (*Store, error) {
-	db, err := kv.OpenPostgres(ctx, dsn, kv.PostgresOptions{Node: o.Node, SyncWrites: o.SyncWrites})
+	db, err := kv.OpenPostgres(ctx, dsn, kv.PostgresOptions{Node: o.Node})
 	if err != nil {
 		return nil, err
 	}

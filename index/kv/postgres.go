@@ -26,12 +26,6 @@ type PostgresOptions struct {
 	// LeaseCheck is how often a lease proves it still holds its lock;
 	// 0 picks 2 s. A holder that cannot loses the lease at once.
 	LeaseCheck time.Duration
-	// SyncWrites waits, at every commit, for its WAL to reach the disk.
-	// Without it the engine's sessions run with synchronous_commit off
-	// (unless the DSN sets it): as durable as the Badger engine without
-	// SyncWrites, a crash may lose the last commits but never leaves the
-	// index inconsistent, and the next sync indexes what was lost again.
-	SyncWrites bool
 	Log        *slog.Logger
 }
 
@@ -78,9 +72,6 @@ func OpenPostgres(ctx context.Context, dsn string, o PostgresOptions) (*Postgres
 	cfg.MaxConns = 32
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
-	}
-	if _, set := cfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set && !o.SyncWrites {
-		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
