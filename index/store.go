@@ -55,9 +55,11 @@ type Store struct {
 	srcGen   uint64
 	srcCache map[NEVRA][]string
 
-	node string
-	stop chan struct{}
-	done chan struct{}
+	node      string
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Node is this process's name in Holders (Options.Node).
@@ -152,11 +154,14 @@ func (s *Store) follow() {
 // done, so that reads do not compete with background compaction.
 func (s *Store) Flatten() error { return s.db.Compact() }
 
-// Close closes the database.
+// Close closes the database; a second Close does nothing.
 func (s *Store) Close() error {
-	close(s.stop)
-	<-s.done
-	return s.db.Close()
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.done
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
 }
 
 // has reports whether key exists.

@@ -369,8 +369,15 @@ func TestPostgresRestartMidSync(t *testing.T) {
 	time.Sleep(3 * time.Second) // the held sync runs on against the stopped database
 	pg.Start()
 	auth := map[string]string{"Authorization": "Bearer s3cret"}
+	var last string
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last answer to POST sync: %s", last)
+		}
+	})
 	pollUntil(t, 60*time.Second, "a new sync is accepted once PostgreSQL is back", func() bool {
-		code, _, _ := httpDo(t, http.MethodPost, s.url+"/api/v1/mirrors/up/sync", auth, nil)
+		code, _, body := httpDo(t, http.MethodPost, s.url+"/api/v1/mirrors/up/sync", auth, nil)
+		last = fmt.Sprint(code, " ", body)
 		return code == http.StatusAccepted
 	})
 	want := len(fixtures.Packages(t))
