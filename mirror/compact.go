@@ -30,6 +30,9 @@ type CompactResult struct {
 	Blobs         int   // blobs recompressed
 	Deltas        int   // of them, stored as deltas on an older version
 	Before, After int64 // their bytes before and after
+	// DeltaErrors are the first few reasons a delta could not be made
+	// on the base chosen (the blob took its whole form).
+	DeltaErrors []string
 }
 
 // Compact rewrites every blob a sync stored (fresh, S2 by default) in its
@@ -251,6 +254,9 @@ func (c *compaction) line(line []lineEntry) {
 				c.res.After += r.After
 				if r.Delta {
 					c.res.Deltas++
+				}
+				if r.DeltaErr != nil && len(c.res.DeltaErrors) < 10 {
+					c.res.DeltaErrors = append(c.res.DeltaErrors, fmt.Sprintf("%s: %v", e.digest, r.DeltaErr))
 				}
 			}
 			c.mu.Unlock()

@@ -61,7 +61,7 @@ func TestCompactDeltas(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !info.Delta || info.Base != of.Blob {
-			t.Errorf("%s %s: %+v; want a delta on 1.0's %s (%s)", k.name, nf.Path, info, of.Path, of.Blob)
+			t.Errorf("%s %s: %+v; want a delta on 1.0's %s (%s); compaction's delta errors: %q", k.name, nf.Path, info, of.Path, of.Blob, res.DeltaErrors)
 			continue
 		}
 		deltas++

@@ -47,6 +47,10 @@ type CompactResult struct {
 	// Delta: the blob is now a delta on Base.
 	Delta bool
 	Base  Digest
+	// DeltaErr says why a delta on the base given could not be made (the
+	// blob then took its whole form); nil when one was made, or did not
+	// pay.
+	DeltaErr error
 }
 
 // A delta is kept without trying the full form when it is at most
@@ -100,7 +104,7 @@ func (p *Pool) CompactWith(ctx context.Context, d Digest, o CompactOptions) (Com
 	if !o.Base.IsZero() && o.Base != d && o.Size > 0 {
 		// A delta that cannot be made (base gone, too large, not final)
 		// is no error: the full form is.
-		delta, _ = p.deltaTemp(ctx, d, o)
+		delta, res.DeltaErr = p.deltaTemp(ctx, d, o)
 	}
 	var dsize int64
 	if delta != nil {
