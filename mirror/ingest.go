@@ -368,10 +368,7 @@ func (m *Mirror) storeMember(mb *rpmfile.Member, data io.Reader, v verdict) (*in
 			return nil, 0, err
 		}
 	}
-	if m.pool.Has(f.Blob) {
-		return f, 0, nil
-	}
-	n, err := m.pool.PutHashed(f.Blob, content)
+	n, err := m.pool.PutHashed(f.Blob, content) // nothing when the pool has it
 	if err != nil {
 		return nil, 0, err
 	}

@@ -190,6 +190,7 @@ func (p *Pool) put(d Digest, r io.Reader, check bool) (stored int64, err error) 
 			return 0, fmt.Errorf("put blob %s: content has digest %s", d, got)
 		}
 	}
+	w.checked = true
 	return w.Commit(d)
 }
 
@@ -203,6 +204,9 @@ type Writer struct {
 	enc    encoder
 	closed bool
 	done   bool
+	// checked: the caller found the pool without the blob just before
+	// (put), so Commit asks an object store no second time.
+	checked bool
 }
 
 // NewWriter starts a blob. The caller ends it with Commit or Abort (Abort
@@ -268,7 +272,10 @@ func (w *Writer) Commit(d Digest) (stored int64, err error) {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
 	final := w.p.Path(d)
-	if w.p.Has(d) {
+	// A local check is a stat; a remote one a request, which put has
+	// just made (an object written twice meanwhile is written whole
+	// twice, with the same content).
+	if !(w.checked && w.p.cfg.Remote != nil) && w.p.Has(d) {
 		return 0, nil
 	}
 	if w.p.cfg.Remote != nil {
