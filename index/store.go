@@ -166,11 +166,13 @@ func (s *Store) Close() error {
 
 // has reports whether key exists.
 func (s *Store) has(key []byte) (bool, error) {
-	_, err := s.getCopy(key, "")
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
+	var found bool
+	err := s.db.View(func(r kv.Reader) error {
+		var err error
+		found, err = r.Has(key)
+		return err
+	})
+	return found, err
 }
 
 // getCopy returns a copy of key's value; what names it in ErrNotFound.

@@ -67,6 +67,14 @@ func (t badgerTxn) Get(key []byte) ([]byte, error) {
 	return it.ValueCopy(nil)
 }
 
+func (t badgerTxn) Has(key []byte) (bool, error) {
+	_, err := t.txn.Get(key) // the item only: the value stays unread
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 func (t badgerTxn) Scan(prefix []byte, keysOnly bool, fn func(k, v []byte) error) error {
 	o := badger.DefaultIteratorOptions
 	o.PrefetchValues = !keysOnly

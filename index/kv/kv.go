@@ -32,6 +32,8 @@ var ErrLeaseHeld = errors.New("held by another node")
 type Reader interface {
 	// Get returns a copy of key's value, or ErrNotFound.
 	Get(key []byte) ([]byte, error)
+	// Has reports whether key is there, without reading its value.
+	Has(key []byte) (bool, error)
 	// Scan calls fn for every key starting with prefix, in order; v is
 	// nil when keysOnly. k and v are valid only during the call.
 	Scan(prefix []byte, keysOnly bool, fn func(k, v []byte) error) error

@@ -70,6 +70,12 @@ func TestReadWrite(t *testing.T) {
 			if _, err := tx.Get([]byte("p/a")); !errors.Is(err, kv.ErrNotFound) {
 				return fmt.Errorf("own delete: %v", err)
 			}
+			if has, err := tx.Has([]byte("p/a")); err != nil || has {
+				return fmt.Errorf("Has after own delete: %v %v", has, err)
+			}
+			if has, err := tx.Has([]byte("p/b")); err != nil || !has {
+				return fmt.Errorf("Has after own write: %v %v", has, err)
+			}
 			return nil
 		})
 		if err != nil {
@@ -96,6 +102,14 @@ func TestReadWrite(t *testing.T) {
 		if all != 5 {
 			t.Errorf("a scan of every key saw %d, want 5", all)
 		}
+		e.View(func(r kv.Reader) error {
+			for k, want := range map[string]bool{"p/b": true, "q/a": true, "p/a": false, "p/": false} {
+				if has, err := r.Has([]byte(k)); err != nil || has != want {
+					t.Errorf("Has(%q) = %v, %v; want %v", k, has, err, want)
+				}
+			}
+			return nil
+		})
 		// A failed update leaves nothing behind.
 		boom := errors.New("boom")
 		err = e.Update(func(tx kv.Txn) error {

@@ -138,6 +138,15 @@ func (t *pgTxn) Get(key []byte) ([]byte, error) {
 	return v, err
 }
 
+func (t *pgTxn) Has(key []byte) (bool, error) {
+	if v, ok := t.writes[string(key)]; ok {
+		return v != nil, nil
+	}
+	var found bool
+	err := t.tx.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM retraced_kv WHERE k = $1)`, key).Scan(&found)
+	return found, err
+}
+
 func (t *pgTxn) Scan(prefix []byte, keysOnly bool, fn func(k, v []byte) error) error {
 	if err := t.flush(); err != nil {
 		return err
