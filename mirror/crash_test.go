@@ -124,17 +124,7 @@ func TestKillDuringSync(t *testing.T) {
 		}
 	}()
 	srv.Inject("*.rpm", fixtures.Slow(1024, 15*time.Millisecond))
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "RETRACED_CHILD_SYNC_DIR="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(out)
+	cmd, sc := startChild(t, "RETRACED_CHILD_SYNC_DIR="+dir)
 	killed := false
 	var said []string
 	for sc.Scan() {
@@ -221,17 +211,7 @@ func TestKillDuringCompact(t *testing.T) {
 				t.Fatalf("sync: %s", res.Summary())
 			}
 			m.idx.Close()
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), "RETRACED_CHILD_COMPACT_DIR="+dir)
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			sc := bufio.NewScanner(out)
+			cmd, sc := startChild(t, "RETRACED_CHILD_COMPACT_DIR="+dir)
 			sc.Scan() // "start"
 			time.Sleep(after)
 			cmd.Process.Signal(syscall.SIGKILL)
@@ -283,4 +263,22 @@ func TestKillDuringCompact(t *testing.T) {
 			readAll()
 		})
 	}
+}
+
+// startChild runs this test binary as a child process (running no test,
+// so TestMain's child mode takes over) with env added, and returns it with
+// a scanner of its standard output.
+func startChild(t *testing.T, env string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(out)
 }

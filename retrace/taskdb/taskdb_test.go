@@ -160,12 +160,10 @@ func objects(t *testing.T, s3 *servers.S3Server, id string) int {
 	return n
 }
 
-// TestSharedTasks: two servers on one PostgreSQL and one S3 store. A keyed
-// create repeated on the other node answers with the same task; a task
-// deleted on one node while the other retraces it stops there and
-// leaves no row and no object; finished tasks expire from any node, with
-// their objects; a create's leftovers, its node dead, are swept.
-func TestSharedTasks(t *testing.T) {
+// sharedStorage starts the PostgreSQL cluster and the S3 bucket the
+// test's nodes share.
+func sharedStorage(t *testing.T) (*servers.PostgresServer, *servers.S3Server, *s3blob.Store) {
+	t.Helper()
 	pg := servers.StartPostgres(t)
 	s3 := servers.S3(t)
 	obj, err := s3blob.Open(s3blob.Config{Bucket: "tasks", Prefix: "p/", Endpoint: s3.Endpoint, Region: s3.Region, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
@@ -175,6 +173,16 @@ func TestSharedTasks(t *testing.T) {
 	if err := obj.EnsureBucket(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return pg, s3, obj
+}
+
+// TestSharedTasks: two servers on one PostgreSQL and one S3 store. A keyed
+// create repeated on the other node answers with the same task; a task
+// deleted on one node while the other retraces it stops there and
+// leaves no row and no object; finished tasks expire from any node, with
+// their objects; a create's leftovers, its node dead, are swept.
+func TestSharedTasks(t *testing.T) {
+	pg, s3, obj := sharedStorage(t)
 	a := startNode(t, pg.DSN, obj, "a")
 	b := startNode(t, pg.DSN, obj, "b")
 
@@ -315,15 +323,7 @@ func TestSharedTasks(t *testing.T) {
 // claimed, and two creates with one key make one task, leaving nothing of
 // the other.
 func TestSharedTasksPostgresRestart(t *testing.T) {
-	pg := servers.StartPostgres(t)
-	s3 := servers.S3(t)
-	obj, err := s3blob.Open(s3blob.Config{Bucket: "tasks", Prefix: "p/", Endpoint: s3.Endpoint, Region: s3.Region, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := obj.EnsureBucket(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	pg, s3, obj := sharedStorage(t)
 	a := startNode(t, pg.DSN, obj, "a")
 	b := startNode(t, pg.DSN, obj, "b")
 	a.r.hold.Store(true)
@@ -397,15 +397,7 @@ func TestSharedTasksPostgresRestart(t *testing.T) {
 // TestSharedTasksFullNode: a node whose disk is below its free-space
 // minimum claims no task; the other runs them all.
 func TestSharedTasksFullNode(t *testing.T) {
-	pg := servers.StartPostgres(t)
-	s3 := servers.S3(t)
-	obj, err := s3blob.Open(s3blob.Config{Bucket: "tasks", Prefix: "p/", Endpoint: s3.Endpoint, Region: s3.Region, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := obj.EnsureBucket(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	pg, _, obj := sharedStorage(t)
 	a := startNode(t, pg.DSN, obj, "a", &diskspace.Policy{Dir: t.TempDir(), MinPercent: 100})
 	a.r.hold.Store(true) // a task A took would hang there
 	b := startNode(t, pg.DSN, obj, "b")
