@@ -14,7 +14,6 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 	"github.com/ulikunitz/xz/lzma"
 )
 
@@ -97,6 +96,8 @@ type Config struct {
 	// XZDecoder, if set, decodes xz instead of the Go decoder (liblzma,
 	// an xz process). It reads the stream through the dictionary guard,
 	// up to the end of the first stream, and keeps its own memory limit.
+	// It must hold LZMA2 chunks to their sizes, as liblzma and xz do:
+	// the guard sees block headers where the chunk sizes put them.
 	XZDecoder func(r *bufio.Reader) (io.ReadCloser, error)
 }
 
@@ -244,12 +245,7 @@ func NewReader(r io.Reader, c Config) (*Reader, error) {
 			z.dec, z.done = d, d.Close
 			break
 		}
-		z.guard = newXZGuard(br, dict, false)
-		d, err := xz.NewReader(z.guard)
-		if err != nil {
-			return nil, z.openErr(err)
-		}
-		z.dec = d
+		z.dec = newXZReader(br, dict)
 	case Zstd:
 		if need, ok := zstdWindow(head); ok && need > window {
 			return nil, &LimitError{Format: Zstd, What: "window", Off: 0, Need: need, Limit: window}

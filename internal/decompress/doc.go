@@ -26,12 +26,18 @@
 //
 // Every stream is hostile. The xz and lzma decoders allocate the
 // dictionary a header asks for (up to 4 GiB) before they decode a byte,
-// and zstd its window: each xz block header is read by a guard that
-// follows the stream's structure (streams, blocks, LZMA2 chunks, index,
-// padding) between the source and the decoder and refuses a dictionary
-// over [Config.MaxDict] before the decoder sees the block, whichever
-// decoder (Go, liblzma, an xz process) reads behind it; the lzma header
-// is checked the same way, and zstd frames against [Config.MaxWindow].
+// and zstd its window. The Go LZMA2 decoder does not check that a
+// chunk's data ends where its header says, so hostile data can make it
+// read bytes inside a chunk as the next block header: xz read by Go is
+// therefore framed here (streams, blocks, index, padding, checks, all
+// verified), each block's decoder reads only that block's LZMA2 chunks,
+// with the dictionary of a header checked against [Config.MaxDict], and
+// must end exactly where they do. An [Config.XZDecoder] (liblzma, an xz
+// process, both strict about chunk sizes) reads through a guard that
+// follows the same structure between the source and the decoder and
+// refuses a dictionary over the limit before the decoder sees the block.
+// The lzma header is checked the same way, and zstd frames against
+// [Config.MaxWindow].
 // The first header is checked when the stream is opened. The output is
 // bounded by [Config.MaxOutput]. Nothing is held in memory beyond the
 // decoder's window and a 64 KiB buffer. NewReader is fuzzed

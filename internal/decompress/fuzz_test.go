@@ -7,13 +7,11 @@ import (
 	"io"
 	"testing"
 
-	"github.com/ulikunitz/xz"
-
 	"github.com/retraced/retraced/internal/decompress/decompresstest"
 )
 
 // FuzzNewReader reads arbitrary input in every format, through the Go xz
-// decoder or an XZDecoder, as lzma when it has no magic or as it is. It
+// decoder or through an XZDecoder, as lzma when it has no magic or as it is. It
 // must not panic or hang, must answer only with its own errors (the input
 // never fails), must stay within its limits, and must return raw input
 // unchanged.
@@ -41,14 +39,18 @@ func FuzzNewReader(f *testing.F) {
 		maxWindow = 1 << 20
 		maxOutput = 1 << 20
 	)
-	goXZ := func(r *bufio.Reader) (io.ReadCloser, error) {
-		d, err := xz.ReaderConfig{SingleStream: true}.NewReader(r)
-		return io.NopCloser(d), err
+	// The XZDecoder stand-in is strict about chunk sizes, as liblzma and
+	// xz are (xz.Reader is not: TestXZChunkEndsEarly), and has no limit of
+	// its own but tells of a dictionary the guard should have refused
+	// (its own limit, the same as the guard's, refused it first).
+	errPastGuard := errors.New("a dictionary over the limit reached the decoder")
+	strictXZ := func(r *bufio.Reader) (io.ReadCloser, error) {
+		return io.NopCloser(pastGuard{newXZReader(r, maxDict), errPastGuard}), nil
 	}
 	f.Fuzz(func(t *testing.T, b []byte, sel uint8) {
 		c := Config{Formats: all, MaxDict: maxDict, MaxWindow: maxWindow, MaxOutput: maxOutput}
 		if sel&1 != 0 {
-			c.XZDecoder = goXZ
+			c.XZDecoder = strictXZ
 		}
 		if sel&2 != 0 {
 			c.NoMagic = LZMA
@@ -65,6 +67,9 @@ func FuzzNewReader(f *testing.F) {
 		if err == nil && z.Format() == Raw && !bytes.Equal(out, b[:min(len(b), maxOutput)]) {
 			t.Fatalf("raw input changed")
 		}
+		if errors.Is(err, errPastGuard) {
+			t.Fatal(err)
+		}
 		var le *LimitError
 		switch {
 		case err == nil:
@@ -77,4 +82,19 @@ func FuzzNewReader(f *testing.F) {
 			t.Fatalf("error of another kind: %T %v", err, err)
 		}
 	})
+}
+
+// pastGuard reads an xzReader with the guard's limit and fails with err
+// where that reader refuses a dictionary: the guard in front should have.
+type pastGuard struct {
+	x   *xzReader
+	err error
+}
+
+func (p pastGuard) Read(b []byte) (int, error) {
+	n, err := p.x.Read(b)
+	if _, ok := err.(*LimitError); ok {
+		return n, p.err
+	}
+	return n, err
 }

@@ -3,10 +3,12 @@ package decompress
 import (
 	"bufio"
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"testing"
 
 	"github.com/retraced/retraced/fixtures"
@@ -109,5 +111,37 @@ func TestXZGuardStops(t *testing.T) {
 	out, err = io.ReadAll(g)
 	if !errors.Is(err, ErrTooLarge) || len(out) != 12 {
 		t.Fatalf("passed %d bytes, err %v; want the 12-byte stream header, then ErrTooLarge", len(out), err)
+	}
+}
+
+// TestXZChunkEndsEarly decodes, with the Go decoder, an input the fuzzer
+// found: its LZMA chunk at byte 24 says it has 60 bytes of data, the
+// LZMA decoder is done with its 1000 bytes after 53, and xz.Reader (which
+// does not check the chunk's size) then took bytes 83-91 for the block's
+// end and byte 92, inside the next chunk, for a block header asking for a
+// 4 GiB dictionary, and allocated it. Framed here, the block fails where
+// its data ends early, and nothing near that size is allocated.
+func TestXZChunkEndsEarly(t *testing.T) {
+	b, err := hex.DecodeString("fd377a585a000004e6d6b4460200210110000000a8708e86" +
+		"e003e7003b5d0039194aeff0d321843da482eb6b2fa2f85926efe5c16124c76b86578a7b" +
+		"76cd8ea4caad4befbcb11ef1ded76487b81ff5ce100000005b8dd12c68aecf8202002101" +
+		"28000000e6a011b3e003e700335d00349cacde7488c5603d425a291f9a1a017b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	z, err := NewReader(bytes.NewReader(b), Config{Formats: []Format{XZ}, MaxDict: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(z)
+	runtime.ReadMemStats(&after)
+	var fe *FormatError
+	if !errors.As(err, &fe) || fe.Off != 83 {
+		t.Errorf("err = %v, want a *FormatError at byte 83", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20 {
+		t.Errorf("%d bytes allocated decoding 128", n)
 	}
 }
