@@ -146,7 +146,14 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (pkg *in
 		if hdr.Format != "cpio" {
 			return m.failAfterDrain(br, cr, w, fmt.Errorf("payload format %q: only cpio is supported", hdr.Format))
 		}
-		files, stored, err := m.walkPayload(ctx, payload, hdr, pl)
+		// The package's blobs go to an object store while the next are
+		// read; they are all stored before the package is returned to be
+		// indexed.
+		batch := m.pool.NewBatch()
+		files, stored, err := m.walkPayload(ctx, payload, hdr, pl, batch)
+		if werr := batch.Wait(); err == nil && werr != nil {
+			return m.failAfterDrain(payload, cr, w, werr)
+		}
 		if err != nil {
 			if w.keys != nil {
 				// A payload altered after signing explains its parse
@@ -250,7 +257,7 @@ func verify(n, limit int64, w *want, sum []byte) error {
 
 // walkPayload decompresses the payload and stores the wanted members,
 // stopping after the last of them.
-func (m *Mirror) walkPayload(ctx context.Context, br *bufio.Reader, hdr *rpmfile.Header, pl *plan) ([]index.File, int64, error) {
+func (m *Mirror) walkPayload(ctx context.Context, br *bufio.Reader, hdr *rpmfile.Header, pl *plan, b *blob.Batch) ([]index.File, int64, error) {
 	pr, err := rpmfile.Decompress(ctx, br, hdr.Compressor, rpmfile.Options{XZ: m.cfg.XZ})
 	if err != nil {
 		return nil, 0, err
@@ -291,7 +298,7 @@ func (m *Mirror) walkPayload(ctx context.Context, br *bufio.Reader, hdr *rpmfile
 			return nil
 		}
 		remaining -= len(which)
-		f, n, err := m.storeMember(mb, data, v)
+		f, n, err := m.storeMember(mb, data, v, b)
 		if err != nil {
 			return err
 		}
@@ -339,7 +346,7 @@ func fileMode(m uint32) os.FileMode {
 // storeMember reads one member's content, decides on it (probe: ELF
 // only), extracts its build-id and stores it in the pool. It returns a nil
 // File when the member is not kept, and the bytes the pool grew by.
-func (m *Mirror) storeMember(mb *rpmfile.Member, data io.Reader, v verdict) (*index.File, int64, error) {
+func (m *Mirror) storeMember(mb *rpmfile.Member, data io.Reader, v verdict, b *blob.Batch) (*index.File, int64, error) {
 	br := bufio.NewReaderSize(data, 64<<10)
 	head, err := br.Peek(4)
 	if err != nil && err != io.EOF {
@@ -351,7 +358,7 @@ func (m *Mirror) storeMember(mb *rpmfile.Member, data io.Reader, v verdict) (*in
 	}
 	f := &index.File{Path: mb.Path, Mode: fileMode(mb.Mode), Size: mb.Size}
 	if mb.Size > m.cfg.InMemoryMax {
-		return m.streamMember(f, br, isELF)
+		return m.streamMember(f, br, isELF, b)
 	}
 	h := sha256.New()
 	buf := bufPool.Get().(*bytes.Buffer)
@@ -368,7 +375,7 @@ func (m *Mirror) storeMember(mb *rpmfile.Member, data io.Reader, v verdict) (*in
 			return nil, 0, err
 		}
 	}
-	n, err := m.pool.PutHashed(f.Blob, content) // nothing when the pool has it
+	n, err := b.PutHashed(f.Blob, content) // nothing when the pool has it
 	if err != nil {
 		return nil, 0, err
 	}
@@ -381,7 +388,7 @@ func (m *Mirror) storeMember(mb *rpmfile.Member, data io.Reader, v verdict) (*in
 // header, notes and section table lie. Only when the ELF parser asks for
 // bytes in between (compressed debug sections, an unusual layout) is the
 // stored copy read back.
-func (m *Mirror) streamMember(f *index.File, r io.Reader, isELF bool) (*index.File, int64, error) {
+func (m *Mirror) streamMember(f *index.File, r io.Reader, isELF bool, b *blob.Batch) (*index.File, int64, error) {
 	bw, err := m.pool.NewWriter()
 	if err != nil {
 		return nil, 0, err
@@ -407,7 +414,7 @@ func (m *Mirror) streamMember(f *index.File, r io.Reader, isELF bool) (*index.Fi
 			return nil, 0, err
 		}
 	}
-	stored, err := bw.Commit(f.Blob)
+	stored, err := b.Commit(bw, f.Blob)
 	if err != nil {
 		return nil, 0, err
 	}

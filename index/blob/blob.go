@@ -96,6 +96,9 @@ type Pool struct {
 	cfg   Config
 	encs  sync.Pool
 	known present // with a Remote: digests it holds
+	// uploads bounds a Remote's uploads in flight from Batches, each
+	// holding its compressed temp file until it is stored.
+	uploads chan struct{}
 }
 
 // Open opens (creating as needed) the pool under dir.
@@ -108,7 +111,7 @@ func Open(dir string, cfg Config) (*Pool, error) {
 			return nil, fmt.Errorf("open blob pool: %w", err)
 		}
 	}
-	p := &Pool{dir: dir, cfg: cfg}
+	p := &Pool{dir: dir, cfg: cfg, uploads: make(chan struct{}, maxUploads)}
 	return p, nil
 }
 
@@ -168,6 +171,10 @@ func (p *Pool) PutHashed(d Digest, r io.Reader) (stored int64, err error) {
 }
 
 func (p *Pool) put(d Digest, r io.Reader, check bool) (stored int64, err error) {
+	return p.putIn(nil, d, r, check)
+}
+
+func (p *Pool) putIn(b *Batch, d Digest, r io.Reader, check bool) (stored int64, err error) {
 	if p.Has(d) {
 		return 0, nil
 	}
@@ -191,7 +198,7 @@ func (p *Pool) put(d Digest, r io.Reader, check bool) (stored int64, err error) 
 		}
 	}
 	w.checked = true
-	return w.Commit(d)
+	return w.commit(b, d)
 }
 
 // Writer stores one blob whose digest is known only once all of it has
@@ -207,6 +214,8 @@ type Writer struct {
 	// checked: the caller found the pool without the blob just before
 	// (put), so Commit asks an object store no second time.
 	checked bool
+	// uploading: a Batch's upload owns the temp file now.
+	uploading bool
 }
 
 // NewWriter starts a blob. The caller ends it with Commit or Abort (Abort
@@ -267,6 +276,12 @@ func (w *Writer) Content() (io.ReadCloser, error) {
 // If the pool already holds d the temp file is dropped and stored is 0.
 // The caller vouches that d is the digest of what it wrote.
 func (w *Writer) Commit(d Digest) (stored int64, err error) {
+	return w.commit(nil, d)
+}
+
+// commit is Commit; with a Batch and a Remote the upload runs in the
+// background, owning the writer, and Batch.Wait reports it.
+func (w *Writer) commit(b *Batch, d Digest) (stored int64, err error) {
 	defer w.Abort()
 	if err := w.Close(); err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
@@ -277,6 +292,14 @@ func (w *Writer) Commit(d Digest) (stored int64, err error) {
 	// twice, with the same content).
 	if !(w.checked && w.p.cfg.Remote != nil) && w.p.Has(d) {
 		return 0, nil
+	}
+	if w.p.cfg.Remote != nil && b != nil {
+		fi, err := w.tmp.Stat()
+		if err != nil {
+			return 0, fmt.Errorf("put blob %s: %w", d, err)
+		}
+		b.upload(w, d)
+		return fi.Size(), nil
 	}
 	if w.p.cfg.Remote != nil {
 		n, err := w.p.upload(d, w.tmp, false)
@@ -310,8 +333,76 @@ func (w *Writer) Commit(d Digest) (stored int64, err error) {
 	return fi.Size(), nil
 }
 
-// Abort drops the blob unless it was committed.
+// maxUploads is how many of a Remote's uploads Batches keep in flight.
+const maxUploads = 8
+
+// A Batch stores the blobs of one unit of work, a package: with a Remote,
+// each blob's upload runs in the background while the next is read and
+// compressed, and Wait returns once all of them are stored, so that the
+// caller indexes nothing before its blobs exist. On a local pool a Batch
+// stores as Put and Commit do. Its methods are for one goroutine.
+type Batch struct {
+	p   *Pool
+	wg  sync.WaitGroup
+	mu  sync.Mutex
+	err error
+}
+
+// NewBatch starts a batch; the caller ends it with Wait.
+func (p *Pool) NewBatch() *Batch { return &Batch{p: p} }
+
+// PutHashed is Pool.PutHashed within the batch.
+func (b *Batch) PutHashed(d Digest, r io.Reader) (stored int64, err error) {
+	return b.p.putIn(b, d, r, false)
+}
+
+// Commit is Writer.Commit within the batch: stored is the size the blob
+// will take once Wait has returned nil.
+func (b *Batch) Commit(w *Writer, d Digest) (stored int64, err error) {
+	return w.commit(b, d)
+}
+
+// upload sends w's blob in the background, at most maxUploads of the pool
+// at once (waiting here for a slot, which bounds the temp files kept).
+func (b *Batch) upload(w *Writer, d Digest) {
+	w.uploading = true
+	b.p.uploads <- struct{}{}
+	b.wg.Add(1)
+	go func() {
+		defer func() {
+			w.drop()
+			<-b.p.uploads
+			b.wg.Done()
+		}()
+		if _, err := b.p.upload(d, w.tmp, false); err != nil {
+			b.mu.Lock()
+			if b.err == nil {
+				b.err = fmt.Errorf("put blob %s: %w", d, err)
+			}
+			b.mu.Unlock()
+		}
+	}()
+}
+
+// Wait returns once every upload of the batch has ended, with the first
+// failure.
+func (b *Batch) Wait() error {
+	b.wg.Wait()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// Abort drops the blob unless it was committed (or handed to a Batch's
+// upload, which drops it when done).
 func (w *Writer) Abort() {
+	if w.uploading {
+		return
+	}
+	w.drop()
+}
+
+func (w *Writer) drop() {
 	if w.done {
 		return
 	}

@@ -323,3 +323,82 @@ func TestPoolCompactOnS3(t *testing.T) {
 	}
 	t.Logf("S2 %d bytes -> zstd %d bytes in the object store", before, after)
 }
+
+// TestBatchOnS3: a Batch's uploads run in the background, but once Wait
+// returns nil every blob is in the store and no temp file is left; with
+// the store failing its PUTs, Wait reports the failure and the temp files
+// go too.
+func TestBatchOnS3(t *testing.T) {
+	tr := &putsDown{}
+	s := newStore(t, "batch/", tr, 0)
+	dir := t.TempDir()
+	p, err := blob.Open(dir, blob.Config{Remote: s, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	put := func(b *blob.Batch, i int) blob.Digest {
+		content := bytes.Repeat([]byte(fmt.Sprintf("blob %d of a package ", i)), 5000+i)
+		d := blob.Sum(content)
+		if i%2 == 0 {
+			if _, err := b.PutHashed(d, bytes.NewReader(content)); err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}
+		w, err := p.NewWriter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(content); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := b.Commit(w, d); err != nil || n <= 0 {
+			t.Fatalf("Commit = %d, %v", n, err)
+		}
+		return d
+	}
+	b := p.NewBatch()
+	var ds []blob.Digest
+	for i := range 20 {
+		ds = append(ds, put(b, i))
+	}
+	if err := b.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if ok, err := s.Has(ctx, d); err != nil || !ok {
+			t.Errorf("%s not in the store after Wait (%v)", d, err)
+		}
+	}
+	temps, _ := filepath.Glob(filepath.Join(dir, "tmp", "*"))
+	if len(temps) != 0 {
+		t.Errorf("temp files left: %v", temps)
+	}
+
+	tr.on.Store(true)
+	b = p.NewBatch()
+	for i := 20; i < 26; i++ {
+		put(b, i)
+	}
+	if err := b.Wait(); err == nil || !strings.Contains(err.Error(), "PUT refused") {
+		t.Errorf("Wait with the store down = %v", err)
+	}
+	temps, _ = filepath.Glob(filepath.Join(dir, "tmp", "*"))
+	if len(temps) != 0 {
+		t.Errorf("temp files left after failed uploads: %v", temps)
+	}
+}
+
+// putsDown fails every PUT while on, and passes the rest.
+type putsDown struct{ on atomic.Bool }
+
+func (d *putsDown) RoundTrip(r *http.Request) (*http.Response, error) {
+	if d.on.Load() && r.Method == http.MethodPut {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, errors.New("PUT refused (the object store is failing)")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
