@@ -510,6 +510,8 @@ func (m *Mirror) ingestAll(ctx context.Context, source string, keys *rpmfile.Key
 	var mu sync.Mutex
 	jobs := make(chan *want)
 	var wg sync.WaitGroup
+	commits := newCommitter(m.idx)
+	defer commits.close()
 	for range min(m.cfg.Workers, max(len(todo), 1)) {
 		wg.Add(1)
 		go func() {
@@ -532,7 +534,7 @@ func (m *Mirror) ingestAll(ctx context.Context, source string, keys *rpmfile.Key
 					}
 					if err == nil && !linked {
 						pkg.Sources = []string{source}
-						err = m.idx.PutPackage(pkg)
+						err = commits.put(pkg)
 					}
 					release()
 				}
@@ -620,5 +622,77 @@ func (p *progressState) report(fn func(Progress)) (stop func()) {
 	return func() {
 		close(done)
 		<-finished
+	}
+}
+
+// committer indexes the packages the workers have ingested, several to a
+// transaction when several are waiting: a transaction's commit (a WAL
+// flush on PostgreSQL, a sync on Badger) is then paid once for all of
+// them. A package waiting alone is committed at once. Each package still
+// lands whole; when a batch fails, its packages are committed one by one,
+// so that one bad package fails alone.
+type committer struct {
+	idx     *index.Store
+	reqs    chan commitReq
+	done    chan struct{}
+	batches int // transactions tried, for tests; read after close
+}
+
+type commitReq struct {
+	pkg *index.Package
+	err chan error
+}
+
+// maxCommitBatch bounds the packages of one transaction.
+const maxCommitBatch = 32
+
+func newCommitter(idx *index.Store) *committer {
+	c := &committer{idx: idx, reqs: make(chan commitReq), done: make(chan struct{})}
+	go c.run()
+	return c
+}
+
+// put indexes pkg and returns once it is committed.
+func (c *committer) put(pkg *index.Package) error {
+	r := commitReq{pkg: pkg, err: make(chan error, 1)}
+	c.reqs <- r
+	return <-r.err
+}
+
+// close ends the committer once every put has returned.
+func (c *committer) close() {
+	close(c.reqs)
+	<-c.done
+}
+
+func (c *committer) run() {
+	defer close(c.done)
+	for r := range c.reqs {
+		batch := []commitReq{r}
+	waiting:
+		for len(batch) < maxCommitBatch {
+			select {
+			case r, ok := <-c.reqs:
+				if !ok {
+					break waiting
+				}
+				batch = append(batch, r)
+			default:
+				break waiting
+			}
+		}
+		pkgs := make([]*index.Package, len(batch))
+		for i, r := range batch {
+			pkgs[i] = r.pkg
+		}
+		err := c.idx.PutPackages(pkgs)
+		c.batches++
+		for _, r := range batch {
+			if err != nil && len(batch) > 1 {
+				r.err <- c.idx.PutPackage(r.pkg)
+				continue
+			}
+			r.err <- err
+		}
 	}
 }
