@@ -9,7 +9,9 @@
 #     (Badger + blobs/) and into PostgreSQL + S3 (a fresh PostgreSQL
 #     cluster of Debian's with its default settings, and versitygw, both
 #     on loopback); the sync's own time (its summary line) and the
-#     process's wall time, ratios.
+#     process's wall time, ratios; retraced's CPU seconds in each, and
+#     the CPU PostgreSQL and versitygw spent during the shared sync (on
+#     this machine they share its cores with retraced).
 #  2. downloads: /buildid/ID/executable of every build-id the index holds,
 #     from a local node and from a shared-storage node, cold (each node
 #     restarted with its plain-copy cache, DATA/blobs/plain, emptied) and
@@ -101,19 +103,36 @@ A=$(shared_conf node-a "$WORK/a")
 B=$(shared_conf node-b "$WORK/b")
 
 now() { date +%s.%N; }
+# cpu PID...: CPU seconds (user + system) the processes have used so far.
+cpu() {
+	local t=0 p
+	for p in "$@"; do
+		[[ -r /proc/$p/stat ]] && t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+	done
+	awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
+# servers: the pids of PostgreSQL's processes and versitygw's.
+servers() { pgrep -f "$WORK/pg/data" | xargs -r -n1 pgrep -P | cat - <(pgrep -f "$WORK/pg/data"); echo "${PIDS[0]}"; }
+cpu_diff() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
 # 1. ingest
 log "ingest into a local data directory"
 "$BIN" --data "$LOCAL" mirror add corpus "$CORPUS" --kind yum >/dev/null
 t0=$(now)
-"$BIN" --data "$LOCAL" mirror sync >"$WORK/sync-local.txt"
+/usr/bin/time -f '%U %S' -o "$WORK/cpu-local.txt" "$BIN" --data "$LOCAL" mirror sync >"$WORK/sync-local.txt"
 T_LOCAL=$(elapsed "$t0")
 log "ingest into PostgreSQL + S3"
 "$BIN" --config "$A" mirror add corpus "$CORPUS" --kind yum >/dev/null
+mapfile -t SRV < <(servers | sort -u)
+c0=$(cpu "${SRV[@]}")
 t0=$(now)
-"$BIN" --config "$A" mirror sync >"$WORK/sync-shared.txt"
+/usr/bin/time -f '%U %S' -o "$WORK/cpu-shared.txt" "$BIN" --config "$A" mirror sync >"$WORK/sync-shared.txt"
 T_SHARED=$(elapsed "$t0")
+C_SERVERS=$(cpu_diff "$c0" "$(cpu "${SRV[@]}")")
+ucpu() { awk '{ printf "%.2f", $1 + $2 }' "$1"; }
+C_LOCAL=$(ucpu "$WORK/cpu-local.txt")
+C_SHARED=$(ucpu "$WORK/cpu-shared.txt")
 
 # The sync's own time, from its summary line ("... in 851ms" or "in 1.52s"):
 # the process's start (connections, bucket and table checks) aside.
@@ -229,6 +248,8 @@ printf '\nretraced on shared storage (PostgreSQL + S3 on loopback) vs local, cor
 printf '%-44s %12s %12s %8s\n' "" local shared ratio
 printf '%-44s %12s %12s %8s\n' "ingest: the sync's own time, s" "$S_LOCAL" "$S_SHARED" "$(ratio "$S_SHARED" "$S_LOCAL")"
 printf '%-44s %12s %12s %8s\n' "ingest: mirror sync process, wall s" "$T_LOCAL" "$T_SHARED" "$(ratio "$T_SHARED" "$T_LOCAL")"
+printf '%-44s %12s %12s %8s\n' "ingest: retraced's CPU, s" "$C_LOCAL" "$C_SHARED" "$(ratio "$C_SHARED" "$C_LOCAL")"
+printf '%-44s %12s %12s\n' "ingest: PostgreSQL's and versitygw's CPU, s" "-" "$C_SERVERS"
 printf '%-44s %12s %12s %8s\n' "cold /buildid/ID/executable, all ids, s" "$COLD_local" "$COLD_shared" "$(ratio "$COLD_shared" "$COLD_local")"
 printf '%-44s %12s %12s %8s\n' "warm /buildid/ID/executable, all ids, s" "$WARM_local" "$WARM_shared" "$(ratio "$WARM_shared" "$WARM_local")"
 printf '%-44s %12s %12s\n' "answered 200 (cold / warm)" "$COLDOK_local/$WARMOK_local" "$COLDOK_shared/$WARMOK_shared"
