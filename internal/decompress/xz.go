@@ -148,33 +148,45 @@ func checkBlock(h []byte, off, max int64) error {
 
 // chunk passes one LZMA2 chunk, header and data, or the end marker.
 func (g *xzGuard) chunk() error {
-	b, err := g.peek(1)
+	n, end, err := lzma2Chunk(g.peek, g.off)
 	if err != nil {
 		return err
 	}
-	switch ctl := b[0]; {
-	case ctl == 0x00: // end of the block's data
-		g.pass, g.next = 1, (*xzGuard).blockEnd
-	case ctl == 0x01 || ctl == 0x02: // uncompressed chunk
-		h, err := g.peek(3)
-		if err != nil {
-			return err
-		}
-		g.pass = 3 + int64(binary.BigEndian.Uint16(h[1:])) + 1
-	case ctl >= 0x80: // LZMA chunk: sizes, [properties], data
-		n := 5
-		if (ctl>>5)&3 >= 2 {
-			n = 6
-		}
-		h, err := g.peek(n)
-		if err != nil {
-			return err
-		}
-		g.pass = int64(n) + int64(binary.BigEndian.Uint16(h[3:])) + 1
-	default:
-		return g.fail(g.off, "invalid LZMA2 control byte %#x", ctl)
+	g.pass = n
+	if end {
+		g.next = (*xzGuard).blockEnd
 	}
 	return nil
+}
+
+// lzma2Chunk returns the size of the LZMA2 chunk at off, header and data,
+// read with peek; end is true for the end marker (one byte).
+func lzma2Chunk(peek func(int) ([]byte, error), off int64) (n int64, end bool, err error) {
+	b, err := peek(1)
+	if err != nil {
+		return 0, false, err
+	}
+	switch ctl := b[0]; {
+	case ctl == 0x00: // end of the block's data
+		return 1, true, nil
+	case ctl == 0x01 || ctl == 0x02: // uncompressed chunk
+		h, err := peek(3)
+		if err != nil {
+			return 0, false, err
+		}
+		return 3 + int64(binary.BigEndian.Uint16(h[1:])) + 1, false, nil
+	case ctl >= 0x80: // LZMA chunk: sizes, [properties], data
+		hl := 5
+		if (ctl>>5)&3 >= 2 {
+			hl = 6
+		}
+		h, err := peek(hl)
+		if err != nil {
+			return 0, false, err
+		}
+		return int64(hl) + int64(binary.BigEndian.Uint16(h[3:])) + 1, false, nil
+	}
+	return 0, false, &FormatError{Format: XZ, Off: off, Msg: fmt.Sprintf("invalid LZMA2 control byte %#x", b[0])}
 }
 
 // blockEnd passes the block padding and check.

@@ -452,31 +452,7 @@ func (c *xzChunks) chunk() error {
 		}
 		return nil, err
 	}
-	b, err := peek(1)
-	if err != nil {
-		return err
-	}
-	switch ctl := b[0]; {
-	case ctl == 0x00:
-		c.pass, c.ended = 1, true
-	case ctl == 0x01 || ctl == 0x02:
-		h, err := peek(3)
-		if err != nil {
-			return err
-		}
-		c.pass = 3 + int64(binary.BigEndian.Uint16(h[1:])) + 1
-	case ctl >= 0x80:
-		n := 5
-		if (ctl>>5)&3 >= 2 {
-			n = 6
-		}
-		h, err := peek(n)
-		if err != nil {
-			return err
-		}
-		c.pass = int64(n) + int64(binary.BigEndian.Uint16(h[3:])) + 1
-	default:
-		return &FormatError{Format: XZ, Off: c.off, Msg: "invalid LZMA2 control byte"}
-	}
-	return nil
+	n, end, err := lzma2Chunk(peek, c.off)
+	c.pass, c.ended = n, end
+	return err
 }
