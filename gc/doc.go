@@ -14,7 +14,8 @@
 // (the start of the oldest running sync) are kept even when unreferenced,
 // since a running sync references its blobs only when it commits.
 //
-// Of retraced, it may import only index and index/blob. The owners it asks
-// to delete (retrace's tasks and sysroots) implement [Owner], so gc imports
-// none of them.
+// Of retraced, it may import only gc/plan, index and index/blob. The
+// owners it asks to delete (retrace's tasks and sysroots) implement
+// [Owner], which is gc/plan's, so gc imports none of them and they need
+// not import gc.
 package gc

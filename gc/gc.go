@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/retraced/retraced/gc/plan"
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
 )
@@ -43,16 +43,13 @@ var (
 	_ Pool  = (*blob.Pool)(nil)
 )
 
-// Owner is another component with collectable state (retrace tasks,
-// sysroots). Plan lists what it would delete now; Delete deletes those.
-type Owner interface {
-	Plan(ctx context.Context, now time.Time) ([]Item, error)
-	Delete(ctx context.Context, items []Item) error
-}
-
-// Kind says what an Item is, and so who deletes it and how. An Owner
-// names its own kinds ("task", "sysroot").
-type Kind string
+// Owner, Kind and Item are gc/plan's: the contract owners implement
+// without importing gc.
+type (
+	Owner = plan.Owner
+	Kind  = plan.Kind
+	Item  = plan.Item
+)
 
 // The kinds gc plans itself.
 const (
@@ -62,15 +59,6 @@ const (
 	KindPlain     Kind = "plain"      // an uncompressed copy beyond the budget; Name is its digest
 	KindTemp      Kind = "temp"       // what an interrupted write left in the pool; Name is its path
 )
-
-// Item is one thing a collection removes.
-type Item struct {
-	Kind  Kind
-	Name  string
-	Bytes int64
-	// Owner is who deletes it (nil: gc itself).
-	Owner Owner `json:"-"`
-}
 
 // Config tunes a collection.
 type Config struct {
@@ -363,17 +351,5 @@ func (c *Collector) execute(ctx context.Context, plan *Plan) (int64, error) {
 	return freed, errors.Join(errs...)
 }
 
-// TreeSize is the bytes of the regular files below dir, for an owner's
-// Item.Bytes; what it cannot read counts 0.
-func TreeSize(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
-}
+// TreeSize is plan.TreeSize.
+func TreeSize(dir string) int64 { return plan.TreeSize(dir) }

@@ -86,12 +86,14 @@
 // # Imports
 //
 // Of retraced, retrace may import only internal/decompress,
-// internal/httpbound, gc and gc/diskspace: the bounded decompressor, an
-// upload's minimum rate, the Owner interface that [Server] and [Tasks]
+// internal/httpbound, gc/plan and gc/diskspace: the bounded decompressor,
+// an upload's minimum rate, the Owner interface that [Server] and [Tasks]
 // implement for expired tasks, and the free-space policy an upload is
 // checked against ([Config].Space); besides, the standard library and
-// gin. Nothing of the index, the blob pool, the resolver, the mirror or
-// retrace/worker. Package checks go through [PackageChecker] and
+// gin. Those four import no other retraced package, so nothing of the
+// index (nor Badger, nor pgx), the blob pool, the resolver, the mirror or
+// retrace/worker is built into it, not even indirectly
+// (internal/depcheck's TestTaskProtocolReachesNoStorage). Package checks go through [PackageChecker] and
 // retracing through [Retracer], both declared here. Old tasks go when the
 // caller calls [Server.Expire] (serve's scheduler does, hourly) or gc
 // plans them; [Server.Run] runs only the workers. What a Retracer keeps

@@ -8,21 +8,21 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/retraced/retraced/gc"
+	"github.com/retraced/retraced/gc/plan"
 )
 
 // KindTask is the gc item kind of an expired task.
-const KindTask gc.Kind = "task"
+const KindTask plan.Kind = "task"
 
 var (
-	_ gc.Owner = (*Server)(nil)
-	_ gc.Owner = (*Tasks)(nil)
+	_ plan.Owner = (*Server)(nil)
+	_ plan.Owner = (*Tasks)(nil)
 )
 
 // expired lists the tasks under dir that finished more than
 // cfg.DeleteAfter before now (failed ones after cfg.DeleteFailedAfter,
 // when that is sooner), as gc items owned by owner.
-func expired(dir string, cfg Config, now time.Time, owner gc.Owner) ([]gc.Item, error) {
+func expired(dir string, cfg Config, now time.Time, owner plan.Owner) ([]plan.Item, error) {
 	if cfg.DeleteAfter <= 0 {
 		return nil, nil
 	}
@@ -38,7 +38,7 @@ func expired(dir string, cfg Config, now time.Time, owner gc.Owner) ([]gc.Item, 
 	if d := cfg.DeleteFailedAfter; d > 0 && d < cfg.DeleteAfter {
 		failedCutoff = now.Add(-d)
 	}
-	var items []gc.Item
+	var items []plan.Item
 	for _, e := range ents {
 		if !e.IsDir() || !validID(e.Name()) {
 			continue
@@ -49,20 +49,20 @@ func expired(dir string, cfg Config, now time.Time, owner gc.Owner) ([]gc.Item, 
 			continue
 		}
 		if st.Finished.Before(cutoff) || (st.Status == StatusFailure && st.Finished.Before(failedCutoff)) {
-			items = append(items, gc.Item{Kind: KindTask, Name: t.id, Bytes: gc.TreeSize(t.dir), Owner: owner})
+			items = append(items, plan.Item{Kind: KindTask, Name: t.id, Bytes: plan.TreeSize(t.dir), Owner: owner})
 		}
 	}
 	return items, nil
 }
 
 // Plan lists the finished tasks past their retention, by the server's
-// clock (gc.Owner).
-func (s *Server) Plan(ctx context.Context, _ time.Time) ([]gc.Item, error) {
+// clock (plan.Owner).
+func (s *Server) Plan(ctx context.Context, _ time.Time) ([]plan.Item, error) {
 	return s.expired(ctx)
 }
 
 // expired lists the server's tasks past their retention.
-func (s *Server) expired(ctx context.Context) ([]gc.Item, error) {
+func (s *Server) expired(ctx context.Context) ([]plan.Item, error) {
 	if s.shared == nil {
 		return expired(s.dir, s.cfg, s.cfg.Now(), s)
 	}
@@ -79,16 +79,16 @@ func (s *Server) expired(ctx context.Context) ([]gc.Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	items := make([]gc.Item, 0, len(ts))
+	items := make([]plan.Item, 0, len(ts))
 	for _, t := range ts {
-		items = append(items, gc.Item{Kind: KindTask, Name: t.ID, Bytes: t.Bytes, Owner: s})
+		items = append(items, plan.Item{Kind: KindTask, Name: t.ID, Bytes: t.Bytes, Owner: s})
 	}
 	return items, nil
 }
 
 // Delete removes planned tasks; one already gone is not an error, and
 // items of other kinds are not the server's.
-func (s *Server) Delete(ctx context.Context, items []gc.Item) error {
+func (s *Server) Delete(ctx context.Context, items []plan.Item) error {
 	var errs []error
 	for _, it := range items {
 		if it.Kind != KindTask {
@@ -120,13 +120,13 @@ type Tasks struct {
 }
 
 // Plan lists the finished tasks past their retention.
-func (t *Tasks) Plan(ctx context.Context, now time.Time) ([]gc.Item, error) {
+func (t *Tasks) Plan(ctx context.Context, now time.Time) ([]plan.Item, error) {
 	return expired(t.Dir, t.Config.withDefaults(), now, t)
 }
 
 // Delete removes planned tasks: renamed away first, as a server does, so
 // that a task is gone at once even if removing its files fails half-way.
-func (t *Tasks) Delete(ctx context.Context, items []gc.Item) error {
+func (t *Tasks) Delete(ctx context.Context, items []plan.Item) error {
 	var errs []error
 	for _, it := range items {
 		if it.Kind != KindTask || !validID(it.Name) {

@@ -158,3 +158,28 @@ func allowedImports(p pkg) (map[string]bool, string, error) {
 	}
 	return allowed, sentence, nil
 }
+
+// TestTaskProtocolReachesNoStorage: the task protocol and queue (retrace)
+// build in nothing of the index, its engines or the blob pool, not even
+// through the packages it may import: the rule above checks direct
+// imports only.
+func TestTaskProtocolReachesNoStorage(t *testing.T) {
+	goCmd := fixtures.Tool(t, "go")
+	for _, tags := range []string{"", "liblzma"} {
+		out, err := exec.Command(goCmd, "list", "-tags="+tags, "-deps", module+"/retrace").Output()
+		if err != nil {
+			t.Fatalf("go list -deps: %v", err)
+		}
+		deps := strings.Fields(string(out))
+		if !slices.Contains(deps, module+"/retrace") {
+			t.Fatalf("go list -deps of retrace did not list retrace: %v", deps)
+		}
+		for _, d := range deps {
+			for _, banned := range []string{module + "/index", module + "/mirror", module + "/resolver", module + "/retrace/worker", "github.com/dgraph-io/badger", "github.com/jackc/pgx"} {
+				if d == banned || strings.HasPrefix(d, banned+"/") {
+					t.Errorf("retrace (tags %q) builds in %s", tags, d)
+				}
+			}
+		}
+	}
+}
