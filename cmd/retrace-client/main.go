@@ -23,7 +23,9 @@
 // backtrace on stdout, also for -d (abrt-retrace-client saves it into the
 // crash directory instead).
 //
-// Of retraced, it may import only retrace/taskclient.
+// Of retraced, it may import only retrace/taskclient and index/elfnote:
+// the task protocol's client, and the checked ELF reader for the cores
+// the watcher looks at.
 package main
 
 import (

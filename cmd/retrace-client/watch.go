@@ -16,6 +16,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/retraced/retraced/index/elfnote"
 	"github.com/retraced/retraced/retrace/taskclient"
 )
 
@@ -238,11 +239,17 @@ func (w *watcher) settled(name string, p *pendingCore) bool {
 // elfComplete reports whether an ELF core of size bytes holds all its
 // segments; known is false when the file is no readable ELF file.
 func elfComplete(path string, size int64) (complete, known bool) {
-	f, err := elf.Open(path)
+	r, err := os.Open(path)
 	if err != nil {
 		return false, false
 	}
-	defer f.Close() // read-only
+	defer r.Close() // read-only
+	// Anyone who may write to the core directory may put a file there:
+	// the checked constructor, not debug/elf's own.
+	f, err := elfnote.NewFile(r)
+	if err != nil {
+		return false, false
+	}
 	if f.Type != elf.ET_CORE {
 		return false, false
 	}
