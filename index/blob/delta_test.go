@@ -220,6 +220,12 @@ func TestOpenChecksDigest(t *testing.T) {
 	if got, err := readContent(p, da); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("read: %q, %v; want ErrCorrupt", got, err)
 	}
+	if path, err := p.Plain(da); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Plain: %q, %v; want ErrCorrupt", path, err)
+	}
+	if plains, _ := filepath.Glob(filepath.Join(p.Dir(), "plain", "*", "*")); len(plains) != 0 {
+		t.Errorf("plain copies of a corrupt blob: %v", plains)
+	}
 }
 
 // TestDeltaBaseKept: DeltaBase names the base, and nothing for a whole
