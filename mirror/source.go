@@ -444,6 +444,9 @@ func (m *Mirror) Add(ctx context.Context, s Source) (*Source, error) {
 	if s.mirrored() {
 		return m.addMirrored(ctx, s)
 	}
+	if s.URL == "" {
+		return nil, fmt.Errorf("%w: give a URL, a metalink or a mirror list", ErrBadSource)
+	}
 	loc, err := parseLocation(s.URL)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadSource, err)

@@ -305,6 +305,22 @@ var (
 	ErrMetalinkMismatch = errors.New("repomd.xml does not match the metalink")
 )
 
+// noMirrorError is ErrNoMirror with why each mirror tried failed.
+type noMirrorError struct {
+	tried, listed int
+	errs          []error
+}
+
+func (e *noMirrorError) Error() string {
+	why := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		why[i] = err.Error()
+	}
+	return fmt.Sprintf("%v (%d of %d mirrors tried): %s", ErrNoMirror, e.tried, e.listed, strings.Join(why, "; "))
+}
+
+func (e *noMirrorError) Unwrap() []error { return append([]error{ErrNoMirror}, e.errs...) }
+
 // yumRepo is the metadata of a yum source as one mirror (or its only URL)
 // served it.
 type yumRepo struct {
@@ -362,6 +378,7 @@ func (m *Mirror) syncYum(ctx context.Context, src *Source, keys *rpmfile.Keyring
 			mirrors = append(mirrors, mm.Base)
 		}
 	}
+	var metaErrs []error // why each mirror tried for the metadata failed
 	failMirror := func(base string, err error) {
 		res.MirrorsFailed = append(res.MirrorsFailed, MirrorFailure{URL: base, Reason: err.Error()})
 	}
@@ -379,14 +396,11 @@ func (m *Mirror) syncYum(ctx context.Context, src *Source, keys *rpmfile.Keyring
 			return
 		default:
 			failMirror(base, err)
+			metaErrs = append(metaErrs, fmt.Errorf("%s: %w", base, err))
 		}
 	}
 	if repo == nil {
-		var why []string
-		for _, f := range res.MirrorsFailed {
-			why = append(why, f.URL+": "+f.Reason)
-		}
-		res.Err = fmt.Errorf("%w (%d of %d mirrors tried): %s", ErrNoMirror, tried, len(mirrors), strings.Join(why, "; "))
+		res.Err = &noMirrorError{tried: tried, listed: len(mirrors), errs: metaErrs}
 		return
 	}
 	if src.mirrored() {
@@ -566,6 +580,9 @@ func (m *Mirror) readRepomd(ctx context.Context, src *Source, keys *rpmfile.Keyr
 		limit = min(limit, largest)
 	}
 	raw, err := m.readAll(ctx, repomdURL, limit)
+	if ml != nil && limit < maxRepomdSize && errors.Is(err, errTooLarge) {
+		return nil, nil, "", fmt.Errorf("%w: %s is larger than any version the metalink lists (%d bytes at most): %v", ErrMetalinkMismatch, repomdURL, limit, err)
+	}
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("fetch repomd.xml: %w", err)
 	}
