@@ -2,16 +2,13 @@ package mirror
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/retraced/retraced/fixtures"
@@ -19,69 +16,12 @@ import (
 	"github.com/retraced/retraced/mirror/yum"
 )
 
-// repomdOf returns a fixture repository's repodata/repomd.xml.
-func repomdOf(t *testing.T, repo string) []byte {
+// serveDoc serves body (a metalink or mirror list) at /doc of a fixture
+// server on loopback and returns its URL; set replaces it.
+func serveDoc(t *testing.T, body []byte) (url string, set func([]byte)) {
 	t.Helper()
-	b, err := fs.ReadFile(fixtures.FS(repo), "repodata/repomd.xml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// mirrorEntry is one <url> of a metalink: a repository URL and its
-// preference.
-type mirrorEntry struct {
-	base string
-	pref int
-}
-
-// metalinkDoc writes a metalink as MirrorManager does for a repository:
-// repomd.xml's size and hashes (md5 left out: the hashes are computed
-// here, of the repomd.xml files given), the older versions as
-// alternates, and the mirrors' repomd.xml URLs (an rsync one first,
-// which a sync must skip).
-func metalinkDoc(current []byte, alternates [][]byte, mirrors []mirrorEntry) string {
-	version := func(b []byte) string {
-		s256, s512 := sha256.Sum256(b), sha512.Sum512(b)
-		return fmt.Sprintf("<size>%d</size><verification><hash type=\"sha256\">%s</hash><hash type=\"sha512\">%s</hash></verification>",
-			len(b), hex.EncodeToString(s256[:]), hex.EncodeToString(s512[:]))
-	}
-	var b strings.Builder
-	b.WriteString(`<?xml version="1.0" encoding="utf-8"?>
-<metalink version="3.0" xmlns="http://www.metalinker.org/" type="dynamic" generator="mirrormanager" xmlns:mm0="http://fedorahosted.org/mirrormanager">
- <files>
-  <file name="repomd.xml">
-   <mm0:timestamp>1735689600</mm0:timestamp>
-`)
-	b.WriteString(version(current))
-	b.WriteString("\n   <mm0:alternates>\n")
-	for _, a := range alternates {
-		fmt.Fprintf(&b, "    <mm0:alternate><mm0:timestamp>1735603200</mm0:timestamp>%s</mm0:alternate>\n", version(a))
-	}
-	b.WriteString("   </mm0:alternates>\n   <resources maxconnections=\"1\">\n")
-	b.WriteString("    <url protocol=\"rsync\" type=\"rsync\" location=\"DE\" preference=\"100\">rsync://127.0.0.1:1/repo/repodata/repomd.xml</url>\n")
-	for _, m := range mirrors {
-		proto := m.base[:strings.Index(m.base, ":")]
-		fmt.Fprintf(&b, "    <url protocol=%q type=%q location=\"US\" preference=\"%d\">%s/repodata/repomd.xml</url>\n", proto, proto, m.pref, strings.TrimSuffix(m.base, "/"))
-	}
-	b.WriteString("   </resources>\n  </file>\n </files>\n</metalink>\n")
-	return b.String()
-}
-
-// serveText serves body at every path, as text/plain or XML, and returns
-// the URL of /doc; set replaces the body.
-func serveText(t *testing.T, body string) (url string, set func(string)) {
-	t.Helper()
-	bodies := make(chan string, 1)
-	bodies <- body
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b := <-bodies
-		bodies <- b
-		w.Write([]byte(b))
-	}))
-	t.Cleanup(hs.Close)
-	return hs.URL + "/doc", func(s string) { <-bodies; bodies <- s }
+	srv := fixtures.NewServer(fstest.MapFS{"doc": {Data: body}})
+	return srv.Start(t) + "/doc", func(b []byte) { srv.SetRoot(fstest.MapFS{"doc": {Data: b}}) }
 }
 
 // refusedURL is a loopback URL nothing listens on.
@@ -100,7 +40,7 @@ func refusedURL(t *testing.T) string {
 // first, every package from the good one, and reports each broken
 // mirror with why.
 func TestMetalinkFailover(t *testing.T) {
-	repomd := repomdOf(t, "repo")
+	repomd := fixtures.Repomd(t, "repo")
 
 	dying := fixtures.NewServer(fixtures.FS("repo"))
 	dyingURL := dying.Start(t)
@@ -115,9 +55,10 @@ func TestMetalinkFailover(t *testing.T) {
 	goodURL := good.Start(t)
 	refused := refusedURL(t)
 
-	metalink, _ := serveText(t, metalinkDoc(repomd, nil, []mirrorEntry{
-		{goodURL, 10}, {staleURL, 20}, {stalled.URL, 30}, {failingURL, 40}, {refused, 50}, {dyingURL, 100},
-	}))
+	metalink, _ := serveDoc(t, fixtures.Metalink(repomd, nil,
+		fixtures.MetalinkMirror{Base: goodURL, Preference: 10}, fixtures.MetalinkMirror{Base: staleURL, Preference: 20},
+		fixtures.MetalinkMirror{Base: stalled.URL, Preference: 30}, fixtures.MetalinkMirror{Base: failingURL, Preference: 40},
+		fixtures.MetalinkMirror{Base: refused, Preference: 50}, fixtures.MetalinkMirror{Base: dyingURL, Preference: 100}))
 	m := newTestMirrorConfig(t, "", Config{Workers: 2, IdleTimeout: 300 * time.Millisecond})
 	if _, err := m.Add(context.Background(), Source{Name: "ml", Metalink: metalink}); err != nil {
 		t.Fatal(err)
@@ -187,8 +128,8 @@ func TestMetalinkAlternate(t *testing.T) {
 	v1URL := v1.Start(t)
 	v2 := fixtures.NewServer(fixtures.FS("repo-v2"))
 	v2URL := v2.Start(t)
-	metalink, _ := serveText(t, metalinkDoc(repomdOf(t, "repo"), [][]byte{repomdOf(t, "repo-dist"), repomdOf(t, "repo-v1")},
-		[]mirrorEntry{{v2URL, 90}, {v1URL, 80}}))
+	metalink, _ := serveDoc(t, fixtures.Metalink(fixtures.Repomd(t, "repo"), [][]byte{fixtures.Repomd(t, "repo-dist"), fixtures.Repomd(t, "repo-v1")},
+		fixtures.MetalinkMirror{Base: v2URL, Preference: 90}, fixtures.MetalinkMirror{Base: v1URL, Preference: 80}))
 	m := newTestMirror(t, "")
 	if _, err := m.Add(context.Background(), Source{Name: "ml", Metalink: metalink}); err != nil {
 		t.Fatal(err)
@@ -216,7 +157,7 @@ func TestMetalinkNoMirrorMatches(t *testing.T) {
 	aURL := a.Start(t)
 	b := fixtures.NewServer(fixtures.FS("repo-v1"))
 	bURL := b.Start(t)
-	metalink, _ := serveText(t, metalinkDoc(repomdOf(t, "repo-v2"), nil, []mirrorEntry{{aURL, 50}, {bURL, 40}}))
+	metalink, _ := serveDoc(t, fixtures.Metalink(fixtures.Repomd(t, "repo-v2"), nil, fixtures.MetalinkMirror{Base: aURL, Preference: 50}, fixtures.MetalinkMirror{Base: bURL, Preference: 40}))
 	m := newTestMirror(t, "")
 	if _, err := m.Add(context.Background(), Source{Name: "ml", Metalink: metalink}); err != nil {
 		t.Fatal(err)
@@ -260,7 +201,7 @@ func TestMirrorlist(t *testing.T) {
 	good := fixtures.NewServer(fixtures.FS("repo"))
 	goodURL := good.Start(t)
 	list := "# repo = fixture arch = x86_64\n" + refusedURL(t) + "/\n\n" + failingURL + "\nrsync://127.0.0.1/repo/\n" + goodURL + "/\n"
-	url, _ := serveText(t, list)
+	url, _ := serveDoc(t, []byte(list))
 	m := newTestMirror(t, "")
 	if _, err := m.Add(context.Background(), Source{Name: "ml", Mirrorlist: url}); err != nil {
 		t.Fatal(err)
@@ -289,23 +230,23 @@ func TestMetalinkMalformed(t *testing.T) {
 		src              func(url string) Source
 	}{
 		{"html", "<html><body><h1>502 Bad Gateway</h1><hr></body>", "expected element type <metalink>", func(u string) Source { return Source{Name: "a", Metalink: u} }},
-		{"truncated", metalinkDoc(repomdOf(t, "repo"), nil, []mirrorEntry{{goodURL, 1}})[:400], "metalink at byte", func(u string) Source { return Source{Name: "b", Metalink: u} }},
-		{"no mirrors", metalinkDoc(repomdOf(t, "repo"), nil, nil), "no http(s) URL", func(u string) Source { return Source{Name: "c", Metalink: u} }},
+		{"truncated", string(fixtures.Metalink(fixtures.Repomd(t, "repo"), nil, fixtures.MetalinkMirror{Base: goodURL, Preference: 1})[:400]), "metalink at byte", func(u string) Source { return Source{Name: "b", Metalink: u} }},
+		{"no mirrors", string(fixtures.Metalink(fixtures.Repomd(t, "repo"), nil)), "no http(s) URL", func(u string) Source { return Source{Name: "c", Metalink: u} }},
 		{"list is html", "<html><body>Not Found</body></html>\n", "an HTML page?", func(u string) Source { return Source{Name: "d", Mirrorlist: u} }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			url, _ := serveText(t, tt.body)
+			url, _ := serveDoc(t, []byte(tt.body))
 			_, err := m.Add(context.Background(), tt.src(url))
 			if !errors.Is(err, ErrBadSource) || !errors.Is(err, yum.ErrFormat) || !strings.Contains(err.Error(), tt.says) {
 				t.Fatalf("err = %v, want ErrBadSource saying %q", err, tt.says)
 			}
 		})
 	}
-	url, set := serveText(t, metalinkDoc(repomdOf(t, "repo"), nil, []mirrorEntry{{goodURL, 1}}))
+	url, set := serveDoc(t, fixtures.Metalink(fixtures.Repomd(t, "repo"), nil, fixtures.MetalinkMirror{Base: goodURL, Preference: 1}))
 	if _, err := m.Add(context.Background(), Source{Name: "later", Metalink: url}); err != nil {
 		t.Fatal(err)
 	}
-	set("<metalink><files><file name=\"repomd.xml\"><size>")
+	set([]byte("<metalink><files><file name=\"repomd.xml\"><size>"))
 	res := m.sync(t, "later")
 	if !errors.Is(res.Err, yum.ErrFormat) || !strings.Contains(res.Err.Error(), url) || res.New != 0 || good.TotalRequests() != 0 {
 		t.Fatalf("sync of a broken metalink: %v, %d new, %d requests to the mirror", res.Err, res.New, good.TotalRequests())
@@ -336,5 +277,28 @@ func TestMetalinkSourceValidation(t *testing.T) {
 				t.Fatalf("err = %v, want %v saying %q", err, tt.err, tt.says)
 			}
 		})
+	}
+}
+
+// TestMetalinkPublicOnly: a public-only source (added over the API)
+// reads its metalink and its mirrors through the public-only client: on
+// loopback, the metalink is refused at the connection and no mirror is
+// asked; a mirror is refused the same way.
+func TestMetalinkPublicOnly(t *testing.T) {
+	good := fixtures.NewServer(fixtures.FS("repo"))
+	goodURL := good.Start(t)
+	url, _ := serveDoc(t, fixtures.Metalink(fixtures.Repomd(t, "repo"), nil, fixtures.MetalinkMirror{Base: goodURL, Preference: 1}))
+	m := newTestMirror(t, "")
+	src := Source{Name: "marked", Metalink: url, Kind: KindYum, Schedule: DefaultSchedule, PublicOnly: true}
+	if err := m.saveSource(&src); err != nil {
+		t.Fatal(err)
+	}
+	res := m.sync(t, "marked")
+	if !errors.Is(res.Err, ErrPrivateAddress) || good.TotalRequests() != 0 {
+		t.Fatalf("sync of a public-only metalink on loopback: %v, %d requests to the mirror", res.Err, good.TotalRequests())
+	}
+	_, _, _, err := m.readRepomd(withPublicOnly(context.Background()), &src, nil, goodURL+"/", nil, &Result{})
+	if !errors.Is(err, ErrPrivateAddress) || good.TotalRequests() != 0 {
+		t.Fatalf("public-only read of a loopback mirror: %v", err)
 	}
 }
