@@ -221,6 +221,12 @@ func (m *Mirror) run(ctx context.Context, name string, progress func(Progress), 
 	default:
 		st.LastResult = fmt.Sprintf("ok: %d new", res.New)
 	}
+	if res.Mirror != "" {
+		st.LastResult += ", from mirror " + res.Mirror
+	}
+	if n := len(res.MirrorsFailed); n > 0 && res.Err == nil {
+		st.LastResult += fmt.Sprintf(" (%d mirrors failed)", n)
+	}
 	if err := m.countSource(src); err != nil && res.Err == nil {
 		res.Err = err
 	}
