@@ -74,7 +74,7 @@ func TestMetalinkFailover(t *testing.T) {
 		t.Fatalf("metadata from %q, want the first mirror by preference, %s", res.Mirror, dyingURL)
 	}
 	wantFailed := []struct{ url, says string }{
-		{dyingURL, fmt.Sprintf("%d of %d packages failed", len(pkgs), len(pkgs))},
+		{dyingURL, fmt.Sprintf("%d of %d packages failed, the first Packages/", len(pkgs), len(pkgs))},
 		{refused, "connection refused"},
 		{failingURL, "500"},
 		{stalled.URL, ErrStalled.Error()},
@@ -88,6 +88,9 @@ func TestMetalinkFailover(t *testing.T) {
 		if f.URL != w.url+"/" || !strings.Contains(f.Reason, w.says) {
 			t.Errorf("mirror failed %d: %s: %q, want %s saying %q", i, f.URL, f.Reason, w.url, w.says)
 		}
+	}
+	if !strings.HasSuffix(res.MirrorsFailed[0].Reason, "; fetched again from "+goodURL+"/") {
+		t.Errorf("the dying mirror's failure does not name the mirror failed over to: %q", res.MirrorsFailed[0].Reason)
 	}
 	for _, p := range pkgs {
 		path := "/Packages/" + p.File
@@ -117,6 +120,47 @@ func TestMetalinkFailover(t *testing.T) {
 	again := m.sync(t, "ml")
 	if !again.Unchanged || dying.TotalRequests() != 1 {
 		t.Fatalf("second sync: %s, %d requests to the first mirror", again.Summary(), dying.TotalRequests())
+	}
+}
+
+// TestMetalinkPackageTries: a package that fails on every mirror is asked
+// of 3 of them, no more; the sync ends partial, listing each package with
+// the last mirror's error, and each mirror tried.
+func TestMetalinkPackageTries(t *testing.T) {
+	var mirrors []fixtures.MetalinkMirror
+	var servers []*fixtures.Server
+	for i := range 4 {
+		srv := fixtures.NewServer(fixtures.FS("repo"))
+		srv.Inject("*.rpm", fixtures.Status(http.StatusBadGateway))
+		servers = append(servers, srv)
+		mirrors = append(mirrors, fixtures.MetalinkMirror{Base: srv.Start(t), Preference: 100 - i})
+	}
+	metalink, _ := serveDoc(t, fixtures.Metalink(fixtures.Repomd(t, "repo"), nil, mirrors...))
+	m := newTestMirror(t, "")
+	if _, err := m.Add(context.Background(), Source{Name: "ml", Metalink: metalink}); err != nil {
+		t.Fatal(err)
+	}
+	res := m.sync(t, "ml")
+	pkgs := fixtures.Packages(t)
+	if res.Err != nil || res.New != 0 || len(res.Failed) != len(pkgs) || !strings.Contains(res.Failed[0].Error(), "502") {
+		t.Fatalf("sync: %s, failed %v", res.Summary(), res.Failed)
+	}
+	if len(res.MirrorsFailed) != 3 || !strings.Contains(res.MirrorsFailed[2].Reason, "packages failed, the first") ||
+		strings.Contains(res.MirrorsFailed[2].Reason, "fetched again") {
+		t.Fatalf("mirrors failed: %+v", res.MirrorsFailed)
+	}
+	for i, srv := range servers {
+		want := 1
+		if i == 3 {
+			want = 0
+		}
+		if n := srv.Requests("/Packages/" + pkgs[0].File); n != want {
+			t.Errorf("mirror %d asked %d times for %s, want %d", i, n, pkgs[0].File, want)
+		}
+	}
+	src, _ := m.Source("ml")
+	if !strings.HasPrefix(src.State.LastResult, "partial") || src.State.Repomd != "" {
+		t.Fatalf("state: %+v", src.State)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -467,16 +468,16 @@ func (m *Mirror) syncYum(ctx context.Context, src *Source, keys *rpmfile.Keyring
 		if len(failed) == 0 {
 			break
 		}
-		if !src.mirrored() || try == maxPackageTries || ctx.Err() != nil || res.Err != nil {
-			if src.mirrored() {
-				failMirror(cur.base, fmt.Errorf("%d of %d packages failed, the first %v", len(failed), len(todo), failed[0]))
-			}
+		if !src.mirrored() {
 			res.Failed = append(res.Failed, failed...)
 			break
 		}
-		failMirror(cur.base, fmt.Errorf("%d of %d packages failed, the first %v; fetched again from the next mirror", len(failed), len(todo), failed[0]))
-		cur = nil
-		for cur == nil && tried < len(mirrors) && tried < maxMirrorTries {
+		// The next mirror serving the same repomd.xml, if any may be
+		// tried; the mirrors passed over on the way are reported after
+		// this one.
+		at := len(res.MirrorsFailed)
+		var next *yumRepo
+		for next == nil && try < maxPackageTries && ctx.Err() == nil && res.Err == nil && tried < len(mirrors) && tried < maxMirrorTries {
 			base := mirrors[tried]
 			tried++
 			loc, _, sum, err := m.readRepomd(ctx, src, keys, base, ml, res)
@@ -487,12 +488,18 @@ func (m *Mirror) syncYum(ctx context.Context, src *Source, keys *rpmfile.Keyring
 				failMirror(base, err)
 				continue
 			}
-			cur = &yumRepo{base: base, loc: loc}
+			next = &yumRepo{base: base, loc: loc}
 		}
-		if cur == nil {
+		why := fmt.Sprintf("%d of %d packages failed, the first %v", len(failed), len(todo), failed[0])
+		if next != nil {
+			why += "; fetched again from " + next.base
+		}
+		res.MirrorsFailed = slices.Insert(res.MirrorsFailed, at, MirrorFailure{URL: cur.base, Reason: why})
+		if next == nil {
 			res.Failed = append(res.Failed, failed...)
 			break
 		}
+		cur = next
 		byLoc := make(map[string]*want, len(todo))
 		for _, w := range todo {
 			byLoc[w.location] = w
@@ -500,7 +507,7 @@ func (m *Mirror) syncYum(ctx context.Context, src *Source, keys *rpmfile.Keyring
 		todo = todo[:0]
 		for _, f := range failed {
 			w := byLoc[f.Location]
-			if w.target, err = cur.loc.resolve(w.base, w.location); err != nil {
+			if w.target, err = next.loc.resolve(w.base, w.location); err != nil {
 				res.Failed = append(res.Failed, f)
 				continue
 			}
