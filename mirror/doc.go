@@ -14,6 +14,12 @@
 //     OpenPGP keys, with a payload matching the signed header's digest,
 //     are indexed (Source.GPGCheck; repodata/repomd.xml.asc with
 //     RepoGPGCheck). A refused package is a PackageError like any other.
+//   - metalink, mirror list: where a yum source's mirrors are listed
+//     (Source.Metalink, Source.Mirrorlist) instead of its one URL. A sync
+//     reads the list, takes the metadata from the first mirror that serves
+//     it (for a metalink: by preference, and a repomd.xml matching one of
+//     the metalink's hashes and sizes), and fails over to the next mirrors
+//     for what fails; Result.Mirror and Result.MirrorsFailed say which.
 //   - public-only: a source whose downloads may dial public addresses
 //     only (Source.PublicOnly; serve sets it on sources added over its API).
 //

@@ -210,7 +210,11 @@ func (b *idleBody) Close() error {
 	return err
 }
 
-// readAll reads a small file of a source whole, refusing more than max.
+// errTooLarge marks a file larger than its bound.
+var errTooLarge = errors.New("too large")
+
+// readAll reads a small file of a source whole, refusing more than max
+// with an error wrapping errTooLarge.
 func (m *Mirror) readAll(ctx context.Context, target string, max int64) ([]byte, error) {
 	rc, size, err := m.open(ctx, target)
 	if err != nil {
@@ -218,14 +222,14 @@ func (m *Mirror) readAll(ctx context.Context, target string, max int64) ([]byte,
 	}
 	defer rc.Close()
 	if size > max {
-		return nil, fmt.Errorf("read %s: the server says %d bytes, more than the %d allowed", target, size, max)
+		return nil, fmt.Errorf("read %s: %w: the server says %d bytes, more than the %d allowed", target, errTooLarge, size, max)
 	}
 	b, err := io.ReadAll(io.LimitReader(rc, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", target, err)
 	}
 	if int64(len(b)) > max {
-		return nil, fmt.Errorf("read %s: larger than %d bytes", target, max)
+		return nil, fmt.Errorf("read %s: %w: more than %d bytes", target, errTooLarge, max)
 	}
 	return b, nil
 }

@@ -39,6 +39,7 @@ type want struct {
 	nevra    index.NEVRA
 	target   string       // URL or path
 	location string       // as the metadata names it
+	base     string       // the metadata's xml:base for it, "" when none
 	checksum yum.Checksum // Type "" when the source gives none
 	size     int64        // from the metadata; 0 if unknown
 	// keys, when not nil, are the source's trusted OpenPGP keys: the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/mirror/rpmfile"
+	"github.com/retraced/retraced/mirror/yum"
 	"github.com/robfig/cron/v3"
 )
 
@@ -38,12 +39,21 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // Source is a repository the mirror follows, and what it knows of it.
 type Source struct {
-	Name     string `json:"name"`
-	Kind     string `json:"kind"`
-	URL      string `json:"url"`
-	Schedule string `json:"schedule"`
-	Include  string `json:"include,omitempty"`
-	Exclude  string `json:"exclude,omitempty"`
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+	// URL is the repository's URL or path; "" for a source whose
+	// mirrors come from Metalink or Mirrorlist.
+	URL string `json:"url"`
+	// Metalink is the http(s) URL of a MirrorManager metalink for a yum
+	// repository: each sync reads it, tries its mirrors by preference and
+	// uses the first whose repodata/repomd.xml matches one of its hashes.
+	Metalink string `json:"metalink,omitempty"`
+	// Mirrorlist is the http(s) URL of a list of the repository's
+	// mirrors, one URL a line, tried in order.
+	Mirrorlist string `json:"mirrorlist,omitempty"`
+	Schedule   string `json:"schedule"`
+	Include    string `json:"include,omitempty"`
+	Exclude    string `json:"exclude,omitempty"`
 	// GPGKeys are the OpenPGP public keys (armored, as the files and
 	// URLs given to `mirror add --gpg-key` held them when the source was
 	// added) that packages must be signed by when GPGCheck is set.
@@ -83,10 +93,15 @@ type State struct {
 	// Failed are the packages the last sync refused, each with why.
 	Failed []FailedPackage `json:"failed,omitempty"`
 	// Repomd is the checksum of the repomd.xml last synced in full.
-	Repomd       string `json:"repomd,omitempty"`
-	Packages     int    `json:"packages"`
-	Versions     int    `json:"versions"`
-	BytesFetched int64  `json:"bytes_fetched"`
+	Repomd string `json:"repomd,omitempty"`
+	// Mirror is the mirror (a repository URL) whose metadata the last
+	// sync of a metalink or mirror list source used.
+	Mirror string `json:"mirror,omitempty"`
+	// MirrorsFailed are the mirrors the last sync gave up on, and why.
+	MirrorsFailed []MirrorFailure `json:"mirrors_failed,omitempty"`
+	Packages      int             `json:"packages"`
+	Versions      int             `json:"versions"`
+	BytesFetched  int64           `json:"bytes_fetched"`
 	// BytesStored is what the distinct files of the source's packages take
 	// in the pool now (recounted after every sync and compaction).
 	BytesStored int64 `json:"bytes_stored"`
@@ -101,6 +116,16 @@ type FailedPackage struct {
 	Reason   string `json:"reason"`
 }
 
+// MirrorFailure is a mirror a sync gave up on, and why.
+type MirrorFailure struct {
+	URL    string `json:"url"`
+	Reason string `json:"reason"`
+}
+
+// mirrored reports whether the source's mirrors come from a metalink or
+// a mirror list.
+func (s *Source) mirrored() bool { return s.Metalink != "" || s.Mirrorlist != "" }
+
 // Validate checks the name, kind, URL and filters.
 func (s *Source) Validate() error {
 	if !nameRE.MatchString(s.Name) {
@@ -109,11 +134,8 @@ func (s *Source) Validate() error {
 	if s.Kind != KindYum && s.Kind != KindTree {
 		return fmt.Errorf("%w: kind %q: want yum or tree", ErrBadSource, s.Kind)
 	}
-	if s.URL == "" {
-		return fmt.Errorf("%w: empty URL", ErrBadSource)
-	}
-	if _, err := parseLocation(s.URL); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSource, err)
+	if err := s.validateWhere(); err != nil {
+		return err
 	}
 	if _, err := cron.ParseStandard(s.Schedule); err != nil {
 		return fmt.Errorf("%w: schedule %q: %v", ErrBadSource, s.Schedule, err)
@@ -135,9 +157,44 @@ func (s *Source) Validate() error {
 	if s.RepoGPGCheck && s.Kind != KindYum {
 		return fmt.Errorf("%w: repo_gpgcheck is for yum sources (repodata/repomd.xml.asc)", ErrBadSource)
 	}
-	if s.PublicOnly {
+	if s.PublicOnly && !s.mirrored() {
 		if loc, err := parseLocation(s.URL); err == nil && loc.local != "" {
 			return fmt.Errorf("%w: %s: a local path or file:// URL is not allowed here", ErrBadSource, s.URL)
+		}
+	}
+	return nil
+}
+
+// validateWhere checks that the source names exactly one of a URL, a
+// metalink and a mirror list, and that a metalink or mirror list is an
+// http(s) URL of a yum source.
+func (s *Source) validateWhere() error {
+	n := 0
+	for _, v := range []string{s.URL, s.Metalink, s.Mirrorlist} {
+		if v != "" {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return fmt.Errorf("%w: give a URL, a metalink or a mirror list", ErrBadSource)
+	case n > 1:
+		return fmt.Errorf("%w: give one of a URL, a metalink and a mirror list, not several", ErrBadSource)
+	case s.URL != "":
+		if _, err := parseLocation(s.URL); err != nil {
+			return fmt.Errorf("%w: %v", ErrBadSource, err)
+		}
+		return nil
+	}
+	if s.Kind != KindYum {
+		return fmt.Errorf("%w: a metalink or mirror list names the mirrors of a yum repository, not of a %s source", ErrBadSource, s.Kind)
+	}
+	for what, v := range map[string]string{"metalink": s.Metalink, "mirror list": s.Mirrorlist} {
+		if v == "" {
+			continue
+		}
+		if loc, err := parseLocation(v); err != nil || loc.u == nil {
+			return fmt.Errorf("%w: %s %q: want an http(s) URL", ErrBadSource, what, v)
 		}
 	}
 	return nil
@@ -374,10 +431,21 @@ func (m *Mirror) Remove(name string) error {
 
 // Add registers a source. An empty Kind is detected: a URL with
 // repodata/repomd.xml is yum, anything else a tree.
+//
+// A source with a metalink or mirror list (and no URL) is yum; its
+// metalink or list is read now, so that one that cannot be read or parsed
+// is said at once, wrapping ErrBadSource when it is malformed.
 func (m *Mirror) Add(ctx context.Context, s Source) (*Source, error) {
 	s.URL = strings.TrimSpace(s.URL)
+	s.Metalink, s.Mirrorlist = strings.TrimSpace(s.Metalink), strings.TrimSpace(s.Mirrorlist)
 	if s.Schedule == "" {
 		s.Schedule = DefaultSchedule
+	}
+	if s.mirrored() {
+		return m.addMirrored(ctx, s)
+	}
+	if s.URL == "" {
+		return nil, fmt.Errorf("%w: give a URL, a metalink or a mirror list", ErrBadSource)
 	}
 	loc, err := parseLocation(s.URL)
 	if err != nil {
@@ -406,6 +474,38 @@ func (m *Mirror) Add(ctx context.Context, s Source) (*Source, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
+	return m.create(s)
+}
+
+// addMirrored is Add for a source with a metalink or mirror list.
+func (m *Mirror) addMirrored(ctx context.Context, s Source) (*Source, error) {
+	if s.Kind == "" {
+		s.Kind = KindYum
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if s.PublicOnly {
+		where := s.Metalink + s.Mirrorlist // one of them is empty
+		loc, err := parseLocation(where)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadSource, err)
+		}
+		if err := checkPublicHost(ctx, loc.u.Hostname()); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadSource, err)
+		}
+		ctx = withPublicOnly(ctx)
+	}
+	if _, _, _, err := m.readMirrors(ctx, &s); errors.Is(err, yum.ErrFormat) {
+		return nil, fmt.Errorf("%w: %w", ErrBadSource, err)
+	} else if err != nil {
+		return nil, err
+	}
+	return m.create(s)
+}
+
+// create stores a new, validated source.
+func (m *Mirror) create(s Source) (*Source, error) {
 	if _, err := m.idx.Source(s.Name); err == nil {
 		return nil, fmt.Errorf("%w: %q", ErrExists, s.Name)
 	} else if !errors.Is(err, index.ErrNotFound) {

@@ -1,12 +1,14 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -50,6 +52,13 @@ type Result struct {
 	Duration     time.Duration
 	// Err is a failure of the whole sync (metadata unreadable, ...).
 	Err error
+	// Mirror is the mirror whose metadata a metalink or mirror list
+	// source's sync used ("" for other sources, or when none served it).
+	Mirror string
+	// MirrorsFailed are the mirrors the sync gave up on, and why: for
+	// the metadata (unreachable, an error status, a stall, a repomd.xml
+	// the metalink does not vouch for) or for packages that failed there.
+	MirrorsFailed []MirrorFailure
 }
 
 // OK reports a sync with no failure at all.
@@ -67,6 +76,16 @@ func (r *Result) Summary() string {
 	default:
 		fmt.Fprintf(&b, "%d listed, %d new, %d linked, %d failed, %s fetched, %s stored",
 			r.Listed, r.New, r.Linked, len(r.Failed), HumanBytes(r.BytesFetched), HumanBytes(r.BytesStored))
+	}
+	if r.Mirror != "" {
+		fmt.Fprintf(&b, ", from mirror %s", r.Mirror)
+	}
+	if n := len(r.MirrorsFailed); n > 0 && r.Err == nil {
+		urls := make([]string, n)
+		for i, f := range r.MirrorsFailed {
+			urls[i] = f.URL
+		}
+		fmt.Fprintf(&b, " (mirrors failed: %s)", strings.Join(urls, ", "))
 	}
 	fmt.Fprintf(&b, " in %s", r.Duration.Round(time.Millisecond))
 	return b.String()
@@ -185,6 +204,7 @@ func (m *Mirror) run(ctx context.Context, name string, progress func(Progress), 
 	st.LastSync = start.UTC()
 	st.BytesFetched += res.BytesFetched
 	st.Errors, st.Failed = nil, nil
+	st.Mirror, st.MirrorsFailed = res.Mirror, res.MirrorsFailed
 	for _, f := range res.Failed {
 		st.Errors = append(st.Errors, f.Error())
 		if len(st.Failed) < maxErrors {
@@ -201,6 +221,12 @@ func (m *Mirror) run(ctx context.Context, name string, progress func(Progress), 
 		st.LastResult = "ok: unchanged"
 	default:
 		st.LastResult = fmt.Sprintf("ok: %d new", res.New)
+	}
+	if res.Mirror != "" {
+		st.LastResult += ", from mirror " + res.Mirror
+	}
+	if n := len(res.MirrorsFailed); n > 0 && res.Err == nil {
+		st.LastResult += fmt.Sprintf(" (%d mirrors failed)", n)
 	}
 	if err := m.countSource(src); err != nil && res.Err == nil {
 		res.Err = err
@@ -263,64 +289,137 @@ func sourceKeys(src *Source) (*rpmfile.Keyring, error) {
 	return k, nil
 }
 
+// Bounds of a sync's failover among the mirrors of a metalink or mirror
+// list.
+const (
+	// maxMirrorTries is how many mirrors one sync asks for repomd.xml.
+	maxMirrorTries = 16
+	// maxPackageTries is how many mirrors one package is fetched from.
+	maxPackageTries = 3
+	// maxMetalinkSize bounds a metalink or mirror list document.
+	maxMetalinkSize = 4 << 20
+	// maxRepomdSize bounds repomd.xml.
+	maxRepomdSize = 16 << 20
+)
+
+var (
+	// ErrNoMirror reports a metalink or mirror list source none of whose
+	// mirrors served a repomd.xml (matching the metalink) and its primary
+	// metadata.
+	ErrNoMirror = errors.New("no mirror served the repository's metadata")
+	// ErrMetalinkMismatch reports a mirror's repomd.xml that matches none
+	// of the metalink's hashes (or sizes).
+	ErrMetalinkMismatch = errors.New("repomd.xml does not match the metalink")
+)
+
+// noMirrorError is ErrNoMirror with why each mirror tried failed.
+type noMirrorError struct {
+	tried, listed int
+	errs          []error
+}
+
+func (e *noMirrorError) Error() string {
+	why := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		why[i] = err.Error()
+	}
+	return fmt.Sprintf("%v (%d of %d mirrors tried): %s", ErrNoMirror, e.tried, e.listed, strings.Join(why, "; "))
+}
+
+func (e *noMirrorError) Unwrap() []error { return append([]error{ErrNoMirror}, e.errs...) }
+
+// yumRepo is the metadata of a yum source as one mirror (or its only URL)
+// served it.
+type yumRepo struct {
+	base      string // the mirror's URL, as the metalink or list names it
+	loc       *location
+	sum       string // SHA-256 of repomd.xml
+	unchanged bool   // repomd.xml is the one the last good sync used
+	wants     []*want
+}
+
+// readMirrors reads a source's metalink or mirror list: the mirrors in the
+// order to try them and, for a metalink, what repomd.xml must match.
+func (m *Mirror) readMirrors(ctx context.Context, src *Source) ([]yum.Mirror, *yum.Metalink, int64, error) {
+	if src.Metalink != "" {
+		raw, err := m.readAll(ctx, src.Metalink, maxMetalinkSize)
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("fetch metalink: %w", err)
+		}
+		ml, err := yum.ParseMetalink(bytes.NewReader(raw))
+		if err != nil {
+			return nil, nil, int64(len(raw)), fmt.Errorf("%s: %w", src.Metalink, err)
+		}
+		return ml.Mirrors, ml, int64(len(raw)), nil
+	}
+	raw, err := m.readAll(ctx, src.Mirrorlist, maxMetalinkSize)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("fetch mirror list: %w", err)
+	}
+	ms, err := yum.ParseMirrorlist(bytes.NewReader(raw))
+	if err != nil {
+		return nil, nil, int64(len(raw)), fmt.Errorf("%s: %w", src.Mirrorlist, err)
+	}
+	return ms, nil, int64(len(raw)), nil
+}
+
+// syncYum syncs a yum source. One with a metalink or mirror list takes its
+// metadata from the first mirror that serves it whole (and, for a
+// metalink, a repomd.xml matching one of the metalink's versions), then
+// fetches each package from that mirror; a package that fails there is
+// fetched again from the next mirror serving the same repomd.xml, up to
+// maxPackageTries mirrors. Every mirror given up on is in
+// res.MirrorsFailed with why.
 func (m *Mirror) syncYum(ctx context.Context, src *Source, keys *rpmfile.Keyring, res *Result, pr *progressState) {
-	loc, err := parseLocation(src.URL)
-	if err != nil {
-		res.Err = err
-		return
-	}
-	repomdURL, err := loc.resolve("", "repodata/repomd.xml")
-	if err != nil {
-		res.Err = err
-		return
-	}
-	raw, err := m.readAll(ctx, repomdURL, 16<<20)
-	if err != nil {
-		res.Err = fmt.Errorf("fetch repomd.xml: %w", err)
-		return
-	}
-	res.BytesFetched += int64(len(raw))
-	if src.RepoGPGCheck {
-		ascURL, err := loc.resolve("", "repodata/repomd.xml.asc")
+	mirrors := []string{src.URL}
+	var ml *yum.Metalink
+	if src.mirrored() {
+		ms, got, n, err := m.readMirrors(ctx, src)
+		res.BytesFetched += n
 		if err != nil {
 			res.Err = err
 			return
 		}
-		asc, err := m.readAll(ctx, ascURL, 64<<10)
-		if err != nil {
-			res.Err = fmt.Errorf("repo_gpgcheck: fetch repomd.xml.asc: %w", err)
-			return
-		}
-		res.BytesFetched += int64(len(asc))
-		if err := keys.CheckDetached(raw, asc); err != nil {
-			res.Err = fmt.Errorf("repo_gpgcheck: repomd.xml.asc: %w", err)
-			return
+		ml, mirrors = got, nil
+		for _, mm := range ms {
+			mirrors = append(mirrors, mm.Base)
 		}
 	}
-	if !src.GPGCheck {
-		keys = nil
+	var metaErrs []error // why each mirror tried for the metadata failed
+	failMirror := func(base string, err error) {
+		res.MirrorsFailed = append(res.MirrorsFailed, MirrorFailure{URL: base, Reason: err.Error()})
 	}
-	sum := sha256.Sum256(raw)
-	repomdSum := hex.EncodeToString(sum[:])
-	if repomdSum == src.State.Repomd && len(src.State.Errors) == 0 && strings.HasPrefix(src.State.LastResult, "ok") {
+	var repo *yumRepo
+	tried := 0
+	for repo == nil && tried < len(mirrors) && tried < maxMirrorTries {
+		base := mirrors[tried]
+		tried++
+		r, err := m.readRepo(ctx, src, keys, base, ml, res)
+		switch {
+		case err == nil:
+			repo = r
+		case !src.mirrored() || ctx.Err() != nil:
+			res.Err = err
+			return
+		default:
+			failMirror(base, err)
+			metaErrs = append(metaErrs, fmt.Errorf("%s: %w", base, err))
+		}
+	}
+	if repo == nil {
+		res.Err = &noMirrorError{tried: tried, listed: len(mirrors), errs: metaErrs}
+		return
+	}
+	if src.mirrored() {
+		res.Mirror = repo.base
+	}
+	if repo.unchanged {
 		res.Unchanged = true
 		return
 	}
-	md, err := yum.ParseRepomd(strings.NewReader(string(raw)))
-	if err != nil {
-		res.Err = err
-		return
-	}
-	prim, err := md.Primary()
-	if err != nil {
-		res.Err = err
-		return
-	}
-	wants, fetched, err := m.readPrimary(ctx, loc, prim)
-	res.BytesFetched += fetched
-	if err != nil {
-		res.Err = err
-		return
+	pkgKeys := keys // keys also check repomd.xml.asc of the mirrors failed over to
+	if !src.GPGCheck {
+		pkgKeys = nil
 	}
 	keepLoc, err := src.filter()
 	if err != nil {
@@ -328,7 +427,7 @@ func (m *Mirror) syncYum(ctx context.Context, src *Source, keys *rpmfile.Keyring
 		return
 	}
 	var todo []*want
-	for _, w := range wants {
+	for _, w := range repo.wants {
 		if !keepLoc(w.location) {
 			continue
 		}
@@ -341,7 +440,7 @@ func (m *Mirror) syncYum(ctx context.Context, src *Source, keys *rpmfile.Keyring
 		if member {
 			continue
 		}
-		if keys != nil {
+		if pkgKeys != nil {
 			// Another source's copy proves nothing about this one's
 			// signature: fetched and verified, then linked (ingestAll).
 			todo = append(todo, w)
@@ -363,13 +462,165 @@ func (m *Mirror) syncYum(ctx context.Context, src *Source, keys *rpmfile.Keyring
 	// while the other workers sit idle.
 	sort.SliceStable(todo, func(i, j int) bool { return todo[i].size > todo[j].size })
 	pr.total.Store(int64(len(todo)))
-	m.ingestAll(ctx, src.Name, keys, todo, res, pr)
+	cur := repo
+	for try := 1; ; try++ {
+		failed := m.ingestPass(ctx, src.Name, pkgKeys, todo, res, pr)
+		if len(failed) == 0 {
+			break
+		}
+		if !src.mirrored() {
+			res.Failed = append(res.Failed, failed...)
+			break
+		}
+		// The next mirror serving the same repomd.xml, if any may be
+		// tried; the mirrors passed over on the way are reported after
+		// this one.
+		at := len(res.MirrorsFailed)
+		var next *yumRepo
+		for next == nil && try < maxPackageTries && ctx.Err() == nil && res.Err == nil && tried < len(mirrors) && tried < maxMirrorTries {
+			base := mirrors[tried]
+			tried++
+			loc, _, sum, err := m.readRepomd(ctx, src, keys, base, ml, res)
+			if err == nil && sum != repo.sum {
+				err = fmt.Errorf("serves another repomd.xml (sha256 %s) than %s, whose packages are being fetched", sum, repo.base)
+			}
+			if err != nil {
+				failMirror(base, err)
+				continue
+			}
+			next = &yumRepo{base: base, loc: loc}
+		}
+		why := fmt.Sprintf("%d of %d packages failed, the first %v", len(failed), len(todo), failed[0])
+		if next != nil {
+			why += "; fetched again from " + next.base
+		}
+		res.MirrorsFailed = slices.Insert(res.MirrorsFailed, at, MirrorFailure{URL: cur.base, Reason: why})
+		if next == nil {
+			res.Failed = append(res.Failed, failed...)
+			break
+		}
+		cur = next
+		byLoc := make(map[string]*want, len(todo))
+		for _, w := range todo {
+			byLoc[w.location] = w
+		}
+		todo = todo[:0]
+		for _, f := range failed {
+			w := byLoc[f.Location]
+			if w.target, err = next.loc.resolve(w.base, w.location); err != nil {
+				res.Failed = append(res.Failed, f)
+				continue
+			}
+			todo = append(todo, w)
+		}
+		pr.total.Add(int64(len(todo)))
+		pr.failed.Add(-int64(len(todo)))
+	}
+	sort.Slice(res.Failed, func(i, j int) bool { return res.Failed[i].Location < res.Failed[j].Location })
 	if ctx.Err() != nil && res.Err == nil {
 		res.Err = fmt.Errorf("interrupted: %w", ctx.Err())
 	}
 	if res.Err == nil && len(res.Failed) == 0 {
-		src.State.Repomd = repomdSum
+		src.State.Repomd = repo.sum
 	}
+}
+
+// ingestPass ingests todo and returns the packages that failed, adding
+// the rest to res.
+func (m *Mirror) ingestPass(ctx context.Context, source string, keys *rpmfile.Keyring, todo []*want, res *Result, pr *progressState) []*PackageError {
+	before := res.Failed
+	res.Failed = nil
+	m.ingestAll(ctx, source, keys, todo, res, pr)
+	failed := res.Failed
+	res.Failed = before
+	return failed
+}
+
+// readRepo reads a yum source's metadata from one mirror (base): its
+// repomd.xml, checked as readRepomd says, and unless that is the one the
+// last good sync used, the primary metadata it lists.
+func (m *Mirror) readRepo(ctx context.Context, src *Source, keys *rpmfile.Keyring, base string, ml *yum.Metalink, res *Result) (*yumRepo, error) {
+	loc, raw, sum, err := m.readRepomd(ctx, src, keys, base, ml, res)
+	if err != nil {
+		return nil, err
+	}
+	r := &yumRepo{base: base, loc: loc, sum: sum}
+	if sum == src.State.Repomd && len(src.State.Errors) == 0 && strings.HasPrefix(src.State.LastResult, "ok") {
+		r.unchanged = true
+		return r, nil
+	}
+	md, err := yum.ParseRepomd(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	prim, err := md.Primary()
+	if err != nil {
+		return nil, err
+	}
+	wants, fetched, err := m.readPrimary(ctx, loc, prim)
+	res.BytesFetched += fetched
+	if err != nil {
+		return nil, err
+	}
+	r.wants = wants
+	return r, nil
+}
+
+// readRepomd fetches repodata/repomd.xml from base and checks it: against
+// the metalink ml (its size and hash must be those of one of the versions
+// it lists), when there is one, and its signature under repo_gpgcheck. It
+// returns base parsed, the file and its SHA-256.
+func (m *Mirror) readRepomd(ctx context.Context, src *Source, keys *rpmfile.Keyring, base string, ml *yum.Metalink, res *Result) (*location, []byte, string, error) {
+	loc, err := parseLocation(base)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	repomdURL, err := loc.resolve("", "repodata/repomd.xml")
+	if err != nil {
+		return nil, nil, "", err
+	}
+	limit := int64(maxRepomdSize)
+	if ml != nil {
+		// The metalink's sizes bound the download when it gives them all.
+		var largest int64
+		for _, v := range ml.Versions {
+			if v.Size == 0 {
+				largest = limit
+				break
+			}
+			largest = max(largest, v.Size)
+		}
+		limit = min(limit, largest)
+	}
+	raw, err := m.readAll(ctx, repomdURL, limit)
+	if ml != nil && limit < maxRepomdSize && errors.Is(err, errTooLarge) {
+		return nil, nil, "", fmt.Errorf("%w: %s is larger than any version the metalink lists (%d bytes at most): %v", ErrMetalinkMismatch, repomdURL, limit, err)
+	}
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("fetch repomd.xml: %w", err)
+	}
+	res.BytesFetched += int64(len(raw))
+	if ml != nil {
+		if _, err := ml.Match(raw); err != nil {
+			return nil, nil, "", fmt.Errorf("%w: %s: %v", ErrMetalinkMismatch, repomdURL, err)
+		}
+	}
+	if src.RepoGPGCheck {
+		ascURL, err := loc.resolve("", "repodata/repomd.xml.asc")
+		if err != nil {
+			return nil, nil, "", err
+		}
+		asc, err := m.readAll(ctx, ascURL, 64<<10)
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("repo_gpgcheck: fetch repomd.xml.asc: %w", err)
+		}
+		res.BytesFetched += int64(len(asc))
+		if err := keys.CheckDetached(raw, asc); err != nil {
+			return nil, nil, "", fmt.Errorf("repo_gpgcheck: repomd.xml.asc: %w", err)
+		}
+	}
+	sum := sha256.Sum256(raw)
+	return loc, raw, hex.EncodeToString(sum[:]), nil
 }
 
 // readPrimary fetches, verifies and parses primary.xml. The checksum in
@@ -421,7 +672,7 @@ func (m *Mirror) readPrimary(ctx context.Context, loc *location, d *yum.Data) ([
 		if err != nil {
 			return fmt.Errorf("primary: package %s: %w", n, err)
 		}
-		wants = append(wants, &want{nevra: n, target: t, location: p.Location.Href, checksum: p.Checksum, size: p.Size.Package})
+		wants = append(wants, &want{nevra: n, target: t, location: p.Location.Href, base: p.Location.Base, checksum: p.Checksum, size: p.Size.Package})
 		return nil
 	})
 	// Hash what the parser left unread, then judge: a checksum mismatch

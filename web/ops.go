@@ -290,12 +290,16 @@ func (o *Ops) list(c *gin.Context) {
 }
 
 type addRequest struct {
-	Name     string `json:"name"`
-	URL      string `json:"url"`
-	Kind     string `json:"kind"`
-	Schedule string `json:"schedule"`
-	Include  string `json:"include"`
-	Exclude  string `json:"exclude"`
+	Name string `json:"name"`
+	URL  string `json:"url"`
+	// Metalink or Mirrorlist instead of URL: where a yum repository's
+	// mirrors are listed.
+	Metalink   string `json:"metalink"`
+	Mirrorlist string `json:"mirrorlist"`
+	Kind       string `json:"kind"`
+	Schedule   string `json:"schedule"`
+	Include    string `json:"include"`
+	Exclude    string `json:"exclude"`
 	// GPGKeys are armored OpenPGP public keys; GPGCheck defaults to
 	// whether there are any.
 	GPGKeys      []string `json:"gpg_keys"`
@@ -322,7 +326,7 @@ func (o *Ops) add(c *gin.Context) {
 		apiError(c, http.StatusBadRequest, "want {\"name\", \"url\", ...}: "+err.Error())
 		return
 	}
-	src := mirror.Source{Name: req.Name, URL: req.URL, Kind: req.Kind,
+	src := mirror.Source{Name: req.Name, URL: req.URL, Metalink: req.Metalink, Mirrorlist: req.Mirrorlist, Kind: req.Kind,
 		Schedule: req.Schedule, Include: req.Include, Exclude: req.Exclude,
 		GPGKeys: req.GPGKeys, GPGCheck: len(req.GPGKeys) > 0, RepoGPGCheck: req.RepoGPGCheck}
 	if req.GPGCheck != nil {
@@ -331,7 +335,7 @@ func (o *Ops) add(c *gin.Context) {
 	switch o.cfg.APISources {
 	case SourcesLocal:
 	case SourcesPrivate:
-		if u := strings.TrimSpace(req.URL); !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		if u := strings.TrimSpace(req.URL); u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			apiError(c, http.StatusBadRequest, "a source added over the API must be an http(s) URL (the server's config allows no local paths: api_sources = \"local\")")
 			return
 		}
@@ -375,6 +379,10 @@ type syncResponse struct {
 	OK      bool     `json:"ok"`
 	Summary string   `json:"summary"`
 	Failed  []string `json:"failed"`
+	// Mirror and MirrorsFailed: for a metalink or mirror list source, the
+	// mirror whose metadata the sync used, and those it gave up on.
+	Mirror        string                 `json:"mirror"`
+	MirrorsFailed []mirror.MirrorFailure `json:"mirrors_failed"`
 }
 
 // sync starts a sync: 202 at once, or with ?wait=true 200 and the result
@@ -421,7 +429,11 @@ func (o *Ops) sync(c *gin.Context) {
 			apiError(c, http.StatusInternalServerError, out.err.Error())
 			return
 		}
-		resp := syncResponse{Source: name, OK: out.res.OK(), Summary: out.res.Summary(), Failed: []string{}}
+		resp := syncResponse{Source: name, OK: out.res.OK(), Summary: out.res.Summary(), Failed: []string{},
+			Mirror: out.res.Mirror, MirrorsFailed: out.res.MirrorsFailed}
+		if resp.MirrorsFailed == nil {
+			resp.MirrorsFailed = []mirror.MirrorFailure{}
+		}
 		for _, f := range out.res.Failed {
 			resp.Failed = append(resp.Failed, f.Error())
 		}

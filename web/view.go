@@ -9,14 +9,21 @@ import (
 // SourceView is a source as `mirror list --json` and GET /api/v1/mirrors
 // show it.
 type SourceView struct {
-	Name         string `json:"name"`
-	Kind         string `json:"kind"`
-	URL          string `json:"url"`
-	Schedule     string `json:"schedule"`
-	Packages     int    `json:"packages"`
-	Versions     int    `json:"versions"`
-	BytesFetched int64  `json:"bytes_fetched"`
-	BytesStored  int64  `json:"bytes_stored"`
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+	URL  string `json:"url"`
+	// Metalink and Mirrorlist: where a yum source's mirrors are listed
+	// ("" when it has one URL); Mirror is the mirror its last sync took
+	// the metadata from, MirrorsFailed those it gave up on, and why.
+	Metalink      string                 `json:"metalink"`
+	Mirrorlist    string                 `json:"mirrorlist"`
+	Mirror        string                 `json:"mirror"`
+	MirrorsFailed []mirror.MirrorFailure `json:"mirrors_failed"`
+	Schedule      string                 `json:"schedule"`
+	Packages      int                    `json:"packages"`
+	Versions      int                    `json:"versions"`
+	BytesFetched  int64                  `json:"bytes_fetched"`
+	BytesStored   int64                  `json:"bytes_stored"`
 	// BytesDelta is the part of BytesStored held as deltas on older
 	// versions; the rest is whole blobs.
 	BytesDelta int64      `json:"bytes_delta"`
@@ -48,6 +55,10 @@ func ViewSource(s *mirror.Source) SourceView {
 		v.Errors = []string{}
 	}
 	v.GPGCheck, v.RepoGPGCheck, v.Failed = s.GPGCheck, s.RepoGPGCheck, s.State.Failed
+	v.Metalink, v.Mirrorlist, v.Mirror, v.MirrorsFailed = s.Metalink, s.Mirrorlist, s.State.Mirror, s.State.MirrorsFailed
+	if v.MirrorsFailed == nil {
+		v.MirrorsFailed = []mirror.MirrorFailure{}
+	}
 	if v.Failed == nil {
 		v.Failed = []mirror.FailedPackage{}
 	}

@@ -68,6 +68,10 @@ type syncReport struct {
 	OK      bool     `json:"ok"`
 	Summary string   `json:"summary"`
 	Failed  []string `json:"failed"` // one line per package that failed
+	// Mirror and MirrorsFailed: for a metalink or mirror list source, the
+	// mirror whose metadata the sync used, and those it gave up on.
+	Mirror        string                 `json:"mirror"`
+	MirrorsFailed []mirror.MirrorFailure `json:"mirrors_failed"`
 }
 
 // openBackend opens the data directory, or, when a running server holds

@@ -80,16 +80,22 @@ func mirrorAddCmd(g *globals) *cobra.Command {
 	var keys []string
 	var noGPGCheck bool
 	c := &cobra.Command{
-		Use:   "add NAME URL",
-		Short: "Register a source (kind detected when --kind is not given)",
-		Args:  cobra.ExactArgs(2),
+		Use:   "add NAME [URL]",
+		Short: "Register a source (kind detected when --kind is not given); with --metalink or --mirrorlist instead of URL, a yum repository's mirrors",
+		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := g.openBackend(cmd)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			src.Name, src.URL = args[0], args[1]
+			src.Name = args[0]
+			if len(args) == 2 {
+				src.URL = args[1]
+			}
+			if src.URL == "" && src.Metalink == "" && src.Mirrorlist == "" {
+				return errors.New("mirror add NAME URL, or NAME --metalink URL, or NAME --mirrorlist URL")
+			}
 			for _, k := range keys {
 				armored, err := readKey(cmd.Context(), k, cmd.ErrOrStderr())
 				if err != nil {
@@ -106,13 +112,22 @@ func mirrorAddCmd(g *globals) *cobra.Command {
 			if added.GPGCheck {
 				check = "gpgcheck on, keys " + strings.Join(added.GPGKeys, ", ")
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "added %s (%s) %s, schedule %s, %s\n", added.Name, added.Kind, added.URL, added.Schedule, check)
+			where := added.URL
+			switch {
+			case added.Metalink != "":
+				where = "metalink " + added.Metalink
+			case added.Mirrorlist != "":
+				where = "mirror list " + added.Mirrorlist
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "added %s (%s) %s, schedule %s, %s\n", added.Name, added.Kind, where, added.Schedule, check)
 			return nil
 		},
 	}
 	c.Flags().StringArrayVar(&keys, "gpg-key", nil, "OpenPGP public key (FILE or http(s) URL) packages must be signed by; repeat for several; turns gpgcheck on")
 	c.Flags().BoolVar(&noGPGCheck, "no-gpgcheck", false, "keep the keys but index packages without checking their signatures")
 	c.Flags().BoolVar(&src.RepoGPGCheck, "repo-gpgcheck", false, "also require repodata/repomd.xml.asc, a signature of repomd.xml by one of the keys")
+	c.Flags().StringVar(&src.Metalink, "metalink", "", "http(s) URL of a metalink (MirrorManager's) for a yum repository, instead of URL: each sync tries its mirrors by preference, checks repomd.xml against its hashes, fails over on errors")
+	c.Flags().StringVar(&src.Mirrorlist, "mirrorlist", "", "http(s) URL of a mirror list (one repository URL a line, # comments) for a yum repository, instead of URL: tried in order, failing over on errors")
 	c.Flags().StringVar(&src.Kind, "kind", "", "yum or tree (detected when omitted)")
 	c.Flags().StringVar(&src.Schedule, "schedule", "", "cron spec for scheduled syncs (default "+mirror.DefaultSchedule+")")
 	c.Flags().StringVar(&src.Include, "include", "", "only package files whose location matches this regex")
@@ -191,7 +206,14 @@ func mirrorListCmd(g *globals) *cobra.Command {
 				if v.LastSync != nil {
 					last = v.LastSync.Local().Format("2006-01-02 15:04:05")
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, v.URL, v.Packages, v.Versions,
+				where := v.URL
+				switch {
+				case v.Metalink != "":
+					where = "metalink " + v.Metalink
+				case v.Mirrorlist != "":
+					where = "mirrorlist " + v.Mirrorlist
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, where, v.Packages, v.Versions,
 					mirror.HumanBytes(v.BytesFetched), mirror.HumanBytes(v.BytesStored), mirror.HumanBytes(v.BytesDelta),
 					web.StoredRatio(v.BytesStored, v.BytesFetched), last, v.LastResult)
 			}

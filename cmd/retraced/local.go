@@ -58,7 +58,10 @@ func (l *local) Sync(ctx context.Context, name string, progress func(mirror.Prog
 	if err != nil {
 		return nil, err
 	}
-	rep := &syncReport{OK: res.OK(), Summary: res.Summary(), Failed: []string{}}
+	rep := &syncReport{OK: res.OK(), Summary: res.Summary(), Failed: []string{}, Mirror: res.Mirror, MirrorsFailed: res.MirrorsFailed}
+	if rep.MirrorsFailed == nil {
+		rep.MirrorsFailed = []mirror.MirrorFailure{}
+	}
 	for _, f := range res.Failed {
 		rep.Failed = append(rep.Failed, f.Error())
 	}

@@ -130,6 +130,7 @@ func (r *remote) Mirrors(ctx context.Context) ([]web.SourceView, error) {
 func (r *remote) Add(ctx context.Context, src mirror.Source) (web.SourceView, error) {
 	var v web.SourceView
 	err := r.do(ctx, http.MethodPost, "/api/v1/mirrors", map[string]any{"name": src.Name, "url": src.URL,
+		"metalink": src.Metalink, "mirrorlist": src.Mirrorlist,
 		"kind": src.Kind, "schedule": src.Schedule, "include": src.Include, "exclude": src.Exclude,
 		"gpg_keys": src.GPGKeys, "gpgcheck": src.GPGCheck, "repo_gpgcheck": src.RepoGPGCheck}, &v)
 	return v, err

@@ -1,5 +1,9 @@
 // Package yum parses yum (rpm-md) repository metadata: repomd.xml and the
-// primary.xml it points to, compressed with gzip, xz, zstd or bzip2.
+// primary.xml it points to, compressed with gzip, xz, zstd or bzip2; and
+// the documents that say where a repository's mirrors are: MirrorManager's
+// metalinks (ParseMetalink: the mirrors of repomd.xml by preference, and the
+// hashes of the repomd.xml versions they may serve) and plain mirror lists
+// (ParseMirrorlist).
 //
 // It only parses; fetching and verifying bytes is the mirror's job. Of
 // retraced, it may import only internal/decompress.
