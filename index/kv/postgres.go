@@ -396,7 +396,11 @@ func (p *Postgres) Lease(ctx context.Context, name string) (context.Context, fun
 			uctx, ucancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer ucancel()
 			conn.Exec(uctx, `DELETE FROM retraced_leases WHERE name = $1 AND pid = pg_backend_pid()`, name)
-			conn.Close(uctx) // closing the session releases the lock
+			// Unlocked here, so that the lease is free when release
+			// returns; closing the session would free it too, but only
+			// once the server has noticed, a moment later.
+			conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, key)
+			conn.Close(uctx)
 		})
 	}, nil
 }
