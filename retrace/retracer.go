@@ -62,9 +62,11 @@ type RetraceStats struct {
 // group them by signature. The server records a task once it is
 // finished on disk and marks it recorded after; a task finished and not
 // yet marked when the server stopped is recorded again at start, so
-// RecordCrash must be idempotent per TaskID.
+// RecordCrashes must be idempotent per TaskID. The server passes one
+// crash as a task finishes, and at start all those a stop cut off at
+// once, so that a backlog is grouped in one write.
 type Recorder interface {
-	RecordCrash(ctx context.Context, c FinishedCrash) error
+	RecordCrashes(ctx context.Context, cs []FinishedCrash) error
 }
 
 // FinishedCrash is what a Recorder is told of a finished task.

@@ -182,6 +182,7 @@ func (s *Server) recover() error {
 		created time.Time
 	}
 	var q []queued
+	var backlog []finishedTask
 	for _, e := range ents {
 		name := e.Name()
 		if strings.HasPrefix(name, ".deleted-") {
@@ -215,7 +216,7 @@ func (s *Server) recover() error {
 		case StatusSuccess, StatusFailure:
 			s.finished = append(s.finished, taskInfo(name, st, -1))
 			s.sample(st)
-			s.record(t, st) // when the last server stopped before it did
+			backlog = append(backlog, finishedTask{t, st}) // when the last server stopped before it recorded them
 			continue
 		case StatusPending:
 		case statusRunning:
@@ -239,6 +240,7 @@ func (s *Server) recover() error {
 		}
 		q = append(q, queued{id: name, created: st.Created})
 	}
+	s.recordAll(backlog)
 	sort.Slice(q, func(i, j int) bool { return q[i].created.Before(q[j].created) })
 	for _, e := range q {
 		s.pending = append(s.pending, e.id)
@@ -1102,26 +1104,51 @@ func (s *Server) finish(j job, st State, res Result, err error, lw *taskLog) {
 	s.mu.Unlock()
 }
 
+// finishedTask is a task and its state, to record.
+type finishedTask struct {
+	t  task
+	st State
+}
+
 // record tells the Recorder of a task that finished with a backtrace and
-// a known crash package, then marks it recorded. A failure is logged:
-// the task is recorded again at the next start.
-func (s *Server) record(t task, st State) {
-	if s.cfg.Recorder == nil || st.Status != StatusSuccess || st.Recorded || st.Package == "" {
+// a known crash package, then marks it recorded.
+func (s *Server) record(t task, st State) { s.recordAll([]finishedTask{{t, st}}) }
+
+// recordAll tells the Recorder of finished tasks in one call (one write
+// of the crash store for a backlog at start), then marks them recorded.
+// Tasks without a usable backtrace are passed over. A failure is logged:
+// the tasks are recorded again at the next start.
+func (s *Server) recordAll(fts []finishedTask) {
+	if s.cfg.Recorder == nil {
 		return
 	}
-	bt, err := os.ReadFile(t.path(backtraceFile))
-	if err != nil {
-		s.log.Error("retrace: record crash", "task", t.id, "err", err)
+	var todo []finishedTask
+	var cs []FinishedCrash
+	for _, ft := range fts {
+		t, st := ft.t, ft.st
+		if st.Status != StatusSuccess || st.Recorded || st.Package == "" {
+			continue
+		}
+		bt, err := os.ReadFile(t.path(backtraceFile))
+		if err != nil {
+			s.log.Error("retrace: record crash", "task", t.id, "err", err)
+			continue
+		}
+		todo = append(todo, ft)
+		cs = append(cs, FinishedCrash{TaskID: t.id, Finished: st.Finished, Package: st.Package, Signal: st.Signal, Backtrace: string(bt)})
+	}
+	if len(cs) == 0 {
 		return
 	}
-	c := FinishedCrash{TaskID: t.id, Finished: st.Finished, Package: st.Package, Signal: st.Signal, Backtrace: string(bt)}
-	if err := s.cfg.Recorder.RecordCrash(context.Background(), c); err != nil {
-		s.log.Error("retrace: record crash", "task", t.id, "err", err)
+	if err := s.cfg.Recorder.RecordCrashes(context.Background(), cs); err != nil {
+		s.log.Error("retrace: record crashes", "tasks", len(cs), "err", err)
 		return
 	}
-	st.Recorded = true
-	if err := t.writeState(st); err != nil {
-		s.log.Error("retrace: mark task recorded", "task", t.id, "err", err)
+	for _, ft := range todo {
+		ft.st.Recorded = true
+		if err := ft.t.writeState(ft.st); err != nil {
+			s.log.Error("retrace: mark task recorded", "task", ft.t.id, "err", err)
+		}
 	}
 }
 
@@ -1134,7 +1161,7 @@ func (s *Server) recordShared(id string, st State, bt string) {
 		return
 	}
 	c := FinishedCrash{TaskID: id, Finished: st.Finished, Package: st.Package, Signal: st.Signal, Backtrace: bt}
-	if err := s.cfg.Recorder.RecordCrash(context.Background(), c); err != nil {
+	if err := s.cfg.Recorder.RecordCrashes(context.Background(), []FinishedCrash{c}); err != nil {
 		s.log.Error("retrace: record crash", "task", id, "err", err)
 	}
 }

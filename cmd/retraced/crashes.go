@@ -34,7 +34,7 @@ func recordLocal(ctx context.Context, dir string, cfg Config, res retrace.Result
 	if err != nil {
 		return err
 	}
-	err = cs.RecordCrash(ctx, retrace.FinishedCrash{Finished: time.Now(), Package: res.Package, Signal: res.Signal, Backtrace: res.Backtrace})
+	err = cs.RecordCrashes(ctx, []retrace.FinishedCrash{{Finished: time.Now(), Package: res.Package, Signal: res.Signal, Backtrace: res.Backtrace}})
 	if cerr := cs.Close(); err == nil {
 		err = cerr
 	}

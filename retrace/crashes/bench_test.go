@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/retraced/retraced/retrace"
 )
 
 // syntheticBacktrace is what gdb prints for a crashed program of 4
@@ -90,8 +92,17 @@ func BenchmarkGroup1000(b *testing.B) {
 			return err
 		})
 	})
-	// One Record each, as the task server records finished tasks: a
-	// synced Badger transaction (an fsync) each.
+	// The task server's Recorder call for a backlog of finished tasks at
+	// start: one RecordCrashes, NEVRAs parsed from the task states.
+	finished := make([]retrace.FinishedCrash, len(crashes))
+	for i, c := range crashes {
+		finished[i] = retrace.FinishedCrash{TaskID: c.TaskID, Finished: c.Time, Package: c.Package.String(), Signal: c.Signal, Backtrace: c.Backtrace}
+	}
+	b.Run("backlog", func(b *testing.B) {
+		run(b, func(s *Store) error { return s.RecordCrashes(context.Background(), finished) })
+	})
+	// One Record each, as the task server records tasks as they finish
+	// one by one: a synced Badger transaction (an fsync) each.
 	b.Run("each", func(b *testing.B) {
 		run(b, func(s *Store) error {
 			for _, c := range crashes {

@@ -195,14 +195,26 @@ func New(be Backend, opt Options) (*Store, error) {
 // Close closes the backend.
 func (s *Store) Close() error { return s.be.Close() }
 
-// RecordCrash records a finished task: the task server's Recorder.
-func (s *Store) RecordCrash(ctx context.Context, c retrace.FinishedCrash) error {
-	n, err := index.ParseNEVRA(c.Package)
-	if err != nil {
-		return fmt.Errorf("record crash of task %s: %w", c.TaskID, err)
+// RecordCrashes records finished tasks in one write: the task server's
+// Recorder. A task whose package is no NEVRA is reported, and the others
+// are recorded all the same.
+func (s *Store) RecordCrashes(ctx context.Context, fcs []retrace.FinishedCrash) error {
+	var errs []error
+	cs := make([]Crash, 0, len(fcs))
+	for _, c := range fcs {
+		n, err := index.ParseNEVRA(c.Package)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("record crash of task %s: %w", c.TaskID, err))
+			continue
+		}
+		cs = append(cs, Crash{TaskID: c.TaskID, Time: c.Finished, Package: n, Signal: c.Signal, Backtrace: c.Backtrace})
 	}
-	_, err = s.Record(ctx, Crash{TaskID: c.TaskID, Time: c.Finished, Package: n, Signal: c.Signal, Backtrace: c.Backtrace})
-	return err
+	if len(cs) > 0 {
+		if _, err := s.RecordBatch(ctx, cs); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Record adds one crash to its signature's entry and returns the

@@ -243,8 +243,8 @@ func TestPagesHostile(t *testing.T) {
 	s := openTestStore(t, t.TempDir(), clk, Options{})
 	defer s.Close()
 	evil := `x</a><script>alert(1)</script><img src=x onerror=alert(2)>"'&`
-	err := s.RecordCrash(context.Background(), retrace.FinishedCrash{TaskID: "123456789", Finished: clk.t, Package: "evil-1-1.x86_64",
-		Signal: 11, Backtrace: "#0  0x1 in " + evil + " () at a.c:1\n#1  0x2 in main ()\n</pre><script>alert(3)</script>\n"})
+	err := s.RecordCrashes(context.Background(), []retrace.FinishedCrash{{TaskID: "123456789", Finished: clk.t, Package: "evil-1-1.x86_64",
+		Signal: 11, Backtrace: "#0  0x1 in " + evil + " () at a.c:1\n#1  0x2 in main ()\n</pre><script>alert(3)</script>\n"}})
 	if err != nil {
 		t.Fatal(err)
 	}
