@@ -143,18 +143,16 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (pkg *in
 		Added:     m.cfg.Now().UTC(),
 	}
 	pl := m.policy.plan(hdr.Files)
+	// The package's new blobs are staged as its payload streams and
+	// stored only once the whole download has verified (payload digest,
+	// signature, checksum): a refused package leaves nothing in the pool.
+	batch := m.pool.NewBatch()
+	defer batch.Abort()
 	if len(pl.regular) > 0 {
 		if hdr.Format != "cpio" {
 			return m.failAfterDrain(br, cr, w, fmt.Errorf("payload format %q: only cpio is supported", hdr.Format))
 		}
-		// The package's blobs go to an object store while the next are
-		// read; they are all stored before the package is returned to be
-		// indexed.
-		batch := m.pool.NewBatch()
 		files, stored, err := m.walkPayload(ctx, payload, hdr, pl, batch)
-		if werr := batch.Wait(); err == nil && werr != nil {
-			return m.failAfterDrain(payload, cr, w, werr)
-		}
 		if err != nil {
 			if w.keys != nil {
 				// A payload altered after signing explains its parse
@@ -191,6 +189,9 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (pkg *in
 			return nil, err
 		}
 		pkg.Checksum = w.checksum.Type + ":" + strings.ToLower(strings.TrimSpace(w.checksum.Value))
+	}
+	if err := batch.Finish(); err != nil {
+		return nil, err
 	}
 	pkg.Fetched = cr.n
 	return pkg, nil

@@ -214,8 +214,8 @@ type Writer struct {
 	// checked: the caller found the pool without the blob just before
 	// (put), so Commit asks an object store no second time.
 	checked bool
-	// uploading: a Batch's upload owns the temp file now.
-	uploading bool
+	// staged: a Batch holds the temp file now, for its Finish.
+	staged bool
 }
 
 // NewWriter starts a blob. The caller ends it with Commit or Abort (Abort
@@ -279,34 +279,41 @@ func (w *Writer) Commit(d Digest) (stored int64, err error) {
 	return w.commit(nil, d)
 }
 
-// commit is Commit; with a Batch and a Remote the upload runs in the
-// background, owning the writer, and Batch.Wait reports it.
+// commit is Commit; with a Batch it only stages the blob, for the
+// batch's Finish.
 func (w *Writer) commit(b *Batch, d Digest) (stored int64, err error) {
 	defer w.Abort()
 	if err := w.Close(); err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
-	final := w.p.Path(d)
 	// A local check is a stat; a remote one a request, which put has
 	// just made (an object written twice meanwhile is written whole
 	// twice, with the same content).
 	if !(w.checked && w.p.cfg.Remote != nil) && w.p.Has(d) {
 		return 0, nil
 	}
-	if w.p.cfg.Remote != nil && b != nil {
-		fi, err := w.tmp.Stat()
-		if err != nil {
-			return 0, fmt.Errorf("put blob %s: %w", d, err)
-		}
-		b.upload(w, d)
-		return fi.Size(), nil
+	if b != nil {
+		return b.stage(w, d)
 	}
+	return w.store(d)
+}
+
+// store makes the closed temp file blob d: uploaded to the Remote, or
+// fsynced and renamed into place.
+func (w *Writer) store(d Digest) (stored int64, err error) {
+	final := w.p.Path(d)
 	if w.p.cfg.Remote != nil {
 		n, err := w.p.upload(d, w.tmp, false)
 		if err != nil {
 			return 0, fmt.Errorf("put blob %s: %w", d, err)
 		}
 		return n, nil // the deferred Abort removes the temp file
+	}
+	if _, err := os.Lstat(final); err == nil {
+		// Stored meanwhile (a batch stages for as long as its package
+		// streams): keep that one, which compaction may have made a
+		// delta's base.
+		return 0, nil
 	}
 	if err := w.tmp.Chmod(modeFresh); err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
@@ -336,67 +343,123 @@ func (w *Writer) commit(b *Batch, d Digest) (stored int64, err error) {
 // maxUploads is how many of a Remote's uploads Batches keep in flight.
 const maxUploads = 8
 
-// A Batch stores the blobs of one unit of work, a package: with a Remote,
-// each blob's upload runs in the background while the next is read and
-// compressed, and Wait returns once all of them are stored, so that the
-// caller indexes nothing before its blobs exist. On a local pool a Batch
-// stores as Put and Commit do. Its methods are for one goroutine.
+// A Batch stores the blobs of one unit of work, a package, all or none:
+// Put and Commit only stage a new blob (its compressed temp file kept, as
+// Commit would have made it), and Finish stores every staged blob once
+// the caller has verified the whole unit; Abort drops them, so that a
+// package refused at its end (a payload altered after signing, a
+// checksum mismatch) leaves nothing in the pool. With a Remote, Finish
+// uploads the staged blobs several at a time (maxUploads). A Batch is for
+// one goroutine.
 type Batch struct {
-	p   *Pool
-	wg  sync.WaitGroup
-	mu  sync.Mutex
-	err error
+	p      *Pool
+	staged map[Digest]*Writer
+	order  []Digest
+	done   bool
 }
 
-// NewBatch starts a batch; the caller ends it with Wait.
-func (p *Pool) NewBatch() *Batch { return &Batch{p: p} }
+// NewBatch starts a batch; the caller ends it with Finish or Abort
+// (Abort after Finish does nothing, so it can be deferred).
+func (p *Pool) NewBatch() *Batch { return &Batch{p: p, staged: map[Digest]*Writer{}} }
 
-// PutHashed is Pool.PutHashed within the batch.
+// PutHashed is Pool.PutHashed within the batch: stored is what the blob
+// will take once Finish has returned nil, 0 when the pool or the batch
+// already has it.
 func (b *Batch) PutHashed(d Digest, r io.Reader) (stored int64, err error) {
+	if _, ok := b.staged[d]; ok {
+		_, err := io.Copy(io.Discard, r)
+		return 0, err
+	}
 	return b.p.putIn(b, d, r, false)
 }
 
-// Commit is Writer.Commit within the batch: stored is the size the blob
-// will take once Wait has returned nil.
+// Commit is Writer.Commit within the batch, as PutHashed.
 func (b *Batch) Commit(w *Writer, d Digest) (stored int64, err error) {
+	if _, ok := b.staged[d]; ok {
+		w.Abort()
+		return 0, nil
+	}
 	return w.commit(b, d)
 }
 
-// upload sends w's blob in the background, at most maxUploads of the pool
-// at once (waiting here for a slot, which bounds the temp files kept).
-func (b *Batch) upload(w *Writer, d Digest) {
-	w.uploading = true
-	b.p.uploads <- struct{}{}
-	b.wg.Add(1)
-	go func() {
-		defer func() {
-			w.drop()
-			<-b.p.uploads
-			b.wg.Done()
-		}()
-		if _, err := b.p.upload(d, w.tmp, false); err != nil {
-			b.mu.Lock()
-			if b.err == nil {
-				b.err = fmt.Errorf("put blob %s: %w", d, err)
+// stage keeps w's closed temp file for Finish.
+func (b *Batch) stage(w *Writer, d Digest) (int64, error) {
+	fi, err := w.tmp.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("put blob %s: %w", d, err)
+	}
+	w.staged = true
+	b.staged[d] = w
+	b.order = append(b.order, d)
+	return fi.Size(), nil
+}
+
+// Finish stores every staged blob; on the first failure it drops the
+// rest and returns it (the blobs stored before stay, named by nothing
+// until gc: a partial write is never named).
+func (b *Batch) Finish() error {
+	if b.done {
+		return errors.New("blob batch: finished twice")
+	}
+	b.done = true
+	defer b.drop()
+	if b.p.cfg.Remote == nil {
+		for _, d := range b.order {
+			w := b.staged[d]
+			w.staged = false
+			if _, err := w.store(d); err != nil {
+				return err
 			}
-			b.mu.Unlock()
 		}
-	}()
+		return nil
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for _, d := range b.order {
+		w := b.staged[d]
+		b.p.uploads <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() {
+				<-b.p.uploads
+				wg.Done()
+			}()
+			if _, err := b.p.upload(d, w.tmp, false); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = fmt.Errorf("put blob %s: %w", d, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
 }
 
-// Wait returns once every upload of the batch has ended, with the first
-// failure.
-func (b *Batch) Wait() error {
-	b.wg.Wait()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.err
+// Abort drops every staged blob.
+func (b *Batch) Abort() {
+	b.done = true
+	b.drop()
 }
 
-// Abort drops the blob unless it was committed (or handed to a Batch's
-// upload, which drops it when done).
+func (b *Batch) drop() {
+	for _, d := range b.order {
+		w := b.staged[d]
+		w.staged = false
+		w.drop()
+	}
+	clear(b.staged)
+	b.order = nil
+}
+
+// Abort drops the blob unless it was committed (or staged in a Batch,
+// which drops it when done).
 func (w *Writer) Abort() {
-	if w.uploading {
+	if w.staged {
 		return
 	}
 	w.drop()

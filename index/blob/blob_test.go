@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -457,5 +458,53 @@ func TestPlanCleanup(t *testing.T) {
 	}
 	if _, err := os.Stat(old.Name()); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("stale temp still there: %v", err)
+	}
+}
+
+// TestBatch: a batch's blobs are in the pool only after Finish, never
+// after Abort; a digest staged twice is stored (and counted) once; no
+// temp file is left either way.
+func TestBatch(t *testing.T) {
+	p := newTestPool(t, Config{})
+	content := func(i int) []byte { return bytes.Repeat([]byte(fmt.Sprintf("file %d ", i)), 1000+i) }
+	b := p.NewBatch()
+	var total int64
+	for _, i := range []int{1, 2, 1} {
+		c := content(i)
+		n, err := b.PutHashed(Sum(c), bytes.NewReader(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	if p.Has(Sum(content(1))) || p.Has(Sum(content(2))) {
+		t.Fatal("a staged blob is in the pool before Finish")
+	}
+	if err := b.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	var stored int64
+	for _, i := range []int{1, 2} {
+		n, err := p.StoredSize(Sum(content(i)))
+		if err != nil {
+			t.Fatalf("blob %d after Finish: %v", i, err)
+		}
+		stored += n
+	}
+	if total != stored {
+		t.Errorf("the batch said %d bytes, the pool holds %d", total, stored)
+	}
+	b = p.NewBatch()
+	c := content(3)
+	if _, err := b.PutHashed(Sum(c), bytes.NewReader(c)); err != nil {
+		t.Fatal(err)
+	}
+	b.Abort()
+	b.Abort()
+	if p.Has(Sum(c)) {
+		t.Error("an aborted blob is in the pool")
+	}
+	if temps, _ := filepath.Glob(filepath.Join(p.Dir(), "tmp", "*")); len(temps) != 0 {
+		t.Errorf("temp files left: %v", temps)
 	}
 }

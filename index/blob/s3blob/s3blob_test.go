@@ -324,10 +324,10 @@ func TestPoolCompactOnS3(t *testing.T) {
 	t.Logf("S2 %d bytes -> zstd %d bytes in the object store", before, after)
 }
 
-// TestBatchOnS3: a Batch's uploads run in the background, but once Wait
-// returns nil every blob is in the store and no temp file is left; with
-// the store failing its PUTs, Wait reports the failure and the temp files
-// go too.
+// TestBatchOnS3: a Batch stores nothing until Finish, and nothing at all
+// when aborted; once Finish returns nil every blob is in the store and no
+// temp file is left; with the store failing its PUTs, Finish reports the
+// failure and the temp files go too.
 func TestBatchOnS3(t *testing.T) {
 	tr := &putsDown{}
 	s := newStore(t, "batch/", tr, 0)
@@ -363,7 +363,12 @@ func TestBatchOnS3(t *testing.T) {
 	for i := range 20 {
 		ds = append(ds, put(b, i))
 	}
-	if err := b.Wait(); err != nil {
+	for _, d := range ds {
+		if ok, err := s.Has(ctx, d); err != nil || ok {
+			t.Fatalf("%s in the store before Finish (%v)", d, err)
+		}
+	}
+	if err := b.Finish(); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range ds {
@@ -376,13 +381,22 @@ func TestBatchOnS3(t *testing.T) {
 		t.Errorf("temp files left: %v", temps)
 	}
 
+	b = p.NewBatch()
+	aborted := []blob.Digest{put(b, 30), put(b, 31)}
+	b.Abort()
+	for _, d := range aborted {
+		if ok, err := s.Has(ctx, d); err != nil || ok {
+			t.Errorf("%s in the store after Abort (%v)", d, err)
+		}
+	}
+
 	tr.on.Store(true)
 	b = p.NewBatch()
 	for i := 20; i < 26; i++ {
 		put(b, i)
 	}
-	if err := b.Wait(); err == nil || !strings.Contains(err.Error(), "PUT refused") {
-		t.Errorf("Wait with the store down = %v", err)
+	if err := b.Finish(); err == nil || !strings.Contains(err.Error(), "PUT refused") {
+		t.Errorf("Finish with the store down = %v", err)
 	}
 	temps, _ = filepath.Glob(filepath.Join(dir, "tmp", "*"))
 	if len(temps) != 0 {
