@@ -16,6 +16,7 @@ import (
 
 	"github.com/retraced/retraced/gc/diskspace"
 	"github.com/retraced/retraced/internal/httpbound"
+	"github.com/retraced/retraced/mirror"
 )
 
 var (
@@ -92,17 +93,15 @@ type uploadData struct {
 }
 
 func (u *Uploads) form(c *gin.Context) {
-	render(c, http.StatusOK, uploadTmpl, uploadData{MaxCore: mibString(u.cfg.MaxCore)})
+	render(c, http.StatusOK, uploadTmpl, uploadData{MaxCore: mirror.HumanBytes(u.cfg.MaxCore)})
 }
-
-func mibString(n int64) string { return strconv.FormatInt(n>>20, 10) + " MiB" }
 
 // refuse answers the form again with what went wrong. The rest of the
 // body is not read: the connection closes after the answer, once the
 // browser has had the time to read it (httpbound.Refusal).
 func (u *Uploads) refuse(c *gin.Context, code int, msg string) {
 	var page bytes.Buffer
-	if err := uploadTmpl.Execute(&page, uploadData{MaxCore: mibString(u.cfg.MaxCore), Error: msg}); err != nil {
+	if err := uploadTmpl.Execute(&page, uploadData{MaxCore: mirror.HumanBytes(u.cfg.MaxCore), Error: msg}); err != nil {
 		c.String(http.StatusInternalServerError, "render: %v", err)
 		return
 	}
@@ -120,7 +119,7 @@ func (u *Uploads) refuse(c *gin.Context, code int, msg string) {
 // redirect to the task's page and the cookie it reads.
 func (u *Uploads) upload(c *gin.Context) {
 	if c.Request.ContentLength > u.cfg.MaxCore+formSlack {
-		u.refuse(c, http.StatusRequestEntityTooLarge, "The core is larger than "+mibString(u.cfg.MaxCore)+".")
+		u.refuse(c, http.StatusRequestEntityTooLarge, "The core is larger than "+mirror.HumanBytes(u.cfg.MaxCore)+".")
 		return
 	}
 	select {
@@ -183,7 +182,7 @@ func (u *Uploads) upload(c *gin.Context) {
 				u.refuse(c, http.StatusBadRequest, "The upload broke off: "+err.Error())
 				return
 			case coreSize > u.cfg.MaxCore:
-				u.refuse(c, http.StatusRequestEntityTooLarge, "The core is larger than "+mibString(u.cfg.MaxCore)+".")
+				u.refuse(c, http.StatusRequestEntityTooLarge, "The core is larger than "+mirror.HumanBytes(u.cfg.MaxCore)+".")
 				return
 			}
 		default:
