@@ -96,9 +96,13 @@ func storageChart(pts []storagePoint) template.HTML {
 	}
 	label(chartLeft-6, y(peak)+4, "end", mirror.HumanBytes(peak))
 	label(chartLeft-6, y(0)+4, "end", "0")
-	label(chartLeft, chartH-6, "start", t0.Local().Format("2006-01-02 15:04"))
+	layout := "2006-01-02 15:04"
+	if span < time.Hour {
+		layout = "2006-01-02 15:04:05"
+	}
+	label(chartLeft, chartH-6, "start", t0.Local().Format(layout))
 	if span > 0 {
-		label(chartW-chartRight, chartH-6, "end", t1.Local().Format("2006-01-02 15:04"))
+		label(chartW-chartRight, chartH-6, "end", t1.Local().Format(layout))
 	}
 	for _, s := range []struct {
 		class, color string

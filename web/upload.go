@@ -124,16 +124,29 @@ func (u *Uploads) upload(c *gin.Context) {
 	}
 	select {
 	case u.spools <- struct{}{}:
-		defer func() { <-u.spools }()
 	default:
 		c.Header("Retry-After", "10")
 		u.refuse(c, http.StatusServiceUnavailable, fmt.Sprintf("%d cores are being uploaded already; try again shortly.", u.cfg.MaxSpools))
 		return
 	}
+	id, password, code, msg := u.handOver(c)
+	<-u.spools // before a refusal lingers over the rest of the body
+	if code != http.StatusCreated {
+		u.refuse(c, code, msg)
+		return
+	}
+	http.SetCookie(c.Writer, &http.Cookie{Name: taskCookie, Value: password, Path: "/upload/" + id,
+		MaxAge: int(taskCookieAge.Seconds()), HttpOnly: true, Secure: c.Request.TLS != nil, SameSite: http.SameSiteStrictMode})
+	c.Redirect(http.StatusSeeOther, "/upload/"+id)
+}
+
+// handOver reads the form, spools its core and sends it to POST /create:
+// it returns the task's id and password with 201, or the status and
+// message of a refusal.
+func (u *Uploads) handOver(c *gin.Context) (id, password string, code int, msg string) {
 	mr, err := c.Request.MultipartReader()
 	if err != nil {
-		u.refuse(c, http.StatusBadRequest, "Send the form as multipart/form-data: "+err.Error()+".")
-		return
+		return "", "", http.StatusBadRequest, "Send the form as multipart/form-data: " + err.Error() + "."
 	}
 	var core *os.File
 	var coreSize int64
@@ -150,81 +163,73 @@ func (u *Uploads) upload(c *gin.Context) {
 			break
 		}
 		if err != nil || parts == maxFormParts {
-			u.refuse(c, http.StatusBadRequest, "The form is malformed or has unknown fields.")
-			return
+			return "", "", http.StatusBadRequest, "The form is malformed or has unknown fields."
 		}
 		switch part.FormName() {
 		case "executable":
 			b, err := io.ReadAll(io.LimitReader(part, maxExecutable+1))
 			if err != nil || len(b) > maxExecutable || bytes.ContainsAny(b, "\n\x00") {
-				u.refuse(c, http.StatusBadRequest, fmt.Sprintf("The executable must be one path of at most %d bytes.", maxExecutable))
-				return
+				return "", "", http.StatusBadRequest, fmt.Sprintf("The executable must be one path of at most %d bytes.", maxExecutable)
 			}
 			exe = strings.TrimSpace(string(b))
 		case "coredump":
 			if core != nil {
-				u.refuse(c, http.StatusBadRequest, "Upload one core at a time.")
-				return
+				return "", "", http.StatusBadRequest, "Upload one core at a time."
 			}
 			if err = os.MkdirAll(u.cfg.SpoolDir, 0o700); err == nil {
 				core, err = os.CreateTemp(u.cfg.SpoolDir, "upload-*.core")
 			}
 			if err != nil {
-				u.refuse(c, http.StatusInternalServerError, "Unable to spool the core: "+err.Error())
-				return
+				return "", "", http.StatusInternalServerError, "Unable to spool the core: " + err.Error()
 			}
 			coreSize, err = u.cfg.Space.Copy(core, io.LimitReader(part, u.cfg.MaxCore+1))
 			switch {
 			case errors.Is(err, diskspace.ErrLow):
-				u.refuse(c, http.StatusInsufficientStorage, "There is not enough storage space on the server: "+err.Error())
-				return
+				return "", "", http.StatusInsufficientStorage, "There is not enough storage space on the server: " + err.Error()
 			case err != nil:
-				u.refuse(c, http.StatusBadRequest, "The upload broke off: "+err.Error())
-				return
+				return "", "", http.StatusBadRequest, "The upload broke off: " + err.Error()
 			case coreSize > u.cfg.MaxCore:
-				u.refuse(c, http.StatusRequestEntityTooLarge, "The core is larger than "+mirror.HumanBytes(u.cfg.MaxCore)+".")
-				return
+				return "", "", http.StatusRequestEntityTooLarge, "The core is larger than " + mirror.HumanBytes(u.cfg.MaxCore) + "."
 			}
 		default:
-			u.refuse(c, http.StatusBadRequest, fmt.Sprintf("Unknown form field %.40q.", part.FormName()))
-			return
+			return "", "", http.StatusBadRequest, fmt.Sprintf("Unknown form field %.40q.", part.FormName())
 		}
 	}
 	if core == nil || coreSize == 0 {
-		u.refuse(c, http.StatusBadRequest, "Choose a core file to upload.")
-		return
+		return "", "", http.StatusBadRequest, "Choose a core file to upload."
 	}
 	var magic [4]byte
 	if _, err := core.ReadAt(magic[:], 0); err != nil || string(magic[:]) != "\x7fELF" {
-		u.refuse(c, http.StatusBadRequest, "The file is not an ELF core: it does not start with \\x7fELF. (A core compressed by systemd-coredump must be unpacked first: coredumpctl dump -o FILE.)")
-		return
+		return "", "", http.StatusBadRequest, "The file is not an ELF core: it does not start with \\x7fELF. (A core compressed by systemd-coredump must be unpacked first: coredumpctl dump -o FILE.)"
 	}
 
 	// The crash directory, as a tar streamed to POST /create.
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeCrashDir(pw, core, coreSize, exe)) }()
-	defer pr.Close()
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		pw.CloseWithError(writeCrashDir(pw, core, coreSize, exe))
+	}()
+	defer func() {
+		pr.Close() // a writer the handler left unread stops
+		<-written  // before the spool file is closed
+	}()
 	req, err := http.NewRequestWithContext(c.Request.Context(), http.MethodPost, "/create", pr)
 	if err != nil {
-		u.refuse(c, http.StatusInternalServerError, err.Error())
-		return
+		return "", "", http.StatusInternalServerError, err.Error()
 	}
 	req.ContentLength = crashDirSize(coreSize, exe)
 	req.Header.Set("Content-Type", "application/x-tar")
 	req.Header.Set("X-Task-Type", "0") // a coredump retrace
 	answer := u.inner(c, req)
 	if answer.code != http.StatusCreated {
-		u.refuse(c, answer.code, "The retrace server refused the core: "+strings.TrimSpace(answer.body.String()))
-		return
+		return "", "", answer.code, "The retrace server refused the core: " + strings.TrimSpace(answer.body.String())
 	}
-	id, password := answer.h.Get("X-Task-Id"), answer.h.Get("X-Task-Password")
+	id, password = answer.h.Get("X-Task-Id"), answer.h.Get("X-Task-Password")
 	if !validTaskID(id) || password == "" {
-		u.refuse(c, http.StatusInternalServerError, "The retrace server answered without a task.")
-		return
+		return "", "", http.StatusInternalServerError, "The retrace server answered without a task."
 	}
-	http.SetCookie(c.Writer, &http.Cookie{Name: taskCookie, Value: password, Path: "/upload/" + id,
-		MaxAge: int(taskCookieAge.Seconds()), HttpOnly: true, Secure: c.Request.TLS != nil, SameSite: http.SameSiteStrictMode})
-	c.Redirect(http.StatusSeeOther, "/upload/"+id)
+	return id, password, http.StatusCreated, ""
 }
 
 // writeCrashDir writes the crash directory to w as a tar: coredump (the
@@ -289,6 +294,9 @@ func (a *answer) WriteHeader(code int) {
 		a.code = code
 	}
 }
+
+// Flush does nothing: the answer is read when the handler returns.
+func (a *answer) Flush() {}
 
 func (a *answer) Write(b []byte) (int, error) {
 	a.WriteHeader(http.StatusOK)
