@@ -393,6 +393,9 @@ func (m *Mirror) recountStored() error {
 		if err := m.countSource(s); err != nil {
 			return err
 		}
+		if h := s.State.History; len(h) > 0 {
+			h[len(h)-1].TotalStored = s.State.BytesStored
+		}
 		if err := m.saveSource(s); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strings"
 	"time"
 
@@ -108,6 +109,51 @@ type State struct {
 	// BytesDelta is the part of BytesStored held as deltas on an older
 	// version (the rest is whole blobs).
 	BytesDelta int64 `json:"bytes_delta"`
+	// History is the last syncs, oldest first, at most MaxHistory: each
+	// sync appends one record and drops the oldest beyond the bound.
+	History []SyncRecord `json:"history,omitempty"`
+}
+
+// MaxHistory bounds the syncs a source's state remembers.
+const MaxHistory = 50
+
+// maxHistoryError bounds the error a history record keeps, in bytes.
+const maxHistoryError = 500
+
+// SyncRecord is one sync as the source's history keeps it.
+type SyncRecord struct {
+	// Start is when the sync started (UTC); Duration how long it ran.
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"duration_ns"`
+	// Result is "ok", "unchanged", "partial" (some packages failed) or
+	// "failed" (the whole sync did, with Error).
+	Result string `json:"result"`
+	Error  string `json:"error,omitempty"`
+	// New counts the packages this sync ingested, Failed those it
+	// refused.
+	New    int `json:"new"`
+	Failed int `json:"failed"`
+	// BytesFetched and BytesStored are what this sync downloaded and
+	// what it added to the pool.
+	BytesFetched int64 `json:"bytes_fetched"`
+	BytesStored  int64 `json:"bytes_stored"`
+	// TotalFetched is the source's BytesFetched after the sync;
+	// TotalStored its BytesStored after the sync, recounted by the
+	// compaction that follows it when one runs before the next sync.
+	// They are the samples of the storage-over-time chart.
+	TotalFetched int64 `json:"total_fetched"`
+	TotalStored  int64 `json:"total_stored"`
+}
+
+// record appends r to the history, dropping the oldest beyond MaxHistory.
+func (st *State) record(r SyncRecord) {
+	if len(r.Error) > maxHistoryError {
+		r.Error = strings.ToValidUTF8(r.Error[:maxHistoryError], "") + "..."
+	}
+	st.History = append(st.History, r)
+	if n := len(st.History) - MaxHistory; n > 0 {
+		st.History = slices.Delete(st.History, 0, n)
+	}
 }
 
 // FailedPackage is a package a sync refused, and why.

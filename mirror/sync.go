@@ -231,6 +231,20 @@ func (m *Mirror) run(ctx context.Context, name string, progress func(Progress), 
 	if err := m.countSource(src); err != nil && res.Err == nil {
 		res.Err = err
 	}
+	rec := SyncRecord{Start: st.LastSync, Duration: res.Duration, New: res.New, Failed: len(res.Failed),
+		BytesFetched: res.BytesFetched, BytesStored: res.BytesStored,
+		TotalFetched: st.BytesFetched, TotalStored: st.BytesStored}
+	switch {
+	case res.Err != nil:
+		rec.Result, rec.Error = "failed", res.Err.Error()
+	case len(res.Failed) > 0:
+		rec.Result = "partial"
+	case res.Unchanged:
+		rec.Result = "unchanged"
+	default:
+		rec.Result = "ok"
+	}
+	st.record(rec)
 	if err := m.saveSource(src); err != nil {
 		return res, fmt.Errorf("save state of %s: %w", name, err)
 	}

@@ -14,10 +14,15 @@ import (
 	"github.com/retraced/retraced/mirror"
 )
 
-//go:embed templates/status.html
+//go:embed templates/*.html
 var templates embed.FS
 
-var statusTmpl = template.Must(template.ParseFS(templates, "templates/status.html"))
+// page parses one page with the shared parts (style.html).
+func page(name string) *template.Template {
+	return template.Must(template.New(name).ParseFS(templates, "templates/style.html", "templates/"+name))
+}
+
+var statusTmpl = page("status.html")
 
 // TaskSummary is what the status page shows of the retrace queue.
 type TaskSummary struct {
@@ -85,17 +90,28 @@ type BlockedClient struct {
 	Client, Until string
 }
 
-// Status renders the status page.
+// Index is what the status pages read of the index: its totals, and the
+// files that carry a build-id (the search box).
+type Index interface {
+	Counter
+	// Lookup returns every file carrying id, newest package first, or
+	// an error wrapping index.ErrNotFound. The slice is not modified.
+	Lookup(id index.BuildID) ([]index.Match, error)
+}
+
+var _ Index = (*index.Store)(nil)
+
+// Status renders the status page and the build-id search page.
 type Status struct {
 	ops   *Ops
-	idx   Counter
+	idx   Index
 	extra StatusSources
 	now   func() time.Time
 }
 
-// NewStatus returns the status page over ops (sources, sync progress and
-// schedules) and idx (totals).
-func NewStatus(ops *Ops, idx Counter, extra StatusSources) *Status {
+// NewStatus returns the status page over ops (sources, sync progress,
+// schedules and sync history) and idx (totals, build-id search).
+func NewStatus(ops *Ops, idx Index, extra StatusSources) *Status {
 	return &Status{ops: ops, idx: idx, extra: extra, now: time.Now}
 }
 
@@ -108,8 +124,41 @@ func StoredRatio(stored, fetched int64) string {
 	return strconv.FormatFloat(float64(stored)/float64(fetched), 'f', 3, 64)
 }
 
-// Register adds GET /.
-func (s *Status) Register(r gin.IRouter) { r.GET("/", s.page) }
+// Register adds GET / and GET /search.
+func (s *Status) Register(r gin.IRouter) {
+	r.GET("/", s.page)
+	r.GET("/search", s.search)
+}
+
+// historyRows is how many of a source's last syncs the page lists.
+const historyRows = mirror.MaxHistory
+
+// historyRow is one past sync, in words, for the page.
+type historyRow struct {
+	When, Took, Result, Class, Error string
+	New, Failed                      int
+	Fetched, Stored, TotalStored     string
+}
+
+func viewHistory(h []mirror.SyncRecord) []historyRow {
+	var out []historyRow
+	for i := len(h) - 1; i >= 0 && len(out) < historyRows; i-- {
+		r := h[i]
+		row := historyRow{When: r.Start.Local().Format("2006-01-02 15:04:05"), Took: r.Duration.Round(time.Millisecond).String(),
+			Result: r.Result, Error: r.Error, New: r.New, Failed: r.Failed,
+			Fetched: mirror.HumanBytes(r.BytesFetched), Stored: mirror.HumanBytes(r.BytesStored), TotalStored: mirror.HumanBytes(r.TotalStored)}
+		switch r.Result {
+		case "ok", "unchanged":
+			row.Class = "ok"
+		case "partial":
+			row.Class = "warn"
+		default:
+			row.Class = "bad"
+		}
+		out = append(out, row)
+	}
+	return out
+}
 
 type sourceRow struct {
 	SourceView
@@ -122,6 +171,8 @@ type sourceRow struct {
 	Progress               *mirror.Progress
 	ProgressBytes          string
 	ProgressRate, Percent  string
+	// Syncs are the last syncs, newest first.
+	Syncs []historyRow
 }
 
 type pageData struct {
@@ -136,6 +187,9 @@ type pageData struct {
 	DiskFree        string
 	Nodes           *NodeSummary
 	Blocked         []BlockedClient
+	// Chart is the storage-over-time chart; Samples its number of points.
+	Chart   template.HTML
+	Samples int
 }
 
 func (s *Status) page(c *gin.Context) {
@@ -159,7 +213,8 @@ func (s *Status) page(c *gin.Context) {
 		row := sourceRow{SourceView: v, LastSync: "never", NextSync: "not scheduled",
 			BytesFetched: mirror.HumanBytes(v.BytesFetched), BytesStored: mirror.HumanBytes(v.BytesStored),
 			BytesWhole: mirror.HumanBytes(v.BytesStored - v.BytesDelta), BytesDelta: mirror.HumanBytes(v.BytesDelta),
-			StoredRatio: StoredRatio(v.BytesStored, v.BytesFetched), ResultClass: "muted"}
+			StoredRatio: StoredRatio(v.BytesStored, v.BytesFetched), ResultClass: "muted",
+			Syncs: viewHistory(v.History)}
 		if v.LastSync != nil {
 			row.LastSync = v.LastSync.Local().Format("2006-01-02 15:04:05") + " (" + ago(d.Now.Sub(*v.LastSync)) + " ago)"
 		}
@@ -190,6 +245,8 @@ func (s *Status) page(c *gin.Context) {
 		d.Sources = append(d.Sources, row)
 	}
 	d.Fetched, d.Stored = mirror.HumanBytes(fetched), mirror.HumanBytes(stored)
+	samples := storageSamples(srcs)
+	d.Chart, d.Samples = storageChart(samples), len(samples)
 	if s.extra.Tasks != nil {
 		d.Tasks = s.extra.Tasks()
 	}

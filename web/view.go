@@ -37,6 +37,9 @@ type SourceView struct {
 	GPGKeys      []string `json:"gpg_keys"` // key ids, as rpm prints them
 	// Failed lists the packages the last sync refused, with why.
 	Failed []mirror.FailedPackage `json:"failed"`
+	// History is the source's last syncs, oldest first (at most
+	// mirror.MaxHistory), kept across restarts.
+	History []mirror.SyncRecord `json:"history"`
 }
 
 // ViewSource returns s as the API shows it.
@@ -61,6 +64,10 @@ func ViewSource(s *mirror.Source) SourceView {
 	}
 	if v.Failed == nil {
 		v.Failed = []mirror.FailedPackage{}
+	}
+	v.History = s.State.History
+	if v.History == nil {
+		v.History = []mirror.SyncRecord{}
 	}
 	v.GPGKeys = []string{}
 	if k, err := s.Keyring(); err == nil {

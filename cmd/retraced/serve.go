@@ -353,6 +353,14 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler, 
 	ops.Register(r)
 	registerGC(r, s, ops, ops.Admin(), owners...)
 	rs.Register(r)
+	maxCore := cfg.Retrace.MaxPackedSize
+	if maxCore <= 0 {
+		maxCore = retrace.DefaultMaxPackedSize
+	}
+	// The upload form hands its cores to the task protocol through r
+	// itself: the same middleware, limits and throttle as abrt's client.
+	web.NewUploads(web.UploadConfig{Tasks: r, SpoolDir: filepath.Join(s.pool.Dir(), "tmp"),
+		MaxCore: maxCore << 20, Space: s.space, MaxSpools: cfg.Retrace.MaxUploads}).Register(r)
 	web.NewStatus(ops, s.idx, web.StatusSources{
 		GC:       func() *web.GCSummary { return lastGC(s.dir) },
 		Tasks:    taskSummary(rs),
