@@ -170,14 +170,18 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 
 // ErrOpenAdmin refuses a serve that would let anyone who reaches it
 // change its sources.
-var ErrOpenAdmin = errors.New("refusing to listen on a non-loopback address with no admin_token")
+var ErrOpenAdmin = errors.New("refusing to serve the world with no admin_token")
 
 // checkOpenAdmin refuses a listener on a non-loopback address when no
 // admin token guards the API calls that change something, unless told
-// --insecure-open-admin.
+// --insecure-open-admin; and a loopback one behind the reverse proxies of
+// trusted_proxies, which relay whoever reaches them.
 func checkOpenAdmin(addr net.Addr, cfg Config) error {
 	if cfg.AdminToken != "" || cfg.InsecureOpenAdmin {
 		return nil
+	}
+	if len(cfg.TrustedProxies) > 0 {
+		return fmt.Errorf("%w (%s behind the reverse proxies of trusted_proxies, which relay whoever reaches them): set admin_token in the config, or pass --insecure-open-admin to let anyone who reaches the proxy add, remove and sync sources", ErrOpenAdmin, addr)
 	}
 	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsLoopback() {
 		return nil

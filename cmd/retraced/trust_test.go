@@ -40,6 +40,12 @@ func TestServeRefusesOpenAdmin(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.Data, serverFile)); !os.IsNotExist(err) {
 		t.Fatalf("a refused serve left %s: %v", serverFile, err)
 	}
+	// Behind a reverse proxy on loopback, the world reaches it too.
+	proxied := testConfig(t)
+	proxied.TrustedProxies = []string{"127.0.0.1"}
+	if err := Run(context.Background(), proxied); !errors.Is(err, ErrOpenAdmin) || !strings.Contains(err.Error(), "trusted_proxies") {
+		t.Fatalf("serve behind trusted_proxies with no token: %v, want ErrOpenAdmin naming trusted_proxies", err)
+	}
 	for name, c := range map[string]func(*Config){
 		"insecure-open-admin": func(c *Config) { c.InsecureOpenAdmin = true },
 		"admin_token":         func(c *Config) { c.AdminToken = "s3cret" },
@@ -411,6 +417,7 @@ func TestRefusedUploadAnswered(t *testing.T) {
 func TestGuessesBehindProxy(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.TrustedProxies = []string{"127.0.0.1"}
+	cfg.AdminToken = "s3cret" // behind a proxy serve wants one
 	url := startServe(t, cfg)
 	task := createTask(t, url, crashTarball(t, fixtures.CoreFile(t, "crashme-1.0.core.zst"), nil))
 	get := func(client, pw string) int {
