@@ -8,12 +8,14 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/retraced/retraced/gc/diskspace"
 	"github.com/retraced/retraced/index"
+	"github.com/retraced/retraced/internal/httpbound"
 	"github.com/retraced/retraced/resolver/corefile"
 )
 
@@ -113,29 +115,27 @@ func (a *API) Register(r gin.IRouter) {
 // reads it and resolves its objects.
 func (a *API) coredump2packages(c *gin.Context) {
 	if c.Request.ContentLength > a.cfg.MaxCoreSize {
-		apiError(c, http.StatusRequestEntityTooLarge, "core larger than the limit")
+		refuse(c, http.StatusRequestEntityTooLarge, "core larger than the limit")
 		return
 	}
 	select {
 	case a.spools <- struct{}{}:
 		defer func() { <-a.spools }()
 	default:
-		c.Header("Connection", "close") // the body is not read
 		c.Header("Retry-After", "10")
-		apiError(c, http.StatusServiceUnavailable, fmt.Sprintf("%d cores are being uploaded already; try again shortly", a.cfg.MaxSpools))
+		refuse(c, http.StatusServiceUnavailable, fmt.Sprintf("%d cores are being uploaded already; try again shortly", a.cfg.MaxSpools))
 		return
 	}
 	path, err := SpoolCore(c.Request.Body, a.cfg.SpoolDir, a.cfg.MaxCoreSize, a.cfg.Space)
 	switch {
 	case errors.Is(err, diskspace.ErrLow):
-		c.Header("Connection", "close")
-		apiError(c, http.StatusInsufficientStorage, "not enough storage space on the server: "+err.Error())
+		refuse(c, http.StatusInsufficientStorage, "not enough storage space on the server: "+err.Error())
 		return
 	case errors.Is(err, ErrTooLarge):
-		apiError(c, http.StatusRequestEntityTooLarge, err.Error())
+		refuse(c, http.StatusRequestEntityTooLarge, err.Error())
 		return
 	case errors.Is(err, ErrBadUpload):
-		apiError(c, http.StatusBadRequest, err.Error())
+		refuse(c, http.StatusBadRequest, err.Error())
 		return
 	case err != nil:
 		apiError(c, http.StatusInternalServerError, err.Error())
@@ -156,6 +156,20 @@ func (a *API) coredump2packages(c *gin.Context) {
 
 func apiError(c *gin.Context, code int, msg string) {
 	c.AbortWithStatusJSON(code, gin.H{"error": msg})
+}
+
+// refuse answers an upload refused before all its body was read: the
+// answer, whole (with its length) and flushed, then the connection
+// closed once the client has had the time to read it instead of a reset
+// (httpbound.Refusal).
+func refuse(c *gin.Context, code int, msg string) {
+	after := httpbound.Refusal(c.Writer, c.Request.Body)
+	b, _ := json.Marshal(gin.H{"error": msg})
+	c.Header("Connection", "close")
+	c.Header("Content-Length", strconv.Itoa(len(b)))
+	c.Data(code, "application/json; charset=utf-8", b)
+	c.Abort()
+	after()
 }
 
 type buildIDResponse struct {

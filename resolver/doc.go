@@ -12,7 +12,7 @@
 // It reads the index and the blob pool through small interfaces declared
 // here and never reaches into the mirror: of retraced, it may import only
 // gc/diskspace, index, index/blob, index/elfnote, internal/decompress,
-// resolver/corefile and resolver/federate. (federate asks upstream
+// internal/httpbound, resolver/corefile and resolver/federate. (federate asks upstream
 // debuginfod servers for what the index lacks.) Input is hostile: uploaded cores
 // are decompressed through internal/decompress (bounded dictionary,
 // window and size), spooled with zeros as holes under the data

@@ -408,6 +408,29 @@ func TestRefusedUploadAnswered(t *testing.T) {
 			t.Errorf("%s: answers of 20 tries: %v", c.name, got)
 		}
 	}
+	// coredump2packages: an xz stream that goes wrong after its header,
+	// refused while 50 MB are still on their way.
+	bad := append([]byte{0xfd, '7', 'z', 'X', 'Z', 0, 0, 4, 0xe6, 0xd6, 0xb4, 0x46}, junk...)
+	got := map[string]int{}
+	for range 20 {
+		parts := []io.Reader{bytes.NewReader(bad)}
+		for n := int64(len(bad)); n < 50<<20; n += int64(len(junk)) {
+			parts = append(parts, bytes.NewReader(junk))
+		}
+		req, _ := http.NewRequest(http.MethodPost, url+"/api/v1/coredump2packages", io.LimitReader(io.MultiReader(parts...), 50<<20))
+		req.ContentLength = -1
+		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+		if err != nil {
+			got[err.Error()]++
+			continue
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		got[resp.Status]++
+	}
+	if got["400 Bad Request"] != 20 {
+		t.Errorf("coredump2packages, a malformed xz core: answers of 20 tries: %v", got)
+	}
 }
 
 // TestGuessesBehindProxy: behind a reverse proxy in trusted_proxies, the
