@@ -142,16 +142,16 @@ func makeRoot(t *testing.T, root, rpm string) {
 		t.Fatal(err)
 	}
 	unpack.Stdin = pipe
-	var errs bytes.Buffer
-	payload.Stderr, unpack.Stderr = &errs, &errs
+	var payloadErr, unpackErr bytes.Buffer
+	payload.Stderr, unpack.Stderr = &payloadErr, &unpackErr
 	if err := payload.Start(); err != nil {
 		t.Fatal(err)
 	}
 	if err := unpack.Run(); err != nil {
-		t.Fatalf("unpack %s: %v\n%s", rpm, err, errs.String())
+		t.Fatalf("unpack %s: %v\n%s", rpm, err, unpackErr.String())
 	}
 	if err := payload.Wait(); err != nil {
-		t.Fatalf("rpm2cpio %s: %v\n%s", rpm, err, errs.String())
+		t.Fatalf("rpm2cpio %s: %v\n%s", rpm, err, payloadErr.String())
 	}
 	for from, to := range map[string]string{
 		"/lib64/ld-linux-x86-64.so.2":     "usr/lib64/ld-linux-x86-64.so.2",
@@ -187,7 +187,7 @@ func (c *crasher) crash(p crashProgram) error {
 		if err != nil {
 			return fmt.Errorf("zstd -dc %s: %w", core.Name(), err)
 		}
-		cmd := exec.Command(c.client, "core-handler", "--spool", c.spool, p.name, strconv.Itoa(rand.IntN(1<<22)), strconv.FormatInt(time.Now().UnixNano(), 10))
+		cmd := exec.Command(c.client, "core-handler", "--spool", c.spool, p.name, strconv.Itoa(1+rand.IntN(1<<22)), strconv.FormatInt(time.Now().Unix(), 10))
 		cmd.Stdin = bytes.NewReader(b)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("core-handler: %v %s", err, out)
@@ -517,7 +517,10 @@ func TestWatchRealServe(t *testing.T) {
 		}
 		time.Sleep(time.Duration(100+rng.IntN(1200)) * time.Millisecond)
 		down := time.Duration(rng.IntN(600)) * time.Millisecond
-		if rng.IntN(2) == 0 && time.Since(srv.started) > 2*time.Second {
+		if rng.IntN(2) == 0 {
+			if young := 2*time.Second - time.Since(srv.started); young > 0 {
+				time.Sleep(young)
+			}
 			srv.kill()
 			time.Sleep(down)
 			srv.start()
