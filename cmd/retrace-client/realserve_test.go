@@ -577,6 +577,15 @@ func TestWatchRealServe(t *testing.T) {
 	if t.Failed() {
 		t.Log(dump())
 	}
+
+	// All done: the watcher sleeps (fsnotify and one timer, no polling).
+	before := procCPU(t, w.cmd.Process.Pid)
+	time.Sleep(2 * time.Second)
+	idle := procCPU(t, w.cmd.Process.Pid) - before
+	t.Logf("idle watch binary: %d clock ticks of CPU in 2s", idle)
+	if idle > 1 {
+		t.Errorf("the idle watcher used %d clock ticks of CPU in 2s", idle)
+	}
 }
 
 func isClosed(c <-chan struct{}) bool {
