@@ -17,7 +17,10 @@ const defaultSpool = "/var/spool/retrace-client"
 // watchConfig is the --config file of watch and core-handler (TOML):
 //
 //	url = "https://retrace.example.org"   # the default server (--url wins)
-//	settle = "2s"         # a core is complete once unchanged this long
+//	settle = "250ms"      # an ELF core as long as its program headers
+//	                      # say is taken once unwritten this long
+//	settle_other = "2s"   # any other file once unwritten this long (an
+//	                      # ELF core still short waits, up to 10 minutes)
 //
 //	[dump]
 //	quota = 10            # percent of the spool's file system kept free:
@@ -36,9 +39,10 @@ const defaultSpool = "/var/spool/retrace-client"
 //	executable = "^/usr/bin/firefox$"
 //	url = "https://retrace.mozilla.example"
 type watchConfig struct {
-	URL    string   `toml:"url"`
-	Settle duration `toml:"settle"`
-	Dump   struct {
+	URL         string   `toml:"url"`
+	Settle      duration `toml:"settle"`
+	SettleOther duration `toml:"settle_other"`
+	Dump        struct {
 		Quota   float64 `toml:"quota"`
 		MaxSize int64   `toml:"max_size"`
 	} `toml:"dump"`
@@ -74,7 +78,11 @@ func (d *duration) UnmarshalText(b []byte) error {
 
 func defaultWatchConfig() *watchConfig {
 	c := &watchConfig{}
-	c.Settle.Duration = 2 * time.Second
+	// The kernel writes a core's program headers first and its end last:
+	// a core as long as they say is whole, and a short quiet time is
+	// enough (issue 14: a backtrace within 2 s of the crash).
+	c.Settle.Duration = 250 * time.Millisecond
+	c.SettleOther.Duration = 2 * time.Second
 	c.Dump.Quota = 10
 	c.Dump.MaxSize = 4 << 30
 	c.Purge.Age.Duration = 30 * 24 * time.Hour
@@ -103,8 +111,8 @@ func loadWatchConfig(path string) (*watchConfig, error) {
 		return nil, fmt.Errorf("config: dump.quota = %v: want a percentage in [0, 100)", c.Dump.Quota)
 	case c.Dump.MaxSize <= 0:
 		return nil, fmt.Errorf("config: dump.max_size = %d: want a positive number of bytes", c.Dump.MaxSize)
-	case c.Settle.Duration <= 0 || c.Purge.Age.Duration <= 0 || c.Submit.Backoff.Duration <= 0 || c.Submit.MaxBackoff.Duration <= 0:
-		return nil, errors.New("config: settle, purge.age, submit.backoff and submit.max_backoff must be positive")
+	case c.Settle.Duration <= 0 || c.SettleOther.Duration <= 0 || c.Purge.Age.Duration <= 0 || c.Submit.Backoff.Duration <= 0 || c.Submit.MaxBackoff.Duration <= 0:
+		return nil, errors.New("config: settle, settle_other, purge.age, submit.backoff and submit.max_backoff must be positive")
 	case c.Submit.Attempts <= 0:
 		return nil, fmt.Errorf("config: submit.attempts = %d: want at least 1", c.Submit.Attempts)
 	}

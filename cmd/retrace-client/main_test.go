@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -69,6 +70,12 @@ func (p knownPackages) HasNVRArch(nvr, arch string) (bool, error) { return p[nvr
 // startServer runs retrace.Server over HTTP (TLS when tls is set).
 func startServer(t *testing.T, r retrace.Retracer, tls bool) *httptest.Server {
 	t.Helper()
+	return startServerOn(t, r, tls, nil)
+}
+
+// startServerOn is startServer listening on ln (a free port when nil).
+func startServerOn(t *testing.T, r retrace.Retracer, tls bool, ln net.Listener) *httptest.Server {
+	t.Helper()
 	s, err := retrace.New(filepath.Join(t.TempDir(), "tasks"), r, retrace.Config{
 		MinFreeSpace:  -1,
 		MaxPackedSize: 8, MaxUnpackedSize: 8,
@@ -80,11 +87,15 @@ func startServer(t *testing.T, r retrace.Retracer, tls bool) *httptest.Server {
 	gin.SetMode(gin.TestMode)
 	e := gin.New()
 	s.Register(e)
-	var hs *httptest.Server
+	hs := httptest.NewUnstartedServer(e)
+	if ln != nil {
+		hs.Listener.Close()
+		hs.Listener = ln
+	}
 	if tls {
-		hs = httptest.NewTLSServer(e)
+		hs.StartTLS()
 	} else {
-		hs = httptest.NewServer(e)
+		hs.Start()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -178,6 +178,9 @@ func newItem(id string, fi fs.FileInfo) *item {
 	return it
 }
 
+// maxCoreTime is 9999-12-31T23:59:59Z, the last second state.json holds.
+const maxCoreTime = 253402300799
+
 // parseCoreName reads core_%e_%p_%t (%e may hold underscores).
 func parseCoreName(name string) (comm string, pid int, t time.Time, ok bool) {
 	rest, found := strings.CutPrefix(name, "core_")
@@ -191,7 +194,10 @@ func parseCoreName(name string) (comm string, pid int, t time.Time, ok bool) {
 	n := len(parts)
 	p, err1 := strconv.Atoi(parts[n-2])
 	sec, err2 := strconv.ParseInt(parts[n-1], 10, 64)
-	if err1 != nil || err2 != nil {
+	// Anyone who may write to the spool names files there: a time that
+	// state.json cannot hold (JSON times stop at year 9999) or a pid
+	// below 1 is no kernel's.
+	if err1 != nil || err2 != nil || p < 1 || sec < 0 || sec > maxCoreTime {
 		return "", 0, time.Time{}, false
 	}
 	return strings.Join(parts[:n-2], "_"), p, time.Unix(sec, 0).UTC(), true

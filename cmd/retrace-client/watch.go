@@ -47,9 +47,10 @@ type watcher struct {
 
 // pendingCore is a core file that may still be being written.
 type pendingCore struct {
-	deadline time.Time // the settle delay after its last event
-	size     int64     // at the last check; -1 before
-	since    time.Time // when size last changed
+	deadline  time.Time // when to look at it next
+	lastEvent time.Time
+	size      int64     // at the last look; -1 before
+	since     time.Time // when size last changed
 }
 
 func newWatcher(spool, url string, insecure bool, cfg *watchConfig, logw io.Writer) *watcher {
@@ -132,7 +133,8 @@ func (w *watcher) event(name string) {
 		p = &pendingCore{size: -1, since: w.now()}
 		w.pending[name] = p
 	}
-	p.deadline = w.now().Add(w.cfg.Settle.Duration)
+	p.lastEvent = w.now()
+	p.deadline = p.lastEvent.Add(w.cfg.Settle.Duration)
 }
 
 // rescan reads the items from disk: those not known yet, and those a
@@ -166,13 +168,17 @@ func (w *watcher) work(ctx context.Context) time.Time {
 			next = earliest(next, p.deadline)
 			continue
 		}
-		if w.settled(name, p) {
+		take, again := w.settled(name, p)
+		switch {
+		case take:
 			delete(w.pending, name)
 			w.accept(name)
-			continue
+		case again.IsZero():
+			delete(w.pending, name) // gone, or no file: a new event brings it back
+		default:
+			p.deadline = again
+			next = earliest(next, again)
 		}
-		p.deadline = now.Add(w.cfg.Settle.Duration)
-		next = earliest(next, p.deadline)
 	}
 	// One step per due item, oldest due first, until nothing is due: a
 	// failing item's due time moves back behind the others.
@@ -213,27 +219,44 @@ func (w *watcher) nextDue() *item {
 	return best
 }
 
-// settled reports whether a core file is complete: no event for the
-// settle delay, and, for an ELF core, as long as its program headers say
-// (the kernel writes them first and extends the file to its end last).
-// A core that stays short for maxIncomplete is taken anyway.
-func (w *watcher) settled(name string, p *pendingCore) bool {
+// settled reports whether a core file is complete, else when to look at
+// it again (zero: drop it until a new event). The kernel writes a core's
+// ELF and program headers first and reaches the file's end last, so an
+// ELF core as long as its program headers say is complete: it is taken
+// once unwritten for settle (short, so that a crash reaches its backtrace
+// soon). A file that is no ELF core (yet) is taken once unwritten for
+// settle_other (longer: nothing says when it ends); an ELF core that stays
+// short is waited for, and taken anyway after maxIncomplete unchanged.
+func (w *watcher) settled(name string, p *pendingCore) (take bool, again time.Time) {
 	path := filepath.Join(w.spool, name)
 	fi, err := os.Lstat(path)
 	if err != nil || !fi.Mode().IsRegular() {
-		return false // gone, or no core; a new event brings it back
+		return false, time.Time{}
 	}
+	now := w.now()
 	if fi.Size() != p.size {
-		p.size, p.since = fi.Size(), w.now()
-		if complete, known := elfComplete(path, fi.Size()); known {
-			return complete
+		p.size, p.since = fi.Size(), now
+	}
+	other := w.cfg.SettleOther.Duration
+	complete, known := elfComplete(path, fi.Size())
+	switch {
+	case known && complete:
+		return true, time.Time{}
+	case known:
+		if now.Sub(p.since) >= maxIncomplete {
+			return true, time.Time{}
 		}
-		return false // not an ELF core (yet): wait for one more quiet settle delay
+		return false, now.Add(other)
+	case now.Sub(p.lastEvent) >= other && now.Sub(p.since) >= w.cfg.Settle.Duration:
+		return true, time.Time{}
+	default:
+		// Looked at twice, settle apart, the same size.
+		next := p.lastEvent.Add(other)
+		if at := p.since.Add(w.cfg.Settle.Duration); at.After(next) {
+			next = at
+		}
+		return false, next
 	}
-	if complete, known := elfComplete(path, fi.Size()); known && !complete {
-		return w.now().Sub(p.since) >= maxIncomplete
-	}
-	return true
 }
 
 // elfComplete reports whether an ELF core of size bytes holds all its
@@ -392,11 +415,13 @@ func (w *watcher) client(url string) (*taskclient.Client, error) {
 }
 
 // submit uploads crash.tar.xz. The state is submitting during the upload:
-// an item found in it after a restart may have reached the server, which
-// gives no way to ask; it is submitted again (at least once, not at most).
+// an item found in it after a restart may have reached the server. It is
+// sent again with the same X-Task-Key, saved before the first upload
+// began, and a server that has the task answers with it: one task per
+// core, whatever the upload a kill cut.
 func (w *watcher) submit(ctx context.Context, it *item) error {
 	if it.State == stateSubmitting {
-		w.log.Printf("%s: the watcher stopped while submitting it; submitting again (the server may now hold it twice)", it.ID)
+		w.log.Printf("%s: the watcher stopped while submitting it; submitting again with its task key (a server that has it answers with the same task)", it.ID)
 	}
 	c, err := w.client(it.URL)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -22,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/retraced/retraced/retrace/taskclient"
 )
 
 // TestHelperProcess is retrace-client run as a subprocess of the test
@@ -94,11 +97,12 @@ func kill(t *testing.T, cmd *exec.Cmd) {
 	cmd.Wait()
 }
 
-// writeConfig writes a watch config with short delays, and extra.
+// writeConfig writes a watch config with short retry delays (the
+// default settle), and extra.
 func writeConfig(t *testing.T, extra string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "watch.toml")
-	cfg := "settle = \"150ms\"\n" + extra + "\n[submit]\nattempts = 4\nbackoff = \"100ms\"\nmax_backoff = \"400ms\"\n"
+	cfg := extra + "\n[submit]\nattempts = 4\nbackoff = \"100ms\"\nmax_backoff = \"400ms\"\n"
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -494,6 +498,12 @@ func TestParseCoreName(t *testing.T) {
 		{"core_my_prog_12_1700000000", "my_prog", 12, true},
 		{"core.1234", "", 0, false},
 		{"core_x_y_z", "", 0, false},
+		{"core_crashme_12_253402300799", "crashme", 12, true},
+		{"core_crashme_12_253402300800", "", 0, false}, // year 10000: no JSON time
+		{"core_crashme_12_1796380017377923550", "", 0, false},
+		{"core_crashme_0_1700000000", "", 0, false},
+		{"core_crashme_-3_1700000000", "", 0, false},
+		{"core_crashme_12_-1", "", 0, false},
 	} {
 		comm, pid, _, ok := parseCoreName(tt.name)
 		if comm != tt.comm || pid != tt.pid || ok != tt.ok {
@@ -556,8 +566,8 @@ func TestWatchRealWorker(t *testing.T) {
 		}
 	}
 	slices.Sort(took)
-	t.Logf("core written -> backtrace saved, real worker, settle 150ms: median %s over %d runs (min %s, max %s)",
-		took[runs/2].Round(time.Millisecond), runs, took[0].Round(time.Millisecond), took[runs-1].Round(time.Millisecond))
+	t.Logf("core written -> backtrace saved, real worker, default settle %s: median %s over %d runs (min %s, max %s)",
+		defaultWatchConfig().Settle.Duration, took[runs/2].Round(time.Millisecond), runs, took[0].Round(time.Millisecond), took[runs-1].Round(time.Millisecond))
 
 	before := procCPU(t, watch.Process.Pid)
 	time.Sleep(3 * time.Second)
@@ -602,5 +612,204 @@ func TestPurge(t *testing.T) {
 	slices.Sort(left)
 	if strings.Join(left, " ") != "failed young" {
 		t.Errorf("left %v, want failed young", left)
+	}
+}
+
+// TestSettled: when the watcher takes a core (a clock it is given, no
+// waiting): an ELF core as long as its program headers say after settle
+// without a write; one cut short not until maxIncomplete unchanged; a
+// file that is no ELF core once unwritten for settle_other and the same
+// size at two looks; a directory never.
+func TestSettled(t *testing.T) {
+	corePath, _ := fixtureCore(t)
+	core, err := os.ReadFile(corePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaultWatchConfig()
+	settle, other := cfg.Settle.Duration, cfg.SettleOther.Duration
+	if settle != 250*time.Millisecond || other != 2*time.Second {
+		t.Fatalf("defaults settle %s, settle_other %s; the README says 250ms and 2s", settle, other)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name  string
+		write func(path string) error
+		looks []time.Duration // after the event: when the watcher looks
+		want  []string        // at each look: "take", "drop" or "again +D" (from the event)
+	}{
+		{"complete core", func(p string) error { return os.WriteFile(p, core, 0o600) },
+			[]time.Duration{settle}, []string{"take"}},
+		{"core cut short", func(p string) error { return os.WriteFile(p, core[:len(core)/2], 0o600) },
+			[]time.Duration{settle, settle + other, maxIncomplete + settle},
+			[]string{"again +2.25s", "again +4.25s", "take"}},
+		{"not ELF", func(p string) error { return os.WriteFile(p, []byte("a core? no"), 0o600) },
+			[]time.Duration{settle, other}, []string{"again +2s", "take"}},
+		{"directory", func(p string) error { return os.Mkdir(p, 0o700) },
+			[]time.Duration{settle}, []string{"drop"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			spool := t.TempDir()
+			now := t0
+			w := newWatcher(spool, "", false, cfg, io.Discard)
+			w.now = func() time.Time { return now }
+			if err := tt.write(filepath.Join(spool, "core")); err != nil {
+				t.Fatal(err)
+			}
+			w.event("core")
+			p := w.pending["core"]
+			if !p.deadline.Equal(t0.Add(settle)) {
+				t.Fatalf("first look at %s, want +%s", p.deadline.Sub(t0), settle)
+			}
+			for i, at := range tt.looks {
+				now = t0.Add(at)
+				take, again := w.settled("core", p)
+				got := "drop"
+				switch {
+				case take:
+					got = "take"
+				case !again.IsZero():
+					got = "again +" + again.Sub(t0).String()
+				}
+				if got != tt.want[i] {
+					t.Errorf("look at +%s: %s, want %s", at, got, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+// TestWatchServerNotListening: a core whose server is not listening yet
+// (connection refused) is retried and lands once the server starts on
+// that address.
+func TestWatchServerNotListening(t *testing.T) {
+	corePath, info := fixtureCore(t)
+	core, err := os.ReadFile(corePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	spool := t.TempDir()
+	config := filepath.Join(t.TempDir(), "watch.toml")
+	if err := os.WriteFile(config, []byte("[submit]\nattempts = 50\nbackoff = \"100ms\"\nmax_backoff = \"200ms\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	startWatch(t, spool, "http://"+addr, config, logs)
+	writeSlowly(t, filepath.Join(spool, "core_crashme_7_1700000007"), core, 64<<10, 0)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), "attempt 2 failed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no second failed attempt in 20s:\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "connection refused") {
+		t.Errorf("the failures do not say connection refused:\n%s", logs)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := newFront(t, startServer(t, coreRetracer{}, false).URL)
+	// The front, on the address watch was given.
+	fr.Listener.Close()
+	srv := &http.Server{Handler: fr.Config.Handler}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	items := waitItems(t, spool, 1, 30*time.Second, logs)
+	it := items[0]
+	if it.State != stateFinished || it.Attempts != 0 || it.TaskID == "" {
+		t.Fatalf("%+v\n%s", it, logs)
+	}
+	bt, err := os.ReadFile(filepath.Join(itemDir(spool, it.ID), "backtrace"))
+	if err != nil || !strings.Contains(string(bt), "executable "+info.Executable+"\n") {
+		t.Errorf("backtrace %q %v", bt, err)
+	}
+	if total, dup := fr.counts(); total != 1 || dup != 0 {
+		t.Errorf("%d uploads reached the server, %d repeated; want 1, 0", total, dup)
+	}
+}
+
+// TestFailingCoreGoesBehind: a core whose uploads fail again and again
+// waits behind the others: cores found after it are sent while it waits,
+// and when everything is due at once, the others' turns come before its
+// next attempt. The watcher runs in-process on a clock the test moves.
+func TestFailingCoreGoesBehind(t *testing.T) {
+	hs := startServer(t, coreRetracer{}, false)
+	corePath, _ := fixtureCore(t)
+	core, err := os.ReadFile(corePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool := t.TempDir()
+	cfg := defaultWatchConfig()
+	var logs bytes.Buffer
+	now := time.Now()
+	w := newWatcher(spool, hs.URL, false, cfg, &logs)
+	w.now = func() time.Time { return now }
+	if err := os.MkdirAll(filepath.Join(spool, itemsDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	found := func(id string) *item {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(spool, id), core, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		w.accept(id)
+		it := w.items[id]
+		if it == nil {
+			t.Fatalf("%s not taken:\n%s", id, logs.String())
+		}
+		return it
+	}
+	// The first core's server refuses connections (nothing listens on
+	// port 1); it is packed first and pointed there.
+	bad := found("core_crashme_1_1700000001")
+	if err := w.pack(bad); err != nil {
+		t.Fatal(err)
+	}
+	bad.URL = "http://127.0.0.1:1"
+	b, c := found("core_crashme_2_1700000002"), found("core_crashme_3_1700000003")
+	ctx := context.Background()
+	w.work(ctx)
+	if bad.State != statePacked || bad.Attempts != 1 || b.State != stateSubmitted || c.State != stateSubmitted {
+		t.Fatalf("after the first round: bad %s/%d, b %s, c %s\n%s", bad.State, bad.Attempts, b.State, c.State, logs.String())
+	}
+	// A core found later, before the failing one is due again, is sent.
+	now = now.Add(cfg.Submit.Backoff.Duration / 2)
+	d := found("core_crashme_4_1700000004")
+	w.work(ctx)
+	if d.State != stateSubmitted || bad.Attempts != 1 {
+		t.Fatalf("the later core: %s; the failing one tried %d times\n%s", d.State, bad.Attempts, logs.String())
+	}
+	// Everything due at once: the others are polled and finish (if an
+	// earlier poll did not see them finished) before its next attempt.
+	cl, err := taskclient.New(hs.URL, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range []*item{b, c, d} {
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			st, _, err := cl.Status(ctx, it.TaskID, it.Password)
+			if err == nil && strings.HasPrefix(st, "FINISHED") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("task %s: %s %v", it.TaskID, st, err)
+			}
+		}
+	}
+	now = now.Add(time.Hour)
+	w.work(ctx)
+	round := logs.String()
+	second := strings.Index(round, bad.ID+": attempt 2 failed")
+	if second < 0 {
+		t.Fatalf("no second attempt of the failing core:\n%s", round)
+	}
+	for _, it := range []*item{b, c, d} {
+		if i := strings.Index(round, it.ID+": finished"); i < 0 || i > second {
+			t.Errorf("%s did not finish before the failing core's next attempt:\n%s", it.ID, round)
+		}
 	}
 }
