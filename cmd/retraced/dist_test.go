@@ -28,8 +28,8 @@ const toolboxPrinter = "src/toolbox/libtoolbox.so.1.0.0-gdb.py"
 // same core with DEBUGINFOD_URLS at the same server (a fresh client
 // cache), and with the reference that fixtures/build.sh made with gdb
 // in the crashed system's root. On the crashed machine the
-// pretty-printer of libtoolbox is installed, so the gdb run loads it as
-// well; the task must print what it prints. It also checks that
+// pretty-printers of libtoolbox and libstdc++ are installed, so the gdb
+// run loads them as well; the task must print what they print. It also checks that
 // coredump2packages names the main toolbox-debuginfo, which ships only
 // the dwz multifile, for the subpackage's crash.
 func TestDistCoresMatchDebuginfod(t *testing.T) {
@@ -49,6 +49,7 @@ func TestDistCoresMatchDebuginfod(t *testing.T) {
 	if _, err := os.Stat(printer); err != nil {
 		t.Fatal(err)
 	}
+	printers := []string{"source " + printer, libstdcxxPrinters(t)}
 	printed := false
 	for _, c := range slices.Concat(fixtures.DistCores(t), fixtures.Cores(t)) {
 		t.Run(c.File, func(t *testing.T) {
@@ -69,13 +70,23 @@ func TestDistCoresMatchDebuginfod(t *testing.T) {
 			}
 			got := crashingThread(t, bt)
 
-			plain := debuginfodGDB(t, url, core, "")
-			withPrinter := debuginfodGDB(t, url, core, printer)
+			plain := debuginfodGDB(t, url, core)
+			withPrinter := debuginfodGDB(t, url, core, printers...)
 			if !slices.Equal(got, withPrinter) {
 				t.Errorf("the task's crashing thread differs from gdb with DEBUGINFOD_URLS:\n%s", diffLines(withPrinter, got))
 			}
 			if !slices.Equal(plain, withPrinter) {
 				printed = true
+			}
+			// thrower's locals are libstdc++ strings and vectors, which
+			// the task prints through libstdc++'s printers, from the
+			// package's auto-load script and modules.
+			if strings.HasPrefix(c.File, "thrower-") {
+				for _, want := range []string{`what = "job broken: negative step -8"`, "__for_range = std::vector of length 3, capacity 3 = {7, -8, 9}"} {
+					if !slices.Contains(got, want) {
+						t.Errorf("the task's crashing thread lacks %q, libstdc++'s printers' output:\n%s", want, strings.Join(got, "\n"))
+					}
+				}
 			}
 			// The cores of repo-dist have build.sh's bt full beside them.
 			ref, err := os.ReadFile(fixtures.Path("cores", strings.TrimSuffix(c.File, ".core.zst")+".btfull.txt"))
@@ -126,10 +137,34 @@ func TestDistCoresMatchDebuginfod(t *testing.T) {
 	}
 }
 
+// libstdcxxPrinters returns the gdb command that registers libstdc++'s
+// pretty-printers from the fixture's libstdc++ package, as its
+// auto-load script does on the crashed machine: the package's payload is
+// unpacked (rpm2cpio, cpio) and its Python modules put on gdb's path.
+func libstdcxxPrinters(t *testing.T) string {
+	t.Helper()
+	fixtures.RequireTools(t, "rpm2cpio", "cpio")
+	rpms, err := filepath.Glob(fixtures.Path("repo-dist", "Packages", "libstdc++-[0-9]*.rpm"))
+	if err != nil || len(rpms) != 1 {
+		t.Fatalf("repo-dist's libstdc++ package: %v %v", rpms, err)
+	}
+	root := t.TempDir()
+	cmd := exec.Command("sh", "-c", `rpm2cpio "$1" | cpio -idm --quiet --no-absolute-filenames`, "sh", rpms[0])
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("unpack %s: %v\n%s", rpms[0], err, out)
+	}
+	dir := filepath.Join(root, "usr", "share", "gcc", "python")
+	if _, err := os.Stat(filepath.Join(dir, "libstdcxx", "v6", "printers.py")); err != nil {
+		t.Fatalf("the libstdc++ package ships no printers: %v", err)
+	}
+	return "python import sys; sys.path.insert(0, '" + dir + "'); from libstdcxx.v6 import register_libstdcxx_printers; register_libstdcxx_printers(None)"
+}
+
 // debuginfodGDB is gdb on the core alone, fetching everything from url
-// by build-id, with the pretty-printer script sourced when given; it
-// returns the crashing thread's normalized frames and locals.
-func debuginfodGDB(t *testing.T, url, core, printer string) []string {
+// by build-id, after the given commands (those that load pretty-printers);
+// it returns the crashing thread's normalized frames and locals.
+func debuginfodGDB(t *testing.T, url, core string, printers ...string) []string {
 	t.Helper()
 	home := t.TempDir()
 	// Only what the server has: not the debug files this machine has
@@ -137,8 +172,8 @@ func debuginfodGDB(t *testing.T, url, core, printer string) []string {
 	args := []string{"-batch", "-nx", "-iex", "set debuginfod enabled on", "-iex", "set debuginfod urls " + url,
 		"-iex", "set debug-file-directory " + filepath.Join(home, "no-debug"),
 		"-iex", "set width 0", "-iex", "set height 0", "-c", core}
-	if printer != "" {
-		args = append(args, "-ex", "source "+printer)
+	for _, p := range printers {
+		args = append(args, "-ex", p)
 	}
 	args = append(args, "-ex", "echo --bt--\\n", "-ex", "bt full")
 	cmd := exec.Command("gdb", args...)
