@@ -9,11 +9,15 @@ import (
 )
 
 // DefaultKeep lists what retracing needs beyond ELF objects: separate debug
-// files and their build-id links, debug sources, and gdb auto-load scripts.
+// files and their build-id links, debug sources, gdb auto-load scripts,
+// and the Python modules of libstdc++'s pretty-printers, which its
+// auto-load script imports from a path relative to the library (Fedora's
+// /usr/share/gcc-N/python, Debian's /usr/share/gcc/python).
 var DefaultKeep = []string{
 	"/usr/lib/debug/**",
 	"/usr/src/debug/**",
 	"/usr/share/gdb/auto-load/**",
+	"/usr/share/gcc*/python/**",
 	"/usr/lib/debug",
 }
 

@@ -27,6 +27,9 @@ func TestPolicy(t *testing.T) {
 		{Path: "/usr/lib/debug/usr/bin/x.debug", Mode: reg, Size: 9000, Class: "ELF 64-bit LSB shared object, with debug_info"},
 		{Path: "/usr/src/debug/x-1-1.x86_64/x.c", Mode: reg, Size: 900, Class: "C source, ASCII text"},
 		{Path: "/usr/share/gdb/auto-load/usr/lib64/libx.so.1.0-gdb.py", Mode: reg, Size: 900, Class: "Python script"},
+		{Path: "/usr/share/gcc-14/python/libstdcxx/v6/printers.py", Mode: reg, Size: 90000, Class: "Python script, ASCII text executable"},
+		{Path: "/usr/share/gcc/python/libstdcxx/__init__.py", Mode: reg, Size: 1, Class: "ASCII text"},
+		{Path: "/usr/share/gcc-14/README", Mode: reg, Size: 900, Class: "ASCII text"},
 		{Path: "/usr/lib64/libghost.so", Mode: reg, Size: 9000, Class: "ELF 64-bit", Flags: rpmfile.FlagGhost},
 		{Path: "/usr/lib64/libx.so.1", Mode: lnk, Link: "libx.so.1.0"},
 		{Path: "/usr/share/doc/x/link", Mode: lnk, Link: "README"},
@@ -36,6 +39,7 @@ func TestPolicy(t *testing.T) {
 		"/usr/bin/mount": probe, "/usr/bin/ssh-agent": probe, "/usr/bin/su": probe, "/usr/lib64/libx.so.1.0": probe,
 		"/usr/lib/debug/usr/bin/x.debug": keep, "/usr/src/debug/x-1-1.x86_64/x.c": keep,
 		"/usr/share/gdb/auto-load/usr/lib64/libx.so.1.0-gdb.py": keep,
+		"/usr/share/gcc-14/python/libstdcxx/v6/printers.py":     keep, "/usr/share/gcc/python/libstdcxx/__init__.py": keep,
 	}
 	if len(pl.regular) != len(want) {
 		t.Errorf("plan keeps %v, want %v", pl.regular, want)

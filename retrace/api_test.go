@@ -673,7 +673,7 @@ func (r textRating) String() string { return string(r) }
 
 func (unusableRetracer) Retrace(ctx context.Context, dir string, log io.Writer) (Result, error) {
 	bt := "Thread 1 (LWP 7):\n#0  0x00007f00000010fc in ?? ()\n#1  0x00007f0000001234 in ?? ()\n"
-	r := textRating("0/4 (quality 0.00: 0 of 2 frames of the crashing thread have a function name)")
+	r := textRating("0/4 (quality 0.00: 0 of 2 frames of the crashing thread, 0 of 2 of its top 5 and 0 of 2 of all threads have a function name and a source file)")
 	return Result{Backtrace: bt, Rating: r, Missing: []string{"/usr/lib64/libc.so.6 93ac61ec5a8eb1396f9fbd350e3169a558528a40"}},
 		fmt.Errorf("%w: no frame of the crashing thread has a function name", ErrUnusable)
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/retraced/retraced/fixtures"
 	"github.com/retraced/retraced/fixtures/fixturestore"
+	"github.com/retraced/retraced/mirror"
 	"github.com/retraced/retraced/retrace"
 	"github.com/retraced/retraced/retrace/taskclient"
 	"github.com/retraced/retraced/retrace/worker"
@@ -490,7 +491,13 @@ func realWorkerServer(t *testing.T) *httptest.Server {
 	if _, err := exec.LookPath("gdb"); err != nil {
 		t.Skip("gdb not installed (CI installs it)")
 	}
-	st := fixturestore.New(t, "repo")
+	return startServer(t, newRealWorker(t, fixturestore.New(t, "repo")), false)
+}
+
+// newRealWorker is the real worker on st's index and pool, its sysroots
+// in a directory gdb (running as nobody) can reach.
+func newRealWorker(t *testing.T, st *fixturestore.Store) *worker.Worker {
+	t.Helper()
 	dir := t.TempDir()
 	for _, p := range []string{filepath.Dir(dir), dir} { // gdb may run as nobody
 		if err := os.Chmod(p, 0o755); err != nil {
@@ -502,8 +509,7 @@ func realWorkerServer(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	hs := startServer(t, w, false)
-	return hs
+	return w
 }
 
 // TestBatchRealWorker: batch against a server whose worker is the real
@@ -616,5 +622,78 @@ func TestStatusShowsEstimate(t *testing.T) {
 	want := regexp.MustCompile(`^Task Status: PENDING\n(Waiting for a free worker|Generating backtrace)\nEstimated duration: about [0-9.]+ s; from the last 1 finished tasks: 0% reused a cached sysroot; assembling one, median [0-9.]+ s\n$`)
 	if !want.MatchString(out) {
 		t.Errorf("status printed %q", out)
+	}
+}
+
+// TestBatchMissingMultifile: the real worker on a mirror of repo-dist
+// without the package that ships the dwz multifile (toolbox-debuginfo),
+// and the core of a crash in the subpackage toolbox-extra: gdb names no
+// frame, the task fails, and batch's progress (the status body) gives
+// the rating and names the missing multifile by build-id with the .debug
+// file that needs it; the log it prints says both too. Which multifile
+// and package come from the fixture's reference lists.
+func TestBatchMissingMultifile(t *testing.T) {
+	if _, err := exec.LookPath("gdb"); err != nil {
+		t.Skip("gdb not installed (CI installs it)")
+	}
+	var core fixtures.Core
+	for _, c := range fixtures.DistCores(t) {
+		if strings.HasPrefix(c.File, "toolbox-extra-") {
+			core = c
+		}
+	}
+	inCore := make(map[string]bool)
+	for _, m := range core.Modules {
+		inCore[m.BuildID] = true
+	}
+	altID, shipper := "", ""
+	var debugPaths []string
+	for _, l := range fixtures.AltLinks(t) {
+		if inCore[l.BuildID] {
+			altID = l.AltBuildID
+			debugPaths = append(debugPaths, regexp.QuoteMeta(l.Path))
+		}
+	}
+	for _, f := range fixtures.DistELFFiles(t) {
+		if f.BuildID == altID && f.Kind == "debuginfo" {
+			shipper = f.NEVRA
+		}
+	}
+	if altID == "" || shipper == "" {
+		t.Fatal("the reference lists give toolbox-extra's core no dwz multifile: the test tests nothing")
+	}
+
+	st := fixturestore.Empty(t)
+	src := mirror.Source{Name: "dist", URL: fixtures.Path("repo-dist"), Exclude: "/" + regexp.QuoteMeta(shipper) + `\.rpm$`}
+	if _, err := st.Mirror.Add(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := st.Mirror.Sync(context.Background(), "dist", nil); err != nil || !res.OK() {
+		t.Fatalf("sync: %v %v", err, res)
+	}
+	hs := startServer(t, newRealWorker(t, st), false)
+
+	out, errOut, err := runClient(t, "batch", "--url", hs.URL, "-c", fixtures.CoreFile(t, core.File))
+	var ec exitCode
+	if !asExitCode(err, &ec) || ec != 1 {
+		t.Fatalf("batch: %v, want exit status 1 (an unusable backtrace)\n%s\n%s", err, errOut, out)
+	}
+	missing := `'s dwz multifile ` + altID + `$`
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^Backtrace rating: 0/4 \(quality 0\.00: 0 of [1-9]\d* frames of the crashing thread, `),
+		regexp.MustCompile(`(?m)^Missing: (?:` + strings.Join(debugPaths, "|") + `)` + missing),
+	} {
+		if !want.MatchString(errOut) {
+			t.Errorf("batch's progress lacks %s:\n%s", want, errOut)
+		}
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`backtrace rating: 0/4 \(quality 0\.00: 0 of [1-9]\d* frames of the crashing thread`),
+		regexp.MustCompile(`(?m)missing from the mirror: (?:` + strings.Join(debugPaths, "|") + `)` + missing),
+		regexp.MustCompile(`unusable backtrace`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("the log batch prints lacks %s:\n%s", want, out)
+		}
 	}
 }

@@ -29,7 +29,7 @@
 //   - The step log is a retrace's log (steplog.go): timestamped lines that
 //     name the crash directory and the sysroots by role, not by path.
 //   - A [Rating] says how useful a backtrace is, as ABRT rates one
-//     (rating.go).
+//     (rating.go; satyr's normalisation in rating_normalize.go).
 //
 // The Worker owns its sysroot directory (a lock file says so) and is the
 // gc owner of the sysroots there (gc.go): serve registers it with gc
