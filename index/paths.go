@@ -8,6 +8,8 @@ package index
 // sources or files without a build-id.
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 
@@ -30,10 +32,12 @@ type PathEntry struct {
 }
 
 // ScanPaths calls fn for each file whose path is path (exact) or starts
-// with path (!exact), in order of path, then package, until fn returns
-// false. Every entry under the prefix is passed, so fn may stop a long
-// scan (a deadline, a count) on any of them.
-func (s *Store) ScanPaths(path string, exact bool, fn func(PathEntry) bool) error {
+// with path (!exact) and that match accepts, in order of path, then
+// package, until fn returns false. match sees the path alone, before the
+// rest of the entry is decoded, so that a scan passing over many files
+// costs little for each. When ctx ends the scan stops with an error
+// wrapping ctx.Err(): a deadline bounds a long scan.
+func (s *Store) ScanPaths(ctx context.Context, path string, exact bool, match func(path string) bool, fn func(PathEntry) bool) error {
 	if !s.pathsBuilt.Load() {
 		return ErrNoPathIndex
 	}
@@ -41,8 +45,20 @@ func (s *Store) ScanPaths(path string, exact bool, fn func(PathEntry) bool) erro
 	if exact {
 		prefix = append(prefix, 0)
 	}
+	seen := 0
 	err := s.db.View(func(r kv.Reader) error {
 		return r.Scan(prefix, false, func(k, v []byte) error {
+			if seen++; seen%64 == 1 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			rest := k[len(prefixPath):]
+			i := bytes.LastIndexByte(rest, 0)
+			if i < 0 {
+				return fmt.Errorf("%w: path key %q without a package", errCodec, k)
+			}
+			if !match(string(rest[:i])) {
+				return nil
+			}
 			p, n, err := pathFromKey(k)
 			if err != nil {
 				return err

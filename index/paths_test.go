@@ -1,6 +1,9 @@
 package index
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -9,11 +12,13 @@ import (
 	"github.com/retraced/retraced/index/kv"
 )
 
+func all(string) bool { return true }
+
 // scanAll returns what ScanPaths passes, as "path nevra kind id archive".
 func scanAll(t *testing.T, s *Store, path string, exact bool) []string {
 	t.Helper()
 	var got []string
-	err := s.ScanPaths(path, exact, func(e PathEntry) bool {
+	err := s.ScanPaths(context.Background(), path, exact, all, func(e PathEntry) bool {
 		got = append(got, strings.Join([]string{e.Path, e.NEVRA.String(), e.Kind.String(), e.BuildID.String(), e.Archive}, " "))
 		return true
 	})
@@ -66,8 +71,25 @@ func TestPathIndex(t *testing.T) {
 			t.Fatalf("whole index: %d entries, want 4 (no link, no file without a build-id): %q", len(all), all)
 		}
 		n := 0
-		if err := s.ScanPaths("", false, func(PathEntry) bool { n++; return false }); err != nil || n != 1 {
+		if err := s.ScanPaths(context.Background(), "", false, all, func(PathEntry) bool { n++; return false }); err != nil || n != 1 {
 			t.Fatalf("a scan fn stops after its first entry: %d calls, %v", n, err)
+		}
+		var passed []string
+		if err := s.ScanPaths(context.Background(), "/usr/", false, func(p string) bool {
+			passed = append(passed, p)
+			return strings.HasSuffix(p, "-helper")
+		}, func(e PathEntry) bool {
+			if e.Path != "/usr/bin/a-helper" {
+				t.Errorf("fn got %s, which match refused", e.Path)
+			}
+			return true
+		}); err != nil || len(passed) != 4 {
+			t.Fatalf("match saw %q (%v), want the 4 paths under /usr/", passed, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := s.ScanPaths(ctx, "", false, all, func(PathEntry) bool { return true }); !errors.Is(err, context.Canceled) {
+			t.Fatalf("scan under an ended context: %v, want context.Canceled", err)
 		}
 		if err := s.DeletePackage(mustNEVRA(t, "a-1-1.x86_64")); err != nil {
 			t.Fatal(err)
@@ -131,7 +153,7 @@ func TestPathIndexBuiltOnOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ro.ScanPaths("", false, func(PathEntry) bool { return true }); err != ErrNoPathIndex {
+	if err := ro.ScanPaths(context.Background(), "", false, all, func(PathEntry) bool { return true }); err != ErrNoPathIndex {
 		t.Fatalf("read-only store without a path index: %v, want ErrNoPathIndex", err)
 	}
 	if err := ro.Close(); err != nil {
@@ -148,5 +170,50 @@ func TestPathIndexBuiltOnOpen(t *testing.T) {
 	}
 	if ok, _ := s.has([]byte(keyPathsBuilt)); !ok {
 		t.Fatal("the rebuild did not mark the path index built")
+	}
+}
+
+// BenchmarkScanPaths reads a path index of 100000 files (10000 packages
+// of ten libraries) whole: the cost of a /metadata glob that starts with
+// a wildcard, per entry.
+func BenchmarkScanPaths(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "index"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const pkgs, perPkg = 10000, 10
+	var batch []*Package
+	for p := range pkgs {
+		pk := &Package{NEVRA: NEVRA{Name: fmt.Sprintf("lib%d", p), Version: "1.0", Release: "1", Arch: "x86_64"},
+			FileName: fmt.Sprintf("lib%d-1.0-1.x86_64.rpm", p), Sources: []string{"b"}, Checksum: "sha256:0"}
+		for f := range perPkg {
+			id, _ := BuildIDFromBytes([]byte(fmt.Sprintf("%08d%08d%04d", p, f, 0)))
+			pk.Files = append(pk.Files, File{Path: fmt.Sprintf("/usr/lib64/lib%d_%d.so.1", p, f), BuildID: id, Kind: KindExecutable})
+		}
+		if batch = append(batch, pk); len(batch) == 1000 {
+			if err := s.PutPackages(batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := s.Flatten(); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name  string
+		match func(string) bool
+		want  int
+	}{{"decode-all", all, pkgs * perPkg}, {"match-none", func(string) bool { return false }, 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				n := 0
+				if err := s.ScanPaths(context.Background(), "", false, bc.match, func(PathEntry) bool { n++; return true }); err != nil || n != bc.want {
+					b.Fatalf("%d entries, %v", n, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*pkgs*perPkg), "ns/entry")
+		})
 	}
 }

@@ -57,10 +57,11 @@ type DebuginfodIndex interface {
 	// sources that list it; gc may delete it.
 	Package(n index.NEVRA) (*index.Package, error)
 	// ScanPaths calls fn for each file with a build-id whose path is
-	// path (exact) or starts with it, in path order, until fn returns
-	// false; it fails with index.ErrNoPathIndex when the store has no
-	// path index.
-	ScanPaths(path string, exact bool, fn func(index.PathEntry) bool) error
+	// path (exact) or starts with it and that match accepts, in path
+	// order, until fn returns false or ctx ends (an error wrapping
+	// ctx.Err()); it fails with index.ErrNoPathIndex when the store has
+	// no path index.
+	ScanPaths(ctx context.Context, path string, exact bool, match func(path string) bool, fn func(index.PathEntry) bool) error
 }
 
 var _ DebuginfodIndex = (*index.Store)(nil)

@@ -17,6 +17,7 @@ package resolver
 // wildcard reads the whole path index, until a bound stops it.
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"path"
@@ -91,16 +92,13 @@ func (d *Debuginfod) metadata(c *gin.Context) {
 	}
 
 	ctx := c.Request.Context()
-	deadline := time.Now().Add(d.MetadataMaxTime)
+	if d.MetadataMaxTime > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.MetadataMaxTime)
+		defer cancel()
+	}
 	ans := metadataAnswer{Results: []metadataResult{}, Complete: true}
-	err := d.idx.ScanPaths(prefix, exact, func(e index.PathEntry) bool {
-		if (d.MetadataMaxTime > 0 && time.Now().After(deadline)) || ctx.Err() != nil {
-			ans.Complete = false
-			return false
-		}
-		if !match(e.Path) {
-			return true
-		}
+	err := d.idx.ScanPaths(ctx, prefix, exact, match, func(e index.PathEntry) bool {
 		if len(ans.Results) >= d.MetadataMaxResults {
 			ans.Complete = false
 			return false
@@ -110,6 +108,14 @@ func (d *Debuginfod) metadata(c *gin.Context) {
 		})
 		return true
 	})
+	if c.Request.Context().Err() != nil {
+		c.Abort() // the client is gone
+		return
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Out of time: what was found, incomplete.
+		ans.Complete, err = false, nil
+	}
 	if errors.Is(err, index.ErrNoPathIndex) {
 		plainError(c, http.StatusServiceUnavailable, "/metadata: "+err.Error())
 		return
@@ -177,14 +183,15 @@ func compileGlob(glob string) (func(string) bool, error) {
 		}
 	}
 	return func(name string) bool {
-		parts := strings.Split(name, "/")
-		if len(parts) != len(segs) {
-			return false
-		}
-		for i, p := range parts {
-			if ok, _ := path.Match(segs[i], p); !ok {
+		for i, seg := range segs {
+			part, rest, more := strings.Cut(name, "/")
+			if more != (i < len(segs)-1) {
 				return false
 			}
+			if ok, _ := path.Match(seg, part); !ok {
+				return false
+			}
+			name = rest
 		}
 		return true
 	}, nil

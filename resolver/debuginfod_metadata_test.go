@@ -330,3 +330,30 @@ func startTrixieDebuginfod(t *testing.T) string {
 	}
 	return anchor
 }
+
+// FuzzGlob: compileGlob never panics, and every path a glob matches
+// starts with the glob's literal prefix, the key range the search reads:
+// a match outside it would be a file the search cannot find.
+func FuzzGlob(f *testing.F) {
+	for _, q := range metadataQueries {
+		f.Add(q.value, "/usr/bin/crashme")
+	}
+	for _, s := range [][2]string{
+		{`/usr/lib64/libc*`, "/usr/lib64/libcounter.so.1.0.0"}, {`\*`, "*"}, {`[!a]`, "b"}, {`[]]`, "]"},
+		{`a\`, `a\`}, {`[a-`, "a"}, {`*/*`, "usr/bin"}, {`[\]]`, "]"}, {`/[^/]`, "//"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, glob, name string) {
+		match, err := compileGlob(glob)
+		if err != nil {
+			return
+		}
+		if match(name) && !strings.HasPrefix(name, globPrefix(glob)) {
+			t.Fatalf("glob %q matches %q, outside its prefix %q", glob, name, globPrefix(glob))
+		}
+		if match(name) && strings.Count(name, "/") != strings.Count(glob, "/") {
+			t.Fatalf("glob %q matches %q across a /", glob, name)
+		}
+	})
+}
