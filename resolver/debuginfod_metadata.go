@@ -72,6 +72,10 @@ func (d *Debuginfod) metadata(c *gin.Context) {
 		plainError(c, http.StatusBadRequest, "/metadata: value longer than 4096 bytes")
 		return
 	}
+	if strings.IndexByte(value, 0) >= 0 {
+		plainError(c, http.StatusBadRequest, "/metadata: value holds a NUL byte, which no path does")
+		return
+	}
 	var (
 		prefix = value
 		exact  = true

@@ -170,6 +170,9 @@ func TestMetadata(t *testing.T) {
 			{"over-long file", "key=file&value=/" + strings.Repeat("a", MaxMetadataValue)},
 			{"unterminated class", "key=glob&value=/usr/bin/[abc"},
 			{"class name", "key=glob&value=/usr/bin/[[:alpha:]]*"},
+			{"trailing backslash", "key=glob&value=/usr/bin/crashme%5C"},
+			{"slash in a class", "key=glob&value=/usr[/]bin/*"},
+			{"NUL", "key=file&value=/usr/bin/crashme%00"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				code, _, body := fetch(t, srv.URL+"/metadata?"+tc.query)
