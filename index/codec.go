@@ -147,3 +147,33 @@ func decodeCounts(b []byte) (Counts, error) {
 	c := Counts{Packages: d.uvarint(), BuildIDs: d.uvarint(), Files: d.uvarint()}
 	return c, d.err
 }
+
+// Path index values (v1/f/ keys) are written as:
+//
+//	byte kind, str raw build-id, str the RPM's file name
+//
+// so that a path search answers from the keys it scans, decoding no
+// package.
+func encodePathValue(k Kind, id BuildID, archive string) []byte {
+	b := make([]byte, 0, 2+len(id.b)+2+len(archive))
+	b = append(b, byte(k))
+	b = appendStr(b, id.b)
+	return appendStr(b, archive)
+}
+
+func decodePathValue(v []byte) (Kind, BuildID, string, error) {
+	d := &decoder{b: v}
+	var k Kind
+	if b := d.bytes(1); b != nil {
+		k = Kind(b[0])
+	}
+	id := d.str()
+	archive := d.str()
+	if d.err != nil {
+		return 0, BuildID{}, "", d.err
+	}
+	if len(id) == 0 || len(id) > MaxBuildIDLen {
+		return 0, BuildID{}, "", fmt.Errorf("%w: path entry build-id of %d bytes", errCodec, len(id))
+	}
+	return k, BuildID{id}, archive, nil
+}

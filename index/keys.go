@@ -1,6 +1,9 @@
 package index
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Key schema. Every key the store writes is built here, and only here.
 // Prefixes carry a schema version so a future layout can live beside this
@@ -16,7 +19,13 @@ import "strings"
 //	v1/ss/<source>            the mirror's crawl state of a source (opaque bytes)
 //	v1/sp/<source>\x00<nevra> membership: the source has listed the package;
 //	                          value = the RPM checksum the source gave
+//	v1/f/<path>\x00<nevra>    the path index: one key per file that has a
+//	                          build-id match; value = kind byte, str
+//	                          build-id, str RPM file name (codec.go)
 //	v1/m/counts               counters (binary, codec.go)
+//	v1/m/paths                present once the path index covers every
+//	                          package (a store written before it existed
+//	                          is indexed when next opened writable)
 const (
 	prefixPackage   = "v1/p/"
 	prefixBuildID   = "v1/b/"
@@ -24,7 +33,9 @@ const (
 	prefixSource    = "v1/s/"
 	prefixState     = "v1/ss/"
 	prefixSourcePkg = "v1/sp/"
+	prefixPath      = "v1/f/"
 	keyCounts       = "v1/m/counts"
+	keyPathsBuilt   = "v1/m/paths"
 )
 
 func packageKey(n NEVRA) []byte { return []byte(prefixPackage + n.String()) }
@@ -55,4 +66,19 @@ func sourcePkgKey(source string, n NEVRA) []byte {
 
 func sourcePkgFromKey(source string, k []byte) (NEVRA, error) {
 	return ParseNEVRA(string(k[len(sourcePkgPrefix(source)):]))
+}
+
+func pathKey(path string, n NEVRA) []byte {
+	return append(append([]byte(prefixPath), path...), append([]byte{0}, n.String()...)...)
+}
+
+// pathFromKey splits a path key into the file's path and its package.
+func pathFromKey(k []byte) (string, NEVRA, error) {
+	rest := string(k[len(prefixPath):])
+	i := strings.LastIndexByte(rest, 0)
+	if i < 0 {
+		return "", NEVRA{}, fmt.Errorf("%w: path key %q without a package", errCodec, k)
+	}
+	n, err := ParseNEVRA(rest[i+1:])
+	return rest[:i], n, err
 }

@@ -51,6 +51,11 @@ type Store struct {
 	cache *lookupCache
 	gen   atomic.Uint64 // bumped after every write, here or on another node
 
+	// pathsBuilt: the path index covers every package (paths.go);
+	// pathsMarked (under mu): keyPathsBuilt says so on disk.
+	pathsBuilt  atomic.Bool
+	pathsMarked bool
+
 	srcMu    sync.RWMutex
 	srcGen   uint64
 	srcCache map[NEVRA][]string
@@ -109,7 +114,7 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newStore(db, o), nil
+	return openStore(db, o)
 }
 
 // OpenPostgres opens the index in the PostgreSQL database dsn, creating
@@ -119,7 +124,16 @@ func OpenPostgres(ctx context.Context, dsn string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newStore(db, o), nil
+	return openStore(db, o)
+}
+
+// openStore wraps db and builds the path index if it lacks one.
+func openStore(db kv.Engine, o Options) (*Store, error) {
+	s := newStore(db, o)
+	if err := s.buildPaths(o.ReadOnly); err != nil {
+		return nil, errors.Join(err, s.Close())
+	}
+	return s, nil
 }
 
 func newStore(db kv.Engine, o Options) *Store {

@@ -39,7 +39,7 @@ func (s *Store) putBatch(ps []*Package) error {
 		}
 		defer s.cache.invalidate(ids)
 	}
-	return s.update(func(txn kv.Txn) error {
+	err := s.update(func(txn kv.Txn) error {
 		counts, err := getCounts(txn)
 		if err != nil {
 			return err
@@ -49,8 +49,19 @@ func (s *Store) putBatch(ps []*Package) error {
 				return err
 			}
 		}
+		if !s.pathsMarked {
+			// The store's path index is whole (Open built it), and this
+			// batch adds its own packages' entries.
+			if err := txn.Set([]byte(keyPathsBuilt), []byte{1}); err != nil {
+				return err
+			}
+		}
 		return txn.Set([]byte(keyCounts), encodeCounts(counts))
 	})
+	if err == nil {
+		s.pathsMarked = true
+	}
+	return err
 }
 
 func putOne(txn kv.Txn, p *Package, counts *Counts) error {
@@ -58,6 +69,9 @@ func putOne(txn kv.Txn, p *Package, counts *Counts) error {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		if err := putMatches(txn, p, counts); err != nil {
+			return err
+		}
+		if err := putPaths(txn, p); err != nil {
 			return err
 		}
 		counts.Packages++
@@ -192,6 +206,9 @@ func deleteOne(txn kv.Txn, p *Package, counts *Counts) error {
 		} else if err := txn.Set(buildIDKey(id), encodeMatches(ms)); err != nil {
 			return err
 		}
+	}
+	if err := deletePaths(txn, p); err != nil {
+		return err
 	}
 	for _, src := range p.Sources {
 		if err := txn.Delete(sourcePkgKey(src, n)); err != nil {

@@ -7,6 +7,8 @@ package resolver
 //	GET|HEAD /buildid/ID/debuginfo       the .debug file carrying ID
 //	GET|HEAD /buildid/ID/source/PATH     a source file of ID's package
 //	GET|HEAD /buildid/ID/section/NAME    the bytes of ELF section NAME
+//	GET|HEAD /metadata?key=K&value=V     the files whose path is V (key
+//	                                     file) or matches glob V (key glob)
 //
 // Every answer has X-DEBUGINFOD-SIZE (bytes of the whole artifact: the
 // file, or the section), X-DEBUGINFOD-FILE (the file's path in its
@@ -24,7 +26,8 @@ package resolver
 // executable and debuginfo artifacts; debuginfod_send.go writes answers
 // (headers, ranges, sendfile); debuginfod_section.go serves /section from
 // ELF section tables; debuginfod_source.go serves /source from package
-// file trees; debuginfod_files.go caches what answers read (package
+// file trees; debuginfod_metadata.go answers /metadata from the index's
+// path index; debuginfod_files.go caches what answers read (package
 // metadata, plain copies, small contents).
 
 import (
@@ -33,6 +36,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/sync/singleflight"
@@ -52,6 +56,12 @@ type DebuginfodIndex interface {
 	// index.ErrNotFound. A package, once stored, never changes but for the
 	// sources that list it; gc may delete it.
 	Package(n index.NEVRA) (*index.Package, error)
+	// ScanPaths calls fn for each file with a build-id whose path is
+	// path (exact) or starts with it and that match accepts, in path
+	// order, until fn returns false or ctx ends (an error wrapping
+	// ctx.Err()); it fails with index.ErrNoPathIndex when the store has
+	// no path index.
+	ScanPaths(ctx context.Context, path string, exact bool, match func(path string) bool, fn func(index.PathEntry) bool) error
 }
 
 var _ DebuginfodIndex = (*index.Store)(nil)
@@ -115,6 +125,15 @@ type Debuginfod struct {
 	// "miss", "loop" or "error".
 	Upstream   Upstream
 	OnFederate func(result string)
+
+	// MetadataMaxResults and MetadataMaxTime bound a /metadata search:
+	// past either, the answer says "complete": false (defaults
+	// DefaultMetadataMaxResults and DefaultMetadataMaxTime; a
+	// MetadataMaxTime of 0 does not limit time). OnMetadata, when set, is
+	// told of every answered search: its key and whether it completed.
+	MetadataMaxResults int
+	MetadataMaxTime    time.Duration
+	OnMetadata         func(key string, complete bool)
 }
 
 // Upstream is federation: other debuginfod servers asked for a file of
@@ -136,6 +155,9 @@ func NewDebuginfod(idx DebuginfodIndex, pool BlobSource) *Debuginfod {
 		sections: newCache[blob.Digest, elfSections](sectionBudget, 8),
 		contents: newCache[contentKey, []byte](contentBudget, 16),
 		inMemory: maxInMemory,
+
+		MetadataMaxResults: DefaultMetadataMaxResults,
+		MetadataMaxTime:    DefaultMetadataMaxTime,
 	}
 }
 
@@ -147,6 +169,7 @@ func (d *Debuginfod) Register(r gin.IRouter) {
 		r.Handle(m, "/buildid/:id/source", d.source) // no path: 400, not gin's redirect
 		r.Handle(m, "/buildid/:id/source/*path", d.source)
 		r.Handle(m, "/buildid/:id/section/:name", d.section)
+		r.Handle(m, "/metadata", d.metadata)
 	}
 }
 

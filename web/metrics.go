@@ -24,6 +24,10 @@ type Metrics struct {
 	// upstream debuginfod servers, by result ("cache", "fetched", "miss",
 	// "loop", "error").
 	Federation *prometheus.CounterVec
+	// Metadata counts debuginfod /metadata searches by key ("file",
+	// "glob") and by whether they completed within their bounds
+	// ("true", "false").
+	Metadata *prometheus.CounterVec
 }
 
 // Counter is what the metrics need of the index.
@@ -51,6 +55,9 @@ func NewMetrics(idx Counter) *Metrics {
 		Federation: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "retraced_federation_requests_total", Help: "Requests answered from the upstream debuginfod servers, by result.",
 		}, []string{"result"}),
+		Metadata: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retraced_metadata_searches_total", Help: "debuginfod /metadata searches answered, by key and completeness.",
+		}, []string{"key", "complete"}),
 	}
 	total := func(name, help string, pick func(index.Counts) uint64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
@@ -61,7 +68,7 @@ func NewMetrics(idx Counter) *Metrics {
 			return float64(pick(c))
 		})
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.Lookups, m.Federation,
+	m.reg.MustRegister(m.requests, m.latency, m.Lookups, m.Federation, m.Metadata,
 		total("retraced_index_packages", "Packages in the index.", func(c index.Counts) uint64 { return c.Packages }),
 		total("retraced_index_build_ids", "Distinct build-ids in the index.", func(c index.Counts) uint64 { return c.BuildIDs }),
 		total("retraced_index_files", "Kept files in the index.", func(c index.Counts) uint64 { return c.Files }),

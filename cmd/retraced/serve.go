@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -351,6 +352,9 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler, 
 	if up := upstreams(s, cfg); up != nil {
 		dbg.Upstream = up
 		dbg.OnFederate = func(result string) { metrics.Federation.WithLabelValues(result).Inc() }
+	}
+	dbg.OnMetadata = func(key string, complete bool) {
+		metrics.Metadata.WithLabelValues(key, strconv.FormatBool(complete)).Inc()
 	}
 	dbg.Register(r)
 	ops := web.NewOps(s.mirror, sched, web.Config{AdminToken: cfg.AdminToken, Space: s.space, APISources: cfg.APISources})

@@ -107,6 +107,19 @@ func TestServeEmbeddedDefault(t *testing.T) {
 	if !found {
 		t.Fatalf("matches %+v lack %+v", got.Matches, e)
 	}
+	// debuginfod's /metadata finds the file by its path.
+	var meta struct {
+		Results  []struct{ Type, BuildID, File, Archive string }
+		Complete bool
+	}
+	code := getJSON(t, url+"/metadata?key=file&value="+e.Path, &meta)
+	hit := false
+	for _, r := range meta.Results {
+		hit = hit || (r.BuildID == e.BuildID && r.Type == e.Kind && r.File == e.Path)
+	}
+	if code != http.StatusOK || !meta.Complete || !hit {
+		t.Fatalf("GET /metadata file %s: %d %+v", e.Path, code, meta)
+	}
 	resp, err := http.Get(url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +129,7 @@ func TestServeEmbeddedDefault(t *testing.T) {
 	for _, want := range []string{
 		`retraced_http_requests_total{code="200",method="GET",route="/api/v1/buildid/:id"}`,
 		`retraced_lookups_total{interface="api",result="hit"} 1`,
+		`retraced_metadata_searches_total{complete="true",key="file"} 1`,
 		fmt.Sprintf("retraced_index_packages %d", len(fixtures.Packages(t))),
 	} {
 		if !strings.Contains(string(b), want) {
