@@ -227,3 +227,43 @@ func TestConnectionsBounded(t *testing.T) {
 	}
 	t.Logf("the slow-body connections were all cut, the last after %s", longest)
 }
+
+// TestHeaderSlowloris: a client sending its request headers a byte every
+// 100 ms is cut at read_header_timeout (1 s here; 10 s by default), while
+// the server goes on answering others.
+func TestHeaderSlowloris(t *testing.T) {
+	if d := defaultConfig().ReadHeaderTimeout.Duration; d != 10*time.Second {
+		t.Errorf("read_header_timeout defaults to %s, the spec says 10s", d)
+	}
+	cfg := testConfig(t)
+	cfg.ReadHeaderTimeout = duration(time.Second)
+	url := startServe(t, cfg)
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	go func() {
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n")
+		for range 600 { // a minute of "X-A: aaaa..."
+			if _, err := c.Write([]byte("a")); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	c.SetReadDeadline(start.Add(15 * time.Second))
+	_, err = io.Copy(io.Discard, c) // whatever the server says, then EOF or a reset
+	took := time.Since(start)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the slow headers were not cut in 15 s")
+	}
+	t.Logf("cut after %s", took)
+	if took < 900*time.Millisecond || took > 3*time.Second {
+		t.Errorf("the slow headers were cut after %s, want at read_header_timeout (1s)", took)
+	}
+	if code, _, _ := httpDo(t, http.MethodGet, url+"/healthz", nil, nil); code != http.StatusOK {
+		t.Errorf("healthz: %d", code)
+	}
+}
