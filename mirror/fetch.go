@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -92,12 +93,17 @@ func (l *location) resolve(base, href string) (string, error) {
 var errNotExist = errors.New("does not exist")
 
 // ErrStalled reports a download whose body made no progress for the
-// mirror's IdleTimeout.
+// mirror's IdleTimeout, or (ErrTooSlow) arrived slower than its MinRate.
 var ErrStalled = errors.New("download stalled")
 
+// ErrTooSlow reports a download whose body arrived slower than the
+// mirror's MinRate over a RateWindow. It wraps ErrStalled.
+var ErrTooSlow = fmt.Errorf("%w: too slow", ErrStalled)
+
 // open starts reading one file of a source. size is -1 when unknown. An
-// http(s) body that makes no progress for the configured IdleTimeout is
-// cut: its Read returns an error wrapping ErrStalled.
+// http(s) body that makes no progress for the configured IdleTimeout, or
+// brings fewer than MinRate bytes a second over a RateWindow, is cut: its
+// Read returns an error wrapping ErrStalled.
 func (m *Mirror) open(ctx context.Context, target string) (io.ReadCloser, int64, error) {
 	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
 		ctx, cancel := context.WithCancelCause(ctx)
@@ -125,7 +131,7 @@ func (m *Mirror) open(ctx context.Context, target string) (io.ReadCloser, int64,
 			}
 			return nil, 0, err
 		}
-		return newIdleBody(ctx, resp.Body, target, m.cfg.IdleTimeout, cancel), resp.ContentLength, nil
+		return newBoundBody(ctx, resp.Body, target, m.cfg, cancel), resp.ContentLength, nil
 	}
 	if isPublicOnly(ctx) {
 		return nil, 0, fmt.Errorf("%w: %s is a local file", ErrPrivateAddress, target)
@@ -170,29 +176,59 @@ func (m *Mirror) exists(ctx context.Context, raw, href string) (bool, error) {
 	return true, nil
 }
 
-// idleBody is a response body whose request is cancelled when no Read
-// has returned data for idle.
-type idleBody struct {
+// boundBody is a response body whose request is cancelled when no Read
+// has returned data for idle, or when a window passes with fewer than
+// a minimum rate's worth read. Both are checked by timers, not by Read, so that
+// a body that trickles (each Read returning a byte) is cut as surely as
+// one that stops.
+type boundBody struct {
 	ctx    context.Context
 	rc     io.ReadCloser
 	target string
 	idle   time.Duration
-	timer  *time.Timer
+	timer  *time.Timer // idle
 	cancel context.CancelCauseFunc
+	n      atomic.Int64 // bytes read in this window
+	eof    atomic.Bool  // the whole body is read: nothing more to bound
 }
 
-func newIdleBody(ctx context.Context, rc io.ReadCloser, target string, idle time.Duration, cancel context.CancelCauseFunc) *idleBody {
-	b := &idleBody{ctx: ctx, rc: rc, target: target, idle: idle, cancel: cancel}
-	b.timer = time.AfterFunc(idle, func() {
-		cancel(fmt.Errorf("%w: GET %s: no data for %s", ErrStalled, target, idle))
+func newBoundBody(ctx context.Context, rc io.ReadCloser, target string, cfg Config, cancel context.CancelCauseFunc) *boundBody {
+	b := &boundBody{ctx: ctx, rc: rc, target: target, idle: cfg.IdleTimeout, cancel: cancel}
+	b.timer = time.AfterFunc(b.idle, func() {
+		cancel(fmt.Errorf("%w: GET %s: no data for %s", ErrStalled, target, b.idle))
 	})
+	go b.watchRate(cfg.RateWindow, cfg.MinRate)
 	return b
 }
 
-func (b *idleBody) Read(p []byte) (int, error) {
+// watchRate cancels the request when a window passes with fewer than
+// perSecond bytes a second read, until the request ends.
+func (b *boundBody) watchRate(window time.Duration, perSecond int64) {
+	perWindow := perSecond * int64(window) / int64(time.Second)
+	t := time.NewTicker(window)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+			if got := b.n.Swap(0); got < perWindow && !b.eof.Load() {
+				b.cancel(fmt.Errorf("%w: GET %s: %d bytes in %s, slower than %d bytes/s", ErrTooSlow, b.target, got, window, perSecond))
+				return
+			}
+		}
+	}
+}
+
+func (b *boundBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 {
+		b.n.Add(int64(n))
 		b.timer.Reset(b.idle)
+	}
+	if err == io.EOF {
+		b.eof.Store(true)
+		b.timer.Stop()
 	}
 	if err != nil && err != io.EOF {
 		if cause := context.Cause(b.ctx); errors.Is(cause, ErrStalled) {
@@ -203,7 +239,7 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *idleBody) Close() error {
+func (b *boundBody) Close() error {
 	b.timer.Stop()
 	err := b.rc.Close()
 	b.cancel(nil)

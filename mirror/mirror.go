@@ -12,6 +12,13 @@ import (
 	"github.com/retraced/retraced/mirror/rpmfile"
 )
 
+// The defaults of Config's download bounds.
+const (
+	DefaultIdleTimeout = 60 * time.Second
+	DefaultMinRate     = 8 << 10 // bytes a second
+	DefaultRateWindow  = 60 * time.Second
+)
+
 // Config tunes a Mirror. The zero value of each field picks its default.
 type Config struct {
 	// Workers ingest packages in parallel (default: the number of CPUs
@@ -35,6 +42,12 @@ type Config struct {
 	// long (default 60 s): an upstream that sends headers and then
 	// nothing must not hold a sync, and its source, for ever.
 	IdleTimeout time.Duration
+	// MinRate (bytes a second) over each RateWindow is the slowest a
+	// download's body may arrive (default 8 KiB/s over 60 s): an
+	// upstream that trickles a byte every few seconds would otherwise
+	// hold a sync as long as the package's size allows.
+	MinRate    int64
+	RateWindow time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// XZ decompresses xz payloads, as rpmfile.Options.XZ names them:
@@ -121,7 +134,13 @@ func (c *Config) defaults() {
 		c.Client = &http.Client{Transport: t}
 	}
 	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = 60 * time.Second
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MinRate <= 0 {
+		c.MinRate = DefaultMinRate
+	}
+	if c.RateWindow <= 0 {
+		c.RateWindow = DefaultRateWindow
 	}
 	if c.Now == nil {
 		c.Now = time.Now

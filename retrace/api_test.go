@@ -700,3 +700,56 @@ func TestUnusableBacktrace(t *testing.T) {
 		t.Errorf("log:\n%s", logText)
 	}
 }
+
+// TestMaxUploads: with MaxUploads 2 and the queue nearly empty, two
+// uploads streaming at once hold both upload slots: a third create is
+// refused with 503 and Retry-After without its body being taken, while a
+// queue slot is still free; once one upload arrives (201), its slot goes
+// to the next create.
+func TestMaxUploads(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxUploads = 2
+	cfg.UploadRateWindow = 10 * time.Second // the held uploads are not cut during the test
+	ts := newTestServer(t, &elfRetracer{}, cfg)
+	body := crashTar(t)
+	type answer struct {
+		code int
+		msg  string
+	}
+	var rest []func() answer
+	for range cfg.MaxUploads {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(ts.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST /create HTTP/1.1\r\nHost: test\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n", FormatTar, len(body))
+		conn.Write(body[:1000]) // and hold the rest
+		rest = append(rest, func() answer {
+			conn.Write(body[1000:])
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				return answer{msg: err.Error()}
+			}
+			return answer{resp.StatusCode, readBody(t, resp)}
+		})
+	}
+	waitUntil(t, "two uploads streaming", func() bool { return ts.Stats().Uploading == cfg.MaxUploads })
+	resp := ts.post(t, FormatXZ, bytes.NewReader(crashXZ(t)))
+	msg := readBody(t, resp)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("create beyond max_uploads: %d %q (Retry-After %q), want 503 with Retry-After", resp.StatusCode, msg, resp.Header.Get("Retry-After"))
+	}
+	if st := ts.Stats(); st.Pending+st.Running != 0 || st.Uploading != cfg.MaxUploads {
+		t.Errorf("stats %+v: the refused create took something", st)
+	}
+	if a := rest[0](); a.code != http.StatusCreated {
+		t.Fatalf("held upload, once sent: %d %q, want 201", a.code, a.msg)
+	}
+	waitUntil(t, "one upload streaming", func() bool { return ts.Stats().Uploading == 1 })
+	ts.create(t, FormatXZ, crashXZ(t)) // the freed upload slot
+	if a := rest[1](); a.code != http.StatusCreated {
+		t.Fatalf("second held upload, once sent: %d %q, want 201", a.code, a.msg)
+	}
+}

@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-// TestConcurrentCreates: 100 creates at once against a small queue are
+// TestConcurrentCreates: 200 creates at once against a small queue are
 // each accepted or refused with 503, and every accepted one is on disk
 // and finishes.
 func TestConcurrentCreates(t *testing.T) {
@@ -34,7 +34,7 @@ func TestConcurrentCreates(t *testing.T) {
 		id, pw   string
 		transErr error
 	}
-	results := make([]result, 100)
+	results := make([]result, 200)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range results {

@@ -97,8 +97,9 @@ func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 // TestConnectionsBounded: serve, run with only 400 file descriptors, is
 // held by 300 idle keep-alive connections and 300 whose request bodies
 // trickle in a byte at a time; debuginfod downloads and a sync still go
-// through, the idle connections are closed at idle_timeout and the slow
-// bodies are cut. Before, the connections stayed open for ever and took
+// through, the idle connections are closed at idle_timeout and every
+// slow body is cut (each connection closed well before its trickle's
+// 20 s end). Before, the connections stayed open for ever and took
 // every descriptor: accept failed, downloads answered 500 and a sync
 // failed with "too many open files".
 func TestConnectionsBounded(t *testing.T) {
@@ -156,6 +157,11 @@ func TestConnectionsBounded(t *testing.T) {
 		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") // then keep it open, idle
 		idle = append(idle, c)
 	}
+	// The slow ones send a byte every 200 ms for 20 s, 101 of the 1000
+	// bytes they announce, then nothing: only the rate cut ends them.
+	// Each reports how long it was held open, or that it was not cut
+	// within 15 s.
+	held := make(chan time.Duration, 300)
 	for range 300 {
 		c := dial()
 		go func() {
@@ -166,6 +172,16 @@ func TestConnectionsBounded(t *testing.T) {
 					return
 				}
 			}
+		}()
+		go func() {
+			start := time.Now()
+			c.SetReadDeadline(start.Add(15 * time.Second))
+			_, err := io.Copy(io.Discard, c) // the answer, then EOF or a reset
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				held <- -1
+				return
+			}
+			held <- time.Since(start)
 		}()
 	}
 	// Downloads and a sync go through while those are held.
@@ -196,5 +212,58 @@ func TestConnectionsBounded(t *testing.T) {
 	}
 	if closed != 20 {
 		t.Errorf("%d of 20 idle connections closed by the server", closed)
+	}
+	// Every slow one was cut. The window is 500 ms, so a connection is
+	// cut within a second of being served; up to the connection cap are
+	// served at once, the rest wait to be accepted, so the longest held
+	// is some seconds, and none waits out the trickle's 20 s.
+	var longest time.Duration
+	for range 300 {
+		d := <-held
+		if d < 0 {
+			t.Fatal("a slow-body connection was still open after 15 s")
+		}
+		longest = max(longest, d)
+	}
+	t.Logf("the slow-body connections were all cut, the last after %s", longest)
+}
+
+// TestHeaderSlowloris: a client sending its request headers a byte every
+// 100 ms is cut at read_header_timeout (1 s here; 10 s by default), while
+// the server goes on answering others.
+func TestHeaderSlowloris(t *testing.T) {
+	if d := defaultConfig().ReadHeaderTimeout.Duration; d != 10*time.Second {
+		t.Errorf("read_header_timeout defaults to %s, the spec says 10s", d)
+	}
+	cfg := testConfig(t)
+	cfg.ReadHeaderTimeout = duration(time.Second)
+	url := startServe(t, cfg)
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	go func() {
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n")
+		for range 600 { // a minute of "X-A: aaaa..."
+			if _, err := c.Write([]byte("a")); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	c.SetReadDeadline(start.Add(15 * time.Second))
+	_, err = io.Copy(io.Discard, c) // whatever the server says, then EOF or a reset
+	took := time.Since(start)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the slow headers were not cut in 15 s")
+	}
+	t.Logf("cut after %s", took)
+	if took < 900*time.Millisecond || took > 3*time.Second {
+		t.Errorf("the slow headers were cut after %s, want at read_header_timeout (1s)", took)
+	}
+	if code, _, _ := httpDo(t, http.MethodGet, url+"/healthz", nil, nil); code != http.StatusOK {
+		t.Errorf("healthz: %d", code)
 	}
 }

@@ -49,10 +49,14 @@ type Config struct {
 	// /create). MaxConnections caps the connections served at once; 0
 	// derives it from the file descriptor limit (half of what is left
 	// after 64, so that downloads, blobs and gdb keep the other half).
-	IdleTimeout    Duration `toml:"idle_timeout"`
-	MinBodyRate    int64    `toml:"min_body_rate"`
-	BodyRateWindow Duration `toml:"body_rate_window"`
-	MaxConnections int      `toml:"max_connections"`
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// ReadHeaderTimeout is how long a client may take to send a
+	// request's headers (a Go duration): one sending them a byte at a
+	// time is cut then.
+	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
+	MinBodyRate       int64    `toml:"min_body_rate"`
+	BodyRateWindow    Duration `toml:"body_rate_window"`
+	MaxConnections    int      `toml:"max_connections"`
 	// UpstreamDebuginfod are debuginfod servers asked, in order, for the
 	// executables and debug files the mirror lacks (federation; when
 	// unset, DEBUGINFOD_URLS in serve's environment, space-separated, as
@@ -145,6 +149,12 @@ type MirrorConfig struct {
 	CrawlParallelism    int      `toml:"crawl_parallelism"`
 	CrawlDelay          Duration `toml:"crawl_delay"`
 	CrawlListingTimeout Duration `toml:"crawl_listing_timeout"`
+	// Every download (packages, metadata, listings) is cut when its body
+	// brings nothing for DownloadIdleTimeout, or fewer than
+	// MinDownloadRate KiB/s over a DownloadRateWindow (Go durations).
+	DownloadIdleTimeout Duration `toml:"download_idle_timeout"`
+	MinDownloadRate     int64    `toml:"min_download_rate"`
+	DownloadRateWindow  Duration `toml:"download_rate_window"`
 }
 
 func defaultMirrorConfig() MirrorConfig {
@@ -153,6 +163,8 @@ func defaultMirrorConfig() MirrorConfig {
 		CrawlMaxDepth: mirror.DefaultCrawl.MaxDepth, CrawlMaxListings: mirror.DefaultCrawl.MaxListings,
 		CrawlParallelism: mirror.DefaultCrawl.Parallelism, CrawlDelay: duration(mirror.DefaultCrawl.Delay),
 		CrawlListingTimeout: duration(mirror.DefaultCrawl.ListingTimeout),
+		DownloadIdleTimeout: duration(mirror.DefaultIdleTimeout), MinDownloadRate: mirror.DefaultMinRate >> 10,
+		DownloadRateWindow: duration(mirror.DefaultRateWindow),
 	}
 }
 
@@ -168,7 +180,7 @@ const (
 	maxCrawlDelay       = time.Minute // a sync's cancellation waits out one delay
 )
 
-// checkCrawl rejects crawl values out of range.
+// checkCrawl rejects crawl and download values out of range.
 func (m MirrorConfig) checkCrawl() error {
 	for _, v := range []struct {
 		key      string
@@ -185,7 +197,16 @@ func (m MirrorConfig) checkCrawl() error {
 	if d := m.CrawlDelay; d.err != nil || d.Duration < 0 || d.Duration > maxCrawlDelay {
 		return fmt.Errorf("crawl_delay = %q: want a duration from \"0s\" to %q, such as \"500ms\"", d.text, maxCrawlDelay)
 	}
-	return m.CrawlListingTimeout.positive("crawl_listing_timeout", "5m")
+	if err := m.CrawlListingTimeout.positive("crawl_listing_timeout", "5m"); err != nil {
+		return err
+	}
+	if m.MinDownloadRate <= 0 {
+		return fmt.Errorf("min_download_rate = %d: want a positive number of KiB/s", m.MinDownloadRate)
+	}
+	if err := m.DownloadIdleTimeout.positive("download_idle_timeout", "60s"); err != nil {
+		return err
+	}
+	return m.DownloadRateWindow.positive("download_rate_window", "60s")
 }
 
 // crawl returns the crawl keys as the mirror takes them.
@@ -198,22 +219,23 @@ func (m MirrorConfig) crawl() mirror.CrawlConfig {
 
 func defaultConfig() Config {
 	return Config{
-		Data:             "./retraced-data",
-		Listen:           "127.0.0.1:8080",
-		APISources:       "public",
-		GCSchedule:       "@daily",
-		MinFree:          10,
-		MemoryLimitMB:    200,
-		TaskTTL:          duration(168 * time.Hour),
-		IdleTimeout:      duration(60 * time.Second),
-		MinBodyRate:      8,
-		BodyRateWindow:   duration(10 * time.Second),
-		FailedTaskTTL:    duration(24 * time.Hour),
-		CrashRetention:   duration(90 * 24 * time.Hour),
-		UpstreamCacheMB:  1024,
-		UpstreamCacheTTL: duration(24 * time.Hour),
-		Mirror:           defaultMirrorConfig(),
-		Retrace:          defaultRetraceConfig(),
+		Data:              "./retraced-data",
+		Listen:            "127.0.0.1:8080",
+		APISources:        "public",
+		GCSchedule:        "@daily",
+		MinFree:           10,
+		MemoryLimitMB:     200,
+		TaskTTL:           duration(168 * time.Hour),
+		IdleTimeout:       duration(60 * time.Second),
+		ReadHeaderTimeout: duration(10 * time.Second),
+		MinBodyRate:       8,
+		BodyRateWindow:    duration(10 * time.Second),
+		FailedTaskTTL:     duration(24 * time.Hour),
+		CrashRetention:    duration(90 * 24 * time.Hour),
+		UpstreamCacheMB:   1024,
+		UpstreamCacheTTL:  duration(24 * time.Hour),
+		Mirror:            defaultMirrorConfig(),
+		Retrace:           defaultRetraceConfig(),
 	}
 }
 
@@ -280,7 +302,7 @@ func loadConfig(path string) (Config, error) {
 		key string
 		val Duration
 	}{{"task_ttl", c.TaskTTL}, {"failed_task_ttl", c.FailedTaskTTL}, {"crash_retention", c.CrashRetention},
-		{"idle_timeout", c.IdleTimeout}, {"body_rate_window", c.BodyRateWindow}, {"upstream_cache_ttl", c.UpstreamCacheTTL}} {
+		{"idle_timeout", c.IdleTimeout}, {"read_header_timeout", c.ReadHeaderTimeout}, {"body_rate_window", c.BodyRateWindow}, {"upstream_cache_ttl", c.UpstreamCacheTTL}} {
 		if err := v.val.positive(v.key, "168h"); err != nil {
 			return c, fmt.Errorf("config %s: %w", path, err)
 		}

@@ -100,7 +100,9 @@ func openStore(cfg Config) (*store, error) {
 	}
 	if s.mirror, err = mirror.New(s.idx, s.pool, mirror.Config{
 		Workers: cfg.Mirror.Workers, Keep: cfg.Mirror.Keep, Drop: cfg.Mirror.Drop,
-		Crawl: cfg.Mirror.crawl(),
+		Crawl:       cfg.Mirror.crawl(),
+		IdleTimeout: cfg.Mirror.DownloadIdleTimeout.Duration, MinRate: cfg.Mirror.MinDownloadRate << 10,
+		RateWindow: cfg.Mirror.DownloadRateWindow.Duration,
 		Compact: mirror.CompactConfig{
 			Level:    cfg.Mirror.CompactLevel,
 			NoDeltas: cfg.Mirror.CompactDeltas != nil && !*cfg.Mirror.CompactDeltas,

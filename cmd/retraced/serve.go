@@ -154,7 +154,7 @@ func runServe(ctx context.Context, cfg Config, listen func(network, addr string)
 	// ReadTimeout bounds a whole request read (bodies slower than
 	// min_body_rate are cut long before; /create moves its own deadline
 	// along with its upload).
-	srv := &http.Server{Handler: h.engine, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Hour,
+	srv := &http.Server{Handler: h.engine, ReadHeaderTimeout: cfg.ReadHeaderTimeout.Duration, ReadTimeout: time.Hour,
 		IdleTimeout: cfg.IdleTimeout.Duration, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	g, ctx := errgroup.WithContext(ctx)
