@@ -1,18 +1,14 @@
 package resolver
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -276,62 +272,8 @@ func TestMetadata(t *testing.T) {
 // RPMs and returns its URL once it serves every fixture build-id.
 func startTrixieDebuginfod(t *testing.T) string {
 	t.Helper()
-	bin := trixieTool(t, "debuginfod")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-p", strconv.Itoa(port), "-d", filepath.Join(dir, "db.sqlite"),
-		"-t0", "-g0", "-R", fixtures.Path("repo", "Packages"))
-	for _, kv := range os.Environ() { // no federation
-		if !strings.HasPrefix(kv, "DEBUGINFOD_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	logs, err := os.Create(filepath.Join(dir, "log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logs.Close()
-	cmd.Stdout, cmd.Stderr = logs, logs
-	logText := func() string {
-		b, err := os.ReadFile(logs.Name())
-		if err != nil {
-			return err.Error()
-		}
-		return string(b)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := cmd.Wait(); err != nil && ctx.Err() == nil {
-			t.Errorf("elfutils debuginfod: %v\n%s", err, logText())
-		}
-	})
-	anchor := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(60 * time.Second)
-	for _, e := range fixtures.ELFFiles(t) {
-		for {
-			resp, err := noRedirect.Get(anchor + "/buildid/" + e.BuildID + "/" + e.Kind)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("elfutils debuginfod did not serve %s %s in time:\n%s", e.BuildID, e.Kind, logText())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	return anchor
+	url, _ := startElfutils(t, trixieTool(t, "debuginfod"))
+	return url
 }
 
 // FuzzGlob: compileGlob never panics, and every path a glob matches

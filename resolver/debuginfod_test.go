@@ -706,40 +706,7 @@ func testGDB(t *testing.T, base string, ref *reference) {
 // DWARF names; this server serves any source of the build, a superset.)
 func testAgainstElfutils(t *testing.T, base string) {
 	fixtures.RequireTools(t, "debuginfod")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "debuginfod", "-p", strconv.Itoa(port), "-d", filepath.Join(dir, "db.sqlite"),
-		"-t0", "-g0", "-R", fixtures.Path("repo", "Packages"))
-	logs, err := os.Create(filepath.Join(dir, "log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logs.Close()
-	cmd.Stdout, cmd.Stderr = logs, logs
-	logText := func() string {
-		b, err := os.ReadFile(logs.Name())
-		if err != nil {
-			return err.Error()
-		}
-		return string(b)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := cmd.Wait(); err != nil && ctx.Err() == nil {
-			t.Errorf("elfutils debuginfod: %v\n%s", err, logText())
-		}
-	})
-	anchor := fmt.Sprintf("http://127.0.0.1:%d", port)
-
+	anchor, logText := startElfutils(t, "debuginfod")
 	// get answers status 0 when the server is not up (yet).
 	get := func(url string) (int, http.Header, []byte) {
 		resp, err := noRedirect.Get(url)
@@ -753,20 +720,7 @@ func testAgainstElfutils(t *testing.T, base string) {
 		}
 		return resp.StatusCode, resp.Header, b
 	}
-	// The scan is done when every build-id answers both kinds.
 	elfs := fixtures.ELFFiles(t)
-	deadline := time.Now().Add(30 * time.Second)
-	for _, e := range elfs {
-		for {
-			if code, _, _ := get(anchor + "/buildid/" + e.BuildID + "/" + e.Kind); code == 200 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("elfutils debuginfod did not serve %s %s in time:\n%s", e.BuildID, e.Kind, logText())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
 
 	var paths []string
 	seen := map[string]bool{}
@@ -1181,4 +1135,66 @@ func TestDebuginfodUnstripped(t *testing.T) {
 	if code, _ := get("/buildid/" + ids["stripped"] + "/executable"); code != http.StatusOK {
 		t.Fatalf("executable of the stripped one: %d, want 200", code)
 	}
+}
+
+// startElfutils runs elfutils' debuginfod (the binary bin) over the fixture
+// RPMs, without federation, and returns its URL once it serves every
+// fixture build-id, with a function that reads its log.
+func startElfutils(t *testing.T, bin string) (url string, logText func() string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "-p", strconv.Itoa(port), "-d", filepath.Join(dir, "db.sqlite"),
+		"-t0", "-g0", "-R", fixtures.Path("repo", "Packages"))
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DEBUGINFOD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	logs, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logs.Close() })
+	cmd.Stdout, cmd.Stderr = logs, logs
+	logText = func() string {
+		b, err := os.ReadFile(logs.Name())
+		if err != nil {
+			return err.Error()
+		}
+		return string(b)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := cmd.Wait(); err != nil && ctx.Err() == nil {
+			t.Errorf("elfutils debuginfod: %v\n%s", err, logText())
+		}
+	})
+	url = fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(60 * time.Second)
+	for _, e := range fixtures.ELFFiles(t) {
+		for {
+			resp, err := noRedirect.Get(url + "/buildid/" + e.BuildID + "/" + e.Kind)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("elfutils debuginfod did not serve %s %s in time:\n%s", e.BuildID, e.Kind, logText())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return url, logText
 }

@@ -380,21 +380,20 @@ func TestRefusedUploadAnswered(t *testing.T) {
 	cfg.Retrace.MaxPackedSize = 16 // MiB
 	url := startServe(t, cfg)
 	junk := bytes.Repeat([]byte("not an xz stream "), 1<<16) // 1.1 MB
-	for _, c := range []struct {
-		name   string
-		length int64
-		want   int
-	}{{"malformed, chunked", -1, http.StatusBadRequest}, {"too large", 50 << 20, http.StatusRequestEntityTooLarge}} {
+	// tries sends 50 MB (head, then junk) to path 20 times, each on a
+	// connection of its own, and counts the answers (or errors).
+	tries := func(path, contentType string, head []byte, length int64) map[string]int {
 		got := map[string]int{}
 		for range 20 {
-			var parts []io.Reader
-			for n := int64(0); n < 50<<20; n += int64(len(junk)) {
+			parts := []io.Reader{bytes.NewReader(head)}
+			for n := int64(len(head)); n < 50<<20; n += int64(len(junk)) {
 				parts = append(parts, bytes.NewReader(junk))
 			}
-			body := io.LimitReader(io.MultiReader(parts...), 50<<20)
-			req, _ := http.NewRequest(http.MethodPost, url+"/create", body)
-			req.ContentLength = c.length
-			req.Header.Set("Content-Type", "application/x-xz-compressed-tar")
+			req, _ := http.NewRequest(http.MethodPost, url+path, io.LimitReader(io.MultiReader(parts...), 50<<20))
+			req.ContentLength = length
+			if contentType != "" {
+				req.Header.Set("Content-Type", contentType)
+			}
 			resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
 			if err != nil {
 				got[err.Error()]++
@@ -404,31 +403,22 @@ func TestRefusedUploadAnswered(t *testing.T) {
 			resp.Body.Close()
 			got[resp.Status]++
 		}
+		return got
+	}
+	for _, c := range []struct {
+		name   string
+		length int64
+		want   int
+	}{{"malformed, chunked", -1, http.StatusBadRequest}, {"too large", 50 << 20, http.StatusRequestEntityTooLarge}} {
+		got := tries("/create", "application/x-xz-compressed-tar", nil, c.length)
 		if got[fmt.Sprintf("%d %s", c.want, http.StatusText(c.want))] != 20 {
 			t.Errorf("%s: answers of 20 tries: %v", c.name, got)
 		}
 	}
 	// coredump2packages: an xz stream that goes wrong after its header,
 	// refused while 50 MB are still on their way.
-	bad := append([]byte{0xfd, '7', 'z', 'X', 'Z', 0, 0, 4, 0xe6, 0xd6, 0xb4, 0x46}, junk...)
-	got := map[string]int{}
-	for range 20 {
-		parts := []io.Reader{bytes.NewReader(bad)}
-		for n := int64(len(bad)); n < 50<<20; n += int64(len(junk)) {
-			parts = append(parts, bytes.NewReader(junk))
-		}
-		req, _ := http.NewRequest(http.MethodPost, url+"/api/v1/coredump2packages", io.LimitReader(io.MultiReader(parts...), 50<<20))
-		req.ContentLength = -1
-		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
-		if err != nil {
-			got[err.Error()]++
-			continue
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		got[resp.Status]++
-	}
-	if got["400 Bad Request"] != 20 {
+	xzHeader := []byte{0xfd, '7', 'z', 'X', 'Z', 0, 0, 4, 0xe6, 0xd6, 0xb4, 0x46}
+	if got := tries("/api/v1/coredump2packages", "", xzHeader, -1); got["400 Bad Request"] != 20 {
 		t.Errorf("coredump2packages, a malformed xz core: answers of 20 tries: %v", got)
 	}
 }
