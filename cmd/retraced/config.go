@@ -343,6 +343,10 @@ type RetraceConfig struct {
 	TaskTimeout   Duration `toml:"task_timeout"`
 	UploadTimeout Duration `toml:"upload_timeout"`
 	GDBTimeout    Duration `toml:"gdb_timeout"`
+	// Federate lets the worker ask the federation (upstream_debuginfod,
+	// or DEBUGINFOD_URLS) for the executables and debuginfo of a core's
+	// objects the index lacks; off by default.
+	Federate bool `toml:"federate"`
 	// MinUploadRate (KiB/s) over each UploadRateWindow (a Go duration)
 	// is the slowest an upload may go; MaxUploads bounds the uploads
 	// streaming at once (they take no queue slot until they arrive).

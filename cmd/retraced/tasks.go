@@ -120,6 +120,11 @@ func workerConfig(dir string, r RetraceConfig) worker.Config {
 // says.
 func openWorker(s *store, cfg Config) (*worker.Worker, error) {
 	wc := workerConfig(s.dir, cfg.Retrace)
+	if cfg.Retrace.Federate {
+		if up := upstreams(s, cfg); up != nil {
+			wc.Federation = up
+		}
+	}
 	w, err := worker.New(s.idx, s.pool, wc)
 	if err != nil {
 		return nil, fmt.Errorf("retrace worker: %w", err)

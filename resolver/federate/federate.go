@@ -69,6 +69,7 @@ type Client struct {
 	mu     sync.Mutex
 	misses map[string]time.Time
 	flight map[string]*call
+	origin map[string]string // cache key: the upstream it came from
 }
 
 type call struct {
@@ -109,7 +110,7 @@ func New(cfg Config) (*Client, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("federation cache: %w", err)
 	}
-	return &Client{cfg: cfg, misses: map[string]time.Time{}, flight: map[string]*call{}}, nil
+	return &Client{cfg: cfg, misses: map[string]time.Time{}, flight: map[string]*call{}, origin: map[string]string{}}, nil
 }
 
 // URLs returns the upstreams.
@@ -188,12 +189,35 @@ func (c *Client) Fetch(ctx context.Context, id, kind, forwardedFor, client strin
 	return f.path, false, f.err
 }
 
+// FetchOrigin is Fetch for a request that starts here (the retrace
+// worker's): it returns the cached file's path and the upstream it came
+// from ("cache" when it was cached before this process started).
+func (c *Client) FetchOrigin(ctx context.Context, id, kind string) (path, upstream string, err error) {
+	path, _, err = c.Fetch(ctx, id, kind, "", "127.0.0.1")
+	if err != nil {
+		return "", "", err
+	}
+	c.mu.Lock()
+	upstream = c.origin[id+"."+kind]
+	c.mu.Unlock()
+	if upstream == "" {
+		upstream = "cache"
+	}
+	return path, upstream, nil
+}
+
 // download asks each upstream in turn.
 func (c *Client) download(ctx context.Context, id, kind, key, hops string) (string, error) {
 	var errs []error
 	for _, u := range c.cfg.URLs {
 		path, err := c.downloadFrom(ctx, u, id, kind, key, hops)
 		if err == nil {
+			c.mu.Lock()
+			if len(c.origin) > 1<<16 {
+				clear(c.origin)
+			}
+			c.origin[key] = u
+			c.mu.Unlock()
 			c.evict()
 			return path, nil
 		}

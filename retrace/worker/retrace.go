@@ -42,13 +42,17 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 		return res, sl.fail(err)
 	}
 	res.Missing = missing(rep)
+	fed := w.federate(ctx, sl, c, res.Missing)
+	res.Missing = slices.DeleteFunc(res.Missing, func(m string) bool {
+		return slices.ContainsFunc(fed, func(f fedObject) bool { return m == "/"+f.rel+" "+f.id })
+	})
 	res.Signal = c.signal
 	set, err := w.choosePackages(sl, c, rep)
 	if err != nil {
 		return res, sl.fail(err)
 	}
 	res.Package = rep.CrashPackage.String()
-	lease, err := w.leaseSysroot(ctx, sl, c, set)
+	lease, err := w.leaseSysroot(ctx, sl, c, set, fed)
 	if err != nil {
 		return res, sl.fail(err)
 	}
@@ -225,7 +229,7 @@ func executableKnown(c *crash, rep *resolver.Report) error {
 // links for the objects the core names at other paths than the packages
 // ship them (aliases), from the cache, assembling it there when no
 // retrace built it before. The caller releases the lease.
-func (w *Worker) leaseSysroot(ctx context.Context, sl *stepLog, c *crash, set *packageSet) (*sysrootLease, error) {
+func (w *Worker) leaseSysroot(ctx context.Context, sl *stepLog, c *crash, set *packageSet, fed []fedObject) (*sysrootLease, error) {
 	names := make([]string, len(set.pkgs))
 	inSet := map[index.NEVRA]bool{}
 	for i, p := range set.pkgs {
@@ -240,11 +244,19 @@ func (w *Worker) leaseSysroot(ctx context.Context, sl *stepLog, c *crash, set *p
 		sl.printf("sysroot: %s is %s (same build-id)", from, aliases[from])
 		names = append(names, "alias "+from+" "+aliases[from])
 	}
+	for _, f := range fed {
+		names = append(names, fmt.Sprintf("federated %s %s %t", f.rel, f.id, f.debug != ""))
+	}
 	key := sysrootKey(names)
 	var built *sysrootManifest
 	start := time.Now()
 	lease, err := w.cache.acquire(ctx, key, func(ctx context.Context, dir string) (*sysrootManifest, error) {
 		m, err := assembleSysroot(ctx, dir, planSysroot(set.pkgs, aliases), w.pool, w.cfg.Now())
+		if err == nil {
+			var n int64
+			n, err = placeFederated(dir, fed)
+			m.Bytes += n
+		}
 		built = m
 		return m, err
 	})

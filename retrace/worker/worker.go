@@ -81,6 +81,10 @@ type Config struct {
 	// a user namespace (probed once), else "host", which
 	// NetworkWarning and every task's log then explain.
 	Network string
+	// Federation, when set, is asked for the objects of a core the
+	// index lacks (their executables and debuginfo go into the task's
+	// sysroot, and the log says which upstream sent them). Default: none.
+	Federation Federation
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
