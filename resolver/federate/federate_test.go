@@ -142,3 +142,45 @@ func TestEvict(t *testing.T) {
 		}
 	}
 }
+
+// TestFetchOrigin: the worker's fetch names the upstream that answered
+// (the second, after the first's 404), again when the file comes from
+// the cache, and "cache" for a file a previous client cached.
+func TestFetchOrigin(t *testing.T) {
+	id, body := self(t)
+	empty := httptest.NewServer(http.NotFoundHandler())
+	defer empty.Close()
+	hops := make(chan string, 1)
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case hops <- r.Header.Get("X-Forwarded-For"):
+		default:
+		}
+		w.Write(body)
+	}))
+	defer good.Close()
+	dir := t.TempDir()
+	c, err := New(Config{URLs: []string{empty.URL, good.URL}, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		path, from, err := c.FetchOrigin(context.Background(), id, "executable")
+		if err != nil || from != good.URL {
+			t.Fatalf("FetchOrigin: %q from %q, %v; want it from %s", path, from, err, good.URL)
+		}
+	}
+	if h := <-hops; h != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For %q, want one hop", h)
+	}
+	again, err := New(Config{URLs: []string{good.URL}, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, from, err := again.FetchOrigin(context.Background(), id, "executable"); err != nil || from != "cache" {
+		t.Errorf("a new client over the same cache: from %q, %v; want \"cache\"", from, err)
+	}
+	if _, _, err := c.FetchOrigin(context.Background(), "00ff", "debuginfo"); !errors.Is(err, ErrMiss) {
+		t.Errorf("an id nobody has: %v, want ErrMiss", err)
+	}
+}
