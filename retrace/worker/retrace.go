@@ -42,16 +42,16 @@ func (w *Worker) retrace(ctx context.Context, sl *stepLog, corePath, exeOverride
 		return res, sl.fail(err)
 	}
 	res.Missing = missing(rep)
-	fed := w.federate(ctx, sl, c, res.Missing)
-	res.Missing = slices.DeleteFunc(res.Missing, func(m string) bool {
-		return slices.ContainsFunc(fed, func(f fedObject) bool { return m == "/"+f.rel+" "+f.id })
-	})
 	res.Signal = c.signal
 	set, err := w.choosePackages(sl, c, rep)
 	if err != nil {
 		return res, sl.fail(err)
 	}
 	res.Package = rep.CrashPackage.String()
+	fed := w.federate(ctx, sl, c, res.Missing)
+	res.Missing = slices.DeleteFunc(res.Missing, func(m string) bool {
+		return slices.ContainsFunc(fed, func(f fedObject) bool { return m == "/"+f.rel+" "+f.id })
+	})
 	lease, err := w.leaseSysroot(ctx, sl, c, set, fed)
 	if err != nil {
 		return res, sl.fail(err)
