@@ -25,7 +25,9 @@
 #     key kind in PostgreSQL (retraced_kv), the table's total size with
 #     indexes, and the object count and bytes in the store.
 #
-# Environment: DURATION (wrk seconds, 10), WORKDIR (/var/tmp), KEEP=1.
+# Environment: DURATION (wrk seconds, 10), WORKDIR (/var/tmp), KEEP=1,
+# PROFILE=DIR (CPU profiles of the syncs and nodes, DIR/sync-*.prof and
+# DIR/serve-*.prof, for go tool pprof).
 # Needs: go, curl, wrk, jq, PostgreSQL (/usr/lib/postgresql/*/bin),
 # versitygw (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0).
 set -euo pipefail
@@ -85,12 +87,14 @@ $PGUSER_RUN "$PGBIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w start \
 DSN="postgres://$PGUSER@127.0.0.1:$PGPORT/postgres?sslmode=disable"
 psqlc() { "$PGBIN/psql" -X -A -t -q "$DSN" -c "$1"; }
 
-# versitygw on a directory of its own.
+# versitygw on a directory of its own, keeping connections alive between
+# requests as S3 and every S3 server do (versitygw closes each by default,
+# which made every request a new TCP connection).
 S3PORT=$(free_port)
 export AWS_ENDPOINT_URL=http://127.0.0.1:$S3PORT AWS_REGION=us-east-1 \
 	AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
 mkdir -p "$WORK/s3"
-"$GW" --access bench --secret bench-secret --region us-east-1 --port "127.0.0.1:$S3PORT" posix "$WORK/s3" >"$WORK/s3.log" 2>&1 &
+"$GW" --access bench --secret bench-secret --region us-east-1 --port "127.0.0.1:$S3PORT" --keep-alive posix "$WORK/s3" >"$WORK/s3.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$S3PORT/" && break; sleep 0.1; done
 
@@ -103,16 +107,24 @@ A=$(shared_conf node-a "$WORK/a")
 B=$(shared_conf node-b "$WORK/b")
 
 now() { date +%s.%N; }
-# cpu PID...: CPU seconds (user + system) the processes have used so far.
+# cpu PID...: CPU seconds (user + system) the processes and their
+# waited-for children (PostgreSQL's exited backends) have used so far.
 cpu() {
 	local t=0 p
 	for p in "$@"; do
-		[[ -r /proc/$p/stat ]] && t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+		[[ -r /proc/$p/stat ]] && t=$((t + $(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$p/stat")))
 	done
 	awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
 }
-# servers: the pids of PostgreSQL's processes and versitygw's.
-servers() { pgrep -f "$WORK/pg/data" | xargs -r -n1 pgrep -P | cat - <(pgrep -f "$WORK/pg/data"); echo "${PIDS[0]}"; }
+# servers_cpu: CPU seconds of PostgreSQL (the postmaster, its live
+# children, and through the postmaster's counts the backends that have
+# exited) and versitygw so far. Backends come and go with connections, so
+# the set is taken anew at every call.
+servers_cpu() {
+	local pm
+	pm=$(head -1 "$WORK/pg/data/postmaster.pid")
+	cpu "$pm" $(pgrep -P "$pm") "${PIDS[0]}"
+}
 cpu_diff() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
@@ -120,16 +132,16 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 log "ingest into a local data directory"
 "$BIN" --data "$LOCAL" mirror add corpus "$CORPUS" --kind yum >/dev/null
 t0=$(now)
-/usr/bin/time -f '%U %S' -o "$WORK/cpu-local.txt" "$BIN" --data "$LOCAL" mirror sync >"$WORK/sync-local.txt"
+RETRACED_CPUPROFILE=${PROFILE:+$PROFILE/sync-local.prof} /usr/bin/time -f '%U %S' -o "$WORK/cpu-local.txt" "$BIN" --data "$LOCAL" mirror sync >"$WORK/sync-local.txt"
 T_LOCAL=$(elapsed "$t0")
 log "ingest into PostgreSQL + S3"
 "$BIN" --config "$A" mirror add corpus "$CORPUS" --kind yum >/dev/null
-mapfile -t SRV < <(servers | sort -u)
-c0=$(cpu "${SRV[@]}")
+c0=$(servers_cpu)
 t0=$(now)
-/usr/bin/time -f '%U %S' -o "$WORK/cpu-shared.txt" "$BIN" --config "$A" mirror sync >"$WORK/sync-shared.txt"
+RETRACED_CPUPROFILE=${PROFILE:+$PROFILE/sync-shared.prof} /usr/bin/time -f '%U %S' -o "$WORK/cpu-shared.txt" "$BIN" --config "$A" mirror sync >"$WORK/sync-shared.txt"
 T_SHARED=$(elapsed "$t0")
-C_SERVERS=$(cpu_diff "$c0" "$(cpu "${SRV[@]}")")
+sleep 0.5 # the sync's backends exit and are counted in the postmaster's
+C_SERVERS=$(cpu_diff "$c0" "$(servers_cpu)")
 ucpu() { awk '{ printf "%.2f", $1 + $2 }' "$1"; }
 C_LOCAL=$(ucpu "$WORK/cpu-local.txt")
 C_SHARED=$(ucpu "$WORK/cpu-shared.txt")
@@ -147,7 +159,8 @@ NIDS=$(wc -l <"$WORK/ids.txt")
 start_node() { # NAME ARGS...: serve; sets URL_<NAME> and records the pid
 	local name=$1
 	shift
-	"$BIN" "$@" serve --listen 127.0.0.1:0 >>"$WORK/$name.log" 2>&1 &
+	RETRACED_CPUPROFILE=${PROFILE:+$PROFILE/serve-$name.prof} \
+		"$BIN" "$@" serve --listen 127.0.0.1:0 >>"$WORK/$name.log" 2>&1 &
 	local pid=$!
 	PIDS+=($pid)
 	eval "PID_$name=$pid"
@@ -187,9 +200,16 @@ measure_downloads() { # NAME DATA ARGS...
 	start_node "$name" "$@"
 	local url
 	url=$(wait_url "$data")
+	local pid c0 s0
+	pid=$(eval echo "\$PID_$name")
+	c0=$(cpu "$pid")
+	s0=$(servers_cpu)
 	read -r cold cold_ok < <(fetch_all "$url")
+	local ccpu scpu
+	ccpu=$(cpu_diff "$c0" "$(cpu "$pid")")
+	scpu=$(cpu_diff "$s0" "$(servers_cpu)")
 	read -r warm warm_ok < <(fetch_all "$url")
-	eval "COLD_$name=$cold COLDOK_$name=$cold_ok WARM_$name=$warm WARMOK_$name=$warm_ok"
+	eval "COLD_$name=$cold COLDOK_$name=$cold_ok WARM_$name=$warm WARMOK_$name=$warm_ok COLDCPU_$name=$ccpu COLDSRV_$name=$scpu"
 	stop_node "$(eval echo "\$PID_$name")"
 }
 log "downloads of $NIDS build-ids, local node"
@@ -251,6 +271,8 @@ printf '%-44s %12s %12s %8s\n' "ingest: mirror sync process, wall s" "$T_LOCAL" 
 printf '%-44s %12s %12s %8s\n' "ingest: retraced's CPU, s" "$C_LOCAL" "$C_SHARED" "$(ratio "$C_SHARED" "$C_LOCAL")"
 printf '%-44s %12s %12s\n' "ingest: PostgreSQL's and versitygw's CPU, s" "-" "$C_SERVERS"
 printf '%-44s %12s %12s %8s\n' "cold /buildid/ID/executable, all ids, s" "$COLD_local" "$COLD_shared" "$(ratio "$COLD_shared" "$COLD_local")"
+printf '%-44s %12s %12s %8s\n' "cold: the node's CPU, s" "$COLDCPU_local" "$COLDCPU_shared" "$(ratio "$COLDCPU_shared" "$COLDCPU_local")"
+printf '%-44s %12s %12s\n' "cold: PostgreSQL's and versitygw's CPU, s" "-" "$COLDSRV_shared"
 printf '%-44s %12s %12s %8s\n' "warm /buildid/ID/executable, all ids, s" "$WARM_local" "$WARM_shared" "$(ratio "$WARM_shared" "$WARM_local")"
 printf '%-44s %12s %12s\n' "answered 200 (cold / warm)" "$COLDOK_local/$WARMOK_local" "$COLDOK_shared/$WARMOK_shared"
 printf '\nJSON lookups, PostgreSQL index (wrk -t2 -c32 -d%ss per node)\n' "$DURATION"

@@ -143,18 +143,15 @@ func (s *Store) Put(ctx context.Context, d blob.Digest, r io.Reader, size int64,
 }
 
 // Open returns a reader of the compressed blob d, or an error wrapping
-// ErrNotExist.
+// ErrNotExist. It is one GET: the object's size and a missing key come
+// with its answer (minio.Object's Stat before a read would be a HEAD
+// first, two requests for every blob read).
 func (s *Store) Open(ctx context.Context, d blob.Digest) (io.ReadCloser, int64, error) {
-	obj, err := s.c.GetObject(ctx, s.cfg.Bucket, s.Key(d), minio.GetObjectOptions{})
+	body, info, _, err := minio.Core{Client: s.c}.GetObject(ctx, s.cfg.Bucket, s.Key(d), minio.GetObjectOptions{})
 	if err != nil {
 		return nil, 0, s.err("get", d, err)
 	}
-	st, err := obj.Stat() // the GET's answer: 404 shows here
-	if err != nil {
-		obj.Close()
-		return nil, 0, s.err("get", d, err)
-	}
-	return obj, st.Size, nil
+	return body, info.Size, nil
 }
 
 // Stat returns blob d's stored (compressed) size and whether it is

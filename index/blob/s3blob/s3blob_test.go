@@ -3,14 +3,17 @@ package s3blob
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -415,4 +418,75 @@ func (d *putsDown) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, errors.New("PUT refused (the object store is failing)")
 	}
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+// counting counts a client's requests by method and the connections it
+// opens.
+type counting struct {
+	mu      sync.Mutex
+	methods map[string]int
+	dials   atomic.Int64
+	tr      *http.Transport
+}
+
+func newCounting() *counting {
+	c := &counting{methods: map[string]int{}}
+	c.tr = http.DefaultTransport.(*http.Transport).Clone()
+	var d net.Dialer
+	c.tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c.dials.Add(1)
+		return d.DialContext(ctx, network, addr)
+	}
+	return c
+}
+
+func (c *counting) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.methods[r.Method]++
+	c.mu.Unlock()
+	return c.tr.RoundTrip(r)
+}
+
+// TestOpenIsOneGET: reading a blob is one GET (no HEAD before it), a
+// missing one too, and reads one after another keep using one
+// connection: every cold download from the store costs one request.
+func TestOpenIsOneGET(t *testing.T) {
+	ctx := context.Background()
+	c := newCounting()
+	s := newStore(t, "", c, 0)
+	var ds []blob.Digest
+	for i := range 20 {
+		b := bytes.Repeat([]byte{byte(i)}, 100_000+i)
+		d := blob.Digest(sha256.Sum256(b))
+		if err := s.Put(ctx, d, bytes.NewReader(b), int64(len(b)), false); err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	c.mu.Lock()
+	clear(c.methods)
+	c.mu.Unlock()
+	dials := c.dials.Load()
+	for _, d := range ds {
+		rc, size, err := s.Open(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil || n != size {
+			t.Fatalf("read %s: %d of %d bytes, %v", d, n, size, err)
+		}
+	}
+	if _, _, err := s.Open(ctx, blob.Digest{1}); !errors.Is(err, ErrNotExist) {
+		t.Errorf("missing blob: %v", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.methods[http.MethodGet] != len(ds)+1 || len(c.methods) != 1 {
+		t.Errorf("%d reads and a miss made requests %v, want %d GETs and nothing else", len(ds), c.methods, len(ds)+1)
+	}
+	if n := c.dials.Load() - dials; n > 1 {
+		t.Errorf("%d reads one after another opened %d connections, want at most 1", len(ds)+1, n)
+	}
 }
