@@ -193,6 +193,7 @@ func (m *Mirror) ingest(ctx context.Context, w *want, tick func(int64)) (pkg *in
 	if err := batch.Finish(); err != nil {
 		return nil, err
 	}
+	pkg.Stored -= batch.Existing() // stored meanwhile, or found in the object store
 	pkg.Fetched = cr.n
 	return pkg, nil
 }

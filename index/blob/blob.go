@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -174,8 +175,20 @@ func (p *Pool) put(d Digest, r io.Reader, check bool) (stored int64, err error) 
 	return p.putIn(nil, d, r, check)
 }
 
+// had reports whether a put of d can be skipped: the blob is on local
+// disk, or the remote is known to hold it. A remote is not asked (a HEAD
+// for every new blob): its Put of a fresh blob stores only where d is
+// missing.
+func (p *Pool) had(d Digest) bool {
+	if p.cfg.Remote != nil {
+		_, ok := p.known.get(d)
+		return ok
+	}
+	return p.Has(d)
+}
+
 func (p *Pool) putIn(b *Batch, d Digest, r io.Reader, check bool) (stored int64, err error) {
-	if p.Has(d) {
+	if p.had(d) {
 		return 0, nil
 	}
 	w, err := p.NewWriter()
@@ -197,7 +210,6 @@ func (p *Pool) putIn(b *Batch, d Digest, r io.Reader, check bool) (stored int64,
 			return 0, fmt.Errorf("put blob %s: content has digest %s", d, got)
 		}
 	}
-	w.checked = true
 	return w.commit(b, d)
 }
 
@@ -211,11 +223,10 @@ type Writer struct {
 	enc    encoder
 	closed bool
 	done   bool
-	// checked: the caller found the pool without the blob just before
-	// (put), so Commit asks an object store no second time.
-	checked bool
-	// staged: a Batch holds the temp file now, for its Finish.
+	// staged: a Batch holds the temp file now, for its Finish, which
+	// needs its size.
 	staged bool
+	size   int64
 }
 
 // NewWriter starts a blob. The caller ends it with Commit or Abort (Abort
@@ -286,10 +297,7 @@ func (w *Writer) commit(b *Batch, d Digest) (stored int64, err error) {
 	if err := w.Close(); err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
-	// A local check is a stat; a remote one a request, which put has
-	// just made (an object written twice meanwhile is written whole
-	// twice, with the same content).
-	if !(w.checked && w.p.cfg.Remote != nil) && w.p.Has(d) {
+	if w.p.had(d) {
 		return 0, nil
 	}
 	if b != nil {
@@ -356,6 +364,7 @@ type Batch struct {
 	staged map[Digest]*Writer
 	order  []Digest
 	done   bool
+	there  atomic.Int64 // staged bytes Finish found already stored
 }
 
 // NewBatch starts a batch; the caller ends it with Finish or Abort
@@ -382,6 +391,12 @@ func (b *Batch) Commit(w *Writer, d Digest) (stored int64, err error) {
 	return w.commit(b, d)
 }
 
+// Existing is how many of the staged bytes Finish found already stored
+// (by another process meanwhile, or in a remote that was not asked
+// before): the stored sizes PutHashed and Commit returned, less this, are
+// what the pool grew by.
+func (b *Batch) Existing() int64 { return b.there.Load() }
+
 // stage keeps w's closed temp file for Finish.
 func (b *Batch) stage(w *Writer, d Digest) (int64, error) {
 	fi, err := w.tmp.Stat()
@@ -389,6 +404,7 @@ func (b *Batch) stage(w *Writer, d Digest) (int64, error) {
 		return 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
 	w.staged = true
+	w.size = fi.Size()
 	b.staged[d] = w
 	b.order = append(b.order, d)
 	return fi.Size(), nil
@@ -407,8 +423,12 @@ func (b *Batch) Finish() error {
 		for _, d := range b.order {
 			w := b.staged[d]
 			w.staged = false
-			if _, err := w.store(d); err != nil {
+			n, err := w.store(d)
+			if err != nil {
 				return err
+			}
+			if n == 0 {
+				b.there.Add(w.size)
 			}
 		}
 		return nil
@@ -427,7 +447,11 @@ func (b *Batch) Finish() error {
 				<-b.p.uploads
 				wg.Done()
 			}()
-			if _, err := b.p.upload(d, w.tmp, false); err != nil {
+			n, err := b.p.upload(d, w.tmp, false)
+			if err == nil && n == 0 {
+				b.there.Add(w.size)
+			}
+			if err != nil {
 				mu.Lock()
 				if first == nil {
 					first = fmt.Errorf("put blob %s: %w", d, err)

@@ -72,7 +72,11 @@ func (p *Pool) copyStored(ctx context.Context, dst *Pool, d Digest) (int64, erro
 	}
 	defer r.Close()
 	if dst.cfg.Remote != nil {
-		if err := dst.cfg.Remote.Put(ctx, d, r, size, compacted); err != nil {
+		err := dst.cfg.Remote.Put(ctx, d, r, size, compacted)
+		if errors.Is(err, fs.ErrExist) {
+			return 0, nil // the destination has it already
+		}
+		if err != nil {
 			return 0, err
 		}
 		dst.known.set(d, RemoteStat{Size: size, Compacted: compacted})

@@ -17,9 +17,14 @@ import (
 // objects are the same compressed bytes, named by digest; a Put appears
 // whole or not at all. An error for a missing blob matches fs.ErrNotExist.
 type Remote interface {
-	// Put stores the compressed blob d (size bytes from r), replacing
-	// what is there; compacted marks it as Compact's final form (the
-	// local pool marks that with the file mode).
+	// Put stores the compressed blob d (size bytes from r). compacted
+	// marks it as Compact's final form (the local pool marks that with
+	// the file mode) and replaces what is there. A fresh blob
+	// (!compacted) is stored only where d is missing: when d is already
+	// there Put leaves it (in whatever form) and returns an error
+	// matching fs.ErrExist, so a new blob costs one request and no
+	// existence check before it. (A store that ignores the condition
+	// replaces d with the same content.)
 	Put(ctx context.Context, d Digest, r io.Reader, size int64, compacted bool) error
 	Open(ctx context.Context, d Digest) (io.ReadCloser, int64, error)
 	Stat(ctx context.Context, d Digest) (RemoteStat, error)
@@ -99,7 +104,8 @@ func (p *Pool) remoteSize(d Digest) (int64, error) {
 }
 
 // upload sends the finished temp file f (the compressed blob d) to the
-// remote; the object exists once it returns nil.
+// remote; the object exists once it returns nil. A fresh blob the remote
+// already holds is left as it is there, and upload returns 0 bytes.
 func (p *Pool) upload(d Digest, f *os.File, compacted bool) (int64, error) {
 	fi, err := f.Stat()
 	if err != nil {
@@ -108,7 +114,12 @@ func (p *Pool) upload(d Digest, f *os.File, compacted bool) (int64, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return 0, err
 	}
-	if err := p.cfg.Remote.Put(context.Background(), d, bufio.NewReaderSize(f, 256<<10), fi.Size(), compacted); err != nil {
+	err = p.cfg.Remote.Put(context.Background(), d, bufio.NewReaderSize(f, 256<<10), fi.Size(), compacted)
+	if !compacted && errors.Is(err, fs.ErrExist) {
+		p.known.forget(d) // there, in a form Stat will tell
+		return 0, nil
+	}
+	if err != nil {
 		return 0, err
 	}
 	p.known.set(d, RemoteStat{Size: fi.Size(), Compacted: compacted})

@@ -36,6 +36,10 @@ import (
 // fs.ErrNotExist, as blob.Remote asks.
 var ErrNotExist = fmt.Errorf("blob not in the object store: %w", fs.ErrNotExist)
 
+// ErrExist is what a Put of a fresh blob returns when the store has it
+// already; it matches fs.ErrExist.
+var ErrExist = fmt.Errorf("blob already in the object store: %w", fs.ErrExist)
+
 var _ blob.Remote = (*Store)(nil)
 
 // Config says where the blobs live and how to reach them.
@@ -129,14 +133,22 @@ const compactedKey = "Retraced-Compacted"
 
 // Put stores the compressed blob d, size bytes read from r, in one PUT
 // (a multipart upload beyond 64 MiB; either way the object appears only
-// once complete), replacing what was there. compacted marks it final.
-// The caller vouches for d.
+// once complete). compacted marks it final and replaces what was there;
+// a fresh blob is a conditional PUT (If-None-Match: *, as S3 and the S3
+// servers that follow it answer), which leaves an object already there
+// and returns an error matching ErrExist. The caller vouches for d.
 func (s *Store) Put(ctx context.Context, d blob.Digest, r io.Reader, size int64, compacted bool) error {
 	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", PartSize: 64 << 20, DisableContentSha256: true}
 	if compacted {
 		opts.UserMetadata = map[string]string{compactedKey: "1"}
+	} else {
+		opts.SetMatchETagExcept("*")
 	}
 	if _, err := s.c.PutObject(ctx, s.cfg.Bucket, s.Key(d), r, size, opts); err != nil {
+		var e minio.ErrorResponse
+		if !compacted && errors.As(err, &e) && e.StatusCode == http.StatusPreconditionFailed {
+			return fmt.Errorf("put blob %s: %w", d, ErrExist)
+		}
 		return fmt.Errorf("put blob %s: %w", d, err)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -488,5 +489,102 @@ func TestOpenIsOneGET(t *testing.T) {
 	}
 	if n := c.dials.Load() - dials; n > 1 {
 		t.Errorf("%d reads one after another opened %d connections, want at most 1", len(ds)+1, n)
+	}
+}
+
+// TestNewBlobIsOnePUT: a sync's new blob costs the object store one
+// request, a PUT, with no HEAD before it. A pool that does not know the
+// store holds a blob (another node's, or its own after a restart) puts it
+// and finds it there: the store keeps its object (here compacted), the
+// batch counts its bytes as existing, and a fresh Put of another form
+// never replaces it.
+func TestNewBlobIsOnePUT(t *testing.T) {
+	c := newCounting()
+	s := newStore(t, "", c, 0)
+	contents := [][]byte{}
+	for i := range 6 {
+		var b []byte
+		for j := range 20000 + i {
+			b = append(b, fmt.Sprintf("blob %d line %d\n", i, j%331)...)
+		}
+		contents = append(contents, b)
+	}
+	p, err := blob.Open(t.TempDir(), blob.Config{Remote: s, NoSync: true, Codec: blob.CodecS2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(p *blob.Pool, cs [][]byte) (stored, existing int64) {
+		b := p.NewBatch()
+		for _, content := range cs {
+			n, err := b.PutHashed(blob.Sum(content), bytes.NewReader(content))
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored += n
+		}
+		if err := b.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		return stored, b.Existing()
+	}
+	requests := func() map[string]int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		m := maps.Clone(c.methods)
+		clear(c.methods)
+		return m
+	}
+	requests()
+	if stored, existing := put(p, contents[:4]); stored == 0 || existing != 0 {
+		t.Errorf("4 new blobs: stored %d, existing %d", stored, existing)
+	}
+	if got := requests(); got[http.MethodPut] != 4 || len(got) != 1 {
+		t.Errorf("4 new blobs made requests %v, want 4 PUTs and nothing else", got)
+	}
+	d0 := blob.Sum(contents[0])
+	_, compacted, err := p.Compact(context.Background(), d0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Another pool, nothing cached: two blobs new, four there already.
+	q, err := blob.Open(t.TempDir(), blob.Config{Remote: s, NoSync: true, Codec: blob.CodecS2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	requests()
+	stored, existing := put(q, contents)
+	if got := requests(); got[http.MethodPut] != 6 || len(got) != 1 {
+		t.Errorf("6 blobs, 4 of them stored, made requests %v, want 6 PUTs and nothing else", got)
+	}
+	var newBytes int64
+	for _, content := range contents[4:] {
+		n, err := q.StoredSize(blob.Sum(content))
+		if err != nil {
+			t.Fatal(err)
+		}
+		newBytes += n
+	}
+	if stored-existing != newBytes {
+		t.Errorf("stored %d less existing %d = %d, want the 2 new blobs' %d bytes", stored, existing, stored-existing, newBytes)
+	}
+	if done, err := q.IsCompacted(d0); err != nil || !done {
+		t.Errorf("the compacted blob put again: IsCompacted = %v, %v; want kept compacted", done, err)
+	}
+	if n, err := q.StoredSize(d0); err != nil || n != compacted {
+		t.Errorf("the compacted blob put again: %d bytes, %v; want its %d", n, err, compacted)
+	}
+	// The store itself: a fresh Put where d is answers ErrExist.
+	if err := s.Put(context.Background(), d0, bytes.NewReader([]byte("x")), 1, false); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("fresh Put over a stored blob: %v, want ErrExist", err)
+	}
+	rc, err := q.Open(d0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, contents[0]) {
+		t.Errorf("blob after the refused Put: %d bytes, %v", len(got), err)
 	}
 }
