@@ -40,6 +40,17 @@ func (s *Store) putBatch(ps []*Package) error {
 		defer s.cache.invalidate(ids)
 	}
 	err := s.update(func(txn kv.Txn) error {
+		// What putOne reads, in one round trip where that pays.
+		keys := [][]byte{[]byte(keyCounts)}
+		for _, p := range ps {
+			keys = append(keys, packageKey(p.NEVRA))
+			for _, id := range p.buildIDs() {
+				keys = append(keys, buildIDKey(id))
+			}
+		}
+		if err := kv.Prefetch(txn, keys); err != nil {
+			return err
+		}
 		counts, err := getCounts(txn)
 		if err != nil {
 			return err

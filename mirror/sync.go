@@ -440,18 +440,24 @@ func (m *Mirror) syncYum(ctx context.Context, src *Source, keys *rpmfile.Keyring
 		res.Err = err
 		return
 	}
+	// The source's memberships in one scan, rather than a lookup (a
+	// round trip to PostgreSQL) for every package listed; the listing
+	// in memory is larger than this set.
+	members := map[index.NEVRA]bool{}
+	if err := m.idx.SourcePackages(src.Name, func(n index.NEVRA) error {
+		members[n] = true
+		return nil
+	}); err != nil {
+		res.Err = err
+		return
+	}
 	var todo []*want
 	for _, w := range repo.wants {
 		if !keepLoc(w.location) {
 			continue
 		}
 		res.Listed++
-		member, err := m.idx.HasMembership(src.Name, w.nevra)
-		if err != nil {
-			res.Err = err
-			return
-		}
-		if member {
+		if members[w.nevra] {
 			continue
 		}
 		if pkgKeys != nil {

@@ -47,6 +47,23 @@ type Txn interface {
 	Delete(key []byte) error
 }
 
+// Prefetcher is a transaction that reads many keys in one round trip.
+// Prefetch reads keys' values, or their absence, ahead of the Gets and
+// Hases that follow in the same transaction.
+type Prefetcher interface {
+	Prefetch(keys [][]byte) error
+}
+
+// Prefetch reads keys ahead in txn where its engine gains by it
+// (PostgreSQL: one query for a package's build-ids, instead of a round
+// trip per Get); elsewhere it does nothing.
+func Prefetch(txn Reader, keys [][]byte) error {
+	if p, ok := txn.(Prefetcher); ok {
+		return p.Prefetch(keys)
+	}
+	return nil
+}
+
 // Engine is one store.
 type Engine interface {
 	// View runs fn on a read-only snapshot.

@@ -322,3 +322,70 @@ func TestPostgresChanged(t *testing.T) {
 		t.Error("node a heard of its own commit")
 	}
 }
+
+// TestPrefetch: reads after Prefetch answer as reads without it: values,
+// absent keys, empty values, the transaction's own writes and deletes
+// (before and after a scan sends them), and keys not prefetched.
+func TestPrefetch(t *testing.T) {
+	engines(t, func(t *testing.T, open func(string) kv.Engine) {
+		e := open("a")
+		if err := e.Update(func(tx kv.Txn) error {
+			tx.Set([]byte("f/a"), []byte("1"))
+			tx.Set([]byte("f/b"), []byte("2"))
+			tx.Set([]byte("f/empty"), []byte{})
+			return tx.Set([]byte("f/later"), []byte("4"))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		err := e.Update(func(tx kv.Txn) error {
+			tx.Set([]byte("f/b"), []byte("own"))
+			if err := kv.Prefetch(tx, [][]byte{[]byte("f/a"), []byte("f/b"), []byte("f/empty"), []byte("f/none"), []byte("f/a")}); err != nil {
+				return err
+			}
+			want := map[string]string{"f/a": "1", "f/b": "own", "f/empty": "", "f/later": "4"}
+			check := func(when string) error {
+				for k, w := range want {
+					v, err := tx.Get([]byte(k))
+					if w == "-" {
+						if !errors.Is(err, kv.ErrNotFound) {
+							return fmt.Errorf("%s: Get(%s) = %q, %v; want ErrNotFound", when, k, v, err)
+						}
+						if has, err := tx.Has([]byte(k)); has || err != nil {
+							return fmt.Errorf("%s: Has(%s) = %v, %v", when, k, has, err)
+						}
+						continue
+					}
+					if err != nil || string(v) != w || v == nil {
+						return fmt.Errorf("%s: Get(%s) = %q (nil %v), %v; want %q", when, k, v, v == nil, err, w)
+					}
+				}
+				if _, err := tx.Get([]byte("f/none")); !errors.Is(err, kv.ErrNotFound) {
+					return fmt.Errorf("%s: absent key: %v", when, err)
+				}
+				return nil
+			}
+			if err := check("prefetched"); err != nil {
+				return err
+			}
+			tx.Set([]byte("f/a"), []byte("new"))
+			tx.Delete([]byte("f/empty"))
+			want["f/a"], want["f/empty"] = "new", "-"
+			if err := check("after own writes"); err != nil {
+				return err
+			}
+			if err := tx.Scan([]byte("f/"), true, func(k, v []byte) error { return nil }); err != nil {
+				return err
+			}
+			return check("after a scan")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.View(func(r kv.Reader) error {
+			if v, err := r.Get([]byte("f/a")); err != nil || string(v) != "new" {
+				t.Errorf("committed f/a = %q, %v", v, err)
+			}
+			return nil
+		})
+	})
+}

@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -116,19 +117,60 @@ func redact(dsn string) string {
 
 // pgTxn is a transaction. Writes are kept until commit and sent as two
 // statements (one upsert, one delete) instead of a round trip each;
-// reads look at them first, and a scan sends them before it reads.
+// reads look at them first, then at what Prefetch read, and a scan sends
+// them before it reads.
 type pgTxn struct {
-	tx     pgx.Tx
-	writes map[string][]byte // nil value: deleted
-	n      int
+	tx      pgx.Tx
+	writes  map[string][]byte // nil value: deleted
+	fetched map[string][]byte // Prefetch's reads; nil value: absent
+	n       int
+}
+
+// known is what the transaction holds of key without asking PostgreSQL:
+// its own write, or a prefetched read.
+func (t *pgTxn) known(key []byte) (v []byte, ok bool) {
+	if v, ok = t.writes[string(key)]; ok {
+		return v, true
+	}
+	v, ok = t.fetched[string(key)]
+	return v, ok
+}
+
+// Prefetch implements Prefetcher: one SELECT for every key.
+func (t *pgTxn) Prefetch(keys [][]byte) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if t.fetched == nil {
+		t.fetched = make(map[string][]byte, len(keys))
+	}
+	for _, k := range keys {
+		t.fetched[string(k)] = nil
+	}
+	rows, err := t.tx.Query(context.Background(), `SELECT k, v FROM retraced_kv WHERE k = ANY($1::bytea[])`, keys)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k, v []byte
+		if err := rows.Scan(&k, &v); err != nil {
+			return err
+		}
+		if v == nil {
+			v = []byte{}
+		}
+		t.fetched[string(k)] = v
+	}
+	return rows.Err()
 }
 
 func (t *pgTxn) Get(key []byte) ([]byte, error) {
-	if v, ok := t.writes[string(key)]; ok {
+	if v, ok := t.known(key); ok {
 		if v == nil {
 			return nil, ErrNotFound
 		}
-		return append([]byte(nil), v...), nil
+		return bytes.Clone(v), nil
 	}
 	var v []byte
 	err := t.tx.QueryRow(context.Background(), `SELECT v FROM retraced_kv WHERE k = $1`, key).Scan(&v)
@@ -139,7 +181,7 @@ func (t *pgTxn) Get(key []byte) ([]byte, error) {
 }
 
 func (t *pgTxn) Has(key []byte) (bool, error) {
-	if v, ok := t.writes[string(key)]; ok {
+	if v, ok := t.known(key); ok {
 		return v != nil, nil
 	}
 	var found bool
@@ -211,7 +253,7 @@ func (t *pgTxn) Set(key, value []byte) error {
 	if value == nil {
 		value = []byte{}
 	}
-	t.writes[string(key)] = append([]byte(nil), value...)
+	t.writes[string(key)] = bytes.Clone(value)
 	return nil
 }
 
@@ -247,6 +289,9 @@ func (t *pgTxn) flush() error {
 		if _, err := t.tx.Exec(ctx, `DELETE FROM retraced_kv WHERE k = ANY($1::bytea[])`, del); err != nil {
 			return err
 		}
+	}
+	for k := range t.writes {
+		delete(t.fetched, k) // PostgreSQL has the written value now
 	}
 	t.n += len(t.writes)
 	clear(t.writes)
