@@ -11,7 +11,10 @@
 #     on loopback); the sync's own time (its summary line) and the
 #     process's wall time, ratios; retraced's CPU seconds in each, and
 #     the CPU PostgreSQL and versitygw spent during the shared sync (on
-#     this machine they share its cores with retraced).
+#     this machine they share its cores with retraced). Then both syncs
+#     again with the servers on CPU 1 and each sync on CPU 0 (taskset):
+#     the servers as if on a machine of their own, the node given the
+#     same one core in both runs.
 #  2. downloads: /buildid/ID/executable of every build-id the index holds,
 #     from a local node and from a shared-storage node, cold (each node
 #     restarted with its plain-copy cache, DATA/blobs/plain, emptied) and
@@ -20,7 +23,10 @@
 #  3. JSON lookups GET /api/v1/buildid/ID: wrk -t2 -c32 -d$DURATION on one
 #     shared-storage node, then on two nodes at once (one wrk each, the two
 #     running together); req/s, p99, aggregate ratio. All on the same 2
-#     cores: two nodes share them with two wrk processes.
+#     cores: two nodes share them with two wrk processes. Also one node
+#     under paced load (bench/lua/ids.lua's WRK_DELAY_MS): the p99 at a
+#     rate near the issue's 20,000 req/s rather than at saturation, where
+#     a closed loop's p99 is the length of its own queue.
 #  4. sizes for the README's estimate: rows, bytes and mean row size per
 #     key kind in PostgreSQL (retraced_kv), the table's total size with
 #     indexes, and the object count and bytes in the store.
@@ -152,6 +158,34 @@ took() { sed -n 's/.* in \([0-9.]*\)\(ms\|s\)$/\1 \2/p' "$1" | awk '{ printf "%.
 S_LOCAL=$(took "$WORK/sync-local.txt")
 S_SHARED=$(took "$WORK/sync-shared.txt")
 
+# 1b. the same ingest with the servers on a core of their own: the syncs
+# (local and shared) on CPU 0, PostgreSQL and versitygw on CPU 1, as if
+# the servers had a machine of their own and the node the same CPU in both
+# runs. Into a second database and prefix, so nothing is there yet.
+S_LOCAL_PIN=n/a S_SHARED_PIN=n/a C_SERVERS_PIN=n/a
+if [[ $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
+	log "ingest again, the servers on CPU 1 and each sync on CPU 0"
+	pin_servers() { # CPUS
+		local pm
+		pm=$(head -1 "$WORK/pg/data/postmaster.pid")
+		for p in $pm $(pgrep -P "$pm") "${PIDS[0]}"; do taskset -a -p -c "$1" "$p" >/dev/null 2>&1 || true; done
+	}
+	psqlc "CREATE DATABASE pinned" >/dev/null
+	printf 'data = "%s"\n[storage]\nblobs = "s3://retraced/pinned"\nindex = "%s"\nnode = "pinned"\n' \
+		"$WORK/pinned" "${DSN/\/postgres\?/\/pinned?}" >"$WORK/pinned.toml"
+	"$BIN" --data "$WORK/local-pinned" mirror add corpus "$CORPUS" --kind yum >/dev/null
+	"$BIN" --config "$WORK/pinned.toml" mirror add corpus "$CORPUS" --kind yum >/dev/null
+	pin_servers 1
+	taskset -c 0 "$BIN" --data "$WORK/local-pinned" mirror sync >"$WORK/sync-local-pinned.txt"
+	c0=$(servers_cpu)
+	taskset -c 0 "$BIN" --config "$WORK/pinned.toml" mirror sync >"$WORK/sync-shared-pinned.txt"
+	sleep 0.5
+	C_SERVERS_PIN=$(cpu_diff "$c0" "$(servers_cpu)")
+	pin_servers 0-$(($(nproc) - 1))
+	S_LOCAL_PIN=$(took "$WORK/sync-local-pinned.txt")
+	S_SHARED_PIN=$(took "$WORK/sync-shared-pinned.txt")
+fi
+
 # The build-ids, straight from the shared index's keys (v1/b/<raw id>).
 psqlc "SELECT encode(substring(k from 6), 'hex') FROM retraced_kv WHERE k >= 'v1/b/'::bytea AND k < 'v1/b0'::bytea" >"$WORK/ids.txt"
 NIDS=$(wc -l <"$WORK/ids.txt")
@@ -239,6 +273,8 @@ log "lookups: warm-up, then one node"
 wrk -t2 -c32 -d3s -s "$HERE/lua/ids.lua" "$URL_A" -- "$WORK/ids.txt" >/dev/null 2>&1
 wrk -t2 -c32 -d3s -s "$HERE/lua/ids.lua" "$URL_B" -- "$WORK/ids.txt" >/dev/null 2>&1
 run_wrk "$WORK/wrk-one.txt" "$URL_A"
+log "lookups: one node, paced"
+WRK_DELAY_MS=1 wrk -t2 -c64 -d"${DURATION}s" --latency -s "$HERE/lua/ids.lua" "$URL_A" -- "$WORK/ids.txt" >"$WORK/wrk-paced.txt" 2>&1
 log "lookups: two nodes at once"
 run_wrk "$WORK/wrk-two-a.txt" "$URL_A" &
 w1=$!
@@ -270,6 +306,8 @@ printf '%-44s %12s %12s %8s\n' "ingest: the sync's own time, s" "$S_LOCAL" "$S_S
 printf '%-44s %12s %12s %8s\n' "ingest: mirror sync process, wall s" "$T_LOCAL" "$T_SHARED" "$(ratio "$T_SHARED" "$T_LOCAL")"
 printf '%-44s %12s %12s %8s\n' "ingest: retraced's CPU, s" "$C_LOCAL" "$C_SHARED" "$(ratio "$C_SHARED" "$C_LOCAL")"
 printf '%-44s %12s %12s\n' "ingest: PostgreSQL's and versitygw's CPU, s" "-" "$C_SERVERS"
+printf '%-44s %12s %12s %8s\n' "ingest, servers on a core of their own, s" "$S_LOCAL_PIN" "$S_SHARED_PIN" "$(ratio "$S_SHARED_PIN" "$S_LOCAL_PIN")"
+printf '%-44s %12s %12s\n' "  their CPU meanwhile, s" "-" "$C_SERVERS_PIN"
 printf '%-44s %12s %12s %8s\n' "cold /buildid/ID/executable, all ids, s" "$COLD_local" "$COLD_shared" "$(ratio "$COLD_shared" "$COLD_local")"
 printf '%-44s %12s %12s %8s\n' "cold: the node's CPU, s" "$COLDCPU_local" "$COLDCPU_shared" "$(ratio "$COLDCPU_shared" "$COLDCPU_local")"
 printf '%-44s %12s %12s\n' "cold: PostgreSQL's and versitygw's CPU, s" "-" "$COLDSRV_shared"
@@ -278,6 +316,7 @@ printf '%-44s %12s %12s\n' "answered 200 (cold / warm)" "$COLDOK_local/$WARMOK_l
 printf '\nJSON lookups, PostgreSQL index (wrk -t2 -c32 -d%ss per node)\n' "$DURATION"
 printf '  local node (Badger), reference: %s req/s, p99 %s ms\n' "$LOC" "$(p99 "$WORK/wrk-local.txt")"
 printf '  one node:   %s req/s, p99 %s ms, non-2xx %s; %sx the local node\n' "$ONE" "$(p99 "$WORK/wrk-one.txt")" "$(wv "$WORK/wrk-one.txt" non2xx)" "$(ratio "$ONE" "$LOC")"
+printf '  one node, paced (64 connections, each waiting 1 ms after an answer): %s req/s, p99 %s ms\n' "$(rps "$WORK/wrk-paced.txt")" "$(p99 "$WORK/wrk-paced.txt")"
 printf '  two nodes:  %s req/s together (A %s, p99 %s ms; B %s, p99 %s ms); %sx one node\n' "$TWO" \
 	"$(rps "$WORK/wrk-two-a.txt")" "$(p99 "$WORK/wrk-two-a.txt")" "$(rps "$WORK/wrk-two-b.txt")" "$(p99 "$WORK/wrk-two-b.txt")" "$(ratio "$TWO" "$ONE")"
 printf '\nPostgreSQL: %s rows, retraced_kv with its index %s bytes\n' "$ROWS" "$TABLE"

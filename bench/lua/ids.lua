@@ -12,6 +12,12 @@
 --   WRK requests=N duration_us=N bytes=N non2xx=N connect=N read=N write=N
 --       timeout=N p50_us=N p90_us=N p99_us=N mean_us=N max_us=N
 -- non2xx is wrk's "Non-2xx or 3xx responses" count (summary.errors.status).
+--
+-- WRK_DELAY_MS=N in the environment paces the load: each connection waits
+-- N ms (whole milliseconds, wrk's timer) after an answer before its next
+-- request, so C connections offer about C * 1000 / (N + latency) requests
+-- a second. That measures latency at a given rate instead of at
+-- saturation, where a closed loop's tail is its own queue.
 
 local reqs = {}
 local nthreads = 0
@@ -38,6 +44,13 @@ function init(args)
 	end
 	-- A different sequence per thread (tid is set by setup above).
 	math.randomseed(os.time() + 7919 * (tid or 0))
+end
+
+local pace = tonumber(os.getenv("WRK_DELAY_MS") or "")
+if pace ~= nil then
+	function delay()
+		return pace
+	end
 end
 
 function request()
