@@ -43,7 +43,6 @@ import (
 
 	"github.com/retraced/retraced/index"
 	"github.com/retraced/retraced/index/blob"
-	"github.com/retraced/retraced/resolver/federate"
 )
 
 // DebuginfodIndex is what the debuginfod server needs of the index.
@@ -120,11 +119,9 @@ type Debuginfod struct {
 	plainCopies singleflight.Group
 
 	// Upstream, when set, is asked for executables and debug files the
-	// index lacks (federation; resolver/federate's Client), and
-	// OnFederate told how each such request went: "cache", "fetched",
-	// "miss", "loop" or "error".
-	Upstream   Upstream
-	OnFederate func(result string)
+	// index lacks (federation; resolver/federate's Client, which counts
+	// how each request went).
+	Upstream Upstream
 
 	// MetadataMaxResults and MetadataMaxTime bound a /metadata search:
 	// past either, the answer says "complete": false (defaults
@@ -271,21 +268,7 @@ func (d *Debuginfod) federate(c *gin.Context, err error, id string, k index.Kind
 	if d.Upstream == nil || !(errors.Is(err, errMiss) || errors.Is(err, index.ErrNotFound) || errors.Is(err, blob.ErrNotFound)) {
 		return false
 	}
-	path, cached, ferr := d.Upstream.Fetch(c.Request.Context(), id, k.String(), c.GetHeader("X-Forwarded-For"), c.ClientIP())
-	result := "fetched"
-	switch {
-	case ferr == nil && cached:
-		result = "cache"
-	case errors.Is(ferr, federate.ErrLoop):
-		result = "loop"
-	case errors.Is(ferr, federate.ErrMiss):
-		result = "miss"
-	case ferr != nil:
-		result = "error"
-	}
-	if d.OnFederate != nil {
-		d.OnFederate(result)
-	}
+	path, _, ferr := d.Upstream.Fetch(c.Request.Context(), id, k.String(), c.GetHeader("X-Forwarded-For"), c.ClientIP())
 	if ferr != nil {
 		plainError(c, http.StatusNotFound, "build-id "+id+" "+k.String()+": not found here nor upstream")
 		return true

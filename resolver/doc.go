@@ -12,8 +12,9 @@
 // It reads the index and the blob pool through small interfaces declared
 // here and never reaches into the mirror: of retraced, it may import only
 // gc/diskspace, index, index/blob, index/elfnote, internal/decompress,
-// internal/httpbound, resolver/corefile and resolver/federate. (federate asks upstream
-// debuginfod servers for what the index lacks.) Input is hostile: uploaded cores
+// internal/httpbound and resolver/corefile. (Upstream debuginfod servers,
+// asked for what the index lacks, come in through the Upstream interface;
+// resolver/federate is its client.) Input is hostile: uploaded cores
 // are decompressed through internal/decompress (bounded dictionary,
 // window and size), spooled with zeros as holes under the data
 // directory's free-space policy (gc/diskspace: 507 below it) and at most

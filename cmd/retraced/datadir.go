@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -18,6 +19,7 @@ import (
 	"github.com/retraced/retraced/index/blob"
 	"github.com/retraced/retraced/index/blob/s3blob"
 	"github.com/retraced/retraced/mirror"
+	"github.com/retraced/retraced/resolver/federate"
 	"github.com/retraced/retraced/web"
 )
 
@@ -43,6 +45,11 @@ type store struct {
 	// objects is the [storage] blobs object store; nil for the data
 	// directory's blobs/.
 	objects *s3blob.Store
+	// fed is the federation (upstream_debuginfod), one client for the
+	// debuginfod handlers and the retrace worker, so that they share
+	// in-flight downloads and its counts; upstreams makes it once.
+	fed     *federate.Client
+	fedOnce sync.Once
 }
 
 // indexReserve is the free space no min_free can go below. Badger writes

@@ -350,8 +350,8 @@ func newHandler(s *store, cfg Config, rs *retrace.Server, sched *web.Scheduler, 
 	api.Register(r)
 	dbg := resolver.NewDebuginfod(s.idx, s.pool)
 	if up := upstreams(s, cfg); up != nil {
-		dbg.Upstream = up
-		dbg.OnFederate = func(result string) { metrics.Federation.WithLabelValues(result).Inc() }
+		dbg.Upstream = up // the worker's too: its fetches count alike
+		up.OnResult(func(result string) { metrics.Federation.WithLabelValues(result).Inc() })
 	}
 	dbg.OnMetadata = func(key string, complete bool) {
 		metrics.Metadata.WithLabelValues(key, strconv.FormatBool(complete)).Inc()
@@ -492,17 +492,20 @@ func writeJSONFile(path string, v any) error {
 // upstreams is the federation of upstream_debuginfod (or DEBUGINFOD_URLS),
 // nil when there is none; a malformed URL was refused by checkUpstreams.
 func upstreams(s *store, cfg Config) *federate.Client {
-	urls := upstreamURLs(cfg)
-	if len(urls) == 0 {
-		return nil
-	}
-	c, err := federate.New(federate.Config{URLs: urls, Dir: filepath.Join(s.dir, "federation"),
-		MaxBytes: cfg.UpstreamCacheMB << 20, TTL: cfg.UpstreamCacheTTL.Duration})
-	if err != nil {
-		slog.Error("federation off", "err", err)
-		return nil
-	}
-	return c
+	s.fedOnce.Do(func() {
+		urls := upstreamURLs(cfg)
+		if len(urls) == 0 {
+			return
+		}
+		c, err := federate.New(federate.Config{URLs: urls, Dir: filepath.Join(s.dir, "federation"),
+			MaxBytes: cfg.UpstreamCacheMB << 20, TTL: cfg.UpstreamCacheTTL.Duration})
+		if err != nil {
+			slog.Error("federation off", "err", err)
+			return
+		}
+		s.fed = c
+	})
+	return s.fed
 }
 
 // upstreamURLs are upstream_debuginfod, or DEBUGINFOD_URLS when that is

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -39,7 +40,7 @@ func TestRetraceFederation(t *testing.T) {
 	core := fixtures.CoreFile(t, "toolbox-2.0.core.zst")
 	const lib = "/usr/lib64/libtoolbox.so.1.0.0 95a9a0bdb9b28fd3442cf15c59b477366458a6e0"
 	want := referenceFunctions(t, "toolbox-2.0.bt.txt")
-	retraceOnce := func(federate bool) (status, step, logText string, funcs []string) {
+	retraceOnce := func(federate bool) (status, step, logText string, funcs []string, metrics string) {
 		t.Helper()
 		cfg.Retrace.Federate = federate
 		url, stop := runServeUntil(t, cfg)
@@ -49,15 +50,16 @@ func TestRetraceFederation(t *testing.T) {
 		_, _, step = task.get(t, "")
 		_, _, logText = task.get(t, "/log")
 		_, _, bt := task.get(t, "/backtrace")
+		_, _, metrics = httpDo(t, http.MethodGet, url+"/metrics", nil, nil)
 		for _, f := range crashingThread(t, bt) {
 			if m := regexp.MustCompile(`^#\d+ (\w+) \(`).FindStringSubmatch(f); m != nil {
 				funcs = append(funcs, m[1])
 			}
 		}
-		return status, step, logText, funcs
+		return status, step, logText, funcs, metrics
 	}
 
-	status, step, logText, funcs := retraceOnce(false)
+	status, step, logText, funcs, _ := retraceOnce(false)
 	if !strings.Contains(logText, "missing from the mirror: "+lib) {
 		t.Errorf("federate off: the log does not report %s missing (%s):\n%s\n%s", lib, status, step, logText)
 	}
@@ -68,7 +70,7 @@ func TestRetraceFederation(t *testing.T) {
 		t.Errorf("federate off, yet the frames are all named: %v", funcs)
 	}
 
-	status, step, logText, funcs = retraceOnce(true)
+	status, step, logText, funcs, metrics := retraceOnce(true)
 	if status != "FINISHED_SUCCESS" {
 		t.Fatalf("federate on: %s\n%s\n%s", status, step, logText)
 	}
@@ -81,6 +83,22 @@ func TestRetraceFederation(t *testing.T) {
 	if strings.Join(funcs, " ") != strings.Join(want, " ") {
 		t.Errorf("federate on: crashing thread's functions %v, want the reference's %v\n%s", funcs, want, logText)
 	}
+	// The worker's fetches count in /metrics as the handlers' do: the
+	// executable and its debuginfo, fetched.
+	if !regexp.MustCompile(`(?m)^retraced_federation_requests_total\{result="fetched"\} 2$`).MatchString(metrics) {
+		t.Errorf("federate on: /metrics does not count the worker's 2 fetches:\n%s", grepLines(metrics, "federation"))
+	}
+}
+
+// grepLines are the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // referenceFunctions are the function names of the frames of a fixture

@@ -30,6 +30,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/retraced/retraced/index/elfnote"
@@ -70,6 +71,8 @@ type Client struct {
 	misses map[string]time.Time
 	flight map[string]*call
 	origin map[string]string // cache key: the upstream it came from
+
+	onResult atomic.Pointer[func(result string)]
 }
 
 type call struct {
@@ -134,6 +137,34 @@ func Hops(forwardedFor string) int {
 // X-Forwarded-For and client its sender's address. fromCache says which.
 // The file stays until the cache evicts it: open it before long.
 func (c *Client) Fetch(ctx context.Context, id, kind, forwardedFor, client string) (path string, fromCache bool, err error) {
+	path, fromCache, err = c.fetch(ctx, id, kind, forwardedFor, client)
+	if fn := c.onResult.Load(); fn != nil {
+		(*fn)(result(fromCache, err))
+	}
+	return path, fromCache, err
+}
+
+// OnResult has fn told how each Fetch went, whoever asked (the
+// debuginfod handlers, the retrace worker): "cache", "fetched", "miss",
+// "loop" or "error". serve counts them in /metrics.
+func (c *Client) OnResult(fn func(result string)) { c.onResult.Store(&fn) }
+
+// result names how a fetch went, for OnResult.
+func result(fromCache bool, err error) string {
+	switch {
+	case err == nil && fromCache:
+		return "cache"
+	case err == nil:
+		return "fetched"
+	case errors.Is(err, ErrLoop):
+		return "loop"
+	case errors.Is(err, ErrMiss):
+		return "miss"
+	}
+	return "error"
+}
+
+func (c *Client) fetch(ctx context.Context, id, kind, forwardedFor, client string) (path string, fromCache bool, err error) {
 	if kind != "executable" && kind != "debuginfo" {
 		return "", false, fmt.Errorf("federate: kind %q", kind)
 	}
