@@ -22,7 +22,7 @@ import (
 // browser starts headless Chromium under chromedp for the test.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	bin := chromium(t)
+	bin := fixtures.Chromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 1300))

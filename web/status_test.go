@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -40,22 +39,6 @@ func statusServer(t *testing.T, tasks func() *TaskSummary) string {
 	return srv.URL
 }
 
-func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("chromium not installed (CI installs it)")
-	return ""
-}
-
-func headless(bin, userDir string, args ...string) *exec.Cmd {
-	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir=" + userDir}
-	return exec.Command(bin, append(base, args...)...)
-}
-
 // pageTasks is a queue as serve's task server reports it: one task
 // running, two pending, two finished.
 func pageTasks() *TaskSummary {
@@ -80,9 +63,9 @@ func pageText(html string) string {
 // the text a person would see, and keeps a screenshot at a laptop and a
 // phone width (in $RETRACED_ARTIFACTS when set).
 func TestStatusPageInChromium(t *testing.T) {
-	bin := chromium(t)
+	bin := fixtures.Chromium(t)
 	url := statusServer(t, pageTasks)
-	out, err := headless(bin, t.TempDir(), "--dump-dom", url+"/").Output()
+	out, err := fixtures.Headless(bin, t.TempDir(), "--dump-dom", url+"/").Output()
 	if err != nil {
 		t.Fatalf("chromium --dump-dom: %v", err)
 	}
@@ -110,7 +93,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	for name, size := range map[string]string{"laptop": "1280,1300", "phone": "390,2600"} {
 		shot := filepath.Join(dir, "status-"+name+".png")
-		if err := headless(bin, t.TempDir(), "--window-size="+size, "--screenshot="+shot, url+"/").Run(); err != nil {
+		if err := fixtures.Headless(bin, t.TempDir(), "--window-size="+size, "--screenshot="+shot, url+"/").Run(); err != nil {
 			t.Fatalf("screenshot: %v", err)
 		}
 		fi, err := os.Stat(shot)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -182,9 +181,9 @@ func TestCrashReports(t *testing.T) {
 	}
 
 	// What a person reads, in headless Chromium.
-	bin := chromiumBin(t)
+	bin := fixtures.Chromium(t)
 	dom := func(path string) string {
-		out, err := headlessChromium(bin, t.TempDir(), "--dump-dom", url+path).Output()
+		out, err := fixtures.Headless(bin, t.TempDir(), "--dump-dom", url+path).Output()
 		if err != nil {
 			t.Fatalf("chromium --dump-dom %s: %v", path, err)
 		}
@@ -225,7 +224,7 @@ func TestCrashReports(t *testing.T) {
 		{"crash-signature", "/crashes/" + counter.ID, "1300,1000"},
 	} {
 		shot := filepath.Join(dir, sh.name+".png")
-		if err := headlessChromium(bin, t.TempDir(), "--window-size="+sh.size, "--screenshot="+shot, url+sh.page).Run(); err != nil {
+		if err := fixtures.Headless(bin, t.TempDir(), "--window-size="+sh.size, "--screenshot="+shot, url+sh.page).Run(); err != nil {
 			t.Fatalf("screenshot: %v", err)
 		}
 		if fi, err := os.Stat(shot); err != nil || fi.Size() < 10_000 {
@@ -233,22 +232,6 @@ func TestCrashReports(t *testing.T) {
 		}
 		t.Logf("screenshot: %s", shot)
 	}
-}
-
-func chromiumBin(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("chromium not installed (CI installs it)")
-	return ""
-}
-
-func headlessChromium(bin, userDir string, args ...string) *exec.Cmd {
-	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir=" + userDir}
-	return exec.Command(bin, append(base, args...)...)
 }
 
 // pageText is what a person reads of a page: the text without tags,

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/retraced/retraced/fixtures"
 )
 
 // TestHistoryPageInChromium: a month of crashes (synthetic backtraces of
@@ -24,16 +24,7 @@ import (
 // when set). The real cores through serve are TestCrashReports'
 // (cmd/retraced).
 func TestHistoryPageInChromium(t *testing.T) {
-	var bin string
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			bin = p
-			break
-		}
-	}
-	if bin == "" {
-		t.Skip("chromium not installed (CI installs it)")
-	}
+	bin := fixtures.Chromium(t)
 	now := time.Date(2026, 3, 30, 15, 0, 0, 0, time.UTC)
 	clk := &clock{now}
 	s := openTestStore(t, t.TempDir(), clk, Options{})
@@ -68,9 +59,7 @@ func TestHistoryPageInChromium(t *testing.T) {
 	s.Register(r)
 	srv := httptest.NewServer(r)
 	defer srv.Close()
-	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync"}
-	out, err := exec.Command(bin, append(base, "--user-data-dir="+t.TempDir(), "--dump-dom", srv.URL+"/crashes?window=30d")...).Output()
+	out, err := fixtures.Headless(bin, t.TempDir(), "--dump-dom", srv.URL+"/crashes?window=30d").Output()
 	if err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
@@ -99,7 +88,7 @@ func TestHistoryPageInChromium(t *testing.T) {
 		dir = t.TempDir()
 	}
 	shot := filepath.Join(dir, "crashes-30d.png")
-	if err := exec.Command(bin, append(base, "--user-data-dir="+t.TempDir(), "--window-size=1300,700", "--screenshot="+shot, srv.URL+"/crashes?window=30d")...).Run(); err != nil {
+	if err := fixtures.Headless(bin, t.TempDir(), "--window-size=1300,700", "--screenshot="+shot, srv.URL+"/crashes?window=30d").Run(); err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
 	if fi, err := os.Stat(shot); err != nil || fi.Size() < 10_000 {
