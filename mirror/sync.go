@@ -228,8 +228,13 @@ func (m *Mirror) run(ctx context.Context, name string, progress func(Progress), 
 	if n := len(res.MirrorsFailed); n > 0 && res.Err == nil {
 		st.LastResult += fmt.Sprintf(" (%d mirrors failed)", n)
 	}
-	if err := m.countSource(src); err != nil && res.Err == nil {
-		res.Err = err
+	// An unchanged repository leaves the counts as the last sync (or a
+	// compaction since) left them: recounting stats every blob of the
+	// source, a request each to an object store.
+	if !res.Unchanged {
+		if err := m.countSource(src); err != nil && res.Err == nil {
+			res.Err = err
+		}
 	}
 	rec := SyncRecord{Start: st.LastSync, Duration: res.Duration, New: res.New, Failed: len(res.Failed),
 		BytesFetched: res.BytesFetched, BytesStored: res.BytesStored,
