@@ -53,7 +53,7 @@ func NewMetrics(idx Counter) *Metrics {
 			Name: "retraced_lookups_total", Help: "Build-id lookups by interface and result.",
 		}, []string{"interface", "result"}),
 		Federation: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "retraced_federation_requests_total", Help: "Requests answered from the upstream debuginfod servers, by result.",
+			Name: "retraced_federation_requests_total", Help: "Requests for what the mirror lacks asked of the upstream debuginfod servers (by the debuginfod handlers and the retrace worker), by result.",
 		}, []string{"result"}),
 		Metadata: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "retraced_metadata_searches_total", Help: "debuginfod /metadata searches answered, by key and completeness.",
