@@ -4,7 +4,8 @@
 #
 # PKGFILEs are .deb or .rpm files of one package, oldest first. Their ELF
 # files are paired across versions as the mirror pairs them (the same
-# path, or the same path with its digits taken out), and the script
+# path, or the same path with its digits taken out, /bin, /sbin and /lib*
+# taken as under /usr, where a merged /usr moved them), and the script
 # prints, per version and in all:
 #
 #   floor   every ELF file alone at zstd -19: what retraced stored before
@@ -46,7 +47,7 @@ unpack() {
 elves() {
 	(cd "$1" && find . -type f -size +0 -print0 | while IFS= read -r -d '' f; do
 		if [[ $(head -c 4 "$f" | od -An -c | tr -d ' ') == 177ELF ]]; then
-			printf '%s %s\n' "${f#./}" "$(sed 's/[0-9]\+/N/g' <<<"${f#./}")"
+			printf '%s %s\n' "${f#./}" "$(sed -E 's#^(bin|sbin|lib[^/]*)/#usr/\1/#; s/[0-9]+/N/g' <<<"${f#./}")"
 		fi
 	done | sort)
 }
