@@ -111,10 +111,8 @@ func (p *Pool) upload(d Digest, f *os.File, compacted bool) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return 0, err
-	}
-	err = p.cfg.Remote.Put(context.Background(), d, bufio.NewReaderSize(f, 256<<10), fi.Size(), compacted)
+	// A section reader: the client can rewind it to send it again.
+	err = p.cfg.Remote.Put(context.Background(), d, io.NewSectionReader(f, 0, fi.Size()), fi.Size(), compacted)
 	if !compacted && errors.Is(err, fs.ErrExist) {
 		p.known.forget(d) // there, in a form Stat will tell
 		return 0, nil

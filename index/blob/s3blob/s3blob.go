@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -90,6 +91,9 @@ func ParseURL(raw string) (Config, error) {
 type Store struct {
 	c   *minio.Client
 	cfg Config
+	// unconditional: the store refused a conditional PUT as not
+	// implemented, so a fresh blob is a HEAD, then a plain PUT.
+	unconditional atomic.Bool
 }
 
 // Open connects to the store (no request is made).
@@ -137,21 +141,44 @@ const compactedKey = "Retraced-Compacted"
 // a fresh blob is a conditional PUT (If-None-Match: *, as S3 and the S3
 // servers that follow it answer), which leaves an object already there
 // and returns an error matching ErrExist. The caller vouches for d.
+//
+// A store that answers the condition with 501 Not Implemented (as S3
+// servers without conditional writes do) gets a HEAD before a plain PUT
+// from then on, and the refused blob is sent again from the start of r
+// (when r is an io.Seeker, as the pool's section readers are).
 func (s *Store) Put(ctx context.Context, d blob.Digest, r io.Reader, size int64, compacted bool) error {
 	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", PartSize: 64 << 20, DisableContentSha256: true}
+	conditional := false
 	if compacted {
 		opts.UserMetadata = map[string]string{compactedKey: "1"}
+	} else if s.unconditional.Load() {
+		if ok, err := s.Has(ctx, d); err != nil || ok {
+			if ok {
+				err = ErrExist
+			}
+			return fmt.Errorf("put blob %s: %w", d, err)
+		}
 	} else {
 		opts.SetMatchETagExcept("*")
+		conditional = true
 	}
-	if _, err := s.c.PutObject(ctx, s.cfg.Bucket, s.Key(d), r, size, opts); err != nil {
-		var e minio.ErrorResponse
-		if !compacted && errors.As(err, &e) && e.StatusCode == http.StatusPreconditionFailed {
-			return fmt.Errorf("put blob %s: %w", d, ErrExist)
+	_, err := s.c.PutObject(ctx, s.cfg.Bucket, s.Key(d), r, size, opts)
+	var e minio.ErrorResponse
+	switch {
+	case err == nil:
+		return nil
+	case compacted || !errors.As(err, &e):
+	case e.StatusCode == http.StatusPreconditionFailed:
+		return fmt.Errorf("put blob %s: %w", d, ErrExist)
+	case e.StatusCode == http.StatusNotImplemented && conditional:
+		s.unconditional.Store(true)
+		if sk, ok := r.(io.Seeker); ok {
+			if _, serr := sk.Seek(0, io.SeekStart); serr == nil {
+				return s.Put(ctx, d, r, size, compacted)
+			}
 		}
-		return fmt.Errorf("put blob %s: %w", d, err)
 	}
-	return nil
+	return fmt.Errorf("put blob %s: %w", d, err)
 }
 
 // Open returns a reader of the compressed blob d, or an error wrapping

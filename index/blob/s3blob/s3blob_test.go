@@ -588,3 +588,68 @@ func TestNewBlobIsOnePUT(t *testing.T) {
 		t.Errorf("blob after the refused Put: %d bytes, %v", len(got), err)
 	}
 }
+
+// noConditional is a store without conditional writes: it answers a PUT
+// with If-None-Match 501 Not Implemented, reading its body as a server
+// does, and lets every other request through to the real server.
+type noConditional struct{ refused atomic.Int32 }
+
+func (n *noConditional) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPut && r.Header.Get("If-None-Match") != "" {
+		n.refused.Add(1)
+		if r.Body != nil {
+			io.Copy(io.Discard, r.Body)
+			r.Body.Close()
+		}
+		body := "<Error><Code>NotImplemented</Code><Message>A header you provided implies functionality that is not implemented</Message></Error>"
+		return &http.Response{StatusCode: http.StatusNotImplemented, Status: "501 Not Implemented", Proto: "HTTP/1.1",
+			ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{"Content-Type": {"application/xml"}},
+			Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestPutWithoutConditionalWrites: a store that does not implement
+// If-None-Match on PUT is asked once; the blob is stored all the same
+// (the refused request's body sent again), and from then on a fresh blob
+// is a HEAD and a plain PUT, which still leaves a stored blob alone.
+func TestPutWithoutConditionalWrites(t *testing.T) {
+	nc := &noConditional{}
+	s := newStore(t, "", nc, 0)
+	p, err := blob.Open(t.TempDir(), blob.Config{Remote: s, NoSync: true, Codec: blob.CodecS2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []blob.Digest
+	b := p.NewBatch()
+	for i := range 3 {
+		content := bytes.Repeat([]byte(fmt.Sprintf("blob %d\n", i)), 50000)
+		d := blob.Sum(content)
+		if _, err := b.PutHashed(d, bytes.NewReader(content)); err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	if err := b.Finish(); err != nil {
+		t.Fatalf("Finish on a store without conditional writes: %v", err)
+	}
+	if n := nc.refused.Load(); n < 1 || n > 3 {
+		t.Errorf("%d conditional PUTs refused, want the first ones only", n)
+	}
+	for _, d := range ds {
+		rc, err := p.Open(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			t.Errorf("blob %s reads back: %v", d, err)
+		}
+		rc.Close()
+	}
+	if err := s.Put(context.Background(), ds[0], bytes.NewReader([]byte("x")), 1, false); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("fresh Put over a stored blob: %v, want ErrExist", err)
+	}
+	if n := nc.refused.Load(); n > 3 {
+		t.Errorf("conditional PUTs kept being sent: %d refused", n)
+	}
+}
