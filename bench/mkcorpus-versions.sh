@@ -3,20 +3,38 @@
 #
 # A multi-version corpus of real binaries (issue 12): several versions of
 # the same Debian packages, repacked as RPMs the way mkcorpus.sh repacks the
-# installed ones, in one yum repository. The versions come from Debian's
-# bookworm, bookworm-updates, bookworm-security and trixie suites through
-# apt-get download with a private apt state under OUTDIR/.apt (a sources
-# list of its own and -o Dir::... options; the machine's apt configuration
-# is read, for the archive URIs it already uses, and never changed).
+# installed ones, in one yum repository. The versions come from the Debian
+# suites in SUITES through apt-get download with a private apt state under
+# OUTDIR/.apt (a sources list of its own and -o Dir::... options; the
+# machine's apt configuration is read, for the archive URIs it already
+# uses, and never changed). Suites ending in -security are fetched from
+# the machine's -security archive URI, the others from its main one.
+#
+# SUITES (default: bookworm bookworm-updates bookworm-security trixie
+# trixie-updates trixie-security forky sid): the suites that carry their
+# own builds of the packages. A suite holds one version of each package,
+# so the versions of a name are its distinct versions across suites: old
+# stable and its updates and security updates, stable and its updates
+# and security updates, testing and unstable, up to six builds of one
+# line of development. bookworm-backports, trixie-backports and
+# experimental are real builds too, but rebuilds of testing or unreleased
+# upstreams, off the line of updates a mirror of one distribution sees;
+# add them to SUITES to include them. bookworm-proposed-updates is empty
+# between point releases and trixie-proposed-updates was not served here
+# (2026-12); add them when they carry packages.
 #
 # Selection: amd64 packages of the same name with at least two versions in
-# those suites; those with a bookworm-updates or bookworm-security version
-# (real security updates) first, then others spread over the sorted list,
-# MAXPKGS (default 120) in all, each .deb at most MAXDEB bytes (default 20
-# MB), -dev, -doc and -dbgsym packages left out. PREFERRED (libc6,
-# libc6-dbg for the debug files of libc6's versions, libssl3, openssl,
-# systemd, curl, python3.11, ...) come first where they exist. At most four
-# versions a package.
+# those suites, -dev, -doc and -dbgsym packages left out. PREFERRED
+# (libc6, libc6-dbg for the debug files of libc6's versions,
+# libssl3/libssl3t64, openssl, systemd, curl, python3, ...) come first
+# where they exist; then the names with the most distinct versions (at
+# most MAXVERS counted), each .deb at most MAXDEB bytes (default 3 MB), a
+# name with a stable update (-updates, -security) before one without at
+# the same count, in a fixed pseudo-random order within each group so
+# that one source package's many binaries do not crowd out the rest.
+# Names are added while the .debs they need fit in MAXBYTES (default 450
+# MB, the Packages files' sizes), MAXPKGS (default 120) names at most. The
+# newest MAXVERS (default 6) versions of each name are kept.
 #
 # Each version becomes NAME-VERSION-RELEASE.ARCH.rpm as in mkcorpus.sh
 # (files byte-for-byte, no stripping, no debuginfo split; payload
@@ -148,9 +166,12 @@ if [[ $# -lt 1 || $# -gt 2 ]]; then
 fi
 OUTDIR=$1
 MAXPKGS=${2:-120}
-MAXDEB=${MAXDEB:-20000000}
+MAXDEB=${MAXDEB:-3000000}
+MAXVERS=${MAXVERS:-6}
+MAXBYTES=${MAXBYTES:-450000000}
 JOBS=${JOBS:-2}
-PREFERRED=${PREFERRED:-"libc6 libc6-dbg libssl3 openssl systemd libsystemd0 libsystemd-shared udev curl libcurl4 python3.11 python3.11-minimal libpython3.11 libpython3.11-minimal bash coreutils libglib2.0-0 libxml2 zlib1g libsqlite3-0 libgnutls30 libkrb5-3 openssh-client openssh-server nginx-core postgresql-15 libpq5 bind9-libs libnss3 git"}
+SUITES=${SUITES:-"bookworm bookworm-updates bookworm-security trixie trixie-updates trixie-security forky sid"}
+PREFERRED=${PREFERRED:-"libc6 libc6-dbg libssl3 libssl3t64 openssl systemd libsystemd0 libsystemd-shared udev curl libcurl4 libcurl4t64 python3.11-minimal libpython3.11-minimal python3.13-minimal libpython3.13-minimal bash coreutils libglib2.0-0 libglib2.0-0t64 libxml2 zlib1g libsqlite3-0 libgnutls30 libgnutls30t64 libkrb5-3 openssh-client openssh-server libpq5 bind9-libs libnss3"}
 for tool in apt-get apt-cache dpkg-deb rpmbuild createrepo_c; do
 	command -v "$tool" >/dev/null || {
 		echo "mkcorpus-versions: $tool not found" >&2
@@ -181,11 +202,27 @@ if [[ -z $main_uri ]]; then
 	exit 1
 fi
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-{
-	printf 'Types: deb\nURIs: %s\nSuites: bookworm bookworm-updates trixie\nComponents: main\nSigned-By: %s\n' "$main_uri" "$keyring"
-	if [[ -n $sec_uri ]]; then
-		printf '\nTypes: deb\nURIs: %s\nSuites: bookworm-security\nComponents: main\nSigned-By: %s\n' "$sec_uri" "$keyring"
+main_suites= sec_suites=
+for suite in $SUITES; do
+	[[ $suite =~ ^[a-z0-9-]+$ ]] || {
+		echo "mkcorpus-versions: bad suite name: $suite" >&2
+		exit 2
+	}
+	if [[ $suite == *-security ]]; then
+		sec_suites+=" $suite"
+	else
+		main_suites+=" $suite"
 	fi
+done
+if [[ -n $sec_suites && -z $sec_uri ]]; then
+	echo "mkcorpus-versions: no -security archive URI in this machine's apt sources for$sec_suites" >&2
+	exit 1
+fi
+sources="$main_suites |$sec_suites"
+{
+	[[ -n $main_suites ]] && printf 'Types: deb\nURIs: %s\nSuites:%s\nComponents: main\nSigned-By: %s\n\n' "$main_uri" "$main_suites" "$keyring"
+	[[ -n $sec_suites ]] && printf 'Types: deb\nURIs: %s\nSuites:%s\nComponents: main\nSigned-By: %s\n' "$sec_uri" "$sec_suites" "$keyring"
+	true
 } >"$APT/etc/sources.list.d/corpus.sources"
 APTOPTS=(-o "Dir::Etc=$APT/etc" -o "Dir::Etc::sourcelist=$APT/etc/sources.list"
 	-o "Dir::Etc::sourceparts=$APT/etc/sources.list.d" -o "Dir::Etc::parts=$APT/etc/apt.conf.d"
@@ -193,9 +230,11 @@ APTOPTS=(-o "Dir::Etc=$APT/etc" -o "Dir::Etc::sourcelist=$APT/etc/sources.list"
 	-o "Dir::State::status=/var/lib/dpkg/status" -o "Dir::Cache=$APT/cache"
 	-o "APT::Architecture=amd64" -o "APT::Architectures=amd64" -o "Debug::NoLocking=1"
 	-o "Acquire::Languages=none")
-if [[ ! -s $APT/updated ]]; then
+# Update again when SUITES changed since the last update.
+if [[ $(cat "$APT/updated" 2>/dev/null) != "$sources" ]]; then
+	rm -f "$APT"/state/lists/*_Packages* "$APT"/state/lists/*Release*
 	apt-get "${APTOPTS[@]}" -q update
-	date >"$APT/updated"
+	echo "$sources" >"$APT/updated"
 fi
 
 # Every amd64 version of every package, with the suite that has it:
@@ -208,35 +247,44 @@ for f in "$APT"/state/lists/*_binary-amd64_Packages*; do
 		/^$/ { if (a == "amd64") print p, v, z, s; p = v = a = z = "" }
 		END { if (a == "amd64") print p, v, z, s }' >>"$META/avail"
 done
-# Candidates: names with two or more versions, none too large.
-awk -v max="$MAXDEB" '
+# Candidates: names with two or more versions, none too large, as
+# "RANK NAME": the newest MAXVERS versions of each, with their .deb bytes,
+# go to $META/versions ("NAME VERSION SIZE").
+awk '{ print $1, $2, $3 }' "$META/avail" | LC_ALL=C sort -k1,1 -k2,2V -u |
+	awk '!s[$1 SUBSEP $2]++' >"$META/all-versions"
+awk -v max="$MAXDEB" -v keep="$MAXVERS" -v vf="$META/versions" -v pref="$PREFERRED" '
+	BEGIN { np = split(pref, pl, " "); for (i = 1; i <= np; i++) ispref[pl[i]] = 1 }
+	FNR == NR { if ($4 ~ /-(updates|security)$/) upd[$1] = 1; next }
 	$1 ~ /-(dev|doc|dbgsym)$/ { next }
-	{ if ($3 > max) big[$1] = 1; if (!(($1 SUBSEP $2) in seen)) { seen[$1, $2] = 1; n[$1]++ } }
-	$4 ~ /-(updates|security)$/ { upd[$1] = 1 }
-	END { for (p in n) if (n[p] >= 2 && !(p in big)) print (p in upd) ? 0 : 1, p }' "$META/avail" |
-	LC_ALL=C sort >"$META/candidates"
-# The usual suspects first (those that exist here), then the rest of the
-# updated packages spread over their sorted list.
-awk '$1 == 0 { print $2 }' "$META/candidates" >"$META/updated"
+	{ if ($3 > max && !($1 in ispref)) big[$1] = 1; n[$1]++; v[$1, n[$1]] = $2 " " $3 }
+	END {
+		for (p in n) {
+			if (n[p] < 2 || (p in big)) continue
+			k = n[p] < keep ? n[p] : keep
+			printf "%d %d %s\n", keep - k, (p in upd) ? 0 : 1, p
+			for (i = n[p] - k + 1; i <= n[p]; i++) print p, v[p, i] >vf
+		}
+	}' "$META/avail" "$META/all-versions" |
+	LC_ALL=C sort -R --random-source=<(yes retraced) | LC_ALL=C sort -s -k1,1n -k2,2n |
+	awk '{ print $3 }' >"$META/candidates"
+# The usual suspects first (those that exist here), then the candidates
+# in order, while their bytes fit.
 {
 	for p in $PREFERRED; do
-		grep -q "^$p " "$META/avail" && echo "$p"
+		grep -qx "$p" "$META/candidates" && echo "$p"
 	done
-	awk -v n="$(wc -l <"$META/updated")" -v k="$MAXPKGS" 'BEGIN { j = 0 }
-		{ if (NR - 1 == int(j * n / k)) { print; j++ } }' "$META/updated"
-} | awk '!s[$0]++' | head -n "$MAXPKGS" >"$META/selected"
-have=$(wc -l <"$META/selected")
-if [[ $have -lt $MAXPKGS ]]; then
-	awk '$1 == 1 { print $2 }' "$META/candidates" | grep -vxF -f "$META/selected" >"$META/others" || true
-	awk -v n="$(wc -l <"$META/others")" -v k="$((MAXPKGS - have))" 'BEGIN { j = 0 }
-		{ if (NR - 1 == int(j * n / k)) { print; j++ } }' "$META/others" >>"$META/selected"
-fi
-echo "mkcorpus-versions: $(wc -l <"$META/selected") packages selected ($(wc -l <"$META/candidates") with 2+ versions)"
+	cat "$META/candidates"
+} | awk '!s[$0]++' | awk -v k="$MAXPKGS" -v budget="$MAXBYTES" '
+	FNR == NR { b[$1] += $3; next }
+	n < k && used + b[$1] <= budget { print; n++; used += b[$1] }' "$META/versions" - >"$META/selected"
+bytes=$(awk 'FNR == NR { s[$1] = 1; next } $1 in s { t += $3 } END { printf "%.0f\n", t }' "$META/selected" "$META/versions")
+nv=$(awk 'FNR == NR { s[$1] = 1; next } $1 in s { n++ } END { print n + 0 }' "$META/selected" "$META/versions")
+echo "mkcorpus-versions: $(wc -l <"$META/selected") packages selected, $nv versions, $bytes bytes of .debs ($(wc -l <"$META/candidates") with 2+ versions in$main_suites$sec_suites)"
 
-# Download: at most four versions a package, newest last.
+# Download: the newest MAXVERS versions of each, oldest first.
 : >"$META/debs"
 while read -r pkg; do
-	awk -v p="$pkg" '$1 == p { print $2 }' "$META/avail" | sort -u | sort -V | tail -4 | while read -r ver; do
+	awk -v p="$pkg" '$1 == p { print $2 }' "$META/versions" | while read -r ver; do
 		if ! ls "$DEBS/${pkg}_$(sed 's/:/%3a/' <<<"$ver")_"*.deb >/dev/null 2>&1; then
 			(cd "$DEBS" && apt-get "${APTOPTS[@]}" -q download "$pkg=$ver" >/dev/null 2>>"$META/download.log") ||
 				echo "mkcorpus-versions: download $pkg=$ver failed" >&2
