@@ -28,10 +28,12 @@
 # (libc6, libc6-dbg for the debug files of libc6's versions,
 # libssl3/libssl3t64, openssl, systemd, curl, python3, ...) come first
 # where they exist; then the names with the most distinct versions (at
-# most MAXVERS counted), each .deb at most MAXDEB bytes (default 3 MB), a
-# name with a stable update (-updates, -security) before one without at
-# the same count, in a fixed pseudo-random order within each group so
-# that one source package's many binaries do not crowd out the rest.
+# most MAXVERS counted), each .deb at most MAXDEB bytes (default 3 MB) and
+# each version installing at least MINKB kB (default 100: no
+# metapackages), a name with a stable update (-updates, -security) before
+# one without at the same count, in a fixed pseudo-random order within
+# each group, at most PERSOURCE (default 2) names of one source package so
+# that libreoffice's or linux's many binaries do not crowd out the rest.
 # Names are added while the .debs they need fit in MAXBYTES (default 450
 # MB, the Packages files' sizes), MAXPKGS (default 120) names at most. The
 # newest MAXVERS (default 6) versions of each name are kept.
@@ -169,6 +171,8 @@ MAXPKGS=${2:-120}
 MAXDEB=${MAXDEB:-3000000}
 MAXVERS=${MAXVERS:-6}
 MAXBYTES=${MAXBYTES:-450000000}
+MINKB=${MINKB:-100}
+PERSOURCE=${PERSOURCE:-2}
 JOBS=${JOBS:-2}
 SUITES=${SUITES:-"bookworm bookworm-updates bookworm-security trixie trixie-updates trixie-security forky sid"}
 PREFERRED=${PREFERRED:-"libc6 libc6-dbg libssl3 libssl3t64 openssl systemd libsystemd0 libsystemd-shared udev curl libcurl4 libcurl4t64 python3.11-minimal libpython3.11-minimal python3.13-minimal libpython3.13-minimal bash coreutils libglib2.0-0 libglib2.0-0t64 libxml2 zlib1g libsqlite3-0 libgnutls30 libgnutls30t64 libkrb5-3 openssh-client openssh-server libpq5 bind9-libs libnss3"}
@@ -237,36 +241,37 @@ if [[ $(cat "$APT/updated" 2>/dev/null) != "$sources" ]]; then
 	echo "$sources" >"$APT/updated"
 fi
 
-# Every amd64 version of every package, with the suite that has it:
-# "NAME VERSION SIZE SUITE".
+# Every amd64 version of every package, with the suite that has it, its
+# source package and installed size: "NAME VERSION SIZE SUITE SOURCE KB".
 : >"$META/avail"
 for f in "$APT"/state/lists/*_binary-amd64_Packages*; do
 	suite=$(basename "$f" | sed -E 's/.*_dists_([^_]+)_.*/\1/')
 	/usr/lib/apt/apt-helper cat-file "$f" | awk -v s="$suite" '
 		/^Package: / { p = $2 } /^Version: / { v = $2 } /^Architecture: / { a = $2 } /^Size: / { z = $2 }
-		/^$/ { if (a == "amd64") print p, v, z, s; p = v = a = z = "" }
-		END { if (a == "amd64") print p, v, z, s }' >>"$META/avail"
+		/^Source: / { src = $2 } /^Installed-Size: / { kb = $2 }
+		/^$/ { if (a == "amd64") print p, v, z, s, (src == "" ? p : src), kb + 0; p = v = a = z = src = kb = "" }
+		END { if (a == "amd64") print p, v, z, s, (src == "" ? p : src), kb + 0 }' >>"$META/avail"
 done
 # Candidates: names with two or more versions, none too large, as
 # "RANK NAME": the newest MAXVERS versions of each, with their .deb bytes,
 # go to $META/versions ("NAME VERSION SIZE").
 awk '{ print $1, $2, $3 }' "$META/avail" | LC_ALL=C sort -k1,1 -k2,2V -u |
 	awk '!s[$1 SUBSEP $2]++' >"$META/all-versions"
-awk -v max="$MAXDEB" -v keep="$MAXVERS" -v vf="$META/versions" -v pref="$PREFERRED" '
+awk -v max="$MAXDEB" -v keep="$MAXVERS" -v vf="$META/versions" -v pref="$PREFERRED" -v minkb="$MINKB" '
 	BEGIN { np = split(pref, pl, " "); for (i = 1; i <= np; i++) ispref[pl[i]] = 1 }
-	FNR == NR { if ($4 ~ /-(updates|security)$/) upd[$1] = 1; next }
-	$1 ~ /-(dev|doc|dbgsym)$/ { next }
+	FNR == NR { if ($4 ~ /-(updates|security)$/) upd[$1] = 1; src[$1] = $5; if ($6 < minkb) small[$1] = 1; next }
+	$1 ~ /-(dev|doc|dbgsym)$/ || (($1 in small) && !($1 in ispref)) { next }
 	{ if ($3 > max && !($1 in ispref)) big[$1] = 1; n[$1]++; v[$1, n[$1]] = $2 " " $3 }
 	END {
 		for (p in n) {
 			if (n[p] < 2 || (p in big)) continue
 			k = n[p] < keep ? n[p] : keep
-			printf "%d %d %s\n", keep - k, (p in upd) ? 0 : 1, p
+			printf "%d %d %s %s\n", keep - k, (p in upd) ? 0 : 1, p, src[p]
 			for (i = n[p] - k + 1; i <= n[p]; i++) print p, v[p, i] >vf
 		}
 	}' "$META/avail" "$META/all-versions" |
 	LC_ALL=C sort -R --random-source=<(yes retraced) | LC_ALL=C sort -s -k1,1n -k2,2n |
-	awk '{ print $3 }' >"$META/candidates"
+	awk -v per="$PERSOURCE" '++n[$4] <= per { print $3 }' >"$META/candidates"
 # The usual suspects first (those that exist here), then the candidates
 # in order, while their bytes fit.
 {
