@@ -286,17 +286,23 @@ bytes=$(awk 'FNR == NR { s[$1] = 1; next } $1 in s { t += $3 } END { printf "%.0
 nv=$(awk 'FNR == NR { s[$1] = 1; next } $1 in s { n++ } END { print n + 0 }' "$META/selected" "$META/versions")
 echo "mkcorpus-versions: $(wc -l <"$META/selected") packages selected, $nv versions, $bytes bytes of .debs ($(wc -l <"$META/candidates") with 2+ versions in$main_suites$sec_suites)"
 
-# Download: the newest MAXVERS versions of each, oldest first.
+# Download: the newest MAXVERS versions of each, oldest first, fifty to
+# an apt-get call (each call reads every suite's lists, a few seconds),
+# one at a time where a batch fails.
+debfile() { ls "$DEBS/${1}_$(sed 's/:/%3a/' <<<"$2")_"*.deb 2>/dev/null | head -1; }
+awk 'FNR == NR { s[$1] = 1; next } $1 in s { print $1, $2 }' "$META/selected" "$META/versions" >"$META/wanted"
+while read -r pkg ver; do
+	[[ -n $(debfile "$pkg" "$ver") ]] || echo "$pkg=$ver"
+done <"$META/wanted" >"$META/missing"
+(cd "$DEBS" && xargs -r -n 50 apt-get "${APTOPTS[@]}" -q download <"$META/missing" >/dev/null 2>>"$META/download.log") || true
 : >"$META/debs"
-while read -r pkg; do
-	awk -v p="$pkg" '$1 == p { print $2 }' "$META/versions" | while read -r ver; do
-		if ! ls "$DEBS/${pkg}_$(sed 's/:/%3a/' <<<"$ver")_"*.deb >/dev/null 2>&1; then
-			(cd "$DEBS" && apt-get "${APTOPTS[@]}" -q download "$pkg=$ver" >/dev/null 2>>"$META/download.log") ||
-				echo "mkcorpus-versions: download $pkg=$ver failed" >&2
-		fi
-		ls "$DEBS/${pkg}_$(sed 's/:/%3a/' <<<"$ver")_"*.deb 2>/dev/null | head -1 >>"$META/debs" || true
-	done
-done <"$META/selected"
+while read -r pkg ver; do
+	if [[ -z $(debfile "$pkg" "$ver") ]]; then
+		(cd "$DEBS" && apt-get "${APTOPTS[@]}" -q download "$pkg=$ver" >/dev/null 2>>"$META/download.log") ||
+			echo "mkcorpus-versions: download $pkg=$ver failed" >&2
+	fi
+	debfile "$pkg" "$ver" >>"$META/debs" || true
+done <"$META/wanted"
 echo "mkcorpus-versions: $(wc -l <"$META/debs") .debs, $(du -sh "$DEBS" | cut -f1)"
 
 # Repack, compression rotating by package.
