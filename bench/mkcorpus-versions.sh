@@ -15,8 +15,8 @@
 # own builds of the packages. A suite holds one version of each package,
 # so the versions of a name are its distinct versions across suites: old
 # stable and its updates and security updates, stable and its updates
-# and security updates, testing and unstable, up to six builds of one
-# line of development. bookworm-backports, trixie-backports and
+# and security updates, testing and unstable: up to six distinct builds
+# of a name. bookworm-backports, trixie-backports and
 # experimental are real builds too, but rebuilds of testing or unreleased
 # upstreams, off the line of updates a mirror of one distribution sees;
 # add them to SUITES to include them. bookworm-proposed-updates is empty
