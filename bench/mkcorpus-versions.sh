@@ -32,8 +32,9 @@
 # each version installing at least MINKB kB (default 100: no
 # metapackages), a name with a stable update (-updates, -security) before
 # one without at the same count, in a fixed pseudo-random order within
-# each group, at most PERSOURCE (default 2) names of one source package so
-# that libreoffice's or linux's many binaries do not crowd out the rest.
+# each group, at most PERSOURCE (default 2) names of one source package
+# besides the preferred ones, so that libreoffice's or linux's many
+# binaries do not crowd out the rest.
 # Names are added while the .debs they need fit in MAXBYTES (default 450
 # MB, the Packages files' sizes), MAXPKGS (default 120) names at most. The
 # newest MAXVERS (default 6) versions of each name are kept.
@@ -271,7 +272,8 @@ awk -v max="$MAXDEB" -v keep="$MAXVERS" -v vf="$META/versions" -v pref="$PREFERR
 		}
 	}' "$META/avail" "$META/all-versions" |
 	LC_ALL=C sort -R --random-source=<(yes retraced) | LC_ALL=C sort -s -k1,1n -k2,2n |
-	awk -v per="$PERSOURCE" '++n[$4] <= per { print $3 }' >"$META/candidates"
+	awk -v per="$PERSOURCE" -v pref="$PREFERRED" 'BEGIN { np = split(pref, pl, " "); for (i = 1; i <= np; i++) ispref[pl[i]] = 1 }
+		($3 in ispref) || ++n[$4] <= per { print $3 }' >"$META/candidates"
 # The usual suspects first (those that exist here), then the candidates
 # in order, while their bytes fit.
 {

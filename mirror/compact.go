@@ -46,7 +46,8 @@ type CompactResult struct {
 // Base choice. The files of all versions of one package name and arch
 // fall into lineages by a key: the path with the package's version and
 // release and every run of digits taken out (libssl.so.3 and
-// libcrypto.so.3 stay apart, libfoo-1.2.so meets libfoo-1.3.so), and for
+// libcrypto.so.3 stay apart, libfoo-1.2.so meets libfoo-1.3.so), /bin,
+// /sbin and /lib* as under a merged /usr (mergeUsr), and for
 // a debug file named by build-id (/usr/lib/debug/.build-id/xx/...) the
 // key of the executable that carries the same build-id. Each lineage is
 // walked oldest version first; a fresh blob is tried as a delta on the
@@ -359,7 +360,32 @@ func (m *Mirror) lineKey(n index.NEVRA, f *index.File) string {
 	// Fedora's debug files carry the package's version:
 	// /usr/lib/debug/usr/lib64/libc.so.6-2.39-17.fc40.x86_64.debug.
 	path = strings.ReplaceAll(path, "-"+n.Version+"-"+n.Release+"."+n.Arch, "")
-	return stripDigits(path)
+	return stripDigits(mergeUsr(path))
+}
+
+// mergeUsr maps a path to where a merged /usr has it: /bin, /sbin and
+// /lib* under /usr, and sbin as bin (Debian moved /lib/x86_64-linux-gnu/
+// libc.so.6 and /bin/ls to /usr between bookworm and trixie; Fedora has
+// merged sbin into bin), so that a file meets its older versions across
+// the move. The debug tree's copy of those paths too.
+func mergeUsr(path string) string {
+	prefix := ""
+	for _, p := range []string{"debug:", "/usr/lib/debug"} {
+		if strings.HasPrefix(path, p+"/") {
+			prefix, path = p, path[len(p):]
+			break
+		}
+	}
+	for _, top := range []string{"/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/"} {
+		if strings.HasPrefix(path, top) {
+			path = "/usr" + path
+			break
+		}
+	}
+	if strings.HasPrefix(path, "/usr/sbin/") {
+		path = "/usr/bin/" + path[len("/usr/sbin/"):]
+	}
+	return prefix + path
 }
 
 // stripDigits replaces every run of decimal digits with one '#'.

@@ -117,7 +117,7 @@ func TestCompactNoDeltas(t *testing.T) {
 }
 
 // TestLineKey: version parts out, build-id debug files by their
-// executable.
+// executable, paths as under a merged /usr.
 func TestLineKey(t *testing.T) {
 	m := newTestMirror(t, "")
 	n := index.NEVRA{Name: "glibc", Version: "2.39", Release: "17.fc40", Arch: "x86_64"}
@@ -126,6 +126,14 @@ func TestLineKey(t *testing.T) {
 		"/usr/lib/debug/usr/lib64/libc.so.6-2.39-17.fc40.x86_64.debug": "/usr/lib/debug/usr/lib#/libc.so.#.debug",
 		"/usr/lib/x86_64-linux-gnu/libssl.so.3":                        "/usr/lib/x#_#-linux-gnu/libssl.so.#",
 		"/usr/lib/debug/.build-id/ab/cdef.debug":                       "", // no build-id known
+		"/lib/x86_64-linux-gnu/libc.so.6":                              "/usr/lib/x#_#-linux-gnu/libc.so.#",
+		"/usr/lib/x86_64-linux-gnu/libc.so.6":                          "/usr/lib/x#_#-linux-gnu/libc.so.#",
+		"/bin/ls":                                                      "/usr/bin/ls",
+		"/sbin/ldconfig":                                               "/usr/bin/ldconfig",
+		"/usr/sbin/sshd":                                               "/usr/bin/sshd",
+		"/usr/lib/debug/lib64/libc.so.6.debug":                         "/usr/lib/debug/usr/lib#/libc.so.#.debug",
+		"/usr/libexec/binary":                                          "/usr/libexec/binary",
+		"/library/x":                                                   "/library/x",
 	} {
 		if got := m.lineKey(n, &index.File{Path: path}); got != want {
 			t.Errorf("lineKey(%s) = %q, want %q", path, got, want)
