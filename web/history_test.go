@@ -19,33 +19,6 @@ import (
 	"github.com/retraced/retraced/mirror"
 )
 
-// browser starts headless Chromium under chromedp for the test.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	bin := fixtures.Chromium(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 1300))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
-
-// artifact returns where to keep a screenshot: $RETRACED_ARTIFACTS when
-// set, else the test's temporary directory.
-func artifact(t *testing.T, name string) string {
-	dir := os.Getenv("RETRACED_ARTIFACTS")
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	return filepath.Join(dir, name)
-}
-
 // TestHistoryChartAndSearchInChromium: after two real syncs of a source
 // (the fixture repository's 1.0 packages, then its 1.1 ones), the status
 // page in Chromium lists both syncs, newest first, with what each
@@ -54,7 +27,7 @@ func artifact(t *testing.T, name string) string {
 // fixture build-id's package and file, and says what is wrong with a
 // malformed id and an unknown one (400 and 404 to a plain client).
 func TestHistoryChartAndSearchInChromium(t *testing.T) {
-	ctx := browser(t)
+	ctx := fixtures.Browser(t, 60*time.Second)
 	repo := fixtures.NewServer(fixtures.FS("repo-v1"))
 	repoURL := repo.Start(t)
 	st := fixturestore.Empty(t)
@@ -98,7 +71,7 @@ func TestHistoryChartAndSearchInChromium(t *testing.T) {
 			t.Errorf("the %s line %q: want 2 points, the second higher (smaller y)", name, pts)
 		}
 	}
-	if err := os.WriteFile(artifact(t, "status-history.png"), shot, 0o644); err != nil || len(shot) < 10_000 {
+	if err := os.WriteFile(filepath.Join(fixtures.Artifacts(t), "status-history.png"), shot, 0o644); err != nil || len(shot) < 10_000 {
 		t.Fatalf("screenshot: %v (%d bytes)", err, len(shot))
 	}
 

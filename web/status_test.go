@@ -87,10 +87,7 @@ func TestStatusPageInChromium(t *testing.T) {
 			t.Errorf("the rendered page does not say %q:\n%s", want, text)
 		}
 	}
-	dir := os.Getenv("RETRACED_ARTIFACTS")
-	if dir == "" {
-		dir = t.TempDir()
-	}
+	dir := fixtures.Artifacts(t)
 	for name, size := range map[string]string{"laptop": "1280,1300", "phone": "390,2600"} {
 		shot := filepath.Join(dir, "status-"+name+".png")
 		if err := fixtures.Headless(bin, t.TempDir(), "--window-size="+size, "--screenshot="+shot, url+"/").Run(); err != nil {

@@ -214,10 +214,7 @@ func TestCrashReports(t *testing.T) {
 			t.Errorf("/crashes/%s does not say %q:\n%s", counter.ID, w, text)
 		}
 	}
-	dir := os.Getenv("RETRACED_ARTIFACTS")
-	if dir == "" {
-		dir = t.TempDir()
-	}
+	dir := fixtures.Artifacts(t)
 	for _, sh := range []struct{ name, page, size string }{
 		{"crashes", "/crashes?window=24h", "1300,1000"},
 		{"crashes-phone", "/crashes?window=24h", "390,1800"},

@@ -18,24 +18,6 @@ import (
 	"github.com/retraced/retraced/fixtures"
 )
 
-// uploadBrowser starts headless Chromium under chromedp, or skips when it
-// is not installed (CI installs it).
-func uploadBrowser(t *testing.T) context.Context {
-	t.Helper()
-	bin := fixtures.Chromium(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 1300))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
-
 func browse[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 	t.Helper()
 	v, err := chromedp.Run(ctx, a)
@@ -56,7 +38,7 @@ func browse[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 // file that is no core is refused with a message saying so.
 func TestUploadFormInChromium(t *testing.T) {
 	fixtures.RequireTools(t, "gdb")
-	ctx := uploadBrowser(t)
+	ctx := fixtures.Browser(t, 3*time.Minute)
 	cfg := testConfig(t)
 	url := startServe(t, cfg)
 	core := fixtures.CoreFile(t, "crashme-1.0.core.zst")
@@ -110,10 +92,7 @@ func TestUploadFormInChromium(t *testing.T) {
 		t.Errorf("a script reads the cookie %q: want it HttpOnly", c)
 	}
 	shot := browse(t, ctx, chromedp.FullScreenshot(100))
-	dir := os.Getenv("RETRACED_ARTIFACTS")
-	if dir == "" {
-		dir = t.TempDir()
-	}
+	dir := fixtures.Artifacts(t)
 	if err := os.WriteFile(filepath.Join(dir, "upload-task.png"), shot, 0o644); err != nil || len(shot) < 10_000 {
 		t.Fatalf("screenshot: %v (%d bytes)", err, len(shot))
 	}

@@ -83,10 +83,7 @@ func TestHistoryPageInChromium(t *testing.T) {
 	if strings.Count(string(out), "<rect") != 3*30 {
 		t.Errorf("%d chart bars, want 90", strings.Count(string(out), "<rect"))
 	}
-	dir := os.Getenv("RETRACED_ARTIFACTS")
-	if dir == "" {
-		dir = t.TempDir()
-	}
+	dir := fixtures.Artifacts(t)
 	shot := filepath.Join(dir, "crashes-30d.png")
 	if err := fixtures.Headless(bin, t.TempDir(), "--window-size=1300,700", "--screenshot="+shot, srv.URL+"/crashes?window=30d").Run(); err != nil {
 		t.Fatalf("screenshot: %v", err)
