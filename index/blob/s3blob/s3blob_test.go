@@ -139,16 +139,22 @@ type failing struct {
 func (f *failing) RoundTrip(r *http.Request) (*http.Response, error) {
 	f.tries.Add(1)
 	if f.n.Add(-1) >= 0 {
-		if r.Body != nil {
-			io.Copy(io.Discard, r.Body)
-			r.Body.Close()
-		}
-		body := "<Error><Code>SlowDown</Code><Message>overloaded</Message></Error>"
-		return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable", Proto: "HTTP/1.1",
-			ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{"Content-Type": {"application/xml"}},
-			Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
+		return s3Error(r, http.StatusServiceUnavailable, "SlowDown", "overloaded"), nil
 	}
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+// s3Error answers r as an S3 server answers an error, having read its
+// body as a server does.
+func s3Error(r *http.Request, status int, code, message string) *http.Response {
+	if r.Body != nil {
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}
+	body := "<Error><Code>" + code + "</Code><Message>" + message + "</Message></Error>"
+	return &http.Response{StatusCode: status, Status: fmt.Sprint(status, " ", http.StatusText(status)), Proto: "HTTP/1.1",
+		ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{"Content-Type": {"application/xml"}},
+		Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r}
 }
 
 // TestRetries: a store answering 503 a few times is retried with backoff
@@ -597,14 +603,7 @@ type noConditional struct{ refused atomic.Int32 }
 func (n *noConditional) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Method == http.MethodPut && r.Header.Get("If-None-Match") != "" {
 		n.refused.Add(1)
-		if r.Body != nil {
-			io.Copy(io.Discard, r.Body)
-			r.Body.Close()
-		}
-		body := "<Error><Code>NotImplemented</Code><Message>A header you provided implies functionality that is not implemented</Message></Error>"
-		return &http.Response{StatusCode: http.StatusNotImplemented, Status: "501 Not Implemented", Proto: "HTTP/1.1",
-			ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{"Content-Type": {"application/xml"}},
-			Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
+		return s3Error(r, http.StatusNotImplemented, "NotImplemented", "A header you provided implies functionality that is not implemented"), nil
 	}
 	return http.DefaultTransport.RoundTrip(r)
 }
