@@ -112,14 +112,8 @@ func mirrorAddCmd(g *globals) *cobra.Command {
 			if added.GPGCheck {
 				check = "gpgcheck on, keys " + strings.Join(added.GPGKeys, ", ")
 			}
-			where := added.URL
-			switch {
-			case added.Metalink != "":
-				where = "metalink " + added.Metalink
-			case added.Mirrorlist != "":
-				where = "mirror list " + added.Mirrorlist
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "added %s (%s) %s, schedule %s, %s\n", added.Name, added.Kind, where, added.Schedule, check)
+			fmt.Fprintf(cmd.OutOrStdout(), "added %s (%s) %s, schedule %s, %s\n", added.Name, added.Kind,
+				sourceWhere(added.URL, added.Metalink, added.Mirrorlist), added.Schedule, check)
 			return nil
 		},
 	}
@@ -206,13 +200,7 @@ func mirrorListCmd(g *globals) *cobra.Command {
 				if v.LastSync != nil {
 					last = v.LastSync.Local().Format("2006-01-02 15:04:05")
 				}
-				where := v.URL
-				switch {
-				case v.Metalink != "":
-					where = "metalink " + v.Metalink
-				case v.Mirrorlist != "":
-					where = "mirrorlist " + v.Mirrorlist
-				}
+				where := sourceWhere(v.URL, v.Metalink, v.Mirrorlist)
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, where, v.Packages, v.Versions,
 					mirror.HumanBytes(v.BytesFetched), mirror.HumanBytes(v.BytesStored), mirror.HumanBytes(v.BytesDelta),
 					web.StoredRatio(v.BytesStored, v.BytesFetched), last, v.LastResult)
@@ -447,4 +435,16 @@ func (b *progressBar) clear() {
 	if b.drawn {
 		fmt.Fprint(b.w, "\r\x1b[K")
 	}
+}
+
+// sourceWhere is where a source is read from, as mirror add and mirror
+// list print it: its URL, or "metalink URL" or "mirrorlist URL".
+func sourceWhere(url, metalink, mirrorlist string) string {
+	switch {
+	case metalink != "":
+		return "metalink " + metalink
+	case mirrorlist != "":
+		return "mirrorlist " + mirrorlist
+	}
+	return url
 }

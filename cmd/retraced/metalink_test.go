@@ -70,7 +70,7 @@ func TestMirrorAddMetalink(t *testing.T) {
 			}
 			outs = append(outs, took.ReplaceAllString(out, "\n"))
 		}
-		if !strings.HasPrefix(outs[0], "added ml (yum) metalink "+metalink+", ") || !strings.HasPrefix(outs[1], "added mlist (yum) mirror list "+mirrorlist+", ") {
+		if !strings.HasPrefix(outs[0], "added ml (yum) metalink "+metalink+", ") || !strings.HasPrefix(outs[1], "added mlist (yum) mirrorlist "+mirrorlist+", ") {
 			t.Fatalf("mirror add said %q, %q", outs[0], outs[1])
 		}
 		for i, broken := range []string{broken1, broken2} {
