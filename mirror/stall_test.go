@@ -21,19 +21,7 @@ import (
 // Content-Length it announces instead of the real one.
 func stallingServer(t *testing.T, stall func(path string) bool, claim int64) *httptest.Server {
 	t.Helper()
-	repo := fixtures.FS("repo")
-	inner := fixtures.NewServer(repo)
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := strings.TrimPrefix(r.URL.Path, "/")
-		if !stall(p) {
-			inner.ServeHTTP(w, r)
-			return
-		}
-		b, err := fs.ReadFile(repo, p)
-		if err != nil {
-			http.NotFound(w, r)
-			return
-		}
+	hs, _ := interceptServer(t, stall, func(w http.ResponseWriter, r *http.Request, b []byte) int64 {
 		n := int64(len(b))
 		if claim > 0 {
 			n = claim
@@ -46,8 +34,8 @@ func stallingServer(t *testing.T, stall func(path string) bool, claim int64) *ht
 		case <-r.Context().Done():
 		case <-time.After(time.Minute):
 		}
-	}))
-	t.Cleanup(hs.Close)
+		return int64(len(b) / 2)
+	})
 	return hs
 }
 
@@ -116,12 +104,20 @@ func TestStalledMetadata(t *testing.T) {
 // returns the server and a count of the bytes serve managed to write.
 func hostileServer(t *testing.T, name string, serve func(w http.ResponseWriter, r *http.Request, b []byte) int64) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
+	return interceptServer(t, func(p string) bool { return strings.HasSuffix(p, "/"+name) }, serve)
+}
+
+// interceptServer serves the fixture repository, except the paths match
+// picks, which serve answers with the file's bytes b; it returns the
+// server and a count of the bytes serve says it wrote.
+func interceptServer(t *testing.T, match func(path string) bool, serve func(w http.ResponseWriter, r *http.Request, b []byte) int64) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
 	repo := fixtures.FS("repo")
 	inner := fixtures.NewServer(repo)
 	var written atomic.Int64
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := strings.TrimPrefix(r.URL.Path, "/")
-		if !strings.HasSuffix(p, "/"+name) {
+		if !match(p) {
 			inner.ServeHTTP(w, r)
 			return
 		}
