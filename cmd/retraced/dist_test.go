@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/retraced/retraced/fixtures"
 )
@@ -55,10 +54,7 @@ func TestDistCoresMatchDebuginfod(t *testing.T) {
 		t.Run(c.File, func(t *testing.T) {
 			core := fixtures.CoreFile(t, c.File)
 			task := createTask(t, url, crashTarball(t, core, map[string]string{"executable": c.Executable}))
-			status := task.wait(t, 60*time.Second)
-			_, _, step := task.get(t, "")
-			_, _, logText := task.get(t, "/log")
-			_, _, bt := task.get(t, "/backtrace")
+			status, step, logText, bt := task.finish(t)
 			if status != "FINISHED_SUCCESS" {
 				t.Fatalf("task: %s\n%s\n%s", status, step, logText)
 			}
@@ -361,10 +357,7 @@ func TestDistMissingMultifile(t *testing.T) {
 
 	url := startServe(t, cfg)
 	task := createTask(t, url, crashTarball(t, core, map[string]string{"executable": c.Executable}))
-	status := task.wait(t, 60*time.Second)
-	_, _, step := task.get(t, "")
-	_, _, logText := task.get(t, "/log")
-	_, _, bt := task.get(t, "/backtrace")
+	status, step, logText, bt := task.finish(t)
 	if status != "FINISHED_FAILURE" {
 		t.Fatalf("task: %s, want FINISHED_FAILURE\n%s\n%s", status, step, logText)
 	}

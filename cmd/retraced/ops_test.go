@@ -237,6 +237,17 @@ func (rt retraceTask) wait(t *testing.T, guard time.Duration) string {
 	return status
 }
 
+// finish waits for the task (60 s at most) and returns its status, the
+// status body (the step), its log and its backtrace.
+func (rt retraceTask) finish(t *testing.T) (status, step, logText, bt string) {
+	t.Helper()
+	status = rt.wait(t, 60*time.Second)
+	_, _, step = rt.get(t, "")
+	_, _, logText = rt.get(t, "/log")
+	_, _, bt = rt.get(t, "/backtrace")
+	return status, step, logText, bt
+}
+
 // TestSyncAnswers409WhileSyncing: POST /api/v1/mirrors/{name}/sync starts
 // a sync (202); asked again while that sync runs it answers 409 and starts
 // nothing; the running sync finishes with the new packages once its

@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/retraced/retraced/fixtures"
 )
@@ -46,10 +45,8 @@ func TestRetraceFederation(t *testing.T) {
 		url, stop := runServeUntil(t, cfg)
 		defer stop()
 		task := createTask(t, url, crashTarball(t, core, map[string]string{"executable": "/usr/bin/toolbox"}))
-		status = task.wait(t, 60*time.Second)
-		_, _, step = task.get(t, "")
-		_, _, logText = task.get(t, "/log")
-		_, _, bt := task.get(t, "/backtrace")
+		var bt string
+		status, step, logText, bt = task.finish(t)
 		_, _, metrics = httpDo(t, http.MethodGet, url+"/metrics", nil, nil)
 		for _, f := range crashingThread(t, bt) {
 			if m := regexp.MustCompile(`^#\d+ (\w+) \(`).FindStringSubmatch(f); m != nil {
